@@ -1,0 +1,156 @@
+// Package reassembly reassembles TCP streams from captured packets. It is a
+// drop-in replacement for github.com/google/gopacket/reassembly: every
+// exported name of that package is here with the same signature and, where
+// upstream is right, the same behaviour, and a hardened face (SafeStreamPool,
+// SafeAssembler) adds limits, errors instead of panics, a clean lifecycle and
+// statistics.
+//
+// Packets go to an Assembler (or a SafeAssembler), which finds their
+// connection in a StreamPool, creates a Stream for new connections through a
+// StreamFactory, and hands each direction's bytes to that Stream in sequence
+// order. Assemblers may share a pool and run in different goroutines.
+package reassembly
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// AssemblerOptions are the buffering limits of an Assembler.
+type AssemblerOptions struct {
+	// MaxBufferedPagesTotal caps the pages (buffers of up to 1900 bytes)
+	// buffered out of order by all the assemblers of the pool; at the cap
+	// each new out-of-order packet forces its connection forward over its
+	// first hole. <= 0 means no cap.
+	MaxBufferedPagesTotal int
+	// MaxBufferedPagesPerConnection caps the pages buffered for one
+	// direction of a connection; at the cap the direction skips its first
+	// hole. <= 0 means no cap.
+	MaxBufferedPagesPerConnection int
+}
+
+// DefaultAssemblerOptions are the options NewAssembler starts from: no
+// limits, as upstream. It is a variable only for compatibility; prefer
+// setting the options of each Assembler, or use NewSafeAssembler.
+var DefaultAssemblerOptions = AssemblerOptions{
+	MaxBufferedPagesTotal:         0,
+	MaxBufferedPagesPerConnection: 0,
+}
+
+// FlushOptions select what a flush does.
+type FlushOptions struct {
+	T  time.Time // deliver, skipping holes, bytes buffered before T (zero: none)
+	TC time.Time // close connections idle since before TC (zero: none)
+}
+
+// Assembler reassembles the packets handed to it into the Streams of its
+// StreamPool. Unlike upstream's, its methods may be called from several
+// goroutines (they are serialized); for parallelism give each goroutine its
+// own Assembler, sharing one pool or, better, a pool each fed by a flow hash.
+type Assembler struct {
+	AssemblerOptions
+
+	mu   sync.Mutex
+	pool *StreamPool
+	eng  engine
+}
+
+// NewAssembler returns an Assembler that uses pool, with
+// DefaultAssemblerOptions.
+func NewAssembler(pool *StreamPool) *Assembler {
+	a := &Assembler{AssemblerOptions: DefaultAssemblerOptions, pool: pool}
+	a.eng.init(&pool.t, directCallbacks{})
+	return a
+}
+
+// directCallbacks calls the Stream as upstream does: a panic in the user's
+// code reaches the caller.
+type directCallbacks struct{}
+
+func (directCallbacks) accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool {
+	return c.stream.Accept(tcp, ci, dir, next, start, ac)
+}
+
+func (directCallbacks) reassembled(c *connection, sg *scatterGather, ac AssemblerContext) {
+	c.stream.ReassembledSG(sg, ac)
+}
+
+func (directCallbacks) complete(c *connection, ac AssemblerContext) bool {
+	return c.stream.ReassemblyComplete(ac)
+}
+
+func (a *Assembler) lock() {
+	a.mu.Lock()
+	a.eng.lim = limits{
+		maxPagesPerConn: a.MaxBufferedPagesPerConnection,
+		maxPagesTotal:   a.MaxBufferedPagesTotal,
+	}
+}
+
+// Assemble reassembles a packet stamped with the current time, for packets
+// read off the wire.
+func (a *Assembler) Assemble(netFlow gopacket.Flow, t *layers.TCP) {
+	ctx := captureContext{Timestamp: time.Now()}
+	a.AssembleWithContext(netFlow, t, &ctx)
+}
+
+// AssembleWithTimestamp reassembles a packet seen at ts, as the older
+// tcpassembly package's method of the same name did.
+func (a *Assembler) AssembleWithTimestamp(netFlow gopacket.Flow, t *layers.TCP, ts time.Time) {
+	ctx := captureContext{Timestamp: ts}
+	a.AssembleWithContext(netFlow, t, &ctx)
+}
+
+// AssembleWithContext reassembles a packet whose capture metadata ac
+// carries; its timestamp decides what later flushes treat as old. A nil
+// packet is ignored, and a nil context counts as a zero CaptureInfo.
+//
+// It causes at most one StreamFactory.New call, one Accept call, and
+// ReassembledSG and ReassemblyComplete calls for that packet's connection.
+func (a *Assembler) AssembleWithContext(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerContext) {
+	if t == nil {
+		return
+	}
+	if ac == nil {
+		ac = &captureContext{}
+	}
+	a.lock()
+	defer a.mu.Unlock()
+	_ = a.eng.assemble(netFlow, t, ac)
+}
+
+// FlushWithOptions delivers, skipping the holes before them, the bytes
+// buffered before opt.T, and closes the connections idle since before
+// opt.TC. It returns the number of directions flushed and closed.
+func (a *Assembler) FlushWithOptions(opt FlushOptions) (flushed, closed int) {
+	a.lock()
+	defer a.mu.Unlock()
+	return a.eng.flushWithOptions(opt)
+}
+
+// FlushCloseOlderThan flushes and closes what is older than t; it is
+// FlushWithOptions with T and TC both t.
+func (a *Assembler) FlushCloseOlderThan(t time.Time) (flushed, closed int) {
+	return a.FlushWithOptions(FlushOptions{T: t, TC: t})
+}
+
+// FlushAll delivers everything buffered, closes every connection of the
+// pool, and returns how many connections the pool held.
+func (a *Assembler) FlushAll() (closed int) {
+	a.lock()
+	defer a.mu.Unlock()
+	return a.eng.flushAll()
+}
+
+// Dump returns a one-line summary of the buffers the Assembler uses.
+func (a *Assembler) Dump() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := &a.eng.table.budget
+	return fmt.Sprintf("pageCache: used: %d, peak: %d, free: %d, connections: %d",
+		b.inUse.Load(), b.peak.Load(), a.eng.pc.freeChunks(), a.eng.table.size())
+}

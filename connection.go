@@ -1,0 +1,150 @@
+package reassembly
+
+import (
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// connKey identifies a connection whatever the direction of the packet: the
+// lower endpoint (by address, then port) comes first. One map lookup serves
+// both directions, where upstream looked a 112-byte key up twice.
+type connKey struct {
+	lo, hi         gopacket.Endpoint
+	loPort, hiPort uint16
+}
+
+// makeKey returns the connection key of a packet and whether the packet was
+// sent by the key's lower endpoint.
+func makeKey(netFlow gopacket.Flow, tcp *layers.TCP) (connKey, bool) {
+	src, dst := netFlow.Endpoints()
+	sp, dp := uint16(tcp.SrcPort), uint16(tcp.DstPort)
+	if dst.LessThan(src) || (src == dst && dp < sp) {
+		return connKey{lo: dst, hi: src, loPort: dp, hiPort: sp}, false
+	}
+	return connKey{lo: src, hi: dst, loPort: sp, hiPort: dp}, true
+}
+
+// flows rebuilds the network and transport flows of the direction that
+// starts at the lower endpoint when fromLo is true.
+func (k *connKey) flows(fromLo bool) (gopacket.Flow, gopacket.Flow) {
+	src, dst := k.lo, k.hi
+	sp, dp := k.loPort, k.hiPort
+	if !fromLo {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+	netFlow, _ := gopacket.FlowFromEndpoints(src, dst)
+	tcpFlow, _ := gopacket.FlowFromEndpoints(layers.NewTCPPortEndpoint(layers.TCPPort(sp)), layers.NewTCPPortEndpoint(layers.TCPPort(dp)))
+	return netFlow, tcpFlow
+}
+
+// halfConnection is the state of one direction of a connection.
+type halfConnection struct {
+	dir TCPFlowDirection
+
+	// nextSeq is the sequence number of the next byte to deliver, or
+	// invalidSequence while the start of the direction is unknown; nextPos
+	// is its offset in the stream. Offsets are 64-bit so that ordering stays
+	// right across sequence wraps and streams longer than 4 GiB.
+	nextSeq Sequence
+	nextPos int64
+	// anchorSeq and anchorPos map sequence numbers to offsets: a sequence
+	// number within 2^31 of anchorSeq is at anchorPos plus the difference.
+	anchorSeq Sequence
+	anchorPos int64
+	anchored  bool
+
+	ackSeq            Sequence
+	created, lastSeen time.Time
+	closed            bool
+	startDelivered    bool // a delivery with start set has been made
+
+	// finPos is the offset just past the last byte before a FIN or RST,
+	// or -1: reaching it closes the direction even when the FIN arrived
+	// out of order without data.
+	finPos int64
+	rstEnd bool // the end at finPos came from an RST
+
+	queue segmentTree // out-of-order bytes, offsets above nextPos
+	kept  *chunk      // bytes kept by KeepFrom, in order
+	keptN int         // chunks in kept
+
+	pages int // chunks held by queue and kept
+
+	// Counters reported in the next ScatterGather's Stats.
+	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
+}
+
+func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time) {
+	*h = halfConnection{
+		dir:       dir,
+		nextSeq:   invalidSequence,
+		ackSeq:    invalidSequence,
+		created:   ts,
+		lastSeen:  ts,
+		finPos:    -1,
+		queue:     segmentTree{rng: uint64(ts.UnixNano())},
+		anchorPos: 1 << 40,
+	}
+}
+
+// posOf returns the stream offset of seq.
+func (h *halfConnection) posOf(seq Sequence) int64 {
+	if !h.anchored {
+		h.anchorSeq, h.anchored = seq, true
+	}
+	return h.anchorPos + int64(h.anchorSeq.Difference(seq))
+}
+
+// setNext moves the delivery point, and the anchor with it so that offsets
+// stay exact however far the stream goes.
+func (h *halfConnection) setNext(seq Sequence, pos int64) {
+	h.nextSeq, h.nextPos = seq, pos
+	h.anchorSeq, h.anchorPos, h.anchored = seq, pos, true
+}
+
+func (h *halfConnection) started() bool { return h.nextSeq != invalidSequence }
+
+// connection holds both directions of a TCP connection and its Stream.
+type connection struct {
+	mu  sync.Mutex
+	key connKey
+	// gen changes whenever the connection leaves its pool, so that a
+	// goroutine holding a stale pointer notices after locking mu.
+	gen     uint64
+	removed bool
+	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
+	// by the key's lower endpoint.
+	c2sFromLo bool
+	halves    [2]halfConnection
+	stream    Stream
+	completed bool // ReassemblyComplete was called
+}
+
+func (c *connection) reset(k connKey, fromLo bool, ts time.Time) {
+	c.key = k
+	c.removed = false
+	c.c2sFromLo = fromLo
+	c.stream = nil
+	c.completed = false
+	c.halves[0].reset(TCPDirClientToServer, ts)
+	c.halves[1].reset(TCPDirServerToClient, ts)
+}
+
+// half returns the direction a packet belongs to, and the other one.
+func (c *connection) half(fromLo bool) (*halfConnection, *halfConnection) {
+	if fromLo == c.c2sFromLo {
+		return &c.halves[0], &c.halves[1]
+	}
+	return &c.halves[1], &c.halves[0]
+}
+
+func (c *connection) lastSeen() time.Time {
+	a, b := c.halves[0].lastSeen, c.halves[1].lastSeen
+	if a.Before(b) {
+		return b
+	}
+	return a
+}

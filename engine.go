@@ -1,0 +1,607 @@
+package reassembly
+
+import (
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// captureContext is the AssemblerContext of Assemble and
+// AssembleWithTimestamp, and of completions that no packet triggered.
+type captureContext gopacket.CaptureInfo
+
+func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
+
+// limits are the buffering limits the engine enforces; both faces fill them
+// from their options before each call.
+type limits struct {
+	maxPagesPerConn int // chunks per connection direction, <= 0: none
+	maxPagesTotal   int // chunks per pool, <= 0: none
+}
+
+// callbacks runs the user's Stream methods. The drop-in face calls them
+// directly; the Safe face recovers panics.
+type callbacks interface {
+	accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool
+	reassembled(c *connection, sg *scatterGather, ac AssemblerContext)
+	complete(c *connection, ac AssemblerContext) bool
+}
+
+// engine is the reassembly machinery shared by Assembler and SafeAssembler.
+// It is not safe for concurrent use; each face serializes calls to its own.
+type engine struct {
+	table *connTable
+	pc    *pageCache
+	lim   limits
+	cb    callbacks
+	sg    scatterGather
+	refs  []connRef
+	ctr   counters
+}
+
+func (e *engine) init(t *connTable, cb callbacks) {
+	e.table = t
+	e.pc = newPageCache(&t.budget)
+	e.cb = cb
+	e.sg.parts = make([]sgPart, 0, 16)
+}
+
+// assemble feeds one packet. It returns the connection error of the pool
+// (limit reached, nil Stream) and otherwise nil.
+func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerContext) error {
+	ci := ac.GetCaptureInfo()
+	ts := ci.Timestamp
+	payload := t.Payload
+	e.ctr.packets.Add(1)
+	e.ctr.bytesIn.Add(int64(len(payload)))
+
+	k, fromLo := makeKey(netFlow, t)
+	// A packet that carries neither a SYN nor data cannot start anything;
+	// upstream made a connection (and a Stream) for every bare ACK, so the
+	// final ACK of a closed connection resurrected it.
+	create := t.SYN || len(payload) > 0
+	conn, err := e.table.getConnection(k, fromLo, create, ts, t, ac, e.newStream)
+	if conn == nil {
+		if err != nil {
+			e.ctr.discard(discardRefused, len(payload))
+		}
+		return err
+	}
+	defer conn.mu.Unlock()
+	e.packet(conn, fromLo, t, ci, ac)
+	return nil
+}
+
+func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
+	netFlow, tcpFlow := c.key.flows(c.c2sFromLo)
+	return e.table.factory.New(netFlow, tcpFlow, tcp, ac), nil
+}
+
+// packet processes a packet of a locked connection.
+func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
+	half, _ := conn.half(fromLo)
+	payload := t.Payload
+	if half.lastSeen.Before(ci.Timestamp) {
+		half.lastSeen = ci.Timestamp
+	}
+	start := !half.started() && t.SYN
+	if !e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &start, ac) {
+		e.ctr.discard(discardRejected, len(payload))
+		return
+	}
+	if conn.removed {
+		// A recovered panic in Accept closed the connection.
+		e.ctr.discard(discardClosed, len(payload))
+		return
+	}
+	if half.closed {
+		e.ctr.discard(discardClosed, len(payload))
+		return
+	}
+	if t.ACK {
+		half.ackSeq = Sequence(t.Ack)
+	}
+	seq := Sequence(t.Seq)
+	// The SYN takes one sequence number, so its data starts one later,
+	// also on a retransmitted SYN (upstream lost a byte there).
+	dataSeq := seq
+	if t.SYN {
+		dataSeq = seq.Add(1)
+	}
+	queue := true
+	if !half.started() {
+		if t.SYN || start {
+			e.startAt(half, dataSeq)
+			queue = false
+		}
+	} else if half.nextSeq.Difference(dataSeq) <= 0 {
+		queue = false
+	}
+	pos := half.posOf(dataSeq)
+	end := t.FIN || t.RST
+	if end {
+		if fin := pos + int64(len(payload)); half.finPos < 0 || fin < half.finPos {
+			half.finPos, half.rstEnd = fin, t.RST
+		}
+	}
+
+	sg := &e.sg
+	sg.reset()
+	if queue {
+		e.enqueue(half, payload, dataSeq, pos, ac, ci.Timestamp)
+		if e.overLimit(half) {
+			e.ctr.forcedFlushes.Add(1)
+			e.takeFirst(half)
+		}
+	} else {
+		// Bytes before nextSeq were delivered already: the first copy wins.
+		if d := int(half.nextPos - pos); d > 0 {
+			n := min(d, len(payload))
+			if len(payload) > 0 {
+				half.overlapPackets++
+				half.overlapBytes += n
+				e.ctr.overlapBytes.Add(int64(n))
+			}
+			payload = payload[n:]
+			pos, dataSeq = half.nextPos, half.nextSeq
+		}
+		e.trimQueued(half, pos, pos+int64(len(payload)))
+		if len(payload) > 0 || end || (t.SYN && !half.startDelivered) {
+			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
+			sg.start = t.SYN && !half.startDelivered
+			sg.end = end
+			sg.rst = t.RST
+		}
+	}
+	if len(sg.parts) > 0 {
+		e.send(conn, half, ac)
+	}
+}
+
+// startAt makes seq the first byte of the direction, discarding buffered
+// bytes that lie before it.
+func (e *engine) startAt(half *halfConnection, seq Sequence) {
+	pos := half.posOf(seq)
+	half.setNext(seq, pos)
+	for c := half.queue.min(); c != nil && c.pos < pos; c = half.queue.min() {
+		if c.end() <= pos {
+			half.queue.remove(c)
+			e.ctr.discard(discardBeforeStart, len(c.bytes))
+			e.release(half, c)
+			continue
+		}
+		cut := int(pos - c.pos)
+		e.ctr.discard(discardBeforeStart, cut)
+		c.bytes = c.bytes[cut:]
+		c.pos, c.seq = pos, seq
+		half.queue.resized(-cut)
+		break
+	}
+	if half.finPos >= 0 && half.finPos < pos {
+		half.finPos = -1
+	}
+}
+
+func (e *engine) release(half *halfConnection, c *chunk) {
+	half.pages--
+	e.pc.put(c)
+}
+
+// enqueue stores out-of-order bytes. Where they overlap buffered bytes, the
+// newer copy wins, as upstream does; bytes already delivered are never
+// changed.
+func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, ts time.Time) {
+	if len(data) == 0 {
+		return
+	}
+	end := pos + int64(len(data))
+	q := &half.queue
+	// A buffered chunk that holds all of the new bytes takes them in place.
+	if c := q.floor(pos); c != nil && c.end() >= end && !(c.pos == pos && c.end() == end) {
+		copy(c.bytes[pos-c.pos:], data)
+		e.ctr.overwrittenBytes.Add(int64(len(data)))
+		return
+	}
+	e.trimQueued(half, pos, end)
+	half.queuedPackets++
+	half.queuedBytes += len(data)
+	e.insertChunks(half, data, seq, pos, ac, ts, true)
+}
+
+// insertChunks copies data into chunks of at most pageBytes and queues them.
+func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, ts time.Time, packet bool) {
+	for first := true; len(data) > 0; first = false {
+		n := min(len(data), pageBytes)
+		c := e.pc.get(n)
+		copy(c.bytes, data[:n])
+		c.pos, c.seq, c.ac, c.seen = pos, seq, ac, ts
+		c.packetStart = packet && first
+		half.queue.insert(c)
+		half.pages++
+		data = data[n:]
+		pos += int64(n)
+		seq = seq.Add(n)
+	}
+}
+
+// trimQueued removes from the queue every byte in [from, to), which newer
+// bytes replace: chunks inside are dropped (counted as overlap, as upstream
+// does), chunks across either edge are cut.
+func (e *engine) trimQueued(half *halfConnection, from, to int64) {
+	if from >= to {
+		return
+	}
+	q := &half.queue
+	c := q.floor(from)
+	if c == nil || c.end() <= from {
+		c = q.after(from)
+	}
+	for c != nil && c.pos < to {
+		next := q.after(c.pos)
+		switch {
+		case c.pos >= from && c.end() <= to:
+			if c.packetStart {
+				half.overlapPackets++
+			}
+			half.overlapBytes += len(c.bytes)
+			e.ctr.overwrittenBytes.Add(int64(len(c.bytes)))
+			q.remove(c)
+			e.release(half, c)
+		case c.pos < from && c.end() > to:
+			// The new bytes fall inside c: keep c's head, and its tail as
+			// a chunk of its own.
+			tail := c.bytes[to-c.pos:]
+			e.insertChunks(half, tail, c.seq.Add(int(to-c.pos)), to, c.ac, c.seen, false)
+			cut := int(c.end() - from)
+			c.bytes = c.bytes[:len(c.bytes)-cut]
+			q.resized(-cut)
+			e.ctr.overwrittenBytes.Add(int64(to - from))
+			return
+		case c.pos < from:
+			// Keep the head; the tail is replaced.
+			cut := int(c.end() - from)
+			c.bytes = c.bytes[:len(c.bytes)-cut]
+			q.resized(-cut)
+			e.ctr.overwrittenBytes.Add(int64(cut))
+		default:
+			cut := int(to - c.pos)
+			c.bytes = c.bytes[cut:]
+			c.pos = to
+			c.seq = c.seq.Add(cut)
+			q.resized(-cut)
+			e.ctr.overwrittenBytes.Add(int64(cut))
+		}
+		c = next
+	}
+}
+
+func (e *engine) overLimit(half *halfConnection) bool {
+	return (e.lim.maxPagesPerConn > 0 && half.pages >= e.lim.maxPagesPerConn) ||
+		(e.lim.maxPagesTotal > 0 && e.table.budget.inUse.Load() >= int64(e.lim.maxPagesTotal))
+}
+
+// takeFirst moves the first queued chunk into the delivery, skipping the
+// hole before it.
+func (e *engine) takeFirst(half *halfConnection) {
+	c := half.queue.min()
+	if c == nil {
+		return
+	}
+	half.queue.remove(c)
+	e.sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
+}
+
+// send completes the delivery prepared in e.sg: it prepends kept bytes,
+// appends the queued bytes that follow without a hole, calls the Stream,
+// keeps what it asked for, and closes the direction at its end.
+func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContext) {
+	sg := &e.sg
+	first := sg.parts[0]
+	sg.dir = half.dir
+	sg.skip = -1
+	if half.started() {
+		sg.skip = int(first.pos - half.nextPos)
+	}
+	if sg.skip > 0 {
+		e.ctr.gaps.Add(1)
+		e.ctr.gapBytes.Add(int64(sg.skip))
+	}
+	// Delivered bytes count once, when first handed over.
+	for _, p := range sg.parts {
+		e.ctr.deliveredBytes.Add(int64(len(p.bytes)))
+	}
+	last := first.pos + int64(len(first.bytes))
+	lastSeq := first.seq.Add(len(first.bytes))
+	if !sg.end {
+		for {
+			if half.finPos >= 0 && last >= half.finPos {
+				sg.end, sg.rst = true, half.rstEnd
+				break
+			}
+			c := half.queue.min()
+			if c == nil || c.pos != last {
+				break
+			}
+			half.queue.remove(c)
+			sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
+			e.ctr.deliveredBytes.Add(int64(len(c.bytes)))
+			last = c.end()
+			lastSeq = c.seq.Add(len(c.bytes))
+		}
+	}
+	e.prependKept(half, first)
+	sg.stats = TCPAssemblyStats{
+		QueuedBytes: half.queuedBytes, QueuedPackets: half.queuedPackets,
+		OverlapBytes: half.overlapBytes, OverlapPackets: half.overlapPackets,
+	}
+	half.queuedBytes, half.queuedPackets, half.overlapBytes, half.overlapPackets = 0, 0, 0, 0
+	if sg.start {
+		half.startDelivered = true
+	}
+	if !half.started() || last > half.nextPos {
+		half.setNext(lastSeq, last)
+	}
+	end, rst := sg.end, sg.rst
+	e.ctr.deliveries.Add(1)
+	e.cb.reassembled(conn, sg, ac)
+	if conn.removed {
+		e.releaseParts(half)
+		return
+	}
+	e.keep(half)
+	if end {
+		if !rst && half.finPos >= 0 {
+			// The FIN takes one sequence number.
+			half.setNext(half.nextSeq.Add(1), half.nextPos+1)
+		}
+		e.closeHalf(conn, half, ac, rst)
+	}
+}
+
+// prependKept puts the bytes kept by the previous KeepFrom in front of the
+// delivery when they end where it begins; otherwise they are dropped, as
+// upstream does after a hole.
+func (e *engine) prependKept(half *halfConnection, first sgPart) {
+	if half.kept == nil {
+		return
+	}
+	n := 0
+	var lastKept *chunk
+	for c := half.kept; c != nil; c = c.next {
+		n += len(c.bytes)
+		lastKept = c
+	}
+	if lastKept.end() != first.pos {
+		for c := half.kept; c != nil; {
+			next := c.next
+			c.next = nil
+			e.release(half, c)
+			c = next
+		}
+		half.kept, half.keptN = nil, 0
+		return
+	}
+	sg := &e.sg
+	parts := make([]sgPart, 0, half.keptN)
+	for c := half.kept; c != nil; {
+		next := c.next
+		c.next = nil
+		parts = append(parts, sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c, kept: true})
+		c = next
+	}
+	half.kept, half.keptN = nil, 0
+	sg.parts = append(parts, sg.parts...)
+	sg.total += n
+	sg.saved = n
+}
+
+// keep releases the delivered buffers, except the bytes the Stream asked to
+// keep with KeepFrom, which become the kept list of the direction.
+func (e *engine) keep(half *halfConnection) {
+	sg := &e.sg
+	if sg.toKeep < 0 || sg.toKeep >= sg.total {
+		e.releaseParts(half)
+		return
+	}
+	at := 0
+	var tail *chunk
+	appendKept := func(c *chunk) {
+		c.next = nil
+		if tail == nil {
+			half.kept = c
+		} else {
+			tail.next = c
+		}
+		tail = c
+		half.keptN++
+	}
+	for i := range sg.parts {
+		p := &sg.parts[i]
+		from := max(0, sg.toKeep-at)
+		at += len(p.bytes)
+		if from >= len(p.bytes) {
+			if p.chunk != nil {
+				e.release(half, p.chunk)
+			}
+			p.chunk = nil
+			continue
+		}
+		if p.chunk != nil {
+			c := p.chunk
+			c.bytes = c.bytes[from:]
+			c.pos += int64(from)
+			c.seq = c.seq.Add(from)
+			appendKept(c)
+			p.chunk = nil
+			continue
+		}
+		// The live packet's bytes belong to the caller: copy them.
+		data, pos, seq := p.bytes[from:], p.pos+int64(from), p.seq.Add(from)
+		for firstPiece := true; len(data) > 0; firstPiece = false {
+			n := min(len(data), pageBytes)
+			c := e.pc.get(n)
+			copy(c.bytes, data[:n])
+			c.pos, c.seq, c.ac = pos, seq, p.ac
+			c.packetStart = firstPiece
+			half.pages++
+			appendKept(c)
+			data, pos, seq = data[n:], pos+int64(n), seq.Add(n)
+		}
+	}
+	clear(sg.parts)
+	sg.parts = sg.parts[:0]
+}
+
+// releaseParts gives the chunks of the last delivery back to the cache.
+func (e *engine) releaseParts(half *halfConnection) {
+	sg := &e.sg
+	for i := range sg.parts {
+		if c := sg.parts[i].chunk; c != nil {
+			e.release(half, c)
+		}
+	}
+	clear(sg.parts)
+	sg.parts = sg.parts[:0]
+}
+
+// closeHalf closes one direction, discarding what it still buffers. An RST
+// ends the whole connection: the other direction is flushed and closed too
+// (upstream waited for a FIN or a flush that might never come). When both
+// directions are closed the Stream is completed, once.
+func (e *engine) closeHalf(conn *connection, half *halfConnection, ac AssemblerContext, rst bool) {
+	if half.closed {
+		return
+	}
+	half.closed = true
+	e.dropBuffered(half)
+	if rst {
+		other := &conn.halves[0]
+		if other == half {
+			other = &conn.halves[1]
+		}
+		for !other.closed && !conn.removed {
+			e.skipFlush(conn, other)
+		}
+	}
+	e.completeIfDone(conn, ac)
+}
+
+func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
+	if conn.completed || conn.removed || !conn.halves[0].closed || !conn.halves[1].closed {
+		return
+	}
+	conn.completed = true
+	e.ctr.completed.Add(1)
+	if ac == nil {
+		ac = &captureContext{Timestamp: conn.lastSeen()}
+	}
+	if e.cb.complete(conn, ac) {
+		e.table.remove(conn)
+	}
+}
+
+// dropBuffered discards the queue and kept bytes of a closed direction.
+func (e *engine) dropBuffered(half *halfConnection) {
+	if !half.queue.empty() {
+		half.queue.drain(func(c *chunk) {
+			e.ctr.discard(discardAfterEnd, len(c.bytes))
+			e.release(half, c)
+		})
+	}
+	for c := half.kept; c != nil; {
+		next := c.next
+		c.next = nil
+		e.release(half, c)
+		c = next
+	}
+	half.kept, half.keptN = nil, 0
+}
+
+// skipFlush delivers the first queued bytes, skipping the hole before them,
+// or closes the direction when nothing is queued.
+func (e *engine) skipFlush(conn *connection, half *halfConnection) {
+	if half.queue.empty() {
+		e.closeHalf(conn, half, nil, false)
+		return
+	}
+	e.sg.reset()
+	e.takeFirst(half)
+	e.send(conn, half, e.sg.parts[0].ac)
+}
+
+// flushClose flushes one direction's bytes older than t, and closes it when
+// nothing is left and the connection was idle since before tc.
+func (e *engine) flushClose(conn *connection, half *halfConnection, t, tc time.Time) (flushed, closed bool) {
+	if half.closed {
+		return false, false
+	}
+	for !half.closed && !conn.removed {
+		c := half.queue.min()
+		if c == nil || !c.seen.Before(t) {
+			break
+		}
+		flushed = true
+		e.skipFlush(conn, half)
+	}
+	if half.closed {
+		return flushed, true
+	}
+	if !conn.removed && half.queue.empty() && conn.lastSeen().Before(tc) {
+		e.closeHalf(conn, half, nil, false)
+		return flushed, true
+	}
+	return flushed, false
+}
+
+// flushWithOptions is FlushWithOptions for either face.
+func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
+	e.refs = e.table.snapshot(e.refs[:0])
+	for _, r := range e.refs {
+		if !r.lock() {
+			continue
+		}
+		conn := r.c
+		for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
+			if conn.removed {
+				break
+			}
+			f, c := e.flushClose(conn, half, opt.T, opt.TC)
+			if f {
+				flushes++
+			}
+			if c {
+				closes++
+			}
+		}
+		if !conn.removed && conn.halves[0].closed && conn.halves[1].closed &&
+			conn.halves[0].lastSeen.Before(opt.TC) && conn.halves[1].lastSeen.Before(opt.TC) {
+			e.table.remove(conn)
+		}
+		conn.mu.Unlock()
+	}
+	clear(e.refs)
+	e.pc.trim()
+	return flushes, closes
+}
+
+// flushAll delivers everything buffered and closes every connection.
+func (e *engine) flushAll() int {
+	e.refs = e.table.snapshot(e.refs[:0])
+	n := len(e.refs)
+	for _, r := range e.refs {
+		if !r.lock() {
+			continue
+		}
+		conn := r.c
+		for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
+			for !half.closed && !conn.removed {
+				e.skipFlush(conn, half)
+			}
+		}
+		conn.mu.Unlock()
+	}
+	clear(e.refs)
+	e.pc.trim()
+	return n
+}

@@ -1,0 +1,156 @@
+package reassembly
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// pageBytes is the largest number of bytes one buffered chunk holds. It is
+// upstream's page size, so that page counts, and with them the
+// MaxBufferedPages* limits and TCPAssemblyStats.Chunks, mean the same here.
+const pageBytes = 1900
+
+// chunkClasses are the buffer capacities chunks are drawn from: a 1-byte
+// segment takes a 64-byte buffer, not a whole page.
+var chunkClasses = [...]int{64, 256, 1024, 2048}
+
+const numChunkClasses = len(chunkClasses)
+
+// chunkOverhead approximates the bytes a chunk costs besides its buffer; it
+// is charged to byte budgets so that tiny segments are not free.
+const chunkOverhead = 160
+
+// chunk is one buffered piece of a half-connection's byte stream: at most
+// pageBytes bytes received out of order, or kept for the Stream by KeepFrom.
+// Chunks are nodes of a segmentTree and are recycled through a pageCache.
+type chunk struct {
+	pos   int64    // stream offset of bytes[0]
+	seq   Sequence // sequence number of bytes[0]
+	bytes []byte   // the data, a window into buf
+	buf   []byte   // owned storage
+	ac    AssemblerContext
+	seen  time.Time // capture time of the packet that carried it
+	// packetStart is set on the first chunk of a packet, which counts as a
+	// packet in TCPAssemblyStats.
+	packetStart bool
+	class       int8
+
+	left, right *chunk
+	prio        uint64
+	next        *chunk // free-list and kept-list link
+}
+
+func (c *chunk) end() int64 { return c.pos + int64(len(c.bytes)) }
+
+// cost is what the chunk is charged against a byte budget.
+func (c *chunk) cost() int64 { return int64(cap(c.buf)) + chunkOverhead }
+
+// pageBudget counts the chunks in use by every assembler sharing a pool, so
+// that MaxBufferedPagesTotal is one limit for all of them rather than a
+// per-assembler count that drifts when one assembler frees another's pages.
+type pageBudget struct {
+	inUse atomic.Int64 // chunks
+	bytes atomic.Int64 // chunk costs
+	peak  atomic.Int64 // highest inUse seen
+}
+
+func (b *pageBudget) add(c *chunk) {
+	n := b.inUse.Add(1)
+	b.bytes.Add(c.cost())
+	for {
+		p := b.peak.Load()
+		if n <= p || b.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+func (b *pageBudget) sub(c *chunk) {
+	b.inUse.Add(-1)
+	b.bytes.Add(-c.cost())
+}
+
+// pageCache hands out chunks and takes them back. Each assembler owns one, so
+// it needs no lock; the counts that must be shared live in the pageBudget.
+// Free chunks that stay unused for a whole trim period are dropped for the
+// garbage collector, so a traffic spike does not pin memory for ever.
+type pageCache struct {
+	budget  *pageBudget
+	free    [numChunkClasses]*chunk
+	nfree   [numChunkClasses]int
+	minFree [numChunkClasses]int // fewest free chunks since the last trim
+	allocs  int64                // chunks made, for tests and stats
+}
+
+func newPageCache(b *pageBudget) *pageCache {
+	return &pageCache{budget: b}
+}
+
+func classFor(n int) int {
+	for i, c := range chunkClasses {
+		if n <= c {
+			return i
+		}
+	}
+	return numChunkClasses - 1
+}
+
+// get returns a chunk able to hold n (at most pageBytes) bytes.
+func (pc *pageCache) get(n int) *chunk {
+	cl := classFor(n)
+	c := pc.free[cl]
+	if c != nil {
+		pc.free[cl] = c.next
+		pc.nfree[cl]--
+		if pc.nfree[cl] < pc.minFree[cl] {
+			pc.minFree[cl] = pc.nfree[cl]
+		}
+		c.next = nil
+	} else {
+		c = &chunk{buf: make([]byte, chunkClasses[cl]), class: int8(cl)}
+		pc.allocs++
+	}
+	c.bytes = c.buf[:n]
+	pc.budget.add(c)
+	return c
+}
+
+// put takes back a chunk that is no longer referenced.
+func (pc *pageCache) put(c *chunk) {
+	pc.budget.sub(c)
+	c.bytes = nil
+	c.ac = nil
+	c.left, c.right = nil, nil
+	c.packetStart = false
+	cl := c.class
+	c.next = pc.free[cl]
+	pc.free[cl] = c
+	pc.nfree[cl]++
+}
+
+// trim releases the free chunks that were not needed since the previous
+// trim, and returns how many it released.
+func (pc *pageCache) trim() int {
+	released := 0
+	for cl := range pc.free {
+		drop := pc.minFree[cl]
+		for ; drop > 0 && pc.free[cl] != nil; drop-- {
+			c := pc.free[cl]
+			pc.free[cl] = c.next
+			c.next = nil
+			pc.nfree[cl]--
+			released++
+		}
+		pc.minFree[cl] = pc.nfree[cl]
+	}
+	return released
+}
+
+// freeChunks returns how many chunks the cache holds for reuse.
+func (pc *pageCache) freeChunks() int {
+	n := 0
+	for _, f := range pc.nfree {
+		n += f
+	}
+	return n
+}

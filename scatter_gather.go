@@ -1,0 +1,118 @@
+package reassembly
+
+import "github.com/google/gopacket"
+
+// sgPart is one buffer of a delivery: the packet being assembled, a chunk
+// taken from the out-of-order queue, or a chunk kept by KeepFrom.
+type sgPart struct {
+	bytes  []byte
+	seq    Sequence
+	pos    int64
+	ac     AssemblerContext
+	packet bool   // the buffer starts a packet (counted in Stats.Packets)
+	chunk  *chunk // owning chunk, nil for the live packet
+	kept   bool   // delivered before, kept by KeepFrom
+}
+
+// scatterGather is the ScatterGather handed to Stream.ReassembledSG. One per
+// engine is reused for every delivery, as upstream does.
+type scatterGather struct {
+	parts  []sgPart
+	total  int
+	saved  int
+	dir    TCPFlowDirection
+	start  bool
+	end    bool
+	rst    bool // the end is an RST
+	skip   int
+	toKeep int
+	stats  TCPAssemblyStats
+}
+
+var _ ScatterGather = (*scatterGather)(nil)
+
+func (sg *scatterGather) reset() {
+	clear(sg.parts)
+	sg.parts = sg.parts[:0]
+	sg.total, sg.saved, sg.skip, sg.toKeep = 0, 0, 0, -1
+	sg.start, sg.end, sg.rst = false, false, false
+	sg.stats = TCPAssemblyStats{}
+}
+
+func (sg *scatterGather) add(p sgPart) {
+	sg.parts = append(sg.parts, p)
+	sg.total += len(p.bytes)
+}
+
+// Lengths returns the bytes available and, of those, the bytes kept from
+// the previous delivery.
+func (sg *scatterGather) Lengths() (int, int) {
+	return sg.total, sg.saved
+}
+
+// Fetch returns the first length bytes, clamped to what is available. It
+// returns the packet's own buffer when one buffer holds them, and a fresh
+// copy otherwise.
+func (sg *scatterGather) Fetch(length int) []byte {
+	length = max(0, min(length, sg.total))
+	if len(sg.parts) == 0 {
+		return nil
+	}
+	if first := sg.parts[0].bytes; length <= len(first) {
+		return first[:length]
+	}
+	out := make([]byte, 0, length)
+	for _, p := range sg.parts {
+		if len(out)+len(p.bytes) >= length {
+			return append(out, p.bytes[:length-len(out)]...)
+		}
+		out = append(out, p.bytes...)
+	}
+	return out
+}
+
+// KeepFrom asks for the bytes from offset on to be delivered again ahead of
+// the next bytes of this direction; an offset outside the delivery keeps
+// nothing.
+func (sg *scatterGather) KeepFrom(offset int) {
+	sg.toKeep = offset
+}
+
+// CaptureInfo returns the capture metadata of the packet that carried the
+// byte at offset, or the zero value when offset is out of range. Unlike
+// upstream it is right for every byte of a packet larger than a page.
+func (sg *scatterGather) CaptureInfo(offset int) gopacket.CaptureInfo {
+	if offset < 0 {
+		return gopacket.CaptureInfo{}
+	}
+	at := 0
+	for _, p := range sg.parts {
+		if at+len(p.bytes) > offset {
+			if p.ac == nil {
+				return gopacket.CaptureInfo{}
+			}
+			return p.ac.GetCaptureInfo()
+		}
+		at += len(p.bytes)
+	}
+	return gopacket.CaptureInfo{}
+}
+
+// Info returns the direction, start and end flags and the bytes skipped
+// before this delivery (-1 when the direction's start is unknown).
+func (sg *scatterGather) Info() (TCPFlowDirection, bool, bool, int) {
+	return sg.dir, sg.start, sg.end, sg.skip
+}
+
+// Stats returns the chunk and packet counts of this delivery and the
+// half-connection's queue and overlap counts since the previous one.
+func (sg *scatterGather) Stats() TCPAssemblyStats {
+	s := sg.stats
+	s.Chunks = len(sg.parts)
+	for _, p := range sg.parts {
+		if p.packet {
+			s.Packets++
+		}
+	}
+	return s
+}

@@ -1,0 +1,257 @@
+package reassembly
+
+import (
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+// numShards splits the connection map so that assemblers sharing a pool
+// rarely wait for one another. Both directions of a connection hash to the
+// same shard because the key is direction-free.
+const numShards = 64
+
+// maxFreeConns bounds the recycled connection objects kept per shard, so a
+// burst of connections does not pin their memory afterwards.
+const maxFreeConns = 256
+
+type shard struct {
+	mu   sync.RWMutex
+	m    map[connKey]*connection
+	free []*connection
+	_    [40]byte // keep shards on separate cache lines
+}
+
+// connTable is the connection store behind StreamPool and SafeStreamPool.
+type connTable struct {
+	shards  [numShards]shard
+	seed    maphash.Seed
+	factory StreamFactory
+	budget  pageBudget
+	logger  *slog.Logger
+
+	maxConns int64 // <= 0: no cap
+	live     atomic.Int64
+	created  atomic.Int64
+	refused  atomic.Int64
+	removed  atomic.Int64
+	closed   atomic.Bool
+}
+
+func (t *connTable) init(factory StreamFactory, maxConns int) {
+	t.factory = factory
+	t.maxConns = int64(maxConns)
+	t.seed = maphash.MakeSeed()
+	for i := range t.shards {
+		t.shards[i].m = make(map[connKey]*connection)
+	}
+}
+
+func (t *connTable) shardOf(k *connKey) *shard {
+	return &t.shards[maphash.Comparable(t.seed, *k)%numShards]
+}
+
+// errFactoryNil and errLimit are internal outcomes of getConnection that the
+// two faces report in their own way.
+var (
+	errFactoryNil = ErrNilStream
+	errLimit      = ErrConnectionLimit
+)
+
+// newStreamFunc calls the user's factory; the Safe face wraps it in recover.
+type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error)
+
+// getConnection returns the connection of k locked, creating it if create is
+// set. Creation is double-checked under the shard's write lock, and the new
+// connection is published locked before the factory runs, so concurrent
+// packets of either direction wait for that one Stream instead of making a
+// second one.
+func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc) (*connection, error) {
+	sh := t.shardOf(&k)
+	for {
+		sh.mu.RLock()
+		c := sh.m[k]
+		var gen uint64
+		if c != nil {
+			gen = c.gen
+		}
+		sh.mu.RUnlock()
+		if c == nil {
+			if !create {
+				return nil, nil
+			}
+			sh.mu.Lock()
+			if c = sh.m[k]; c != nil {
+				gen = c.gen
+				sh.mu.Unlock()
+			} else {
+				if !t.reserve() {
+					sh.mu.Unlock()
+					t.refused.Add(1)
+					return nil, errLimit
+				}
+				c = sh.fresh()
+				c.reset(k, fromLo, ts)
+				sh.m[k] = c
+				sh.mu.Unlock()
+				t.created.Add(1)
+				s, err := newStream(c, tcp, ac)
+				if err == nil && s == nil {
+					err = errFactoryNil
+				}
+				if err != nil {
+					t.remove(c)
+					c.mu.Unlock()
+					return nil, err
+				}
+				c.stream = s
+				return c, nil
+			}
+		}
+		c.mu.Lock()
+		if c.gen == gen && !c.removed {
+			return c, nil
+		}
+		// The connection left the pool between lookup and lock.
+		c.mu.Unlock()
+	}
+}
+
+// fresh returns a locked, unused connection object. A recycled object may
+// still be locked for a moment by a goroutine that holds a stale pointer;
+// such an object is left alone.
+func (sh *shard) fresh() *connection {
+	for len(sh.free) > 0 {
+		c := sh.free[len(sh.free)-1]
+		sh.free = sh.free[:len(sh.free)-1]
+		if c.mu.TryLock() {
+			return c
+		}
+	}
+	c := &connection{}
+	c.mu.Lock()
+	return c
+}
+
+func (t *connTable) reserve() bool {
+	if t.maxConns <= 0 {
+		t.live.Add(1)
+		return true
+	}
+	for {
+		n := t.live.Load()
+		if n >= t.maxConns {
+			return false
+		}
+		if t.live.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// remove takes a locked connection out of the pool. It is safe to call twice.
+func (t *connTable) remove(c *connection) {
+	if c.removed {
+		return
+	}
+	sh := t.shardOf(&c.key)
+	sh.mu.Lock()
+	if sh.m[c.key] == c {
+		delete(sh.m, c.key)
+	}
+	c.removed = true
+	c.gen++
+	c.stream = nil
+	if len(sh.free) < maxFreeConns {
+		sh.free = append(sh.free, c)
+	}
+	sh.mu.Unlock()
+	t.live.Add(-1)
+	t.removed.Add(1)
+}
+
+// connRef is a connection seen in a snapshot, valid while gen matches.
+type connRef struct {
+	c   *connection
+	gen uint64
+}
+
+// snapshot appends every connection in the pool to buf.
+func (t *connTable) snapshot(buf []connRef) []connRef {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.RLock()
+		for _, c := range sh.m {
+			buf = append(buf, connRef{c, c.gen})
+		}
+		sh.mu.RUnlock()
+	}
+	return buf
+}
+
+// lock locks the connection if it is still the one the reference saw.
+func (r connRef) lock() bool {
+	r.c.mu.Lock()
+	if r.c.gen != r.gen || r.c.removed {
+		r.c.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (t *connTable) size() int {
+	return int(t.live.Load())
+}
+
+// StreamPool stores the connections of one or more Assemblers and creates
+// their Streams through a StreamFactory. It is safe for concurrent use.
+//
+// Unlike upstream's, two assemblers that see the first packets of a new
+// connection at the same moment, in either direction, always share one
+// Stream: the factory runs once per connection.
+type StreamPool struct {
+	t connTable
+}
+
+// NewStreamPool returns a pool that creates Streams with factory.
+func NewStreamPool(factory StreamFactory) *StreamPool {
+	p := &StreamPool{}
+	p.t.init(factory, 0)
+	return p
+}
+
+// Dump logs every connection of the pool, one line each, through the
+// default slog logger.
+func (p *StreamPool) Dump() {
+	p.t.dump(slog.Default())
+}
+
+func (t *connTable) dump(l *slog.Logger) {
+	refs := t.snapshot(nil)
+	l.Info("reassembly: remaining connections", "count", len(refs))
+	for _, r := range refs {
+		if !r.lock() {
+			continue
+		}
+		c := r.c
+		netFlow, tcpFlow := c.key.flows(c.c2sFromLo)
+		l.Info("reassembly: connection",
+			"net", netFlow.String(), "tcp", tcpFlow.String(),
+			"c2s", c.halves[0].String(), "s2c", c.halves[1].String())
+		c.mu.Unlock()
+	}
+}
+
+func (h *halfConnection) String() string {
+	state := "open"
+	if h.closed {
+		state = "closed"
+	}
+	return fmt.Sprintf("%s nextSeq:%d queued:%d/%dB created:%v last:%v",
+		state, h.nextSeq, h.queue.count, h.queue.bytes, h.created, h.lastSeen)
+}
