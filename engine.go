@@ -53,8 +53,8 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	ci := ac.GetCaptureInfo()
 	ts := ci.Timestamp
 	payload := t.Payload
-	e.ctr.packets.Add(1)
-	e.ctr.bytesIn.Add(int64(len(payload)))
+	e.ctr.packets++
+	e.ctr.bytesIn += int64(len(payload))
 
 	k, fromLo := makeKey(netFlow, t)
 	// A packet that carries neither a SYN nor data cannot start anything;
@@ -131,7 +131,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if queue {
 		e.enqueue(half, payload, dataSeq, pos, ac, ci.Timestamp)
 		if e.overLimit(half) {
-			e.ctr.forcedFlushes.Add(1)
+			e.ctr.forcedFlushes++
 			e.takeFirst(half)
 		}
 	} else {
@@ -141,7 +141,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			if len(payload) > 0 {
 				half.overlapPackets++
 				half.overlapBytes += n
-				e.ctr.overlapBytes.Add(int64(n))
+				e.ctr.overlapBytes += int64(n)
 			}
 			payload = payload[n:]
 			pos, dataSeq = half.nextPos, half.nextSeq
@@ -200,7 +200,7 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 	// A buffered chunk that holds all of the new bytes takes them in place.
 	if c := q.floor(pos); c != nil && c.end() >= end && !(c.pos == pos && c.end() == end) {
 		copy(c.bytes[pos-c.pos:], data)
-		e.ctr.overwrittenBytes.Add(int64(len(data)))
+		e.ctr.overwrittenBytes += int64(len(data))
 		return
 	}
 	e.trimQueued(half, pos, end)
@@ -245,7 +245,7 @@ func (e *engine) trimQueued(half *halfConnection, from, to int64) {
 				half.overlapPackets++
 			}
 			half.overlapBytes += len(c.bytes)
-			e.ctr.overwrittenBytes.Add(int64(len(c.bytes)))
+			e.ctr.overwrittenBytes += int64(len(c.bytes))
 			q.remove(c)
 			e.release(half, c)
 		case c.pos < from && c.end() > to:
@@ -256,21 +256,21 @@ func (e *engine) trimQueued(half *halfConnection, from, to int64) {
 			cut := int(c.end() - from)
 			c.bytes = c.bytes[:len(c.bytes)-cut]
 			q.resized(-cut)
-			e.ctr.overwrittenBytes.Add(int64(to - from))
+			e.ctr.overwrittenBytes += int64(to - from)
 			return
 		case c.pos < from:
 			// Keep the head; the tail is replaced.
 			cut := int(c.end() - from)
 			c.bytes = c.bytes[:len(c.bytes)-cut]
 			q.resized(-cut)
-			e.ctr.overwrittenBytes.Add(int64(cut))
+			e.ctr.overwrittenBytes += int64(cut)
 		default:
 			cut := int(to - c.pos)
 			c.bytes = c.bytes[cut:]
 			c.pos = to
 			c.seq = c.seq.Add(cut)
 			q.resized(-cut)
-			e.ctr.overwrittenBytes.Add(int64(cut))
+			e.ctr.overwrittenBytes += int64(cut)
 		}
 		c = next
 	}
@@ -304,12 +304,12 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		sg.skip = int(first.pos - half.nextPos)
 	}
 	if sg.skip > 0 {
-		e.ctr.gaps.Add(1)
-		e.ctr.gapBytes.Add(int64(sg.skip))
+		e.ctr.gaps++
+		e.ctr.gapBytes += int64(sg.skip)
 	}
 	// Delivered bytes count once, when first handed over.
 	for _, p := range sg.parts {
-		e.ctr.deliveredBytes.Add(int64(len(p.bytes)))
+		e.ctr.deliveredBytes += int64(len(p.bytes))
 	}
 	last := first.pos + int64(len(first.bytes))
 	lastSeq := first.seq.Add(len(first.bytes))
@@ -325,7 +325,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 			}
 			half.queue.remove(c)
 			sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
-			e.ctr.deliveredBytes.Add(int64(len(c.bytes)))
+			e.ctr.deliveredBytes += int64(len(c.bytes))
 			last = c.end()
 			lastSeq = c.seq.Add(len(c.bytes))
 		}
@@ -343,7 +343,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		half.setNext(lastSeq, last)
 	}
 	end, rst := sg.end, sg.rst
-	e.ctr.deliveries.Add(1)
+	e.ctr.deliveries++
 	e.cb.reassembled(conn, sg, ac)
 	if conn.removed {
 		e.releaseParts(half)
@@ -492,7 +492,7 @@ func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 		return
 	}
 	conn.completed = true
-	e.ctr.completed.Add(1)
+	e.ctr.completed++
 	if ac == nil {
 		ac = &captureContext{Timestamp: conn.lastSeen()}
 	}

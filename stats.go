@@ -1,7 +1,5 @@
 package reassembly
 
-import "sync/atomic"
-
 // discardReason says why payload bytes were not delivered.
 type discardReason int
 
@@ -14,24 +12,30 @@ const (
 	numDiscardReasons
 )
 
-// counters are an engine's running totals, atomic so that Stats can read
-// them while packets are being processed.
+// counters are an engine's running totals. The engine's owner serializes
+// every call, so plain integers do and cost nothing on the packet path.
 type counters struct {
-	packets          atomic.Int64
-	bytesIn          atomic.Int64
-	deliveredBytes   atomic.Int64
-	overlapBytes     atomic.Int64 // copies of bytes already delivered
-	overwrittenBytes atomic.Int64 // buffered bytes replaced by a newer copy
-	discarded        [numDiscardReasons]atomic.Int64
-	gaps             atomic.Int64
-	gapBytes         atomic.Int64
-	forcedFlushes    atomic.Int64
-	deliveries       atomic.Int64
-	completed        atomic.Int64
+	packets          int64
+	bytesIn          int64
+	deliveredBytes   int64
+	overlapBytes     int64 // copies of bytes already delivered
+	overwrittenBytes int64 // buffered bytes replaced by a newer copy
+	discarded        [numDiscardReasons]int64
+	gaps             int64
+	gapBytes         int64
+	forcedFlushes    int64 // holes skipped because a buffer limit was hit
+	forcedGapBytes   int64
+	deliveries       int64
+	completed        int64
+	flushedHalves    int64
+	closedByFlush    int64
+	timedOut         int64
+	panics           int64
+	errors           int64
 }
 
 func (c *counters) discard(r discardReason, n int) {
 	if n > 0 {
-		c.discarded[r].Add(int64(n))
+		c.discarded[r] += int64(n)
 	}
 }
