@@ -71,6 +71,11 @@ func NewAssembler(pool *StreamPool) *Assembler {
 // code reaches the caller.
 type directCallbacks struct{}
 
+func (directCallbacks) newStream(c *connection, f StreamFactory, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
+	netFlow, tcpFlow := c.key.flows(c.c2sFromLo)
+	return f.New(netFlow, tcpFlow, tcp, ac), nil
+}
+
 func (directCallbacks) accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool {
 	return c.stream.Accept(tcp, ci, dir, next, start, ac)
 }

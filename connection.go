@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/gopacket"
@@ -77,7 +78,7 @@ type halfConnection struct {
 	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
 }
 
-func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time) {
+func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time, queued *atomic.Int64) {
 	*h = halfConnection{
 		dir:       dir,
 		nextSeq:   invalidSequence,
@@ -85,7 +86,7 @@ func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time) {
 		created:   ts,
 		lastSeen:  ts,
 		finPos:    -1,
-		queue:     segmentTree{rng: uint64(ts.UnixNano())},
+		queue:     segmentTree{rng: uint64(ts.UnixNano()), pooled: queued},
 		anchorPos: 1 << 40,
 	}
 }
@@ -121,16 +122,22 @@ type connection struct {
 	halves    [2]halfConnection
 	stream    Stream
 	completed bool // ReassemblyComplete was called
+	poisoned  bool // a Stream callback panicked: close at once
+	// wallLast is the coarse wall-clock time (ns) at which the last packet
+	// was handed in, for the Safe face's background flusher; 0 when unused.
+	wallLast int64
 }
 
-func (c *connection) reset(k connKey, fromLo bool, ts time.Time) {
+func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.Int64) {
 	c.key = k
 	c.removed = false
 	c.c2sFromLo = fromLo
 	c.stream = nil
 	c.completed = false
-	c.halves[0].reset(TCPDirClientToServer, ts)
-	c.halves[1].reset(TCPDirServerToClient, ts)
+	c.poisoned = false
+	c.wallLast = 0
+	c.halves[0].reset(TCPDirClientToServer, ts, queued)
+	c.halves[1].reset(TCPDirServerToClient, ts, queued)
 }
 
 // half returns the direction a packet belongs to, and the other one.

@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/google/gopacket"
@@ -23,6 +24,7 @@ type limits struct {
 // callbacks runs the user's Stream methods. The drop-in face calls them
 // directly; the Safe face recovers panics.
 type callbacks interface {
+	newStream(c *connection, f StreamFactory, tcp *layers.TCP, ac AssemblerContext) (Stream, error)
 	accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool
 	reassembled(c *connection, sg *scatterGather, ac AssemblerContext)
 	complete(c *connection, ac AssemblerContext) bool
@@ -38,6 +40,15 @@ type engine struct {
 	sg    scatterGather
 	refs  []connRef
 	ctr   counters
+	// forcing is set while a buffer limit forces a direction over a hole.
+	forcing bool
+	// clock, when set, is the coarse wall clock recorded per connection for
+	// the Safe face's idle timeout.
+	clock *atomic.Int64
+	// lastTS is the capture time of the last packet; droppedClosed tells
+	// that its payload was dropped because its direction was closed.
+	lastTS        time.Time
+	droppedClosed bool
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -52,6 +63,8 @@ func (e *engine) init(t *connTable, cb callbacks) {
 func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerContext) error {
 	ci := ac.GetCaptureInfo()
 	ts := ci.Timestamp
+	e.lastTS = ts
+	e.droppedClosed = false
 	payload := t.Payload
 	e.ctr.packets++
 	e.ctr.bytesIn += int64(len(payload))
@@ -74,14 +87,16 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 }
 
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
-	netFlow, tcpFlow := c.key.flows(c.c2sFromLo)
-	return e.table.factory.New(netFlow, tcpFlow, tcp, ac), nil
+	return e.cb.newStream(c, e.table.factory, tcp, ac)
 }
 
 // packet processes a packet of a locked connection.
 func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
 	half, _ := conn.half(fromLo)
 	payload := t.Payload
+	if e.clock != nil {
+		conn.wallLast = e.clock.Load()
+	}
 	if half.lastSeen.Before(ci.Timestamp) {
 		half.lastSeen = ci.Timestamp
 	}
@@ -90,13 +105,14 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		e.ctr.discard(discardRejected, len(payload))
 		return
 	}
-	if conn.removed {
-		// A recovered panic in Accept closed the connection.
+	if conn.poisoned {
 		e.ctr.discard(discardClosed, len(payload))
+		e.abort(conn, ac)
 		return
 	}
 	if half.closed {
 		e.ctr.discard(discardClosed, len(payload))
+		e.droppedClosed = len(payload) > 0
 		return
 	}
 	if t.ACK {
@@ -132,6 +148,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		e.enqueue(half, payload, dataSeq, pos, ac, ci.Timestamp)
 		if e.overLimit(half) {
 			e.ctr.forcedFlushes++
+			e.forcing = true
 			e.takeFirst(half)
 		}
 	} else {
@@ -157,6 +174,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if len(sg.parts) > 0 {
 		e.send(conn, half, ac)
 	}
+	e.forcing = false
 }
 
 // startAt makes seq the first byte of the direction, discarding buffered
@@ -306,6 +324,9 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	if sg.skip > 0 {
 		e.ctr.gaps++
 		e.ctr.gapBytes += int64(sg.skip)
+		if e.forcing {
+			e.ctr.forcedGapBytes += int64(sg.skip)
+		}
 	}
 	// Delivered bytes count once, when first handed over.
 	for _, p := range sg.parts {
@@ -345,8 +366,9 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	end, rst := sg.end, sg.rst
 	e.ctr.deliveries++
 	e.cb.reassembled(conn, sg, ac)
-	if conn.removed {
+	if conn.poisoned || conn.removed {
 		e.releaseParts(half)
+		e.abort(conn, ac)
 		return
 	}
 	e.keep(half)
@@ -496,9 +518,63 @@ func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 	if ac == nil {
 		ac = &captureContext{Timestamp: conn.lastSeen()}
 	}
-	if e.cb.complete(conn, ac) {
+	if e.cb.complete(conn, ac) || conn.poisoned {
 		e.table.remove(conn)
 	}
+}
+
+// abort ends a connection whose Stream panicked: whatever it buffers is
+// dropped and counted, the Stream is completed if it was not yet (itself
+// under recover), and the connection leaves the pool.
+func (e *engine) abort(conn *connection, ac AssemblerContext) {
+	if conn.removed {
+		return
+	}
+	for i := range conn.halves {
+		h := &conn.halves[i]
+		h.closed = true
+		e.dropBuffered(h)
+	}
+	if !conn.completed {
+		conn.completed = true
+		e.ctr.completed++
+		if ac == nil {
+			ac = &captureContext{Timestamp: conn.lastSeen()}
+		}
+		e.cb.complete(conn, ac)
+	}
+	e.table.remove(conn)
+}
+
+// expireIdle flushes and closes the connections whose last packet was
+// handed in before cutoff (wall clock, ns), and returns how many directions
+// it closed.
+func (e *engine) expireIdle(cutoff int64) int {
+	closed := 0
+	e.refs = e.table.snapshot(e.refs[:0])
+	for _, r := range e.refs {
+		if !r.lock() {
+			continue
+		}
+		conn := r.c
+		if conn.wallLast != 0 && conn.wallLast < cutoff {
+			for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
+				if !half.closed {
+					closed++
+				}
+				for !half.closed && !conn.removed {
+					e.skipFlush(conn, half)
+				}
+			}
+			if !conn.removed {
+				// Completed but kept by the Stream: idle for so long, it goes.
+				e.table.remove(conn)
+			}
+		}
+		conn.mu.Unlock()
+	}
+	clear(e.refs)
+	return closed
 }
 
 // dropBuffered discards the queue and kept bytes of a closed direction.

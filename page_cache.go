@@ -45,16 +45,42 @@ func (c *chunk) end() int64 { return c.pos + int64(len(c.bytes)) }
 // cost is what the chunk is charged against a byte budget.
 func (c *chunk) cost() int64 { return int64(cap(c.buf)) + chunkOverhead }
 
-// pageBudget counts the chunks in use by every assembler sharing a pool, so
-// that MaxBufferedPagesTotal is one limit for all of them rather than a
-// per-assembler count that drifts when one assembler frees another's pages.
-type pageBudget struct {
+// SafePageCache is the page budget of a pool: it counts, atomically, the
+// pages (buffers of up to 1900 bytes) that every assembler sharing the pool
+// holds, so that MaxBufferedPagesTotal is one limit for all of them, where
+// upstream kept a per-assembler count that drifted when one assembler freed
+// another's pages. Each assembler keeps its free pages for reuse and hands
+// those unused for a whole flush interval back to the garbage collector.
+type SafePageCache struct {
 	inUse atomic.Int64 // chunks
 	bytes atomic.Int64 // chunk costs
 	peak  atomic.Int64 // highest inUse seen
+	// queued is the payload bytes waiting in out-of-order queues.
+	queued   atomic.Int64
+	released atomic.Int64 // free pages handed back to the garbage collector
 }
 
-func (b *pageBudget) add(c *chunk) {
+// PageCacheStats is a snapshot of a SafePageCache.
+type PageCacheStats struct {
+	PagesInUse    int64 // pages holding buffered or kept bytes
+	PagesPeak     int64 // most pages in use at once
+	BytesInUse    int64 // memory charged for those pages, overhead included
+	QueuedBytes   int64 // payload bytes waiting out of order
+	PagesReleased int64 // free pages released to the garbage collector
+}
+
+// Stats returns the current figures of the cache.
+func (b *SafePageCache) Stats() PageCacheStats {
+	return PageCacheStats{
+		PagesInUse:    b.inUse.Load(),
+		PagesPeak:     b.peak.Load(),
+		BytesInUse:    b.bytes.Load(),
+		QueuedBytes:   b.queued.Load(),
+		PagesReleased: b.released.Load(),
+	}
+}
+
+func (b *SafePageCache) add(c *chunk) {
 	n := b.inUse.Add(1)
 	b.bytes.Add(c.cost())
 	for {
@@ -65,24 +91,24 @@ func (b *pageBudget) add(c *chunk) {
 	}
 }
 
-func (b *pageBudget) sub(c *chunk) {
+func (b *SafePageCache) sub(c *chunk) {
 	b.inUse.Add(-1)
 	b.bytes.Add(-c.cost())
 }
 
 // pageCache hands out chunks and takes them back. Each assembler owns one, so
-// it needs no lock; the counts that must be shared live in the pageBudget.
+// it needs no lock; the counts that must be shared live in the SafePageCache.
 // Free chunks that stay unused for a whole trim period are dropped for the
 // garbage collector, so a traffic spike does not pin memory for ever.
 type pageCache struct {
-	budget  *pageBudget
+	budget  *SafePageCache
 	free    [numChunkClasses]*chunk
 	nfree   [numChunkClasses]int
 	minFree [numChunkClasses]int // fewest free chunks since the last trim
 	allocs  int64                // chunks made, for tests and stats
 }
 
-func newPageCache(b *pageBudget) *pageCache {
+func newPageCache(b *SafePageCache) *pageCache {
 	return &pageCache{budget: b}
 }
 
@@ -143,6 +169,7 @@ func (pc *pageCache) trim() int {
 		}
 		pc.minFree[cl] = pc.nfree[cl]
 	}
+	pc.budget.released.Add(int64(released))
 	return released
 }
 
@@ -153,4 +180,12 @@ func (pc *pageCache) freeChunks() int {
 		n += f
 	}
 	return n
+}
+
+// drop releases every free chunk, when the owner goes away.
+func (pc *pageCache) drop() {
+	for cl := range pc.free {
+		pc.minFree[cl] = pc.nfree[cl]
+	}
+	pc.trim()
 }

@@ -1,5 +1,7 @@
 package reassembly
 
+import "sync/atomic"
+
 // segmentTree keeps the out-of-order chunks of one half-connection ordered
 // by stream offset, as a treap. Chunks never overlap, so the offset of the
 // first byte is a unique key. Every operation costs O(log n) expected time
@@ -10,6 +12,16 @@ type segmentTree struct {
 	count int
 	bytes int
 	rng   uint64
+	// pooled, when set, follows bytes for every tree of a pool, so that
+	// the bytes waiting in all queues can be read at any time.
+	pooled *atomic.Int64
+}
+
+func (t *segmentTree) addBytes(n int) {
+	t.bytes += n
+	if t.pooled != nil {
+		t.pooled.Add(int64(n))
+	}
 }
 
 func (t *segmentTree) empty() bool { return t.root == nil }
@@ -62,7 +74,7 @@ func (t *segmentTree) insert(c *chunk) {
 	l, r := split(t.root, c.pos)
 	t.root = merge(merge(l, c), r)
 	t.count++
-	t.bytes += len(c.bytes)
+	t.addBytes(len(c.bytes))
 }
 
 // remove takes c, which must be in the tree, out of it.
@@ -81,7 +93,7 @@ func (t *segmentTree) remove(c *chunk) {
 	*link = merge(c.left, c.right)
 	c.left, c.right = nil, nil
 	t.count--
-	t.bytes -= len(c.bytes)
+	t.addBytes(-len(c.bytes))
 }
 
 // min returns the chunk with the lowest offset, or nil.
@@ -125,7 +137,7 @@ func (t *segmentTree) after(pos int64) *chunk {
 }
 
 // resized tells the tree that a chunk's length changed by delta bytes.
-func (t *segmentTree) resized(delta int) { t.bytes += delta }
+func (t *segmentTree) resized(delta int) { t.addBytes(delta) }
 
 // drain removes every chunk, calling f on each in offset order.
 func (t *segmentTree) drain(f func(*chunk)) {
@@ -140,7 +152,8 @@ func (t *segmentTree) drain(f func(*chunk)) {
 		}
 	}
 	root := t.root
-	t.root, t.count, t.bytes = nil, 0, 0
+	t.addBytes(-t.bytes)
+	t.root, t.count = nil, 0
 	walk(root)
 }
 

@@ -39,3 +39,81 @@ func (c *counters) discard(r discardReason, n int) {
 		c.discarded[r] += int64(n)
 	}
 }
+
+// AssemblerStats is a snapshot of a SafeAssembler's counters. Byte counts
+// are payload bytes, and make conservation checkable: for the assemblers of
+// one pool, taken together,
+//
+//	BytesProcessed = BytesDelivered + BytesOverlap + BytesOverwritten +
+//	                 BytesDiscarded + PageCache.QueuedBytes
+//
+// where PageCache is the pool's. Holes skipped never arrived, so they are
+// counted apart, in GapBytes.
+type AssemblerStats struct {
+	PacketsProcessed int64 // packets handed in
+	BytesProcessed   int64 // payload bytes handed in
+	Errors           int64 // calls that returned an error
+
+	BytesDelivered   int64 // bytes handed to Streams, each once
+	BytesOverlap     int64 // retransmitted copies of bytes already delivered
+	BytesOverwritten int64 // buffered bytes replaced by a newer copy
+	BytesDiscarded   int64 // bytes dropped, the sum of the four below
+	BytesRejected    int64 // in packets that Stream.Accept refused
+	BytesAfterClose  int64 // in packets for a closed direction or refused connection
+	BytesBeforeStart int64 // buffered before the start of their direction
+	BytesAfterEnd    int64 // buffered when their direction ended
+
+	Gaps           int64 // holes skipped, each reported to a Stream as Skip
+	GapBytes       int64 // bytes in those holes
+	ForcedSkips    int64 // holes skipped because a buffer limit was reached
+	ForcedGapBytes int64 // bytes in those holes
+
+	Deliveries         int64 // ReassembledSG calls
+	StreamsCompleted   int64 // ReassemblyComplete calls
+	ConnectionsFlush   int64 // directions a flush pushed over a hole
+	ConnectionsClosed  int64 // directions a flush closed
+	ConnectionTimeouts int64 // directions closed for being idle past ConnectionTimeout
+	PanicsRecovered    int64 // panics of Stream or StreamFactory code recovered
+
+	PageCache PageCacheStats // the pool's page budget
+}
+
+func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
+	s := AssemblerStats{
+		PacketsProcessed:   c.packets,
+		BytesProcessed:     c.bytesIn,
+		Errors:             c.errors,
+		BytesDelivered:     c.deliveredBytes,
+		BytesOverlap:       c.overlapBytes,
+		BytesOverwritten:   c.overwrittenBytes,
+		BytesRejected:      c.discarded[discardRejected],
+		BytesAfterClose:    c.discarded[discardClosed] + c.discarded[discardRefused],
+		BytesBeforeStart:   c.discarded[discardBeforeStart],
+		BytesAfterEnd:      c.discarded[discardAfterEnd],
+		Gaps:               c.gaps,
+		GapBytes:           c.gapBytes,
+		ForcedSkips:        c.forcedFlushes,
+		ForcedGapBytes:     c.forcedGapBytes,
+		Deliveries:         c.deliveries,
+		StreamsCompleted:   c.completed,
+		ConnectionsFlush:   c.flushedHalves,
+		ConnectionsClosed:  c.closedByFlush,
+		ConnectionTimeouts: c.timedOut,
+		PanicsRecovered:    c.panics,
+		PageCache:          pc.Stats(),
+	}
+	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd
+	return s
+}
+
+// PoolStats is a snapshot of a SafeStreamPool's counters.
+type PoolStats struct {
+	ActiveConnections  int64 // connections in the pool now
+	TotalCreated       int64 // connections created, each with one Stream
+	ConnectionsRefused int64 // new connections refused at MaxConnections
+	ConnectionsRemoved int64 // connections that left the pool
+	MaxConnections     int64 // the cap, 0 when there is none
+	PoolClosed         bool  // Close was called
+	PanicsRecovered    int64 // panics recovered while Close completed Streams
+	PageCache          PageCacheStats
+}

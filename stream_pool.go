@@ -32,7 +32,7 @@ type connTable struct {
 	shards  [numShards]shard
 	seed    maphash.Seed
 	factory StreamFactory
-	budget  pageBudget
+	budget  SafePageCache
 	logger  *slog.Logger
 
 	maxConns int64 // <= 0: no cap
@@ -90,13 +90,17 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 				gen = c.gen
 				sh.mu.Unlock()
 			} else {
+				if t.closed.Load() {
+					sh.mu.Unlock()
+					return nil, ErrPoolClosed
+				}
 				if !t.reserve() {
 					sh.mu.Unlock()
 					t.refused.Add(1)
 					return nil, errLimit
 				}
 				c = sh.fresh()
-				c.reset(k, fromLo, ts)
+				c.reset(k, fromLo, ts, &t.budget.queued)
 				sh.m[k] = c
 				sh.mu.Unlock()
 				t.created.Add(1)
@@ -254,4 +258,74 @@ func (h *halfConnection) String() string {
 	}
 	return fmt.Sprintf("%s nextSeq:%d queued:%d/%dB created:%v last:%v",
 		state, h.nextSeq, h.queue.count, h.queue.bytes, h.created, h.lastSeen)
+}
+
+// SafeStreamPool is the hardened StreamPool: it caps the number of live
+// connections, reports statistics, and Close completes every remaining
+// Stream exactly once. Use it with NewSafeAssembler.
+type SafeStreamPool struct {
+	t          connTable
+	closeOnce  sync.Once
+	closeMu    sync.Mutex
+	assemblers atomic.Int64 // open SafeAssemblers
+	nextSweep  atomic.Int64 // capture time (ns) of the next timeout sweep
+	panics     atomic.Int64
+	logger     atomic.Pointer[slog.Logger]
+}
+
+// NewSafeStreamPool returns a pool that creates Streams with factory and
+// holds at most maxConnections connections (no cap when <= 0). Connections
+// beyond the cap are refused with ErrConnectionLimit; those already in the
+// pool are unaffected.
+func NewSafeStreamPool(factory StreamFactory, maxConnections int) *SafeStreamPool {
+	p := &SafeStreamPool{}
+	p.t.init(factory, maxConnections)
+	return p
+}
+
+// Stats returns the pool's counters.
+func (p *SafeStreamPool) Stats() PoolStats {
+	return PoolStats{
+		ActiveConnections:  p.t.live.Load(),
+		TotalCreated:       p.t.created.Load(),
+		ConnectionsRefused: p.t.refused.Load(),
+		ConnectionsRemoved: p.t.removed.Load(),
+		MaxConnections:     max(p.t.maxConns, 0),
+		PoolClosed:         p.t.closed.Load(),
+		PanicsRecovered:    p.panics.Load(),
+		PageCache:          p.t.budget.Stats(),
+	}
+}
+
+// PageCache returns the pool's page budget.
+func (p *SafeStreamPool) PageCache() *SafePageCache {
+	return &p.t.budget
+}
+
+// Dump logs every connection of the pool through logger (slog.Default()
+// when nil).
+func (p *SafeStreamPool) Dump(logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	p.t.dump(logger)
+}
+
+// Close delivers what every connection still buffers, completes each
+// remaining Stream exactly once, and makes later use of the pool fail with
+// ErrPoolClosed. It is idempotent and always returns nil.
+func (p *SafeStreamPool) Close() error {
+	p.closeOnce.Do(func() {
+		p.t.closed.Store(true)
+		logger := p.logger.Load()
+		if logger == nil {
+			logger = slog.Default()
+		}
+		var e engine
+		cb := &safeCallbacks{logger: logger, ctr: &e.ctr}
+		e.init(&p.t, cb)
+		e.flushAll()
+		p.panics.Add(e.ctr.panics)
+	})
+	return nil
 }

@@ -1,0 +1,354 @@
+package main
+
+// output.go: one file per flow direction, and summary.json.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/gopacket"
+)
+
+// Bounds on what the output keeps in memory.
+const (
+	dirBufferSize  = 64 << 10 // bytes buffered per direction before writing
+	totalBuffered  = 32 << 20 // bytes buffered over all directions before writing all
+	maxGapsPerDir  = 1000     // gaps listed per direction; the rest are only counted
+	maxErrorsKept  = 100      // decode errors listed in the summary
+	summaryName    = "summary.json"
+	flowFileSuffix = ".bin"
+)
+
+// gapRecord is a hole in a direction's byte stream: Offset is the number of
+// bytes written before it, Length its size in sequence space.
+type gapRecord struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+}
+
+// directionSummary describes one direction of a flow.
+type directionSummary struct {
+	Src            string      `json:"src"`
+	SrcPort        uint16      `json:"sport"`
+	Dst            string      `json:"dst"`
+	DstPort        uint16      `json:"dport"`
+	File           string      `json:"file,omitempty"`
+	Bytes          int64       `json:"bytes"`
+	Packets        int64       `json:"packets"`
+	Gaps           []gapRecord `json:"gaps"`
+	GapCount       int64       `json:"gap_count"`
+	GapBytes       int64       `json:"gap_bytes"`
+	OverlapBytes   int64       `json:"overlap_bytes"`
+	OverlapPackets int64       `json:"overlap_packets"`
+	End            string      `json:"end"`
+}
+
+// flowSummary describes one TCP connection as the engine saw it. The client
+// is the sender of its first packet.
+type flowSummary struct {
+	ID         int              `json:"id"`
+	FirstSeen  time.Time        `json:"first_seen"`
+	LastSeen   time.Time        `json:"last_seen"`
+	ClientToSv directionSummary `json:"client_to_server"`
+	SvToClient directionSummary `json:"server_to_client"`
+}
+
+// flowRecord is a flow being written; it implements flowHandle.
+type flowRecord struct {
+	out     *output
+	sum     flowSummary
+	pending [2][]byte
+	created [2]bool // file created (truncated) already
+	failed  [2]bool // a write failed: stop writing this direction
+	done    bool
+}
+
+// packetError names a packet that could not be read or decoded.
+type packetError struct {
+	Packet int64  `json:"packet"`
+	Error  string `json:"error"`
+}
+
+// output owns the output directory.
+type output struct {
+	dir        string
+	flows      []*flowRecord
+	names      map[string]int // file base name -> streams named so far
+	buffered   int
+	files      int
+	written    int64
+	writeErr   error
+	writeFails int64
+}
+
+func newOutput(dir string) (*output, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &output{dir: dir, names: make(map[string]int)}, nil
+}
+
+// addrString renders an endpoint address as the corpus names it: IPv6
+// canonical (RFC 5952), IPv4-mapped IPv6 kept as such.
+func addrString(ep gopacket.Endpoint) string {
+	if a, ok := netip.AddrFromSlice(ep.Raw()); ok {
+		return a.String()
+	}
+	return ep.String()
+}
+
+func portOf(ep gopacket.Endpoint) uint16 {
+	raw := ep.Raw()
+	if len(raw) != 2 {
+		return 0
+	}
+	return uint16(raw[0])<<8 | uint16(raw[1])
+}
+
+// NewFlow implements flowSink.
+func (o *output) NewFlow(netFlow, tcpFlow gopacket.Flow, ts time.Time) flowHandle {
+	src, dst := addrString(netFlow.Src()), addrString(netFlow.Dst())
+	sport, dport := portOf(tcpFlow.Src()), portOf(tcpFlow.Dst())
+	f := &flowRecord{out: o}
+	f.sum = flowSummary{
+		ID:         len(o.flows) + 1,
+		FirstSeen:  ts,
+		LastSeen:   ts,
+		ClientToSv: directionSummary{Src: src, SrcPort: sport, Dst: dst, DstPort: dport, Gaps: []gapRecord{}},
+		SvToClient: directionSummary{Src: dst, SrcPort: dport, Dst: src, DstPort: sport, Gaps: []gapRecord{}},
+	}
+	o.flows = append(o.flows, f)
+	return f
+}
+
+func (f *flowRecord) dir(d int) *directionSummary {
+	if d == dirC2S {
+		return &f.sum.ClientToSv
+	}
+	return &f.sum.SvToClient
+}
+
+// flowBaseName is the file name of a direction without suffix:
+// <src>.<sport>-<dst>.<dport>, with ':' of IPv6 addresses replaced by '_'.
+func flowBaseName(ds *directionSummary) string {
+	return strings.ReplaceAll(ds.Src, ":", "_") + "." + strconv.Itoa(int(ds.SrcPort)) + "-" +
+		strings.ReplaceAll(ds.Dst, ":", "_") + "." + strconv.Itoa(int(ds.DstPort))
+}
+
+func (f *flowRecord) Seen(d int, ts time.Time) {
+	f.dir(d).Packets++
+	if ts.After(f.sum.LastSeen) {
+		f.sum.LastSeen = ts
+	}
+}
+
+// Data appends bytes to a direction. The file is named when its first byte
+// arrives: the N-th stream that has bytes for the same directional 4-tuple
+// gets "~N" (N >= 2). Upstream removes a connection before a new one with
+// the same 4-tuple can start, so names follow the order of the streams.
+func (f *flowRecord) Data(d int, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	ds := f.dir(d)
+	if ds.File == "" {
+		base := flowBaseName(ds)
+		n := f.out.names[base] + 1
+		f.out.names[base] = n
+		if n > 1 {
+			ds.File = base + "~" + strconv.Itoa(n) + flowFileSuffix
+		} else {
+			ds.File = base + flowFileSuffix
+		}
+		f.out.files++
+	}
+	ds.Bytes += int64(len(b))
+	f.pending[d] = append(f.pending[d], b...)
+	f.out.buffered += len(b)
+	if len(f.pending[d]) >= dirBufferSize {
+		f.flush(d)
+	}
+	if f.out.buffered >= totalBuffered {
+		f.out.flushAll()
+	}
+}
+
+func (f *flowRecord) Gap(d int, length int) {
+	ds := f.dir(d)
+	ds.GapCount++
+	ds.GapBytes += int64(length)
+	if len(ds.Gaps) < maxGapsPerDir {
+		ds.Gaps = append(ds.Gaps, gapRecord{Offset: ds.Bytes, Length: int64(length)})
+	}
+}
+
+func (f *flowRecord) Overlap(d int, bytes, packets int) {
+	ds := f.dir(d)
+	ds.OverlapBytes += int64(bytes)
+	ds.OverlapPackets += int64(packets)
+}
+
+func (f *flowRecord) End(d int, reason string) {
+	ds := f.dir(d)
+	if ds.End == "" {
+		ds.End = reason
+	}
+	f.flush(d)
+}
+
+func (f *flowRecord) Complete() {
+	f.done = true
+	f.flush(dirC2S)
+	f.flush(dirS2C)
+}
+
+// flush writes a direction's pending bytes. The file is created (and
+// truncated, should an older run have left one) on the first write, then
+// appended to; no file stays open between writes, so the number of flows
+// is not limited by file descriptors.
+func (f *flowRecord) flush(d int) {
+	buf := f.pending[d]
+	if len(buf) == 0 {
+		return
+	}
+	f.pending[d] = nil
+	f.out.buffered -= len(buf)
+	if f.failed[d] {
+		return
+	}
+	ds := f.dir(d)
+	flags := os.O_WRONLY | os.O_APPEND
+	if !f.created[d] {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	err := writeFile(filepath.Join(f.out.dir, ds.File), flags, buf)
+	f.created[d] = true
+	if err != nil {
+		f.failed[d] = true
+		f.out.writeFails++
+		if f.out.writeErr == nil {
+			f.out.writeErr = err
+		}
+		return
+	}
+	f.out.written += int64(len(buf))
+}
+
+func writeFile(path string, flags int, b []byte) error {
+	fh, err := os.OpenFile(path, flags, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fh.Write(b)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (o *output) flushAll() {
+	for _, f := range o.flows {
+		f.flush(dirC2S)
+		f.flush(dirS2C)
+	}
+}
+
+// finish writes what is still buffered; flows the engine never completed
+// (it failed) end with reason "eof".
+func (o *output) finish() {
+	for _, f := range o.flows {
+		if !f.done {
+			for d := range 2 {
+				if f.dir(d).End == "" {
+					f.dir(d).End = endEOF
+				}
+			}
+		}
+		f.flush(dirC2S)
+		f.flush(dirS2C)
+	}
+}
+
+// summary is the content of summary.json.
+type summary struct {
+	Capture      captureSummary `json:"capture"`
+	Options      optionsSummary `json:"options"`
+	Errors       []packetError  `json:"errors"`
+	DecodeErrors []packetError  `json:"decode_errors"`
+	Flows        []flowSummary  `json:"flows"`
+	Stats        summaryStats   `json:"stats"`
+}
+
+type captureSummary struct {
+	File      string   `json:"file"`
+	Format    string   `json:"format"`
+	LinkTypes []string `json:"link_types"`
+}
+
+type optionsSummary struct {
+	MaxConns int    `json:"max_conns"`
+	MaxPages int    `json:"max_pages"`
+	Timeout  string `json:"timeout"`
+}
+
+// summaryStats is the top-level "stats" object.
+type summaryStats struct {
+	Packets       int64     `json:"packets"`
+	CapturedBytes int64     `json:"captured_bytes"`
+	FirstPacket   time.Time `json:"first_packet"`
+	LastPacket    time.Time `json:"last_packet"`
+	decodeStats
+	Flows         int   `json:"flows"`
+	Files         int   `json:"files"`
+	BytesWritten  int64 `json:"bytes_written"`
+	WriteFailures int64 `json:"write_failures"`
+	engineStats
+}
+
+// writeSummary writes summary.json into the output directory.
+func (o *output) writeSummary(s *summary) error {
+	s.Flows = make([]flowSummary, len(o.flows))
+	for i, f := range o.flows {
+		s.Flows[i] = f.sum
+	}
+	s.Stats.Flows = len(o.flows)
+	s.Stats.Files = o.files
+	s.Stats.BytesWritten = o.written
+	s.Stats.WriteFailures = o.writeFails
+	if s.Errors == nil {
+		s.Errors = []packetError{}
+	}
+	if s.DecodeErrors == nil {
+		s.DecodeErrors = []packetError{}
+	}
+	path := filepath.Join(o.dir, summaryName)
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(fh, 1<<16)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	err = enc.Encode(s)
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// errWrite marks output errors in the error list.
+var errWrite = errors.New("writing output")

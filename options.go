@@ -1,0 +1,82 @@
+package reassembly
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults that SafeAssemblerOptions.Validate fills in for zero fields.
+const (
+	DefaultMaxBufferedPagesTotal         = 50000
+	DefaultMaxBufferedPagesPerConnection = 1000
+	DefaultConnectionTimeout             = 2 * time.Minute
+	DefaultFlushInterval                 = 10 * time.Second
+)
+
+// SafeAssemblerOptions configure a SafeAssembler. Zero fields take the
+// defaults above; negative values are invalid.
+type SafeAssemblerOptions struct {
+	// MaxBufferedPagesTotal caps the pages (buffers of up to 1900 bytes)
+	// buffered out of order by all the assemblers sharing the pool. At the
+	// cap, a connection that buffers more skips its first hole instead.
+	MaxBufferedPagesTotal int
+	// MaxBufferedPagesPerConnection caps the pages buffered by one
+	// direction of a connection, with the same degradation.
+	MaxBufferedPagesPerConnection int
+	// ConnectionTimeout closes connections idle that long: by capture time
+	// as packets arrive, and by wall-clock time in the background flusher,
+	// for live capture where traffic can stop altogether. Bytes buffered
+	// that long are delivered, skipping the hole before them.
+	ConnectionTimeout time.Duration
+	// FlushInterval is how often the background flusher runs; it is also
+	// how long an unused free page is kept before it is released.
+	FlushInterval time.Duration
+	// DisableBackgroundFlush turns the wall-clock flusher off, for replaying
+	// captures where only capture time should count.
+	DisableBackgroundFlush bool
+	// Logger receives reports of recovered panics; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate fills in defaults and reports invalid values with an error that
+// wraps ErrInvalidOptions and names the field.
+func (o *SafeAssemblerOptions) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxBufferedPagesTotal", int64(o.MaxBufferedPagesTotal)},
+		{"MaxBufferedPagesPerConnection", int64(o.MaxBufferedPagesPerConnection)},
+		{"ConnectionTimeout", int64(o.ConnectionTimeout)},
+		{"FlushInterval", int64(o.FlushInterval)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
+		}
+	}
+	if o.MaxBufferedPagesTotal == 0 {
+		o.MaxBufferedPagesTotal = DefaultMaxBufferedPagesTotal
+	}
+	if o.MaxBufferedPagesPerConnection == 0 {
+		o.MaxBufferedPagesPerConnection = min(DefaultMaxBufferedPagesPerConnection, o.MaxBufferedPagesTotal)
+	}
+	if o.ConnectionTimeout == 0 {
+		o.ConnectionTimeout = DefaultConnectionTimeout
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = min(DefaultFlushInterval, o.ConnectionTimeout)
+	}
+	if o.MaxBufferedPagesPerConnection > o.MaxBufferedPagesTotal {
+		return fmt.Errorf("%w: MaxBufferedPagesPerConnection (%d) exceeds MaxBufferedPagesTotal (%d)",
+			ErrInvalidOptions, o.MaxBufferedPagesPerConnection, o.MaxBufferedPagesTotal)
+	}
+	if o.FlushInterval > o.ConnectionTimeout {
+		return fmt.Errorf("%w: FlushInterval (%v) exceeds ConnectionTimeout (%v)",
+			ErrInvalidOptions, o.FlushInterval, o.ConnectionTimeout)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
