@@ -49,6 +49,9 @@ type engine struct {
 	// that its payload was dropped because its direction was closed.
 	lastTS        time.Time
 	droppedClosed bool
+	start         bool
+	flows         [2]flowCache
+	flowNext      int // the entry to replace next
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -69,21 +72,65 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	e.ctr.packets++
 	e.ctr.bytesIn += int64(len(payload))
 
-	k, fromLo := makeKey(netFlow, t)
 	// A packet that carries neither a SYN nor data cannot start anything;
 	// upstream made a connection (and a Stream) for every bare ACK, so the
 	// final ACK of a closed connection resurrected it.
 	create := t.SYN || len(payload) > 0
-	conn, err := e.table.getConnection(k, fromLo, create, ts, t, ac, e.newStream)
+	sp, dp := uint16(t.SrcPort), uint16(t.DstPort)
+	conn, fromLo := e.cached(netFlow, sp, dp)
 	if conn == nil {
-		if err != nil {
-			e.ctr.discard(discardRefused, len(payload))
+		k, lo := makeKey(netFlow, t)
+		var err error
+		conn, err = e.table.getConnection(k, lo, create, ts, t, ac, e.newStream)
+		if conn == nil {
+			if err != nil {
+				e.ctr.discard(discardRefused, len(payload))
+			}
+			return err
 		}
-		return err
+		fromLo = lo
+		e.remember(netFlow, sp, dp, conn, lo)
 	}
 	defer conn.mu.Unlock()
 	e.packet(conn, fromLo, t, ci, ac)
 	return nil
+}
+
+// flowCache remembers the connections of the last two directional flows:
+// packets come in bursts per connection, in both directions, and a hit
+// skips building the canonical key and the map lookup.
+type flowCache struct {
+	netFlow gopacket.Flow
+	sp, dp  uint16
+	fromLo  bool
+	conn    *connection
+	gen     uint64
+}
+
+// cached returns, locked, the connection of a remembered flow that is still
+// in the pool, and the direction of the flow.
+func (e *engine) cached(netFlow gopacket.Flow, sp, dp uint16) (*connection, bool) {
+	for i := range e.flows {
+		f := &e.flows[i]
+		if f.conn == nil || f.sp != sp || f.dp != dp || f.netFlow != netFlow {
+			continue
+		}
+		c := f.conn
+		c.mu.Lock()
+		if c.gen != f.gen || c.removed {
+			c.mu.Unlock()
+			f.conn = nil
+			return nil, false
+		}
+		e.flowNext = 1 - i
+		return c, f.fromLo
+	}
+	return nil, false
+}
+
+func (e *engine) remember(netFlow gopacket.Flow, sp, dp uint16, c *connection, fromLo bool) {
+	e.flows[e.flowNext] = flowCache{netFlow: netFlow, sp: sp, dp: dp, fromLo: fromLo, conn: c, gen: c.gen}
+	e.flowNext = 1 - e.flowNext
 }
 
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
@@ -100,8 +147,10 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if half.lastSeen.Before(ci.Timestamp) {
 		half.lastSeen = ci.Timestamp
 	}
-	start := !half.started() && t.SYN
-	if !e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &start, ac) {
+	// start lives in the engine: its address goes to user code, and a
+	// local would be allocated for every packet.
+	e.start = !half.started() && t.SYN
+	if !e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &e.start, ac) {
 		e.ctr.discard(discardRejected, len(payload))
 		return
 	}
@@ -127,7 +176,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	}
 	queue := true
 	if !half.started() {
-		if t.SYN || start {
+		if t.SYN || e.start {
 			e.startAt(half, dataSeq)
 			queue = false
 		}

@@ -14,7 +14,10 @@ import (
 // numShards splits the connection map so that assemblers sharing a pool
 // rarely wait for one another. Both directions of a connection hash to the
 // same shard because the key is direction-free.
-const numShards = 64
+const (
+	shardBits = 6
+	numShards = 1 << shardBits
+)
 
 // maxFreeConns bounds the recycled connection objects kept per shard, so a
 // burst of connections does not pin their memory afterwards.
@@ -30,7 +33,7 @@ type shard struct {
 // connTable is the connection store behind StreamPool and SafeStreamPool.
 type connTable struct {
 	shards  [numShards]shard
-	seed    maphash.Seed
+	salt    uint32
 	factory StreamFactory
 	budget  SafePageCache
 	logger  *slog.Logger
@@ -46,14 +49,26 @@ type connTable struct {
 func (t *connTable) init(factory StreamFactory, maxConns int) {
 	t.factory = factory
 	t.maxConns = int64(maxConns)
-	t.seed = maphash.MakeSeed()
+	t.salt = uint32(maphash.Comparable(maphash.MakeSeed(), 0))
 	for i := range t.shards {
 		t.shards[i].m = make(map[connKey]*connection)
 	}
 }
 
+// shardOf picks the shard from the ports and the last address bytes. It
+// only spreads lock contention: the maps inside use Go's seeded hash, so a
+// skewed spread costs no more than a busier lock.
 func (t *connTable) shardOf(k *connKey) *shard {
-	return &t.shards[maphash.Comparable(t.seed, *k)%numShards]
+	h := uint32(k.loPort)<<16 | uint32(k.hiPort)
+	if r := k.lo.Raw(); len(r) > 0 {
+		h ^= uint32(r[len(r)-1]) << 8
+	}
+	if r := k.hi.Raw(); len(r) > 0 {
+		h ^= uint32(r[len(r)-1])
+	}
+	h ^= t.salt
+	h *= 0x9E3779B1
+	return &t.shards[h>>(32-shardBits)]
 }
 
 // errFactoryNil and errLimit are internal outcomes of getConnection that the

@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -73,7 +72,7 @@ type flowRecord struct {
 
 // packetError names a packet that could not be read or decoded.
 type packetError struct {
-	Packet int64  `json:"packet"`
+	Packet int64  `json:"packet,omitempty"`
 	Error  string `json:"error"`
 }
 
@@ -349,6 +348,3 @@ func (o *output) writeSummary(s *summary) error {
 	}
 	return nil
 }
-
-// errWrite marks output errors in the error list.
-var errWrite = errors.New("writing output")

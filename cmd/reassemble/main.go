@@ -1,0 +1,286 @@
+// Command reassemble reassembles every TCP connection of a pcap or pcapng
+// file and writes each direction's bytes to a file of its own, plus a JSON
+// summary of every flow (bytes, gaps, overlaps, how each direction ended).
+//
+//	reassemble [flags] FILE
+//
+// Output files are named by the directional 4-tuple,
+// <src>.<sport>-<dst>.<dport>.bin (IPv6 with ':' written as '_'), with a
+// "~N" suffix for the N-th stream that reuses the same tuple, and the
+// summary is summary.json, all in the directory given by -o.
+//
+// Exit status: 0 on success; 1 when the capture (or the output) had errors
+// but the output was written; 2 on usage errors or when the capture cannot
+// be opened.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+const (
+	exitOK       = 0
+	exitPartial  = 1
+	exitUsage    = 2
+	maxWarnLines = 10 // decode errors printed on stderr; the summary lists more
+
+	defaultTimeout = 2 * time.Minute
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// config is the parsed command line.
+type config struct {
+	file     string
+	outDir   string
+	maxConns int
+	maxPages int
+	timeout  time.Duration
+	quiet    bool
+	progress int
+}
+
+const usageText = `usage: reassemble [flags] FILE
+
+Reassembles every TCP connection of the pcap or pcapng FILE and writes the
+bytes of each direction to OUTDIR/<src>.<sport>-<dst>.<dport>.bin ("~N" is
+appended for the N-th stream reusing a tuple), plus OUTDIR/summary.json.
+
+Exit status: 0 success, 1 capture or output errors (output still written),
+2 usage error or capture that cannot be opened.
+
+flags:
+`
+
+func parseArgs(args []string, stderr io.Writer) (*config, int, bool) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("reassemble", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.outDir, "o", "out", "output `directory`")
+	fs.IntVar(&cfg.maxConns, "max-conns", 0, "most connections reassembled at once, 0 for no limit; further connections are ignored")
+	fs.IntVar(&cfg.maxPages, "max-pages", 0, "page budget: most out-of-order pages buffered over all connections, 0 for no limit; past it, holes are skipped")
+	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "close connections idle this long in capture time, 0 to keep them until the end of the capture")
+	fs.BoolVar(&cfg.quiet, "q", false, "quiet: no progress or totals, only errors")
+	fs.IntVar(&cfg.progress, "progress", 100000, "print a progress line every `N` packets, 0 for none")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	// Flags may come after the file name too.
+	var files []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false
+			}
+			return nil, exitUsage, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	fail := func(format string, a ...any) (*config, int, bool) {
+		fmt.Fprintf(stderr, "reassemble: "+format+"\n", a...)
+		fs.Usage()
+		return nil, exitUsage, false
+	}
+	switch {
+	case len(files) == 0:
+		return fail("no capture file given")
+	case len(files) > 1:
+		return fail("one capture file expected, got %d", len(files))
+	case cfg.outDir == "":
+		return fail("-o must name a directory")
+	case cfg.maxConns < 0:
+		return fail("-max-conns must not be negative")
+	case cfg.maxPages < 0:
+		return fail("-max-pages must not be negative")
+	case cfg.timeout < 0:
+		return fail("-timeout must not be negative")
+	case cfg.progress < 0:
+		return fail("-progress must not be negative")
+	}
+	cfg.file = files[0]
+	return cfg, exitOK, true
+}
+
+// run is the command; it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, code, ok := parseArgs(args, stderr)
+	if !ok {
+		return code
+	}
+	fh, err := os.Open(cfg.file)
+	if err != nil {
+		fmt.Fprintf(stderr, "reassemble: %v\n", err)
+		return exitUsage
+	}
+	defer fh.Close()
+	var size int64
+	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	capture, err := openCapture(fh, fh, size)
+	if err != nil {
+		fmt.Fprintf(stderr, "reassemble: %s: %v\n", cfg.file, err)
+		return exitUsage
+	}
+	out, err := newOutput(cfg.outDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "reassemble: output directory: %v\n", err)
+		return exitUsage
+	}
+	eng, err := newFlowEngine(engineConfig{MaxConns: cfg.maxConns, MaxPages: cfg.maxPages}, out)
+	if err != nil {
+		fmt.Fprintf(stderr, "reassemble: %v\n", err)
+		return exitUsage
+	}
+	p := &processor{cfg: cfg, capture: capture, dec: newDecoder(), eng: eng, out: out, stderr: stderr}
+	p.run()
+
+	s := &summary{
+		Capture: captureSummary{File: cfg.file, Format: capture.format, LinkTypes: p.linkTypeNames()},
+		Options: optionsSummary{MaxConns: cfg.maxConns, MaxPages: cfg.maxPages, Timeout: cfg.timeout.String()},
+		Errors:  p.errors, DecodeErrors: p.decodeErrs,
+	}
+	s.Stats.Packets = p.packets
+	s.Stats.CapturedBytes = p.bytes
+	s.Stats.FirstPacket, s.Stats.LastPacket = p.first, p.last
+	s.Stats.decodeStats = p.dec.stats
+	s.Stats.engineStats = eng.Stats()
+	if out.writeErr != nil {
+		p.fail(0, fmt.Errorf("writing flow files (%d failed): %w", out.writeFails, out.writeErr))
+		s.Errors = p.errors
+	}
+	if err := out.writeSummary(s); err != nil {
+		fmt.Fprintf(stderr, "reassemble: %v\n", err)
+		return exitPartial
+	}
+	if !cfg.quiet {
+		fmt.Fprintf(stdout, "%s: %d packets, %d TCP segments, %d flows, %d files, %d bytes written to %s\n",
+			cfg.file, p.packets, p.dec.stats.TCPSegments, len(out.flows), out.files, out.written, cfg.outDir)
+		if n := p.dec.stats.Undecodable; n > 0 {
+			fmt.Fprintf(stdout, "%d packets could not be decoded (see decode_errors in %s)\n", n, summaryName)
+		}
+	}
+	if len(p.errors) > 0 {
+		return exitPartial
+	}
+	return exitOK
+}
+
+// processor runs the packets of one capture through decoder and engine.
+type processor struct {
+	cfg        *config
+	capture    *captureReader
+	dec        *decoder
+	eng        flowEngine
+	out        *output
+	stderr     io.Writer
+	packets    int64
+	bytes      int64
+	first      time.Time
+	last       time.Time // latest capture time seen
+	lastFlush  time.Time
+	links      map[layers.LinkType]int64
+	errors     []packetError
+	decodeErrs []packetError
+	warned     int
+}
+
+// fail records an error that makes the exit status 1 and prints it.
+func (p *processor) fail(packet int64, err error) {
+	p.errors = append(p.errors, packetError{Packet: packet, Error: err.Error()})
+	fmt.Fprintf(p.stderr, "reassemble: %s: %v\n", p.cfg.file, err)
+}
+
+func (p *processor) run() {
+	p.links = make(map[layers.LinkType]int64)
+	flushEvery := p.cfg.timeout / 4
+	if flushEvery < time.Second {
+		flushEvery = time.Second
+	}
+	for {
+		data, ci, link, err := p.capture.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.fail(p.packets+1, err)
+			}
+			break
+		}
+		p.packets++
+		p.bytes += int64(len(data))
+		p.links[link]++
+		ts := ci.Timestamp
+		if p.first.IsZero() {
+			p.first = ts
+		}
+		if ts.After(p.last) {
+			p.last = ts
+		}
+		seg, err := p.dec.decode(data, link, ts)
+		if err != nil {
+			p.decodeError(err)
+		} else if seg != nil {
+			if err := p.eng.Assemble(seg.netFlow, seg.tcp, ci); err != nil {
+				p.fail(p.packets, fmt.Errorf("packet %d: %w", p.packets, err))
+			}
+		}
+		if p.cfg.timeout > 0 && p.last.Sub(p.lastFlush) >= flushEvery {
+			if !p.lastFlush.IsZero() {
+				if err := p.eng.FlushOlderThan(p.last.Add(-p.cfg.timeout)); err != nil {
+					p.fail(p.packets, fmt.Errorf("packet %d: %w", p.packets, err))
+				}
+			}
+			p.lastFlush = p.last
+		}
+		if !p.cfg.quiet && p.cfg.progress > 0 && p.packets%int64(p.cfg.progress) == 0 {
+			fmt.Fprintf(p.stderr, "reassemble: %d packets, %d MB, %d flows, capture time %s\n",
+				p.packets, p.bytes>>20, len(p.out.flows), p.last.UTC().Format(time.RFC3339))
+		}
+	}
+	if err := p.eng.FlushAll(); err != nil {
+		p.fail(p.packets, fmt.Errorf("at end of capture: %w", err))
+	}
+	p.out.finish()
+}
+
+// decodeError counts a packet that could not be decoded; the first few are
+// printed, more are listed in the summary.
+func (p *processor) decodeError(err error) {
+	if len(p.decodeErrs) < maxErrorsKept {
+		p.decodeErrs = append(p.decodeErrs, packetError{Packet: p.packets, Error: err.Error()})
+	}
+	if !p.cfg.quiet && p.warned < maxWarnLines {
+		p.warned++
+		fmt.Fprintf(p.stderr, "reassemble: %s: packet %d skipped: %v\n", p.cfg.file, p.packets, err)
+		if p.warned == maxWarnLines {
+			fmt.Fprintf(p.stderr, "reassemble: further undecodable packets are only counted\n")
+		}
+	}
+}
+
+func (p *processor) linkTypeNames() []string {
+	names := make([]string, 0, len(p.links))
+	for lt := range p.links {
+		names = append(names, fmt.Sprintf("%d (%s)", lt, lt))
+	}
+	if len(names) == 0 {
+		names = append(names, fmt.Sprintf("%d (%s)", p.capture.link, p.capture.link))
+	}
+	sort.Strings(names)
+	return names
+}
