@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -148,3 +149,50 @@ func TestInOrderPathDoesNotAllocate(t *testing.T) {
 		t.Fatal("no bytes delivered")
 	}
 }
+
+// descendingTraffic is a SYN, then n one-byte segments at non-adjacent
+// sequence numbers from the highest down, none of them fillable.
+func descendingTraffic(n int) []testPacket {
+	c := netip.MustParseAddrPort("10.0.0.1:40000")
+	s := netip.MustParseAddrPort("10.0.0.2:80")
+	ts := time.Unix(1_700_000_000, 0)
+	out := []testPacket{segment{client: c, server: s, seq: 0, syn: true, ts: ts}.build()}
+	for i := n; i >= 1; i-- {
+		out = append(out, segment{client: c, server: s, seq: uint32(10 + 2*i), hasAck: true, payload: []byte{'x'}, ts: ts}.build())
+	}
+	return out
+}
+
+// BenchmarkDescendingInsert reports the cost per out-of-order segment when
+// n segments arrive in descending order (upstream's quadratic case).
+func BenchmarkDescendingInsert(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		pkts := descendingTraffic(n)
+		ctxs := contexts(pkts)
+		b.Run("impl=ours/n="+itoa(n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				a := NewAssembler(NewStreamPool(&countingFactory{}))
+				for j := range pkts {
+					a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
+				}
+				a.FlushAll()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/segment")
+		})
+		if n > 10000 && testing.Short() {
+			continue
+		}
+		b.Run("impl=upstream/n="+itoa(n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				a := upstream.NewAssembler(upstream.NewStreamPool(&upCountingFactory{}))
+				for j := range pkts {
+					a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
+				}
+				a.FlushAll()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/segment")
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
