@@ -179,6 +179,12 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		if t.SYN || e.start {
 			e.startAt(half, dataSeq)
 			queue = false
+		} else if t.RST && e.refuses(conn, half, t) {
+			// A connection refused, or aborted before this direction sent
+			// anything: upstream left it open until a flush.
+			e.ctr.discard(discardAfterEnd, len(payload))
+			e.closeHalf(conn, half, ac, true)
+			return
 		}
 	} else if half.nextSeq.Difference(dataSeq) <= 0 {
 		queue = false
@@ -224,6 +230,17 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		e.send(conn, half, ac)
 	}
 	e.forcing = false
+}
+
+// refuses reports whether an RST on a direction that has not started is
+// acceptable: it must acknowledge exactly what the other direction sent, as
+// TCP requires of an RST answering a SYN (RFC 9293, SYN-SENT state).
+func (e *engine) refuses(conn *connection, half *halfConnection, t *layers.TCP) bool {
+	other := &conn.halves[0]
+	if other == half {
+		other = &conn.halves[1]
+	}
+	return t.ACK && other.started() && Sequence(t.Ack) == other.nextSeq
 }
 
 // startAt makes seq the first byte of the direction, discarding buffered
