@@ -60,7 +60,7 @@ type halfConnection struct {
 	ackSeq            Sequence
 	created, lastSeen time.Time
 	closed            bool
-	startDelivered    bool // a delivery with start set has been made
+	delivered         bool // a delivery was made: start can no longer be reported
 
 	// finPos is the offset just past the last byte before a FIN or RST,
 	// or -1: reaching it closes the direction even when the FIN arrived

@@ -211,17 +211,19 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		if d := int(half.nextPos - pos); d > 0 {
 			n := min(d, len(payload))
 			if len(payload) > 0 {
+				// TCPAssemblyStats counts the distance behind nextSeq, as
+				// upstream does; AssemblerStats counts the bytes.
 				half.overlapPackets++
-				half.overlapBytes += n
+				half.overlapBytes += d
 				e.ctr.overlapBytes += int64(n)
 			}
 			payload = payload[n:]
 			pos, dataSeq = half.nextPos, half.nextSeq
 		}
 		e.trimQueued(half, pos, pos+int64(len(payload)))
-		if len(payload) > 0 || end || (t.SYN && !half.startDelivered) {
+		if len(payload) > 0 || end || (t.SYN && !half.delivered) {
 			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
-			sg.start = t.SYN && !half.startDelivered
+			sg.start = t.SYN && !half.delivered
 			sg.end = end
 			sg.rst = t.RST
 		}
@@ -423,9 +425,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		OverlapBytes: half.overlapBytes, OverlapPackets: half.overlapPackets,
 	}
 	half.queuedBytes, half.queuedPackets, half.overlapBytes, half.overlapPackets = 0, 0, 0, 0
-	if sg.start {
-		half.startDelivered = true
-	}
+	half.delivered = true
 	if !half.started() || last > half.nextPos {
 		half.setNext(lastSeq, last)
 	}
