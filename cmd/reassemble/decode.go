@@ -333,6 +333,21 @@ func (d *decoder) decode(data []byte, link layers.LinkType, ts time.Time) (*tcpS
 
 var errUnsupportedLink = errors.New("unsupported link type")
 
+// linkTypeName names a link type, including those gopacket leaves unnamed.
+func linkTypeName(lt layers.LinkType) string {
+	switch lt {
+	case layers.LinkTypeIPv4:
+		return "IPv4"
+	case layers.LinkTypeIPv6:
+		return "IPv6"
+	case linkTypeLinuxSLL2:
+		return "Linux SLL2"
+	case linkTypeRawAlt1, linkTypeRawAlt2:
+		return "Raw"
+	}
+	return lt.String()
+}
+
 func (d *decoder) link(p []byte, link layers.LinkType) (*tcpSegment, error) {
 	switch link {
 	case layers.LinkTypeEthernet:
@@ -357,7 +372,7 @@ func (d *decoder) link(p []byte, link layers.LinkType) (*tcpSegment, error) {
 		return d.ipv6(p, 0)
 	}
 	d.stats.UnsupportedLinkType++
-	return nil, fmt.Errorf("%w %d (%s)", errUnsupportedLink, link, link)
+	return nil, fmt.Errorf("%w %d (%s)", errUnsupportedLink, link, linkTypeName(link))
 }
 
 func (d *decoder) ethernet(p []byte, depth int) (*tcpSegment, error) {
@@ -796,7 +811,6 @@ type fragDatagram struct {
 	total   int    // datagram payload length, -1 until the last fragment arrives
 	first   uint8  // protocol/next header of the fragment at offset 0
 	seen    time.Time
-	frags   int
 	holding int // bytes accounted in defragmenter.bytes
 }
 
@@ -845,7 +859,6 @@ func (f *defragmenter) add(k fragKey, off int, more bool, proto uint8, data []by
 		dg = &fragDatagram{total: -1, seen: now}
 		f.pending[k] = dg
 	}
-	dg.frags++
 	if !more {
 		if dg.total >= 0 && dg.total != end {
 			f.drop(k)

@@ -31,21 +31,7 @@ type segSpec struct {
 	payload      []byte
 }
 
-// tcpBytes returns the TCP header and payload of a segment (checksum
-// computed over the given addresses).
-func tcpBytes(t *testing.T, s segSpec) []byte {
-	t.Helper()
-	ip := ipLayer(t, s, len(s.payload))
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport),
-		Seq: s.seq, Ack: s.ack, SYN: s.syn, FIN: s.fin, RST: s.rst, ACK: s.ackFlag, Window: 65535}
-	require.NoError(t, tcp.SetNetworkLayerForChecksum(ip))
-	buf := gopacket.NewSerializeBuffer()
-	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		tcp, gopacket.Payload(s.payload)))
-	return append([]byte(nil), buf.Bytes()...)
-}
-
-func ipLayer(t *testing.T, s segSpec, _ int) gopacket.NetworkLayer {
+func ipLayer(t testing.TB, s segSpec) gopacket.NetworkLayer {
 	t.Helper()
 	src, dst := net.ParseIP(s.src), net.ParseIP(s.dst)
 	require.NotNil(t, src, s.src)
@@ -57,9 +43,9 @@ func ipLayer(t *testing.T, s segSpec, _ int) gopacket.NetworkLayer {
 }
 
 // ipPacket returns a whole IP packet (v4 or v6 by address) carrying the segment.
-func ipPacket(t *testing.T, s segSpec) []byte {
+func ipPacket(t testing.TB, s segSpec) []byte {
 	t.Helper()
-	ip := ipLayer(t, s, len(s.payload))
+	ip := ipLayer(t, s)
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport),
 		Seq: s.seq, Ack: s.ack, SYN: s.syn, FIN: s.fin, RST: s.rst, ACK: s.ackFlag, Window: 65535}
 	require.NoError(t, tcp.SetNetworkLayerForChecksum(ip))

@@ -9,9 +9,21 @@
 // "~N" suffix for the N-th stream that reuses the same tuple, and the
 // summary is summary.json, all in the directory given by -o.
 //
-// Exit status: 0 on success; 1 when the capture (or the output) had errors
-// but the output was written; 2 on usage errors or when the capture cannot
-// be opened.
+// summary.json holds, per flow (client = sender of the first packet), for
+// each direction: the tuple, the file, bytes written, every gap (offset in
+// the written bytes and length in sequence space), overlap_bytes and
+// overlap_packets as the engine reports them, retransmitted_bytes (payload
+// that arrived for sequence space already delivered) and how the direction
+// ended: fin, rst, timeout (idle longer than -timeout, in capture time) or
+// eof (still open at the end of the capture). The top-level "stats" object
+// counts packets, decoding, and the engine's assembler and pool numbers.
+//
+// Packets that cannot be decoded down to TCP are skipped and counted
+// (decode_errors in the summary lists the first ones); they do not change
+// the exit status. Exit status: 0 on success; 1 when the capture file is
+// corrupt or truncated, the engine failed, or output could not be written
+// (the output is still written, and the error names the packet number);
+// 2 on usage errors or when the capture cannot be opened.
 package main
 
 import (
@@ -32,7 +44,10 @@ const (
 	exitUsage    = 2
 	maxWarnLines = 10 // decode errors printed on stderr; the summary lists more
 
-	defaultTimeout = 2 * time.Minute
+	// defaultTimeout closes connections idle for an hour of capture time, as
+	// Suricata does for established TCP: long-lived idle connections (such as
+	// OpenFlow keepalives) stay whole, abandoned ones do not live forever.
+	defaultTimeout = time.Hour
 )
 
 func main() {
@@ -56,8 +71,9 @@ Reassembles every TCP connection of the pcap or pcapng FILE and writes the
 bytes of each direction to OUTDIR/<src>.<sport>-<dst>.<dport>.bin ("~N" is
 appended for the N-th stream reusing a tuple), plus OUTDIR/summary.json.
 
-Exit status: 0 success, 1 capture or output errors (output still written),
-2 usage error or capture that cannot be opened.
+Packets that cannot be decoded are skipped and counted in the summary.
+Exit status: 0 success, 1 corrupt or truncated capture or output errors
+(output still written), 2 usage error or capture that cannot be opened.
 
 flags:
 `
@@ -157,6 +173,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Errors:  p.errors, DecodeErrors: p.decodeErrs,
 	}
 	s.Stats.Packets = p.packets
+	s.Stats.Errors = p.errorCount
 	s.Stats.CapturedBytes = p.bytes
 	s.Stats.FirstPacket, s.Stats.LastPacket = p.first, p.last
 	s.Stats.decodeStats = p.dec.stats
@@ -176,7 +193,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%d packets could not be decoded (see decode_errors in %s)\n", n, summaryName)
 		}
 	}
-	if len(p.errors) > 0 {
+	if p.errorCount > 0 {
 		return exitPartial
 	}
 	return exitOK
@@ -197,14 +214,21 @@ type processor struct {
 	lastFlush  time.Time
 	links      map[layers.LinkType]int64
 	errors     []packetError
+	errorCount int64
 	decodeErrs []packetError
 	warned     int
 }
 
-// fail records an error that makes the exit status 1 and prints it.
+// fail records an error that makes the exit status 1 and prints it; past
+// maxErrorsKept errors they are only counted.
 func (p *processor) fail(packet int64, err error) {
-	p.errors = append(p.errors, packetError{Packet: packet, Error: err.Error()})
-	fmt.Fprintf(p.stderr, "reassemble: %s: %v\n", p.cfg.file, err)
+	p.errorCount++
+	if len(p.errors) < maxErrorsKept {
+		p.errors = append(p.errors, packetError{Packet: packet, Error: err.Error()})
+	}
+	if p.errorCount <= maxWarnLines {
+		fmt.Fprintf(p.stderr, "reassemble: %s: %v\n", p.cfg.file, err)
+	}
 }
 
 func (p *processor) run() {
@@ -231,14 +255,7 @@ func (p *processor) run() {
 		if ts.After(p.last) {
 			p.last = ts
 		}
-		seg, err := p.dec.decode(data, link, ts)
-		if err != nil {
-			p.decodeError(err)
-		} else if seg != nil {
-			if err := p.eng.Assemble(seg.netFlow, seg.tcp, ci); err != nil {
-				p.fail(p.packets, fmt.Errorf("packet %d: %w", p.packets, err))
-			}
-		}
+		// Close idle connections before this packet can refresh them.
 		if p.cfg.timeout > 0 && p.last.Sub(p.lastFlush) >= flushEvery {
 			if !p.lastFlush.IsZero() {
 				if err := p.eng.FlushOlderThan(p.last.Add(-p.cfg.timeout)); err != nil {
@@ -246,6 +263,14 @@ func (p *processor) run() {
 				}
 			}
 			p.lastFlush = p.last
+		}
+		seg, err := p.dec.decode(data, link, ts)
+		if err != nil {
+			p.decodeError(err)
+		} else if seg != nil {
+			if err := p.eng.Assemble(seg.netFlow, seg.tcp, ci); err != nil {
+				p.fail(p.packets, fmt.Errorf("packet %d: %w", p.packets, err))
+			}
 		}
 		if !p.cfg.quiet && p.cfg.progress > 0 && p.packets%int64(p.cfg.progress) == 0 {
 			fmt.Fprintf(p.stderr, "reassemble: %d packets, %d MB, %d flows, capture time %s\n",
@@ -276,10 +301,10 @@ func (p *processor) decodeError(err error) {
 func (p *processor) linkTypeNames() []string {
 	names := make([]string, 0, len(p.links))
 	for lt := range p.links {
-		names = append(names, fmt.Sprintf("%d (%s)", lt, lt))
+		names = append(names, fmt.Sprintf("%d (%s)", lt, linkTypeName(lt)))
 	}
 	if len(names) == 0 {
-		names = append(names, fmt.Sprintf("%d (%s)", p.capture.link, p.capture.link))
+		names = append(names, fmt.Sprintf("%d (%s)", p.capture.link, linkTypeName(p.capture.link)))
 	}
 	sort.Strings(names)
 	return names

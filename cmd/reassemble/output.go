@@ -45,8 +45,10 @@ type directionSummary struct {
 	Gaps           []gapRecord `json:"gaps"`
 	GapCount       int64       `json:"gap_count"`
 	GapBytes       int64       `json:"gap_bytes"`
+	GapsOmitted    int64       `json:"gaps_omitted,omitempty"`
 	OverlapBytes   int64       `json:"overlap_bytes"`
 	OverlapPackets int64       `json:"overlap_packets"`
+	Retransmitted  int64       `json:"retransmitted_bytes"`
 	End            string      `json:"end"`
 }
 
@@ -186,6 +188,8 @@ func (f *flowRecord) Gap(d int, length int) {
 	ds.GapBytes += int64(length)
 	if len(ds.Gaps) < maxGapsPerDir {
 		ds.Gaps = append(ds.Gaps, gapRecord{Offset: ds.Bytes, Length: int64(length)})
+	} else {
+		ds.GapsOmitted++
 	}
 }
 
@@ -193,6 +197,10 @@ func (f *flowRecord) Overlap(d int, bytes, packets int) {
 	ds := f.dir(d)
 	ds.OverlapBytes += int64(bytes)
 	ds.OverlapPackets += int64(packets)
+}
+
+func (f *flowRecord) Retransmitted(d int, bytes int) {
+	f.dir(d).Retransmitted += int64(bytes)
 }
 
 func (f *flowRecord) End(d int, reason string) {
@@ -276,7 +284,8 @@ func (o *output) finish() {
 	}
 }
 
-// summary is the content of summary.json.
+// summary is the content of summary.json. writeSummary streams the flows
+// from the flow records; Flows is filled when a summary is read back.
 type summary struct {
 	Capture      captureSummary `json:"capture"`
 	Options      optionsSummary `json:"options"`
@@ -304,6 +313,7 @@ type summaryStats struct {
 	CapturedBytes int64     `json:"captured_bytes"`
 	FirstPacket   time.Time `json:"first_packet"`
 	LastPacket    time.Time `json:"last_packet"`
+	Errors        int64     `json:"errors"`
 	decodeStats
 	Flows         int   `json:"flows"`
 	Files         int   `json:"files"`
@@ -312,12 +322,10 @@ type summaryStats struct {
 	engineStats
 }
 
-// writeSummary writes summary.json into the output directory.
+// writeSummary writes summary.json into the output directory. The flows
+// are encoded one by one, so a capture with millions of flows does not need
+// its whole summary in memory twice.
 func (o *output) writeSummary(s *summary) error {
-	s.Flows = make([]flowSummary, len(o.flows))
-	for i, f := range o.flows {
-		s.Flows[i] = f.sum
-	}
 	s.Stats.Flows = len(o.flows)
 	s.Stats.Files = o.files
 	s.Stats.BytesWritten = o.written
@@ -334,9 +342,7 @@ func (o *output) writeSummary(s *summary) error {
 		return err
 	}
 	w := bufio.NewWriterSize(fh, 1<<16)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	err = enc.Encode(s)
+	err = encodeSummary(w, s, o.flows)
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
@@ -347,4 +353,48 @@ func (o *output) writeSummary(s *summary) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// encodeSummary writes the JSON object: everything but the flows first (as
+// summary's fields would), then the flows array element by element.
+func encodeSummary(w *bufio.Writer, s *summary, flows []*flowRecord) error {
+	head := []struct {
+		key string
+		val any
+	}{
+		{"capture", s.Capture},
+		{"options", s.Options},
+		{"errors", s.Errors},
+		{"decode_errors", s.DecodeErrors},
+		{"stats", s.Stats},
+	}
+	w.WriteString("{\n")
+	for _, h := range head {
+		b, err := json.MarshalIndent(h.val, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  %q: ", h.key)
+		w.Write(b)
+		w.WriteString(",\n")
+	}
+	w.WriteString("  \"flows\": [")
+	for i, f := range flows {
+		b, err := json.MarshalIndent(&f.sum, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			w.WriteString(",")
+		}
+		w.WriteString("\n    ")
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	if len(flows) > 0 {
+		w.WriteString("\n  ")
+	}
+	_, err := w.WriteString("]\n}\n")
+	return err
 }

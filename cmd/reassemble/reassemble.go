@@ -66,6 +66,7 @@ type flowHandle interface {
 	Data(dir int, b []byte)
 	Gap(dir int, length int)
 	Overlap(dir int, bytes, packets int)
+	Retransmitted(dir int, bytes int)
 	End(dir int, reason string)
 	Complete()
 }
@@ -91,6 +92,7 @@ type assemblerCounters struct {
 	QueuedPackets     int64 `json:"queued_packets"`
 	OverlapBytes      int64 `json:"overlap_bytes"`
 	OverlapPackets    int64 `json:"overlap_packets"`
+	Retransmitted     int64 `json:"retransmitted_bytes"`
 	Gaps              int64 `json:"gaps"`
 	GapBytes          int64 `json:"gap_bytes"`
 	UnknownGaps       int64 `json:"unknown_gaps"`
@@ -241,6 +243,20 @@ func (s *engineStream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reas
 		s.sawRST[d] = true
 	}
 	s.flow.Seen(d, ci.Timestamp)
+	// Payload for sequence space already delivered will be dropped by the
+	// engine: count it here, where every segment passes (upstream reports
+	// its own overlap numbers only along with a later delivery).
+	if n := len(tcp.Payload); n > 0 && nextSeq >= 0 && !s.ended[d] {
+		seq := reassembly.Sequence(tcp.Seq)
+		if tcp.SYN {
+			seq = seq.Add(1)
+		}
+		if behind := -nextSeq.Difference(seq); behind > 0 {
+			old := min(behind, n)
+			s.e.asmStats.Retransmitted += int64(old)
+			s.flow.Retransmitted(d, old)
+		}
+	}
 	*start = true
 	return true
 }
