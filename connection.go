@@ -72,7 +72,9 @@ type halfConnection struct {
 	kept  *chunk      // bytes kept by KeepFrom, in order
 	keptN int         // chunks in kept
 
-	pages int // chunks held by queue and kept
+	pages int   // chunks held by queue and kept
+	cost  int64 // memory charged for them
+	runs  int   // runs of adjacent queued chunks: the holes waiting to fill
 
 	// Counters reported in the next ScatterGather's Stats.
 	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
@@ -154,4 +156,14 @@ func (c *connection) lastSeen() time.Time {
 		return b
 	}
 	return a
+}
+
+// popMin takes the first queued chunk c out, keeping runs right: c starts
+// a run, and the chunk after it starts one once c is gone.
+func (h *halfConnection) popMin(c *chunk) {
+	h.queue.remove(c)
+	h.runs--
+	if n := h.queue.min(); n != nil && n.pos == c.end() {
+		h.runs++
+	}
 }

@@ -53,22 +53,14 @@ func stepOfCI(s string) (int, bool) {
 	return n, err == nil
 }
 
-// explainDifference names the upstream fault, documented in MIGRATION.md,
-// that makes upstream's log for scn differ from ours, or returns "". The
-// triggers are read off upstream's own log, so a scenario is excused only
-// when upstream actually went down the faulty path.
-func explainDifference(scn *scenario, ref []event) string {
-	r, _ := explainDifferenceExact(scn, ref)
-	return r
-}
-
 // provenPrefix marks the reasons read off upstream's log with no doubt:
 // clean scenarios accept only those.
 const provenPrefix = "proven: "
 
-// explainDifferenceExact is explainDifference, also telling whether the
-// reason was proven from upstream's log rather than inferred from the
-// scenario's shape.
+// explainDifferenceExact names the upstream fault, documented in
+// MIGRATION.md, that makes upstream's log for scn differ from ours ("" for
+// none), and tells whether it was proven from upstream's log rather than
+// inferred from the scenario's shape.
 func explainDifferenceExact(scn *scenario, ref []event) (string, bool) {
 	r := explainDifferenceAll(scn, ref)
 	if rest, ok := strings.CutPrefix(r, provenPrefix); ok {
@@ -77,6 +69,9 @@ func explainDifferenceExact(scn *scenario, ref []event) (string, bool) {
 	return r, false
 }
 
+// explainDifferenceAll finds the reason; the triggers are read off
+// upstream's own log, so a scenario is excused only when upstream actually
+// went down the faulty path.
 func explainDifferenceAll(scn *scenario, ref []event) string {
 	if scn.has(featWrap) || spansQuarters(scn) {
 		// Upstream's Difference is off by one across 2^32 (row 25): any

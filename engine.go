@@ -19,6 +19,14 @@ func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket
 type limits struct {
 	maxPagesPerConn int // chunks per connection direction, <= 0: none
 	maxPagesTotal   int // chunks per pool, <= 0: none
+	// strict is the Safe face's mode: room is made before bytes are
+	// buffered, pages are reserved atomically against maxPagesTotal, and
+	// the byte and gap caps apply, so no limit is ever exceeded. Without
+	// it the limits act as upstream's do: checked after buffering, one hole
+	// skipped per packet.
+	strict          bool
+	maxBytesPerConn int64 // memory charged per direction, <= 0: none
+	maxGapsPerConn  int   // holes per direction, <= 0: none
 }
 
 // callbacks runs the user's Stream methods. The drop-in face calls them
@@ -50,8 +58,10 @@ type engine struct {
 	lastTS        time.Time
 	droppedClosed bool
 	start         bool
-	flows         [2]flowCache
-	flowNext      int // the entry to replace next
+	// reserved is the pages makeRoom booked for the chunks being inserted.
+	reserved int64
+	flows    [2]flowCache
+	flowNext int // the entry to replace next
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -199,9 +209,32 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 
 	sg := &e.sg
 	sg.reset()
-	if queue {
+	if queue && e.lim.strict && len(payload) > 0 {
+		if !e.makeRoom(conn, half, payload, pos) {
+			if half.closed || conn.removed {
+				e.ctr.discard(discardAfterEnd, len(payload))
+				return
+			}
+			// Nothing of this direction is left to push out and the pool's
+			// budget is spent: the new bytes go out at once, over the hole.
+			e.ctr.forcedFlushes++
+			e.forcing = true
+			queue = false
+			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
+			sg.end = end && half.finPos == pos+int64(len(payload))
+			sg.rst = sg.end && t.RST
+		}
+	}
+	if len(sg.parts) > 0 {
+		// The bytes were sent over a hole above.
+	} else if queue {
 		e.enqueue(half, payload, dataSeq, pos, ac, ci.Timestamp)
-		if e.overLimit(half) {
+		if e.reserved > 0 {
+			// The bytes went into a buffered chunk: give the booking back.
+			e.pc.budget.inUse.Add(-e.reserved)
+			e.reserved = 0
+		}
+		if !e.lim.strict && e.overLimit(half) {
 			e.ctr.forcedFlushes++
 			e.forcing = true
 			e.takeFirst(half)
@@ -220,7 +253,12 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			payload = payload[n:]
 			pos, dataSeq = half.nextPos, half.nextSeq
 		}
-		e.trimQueued(half, pos, pos+int64(len(payload)))
+		if len(payload) > 0 && !half.queue.empty() {
+			to := pos + int64(len(payload))
+			before := half.queue.runStartsIn(pos, to)
+			e.trimQueued(half, pos, to)
+			half.runs += half.queue.runStartsIn(pos, to) - before
+		}
 		if len(payload) > 0 || end || (t.SYN && !half.delivered) {
 			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
 			sg.start = t.SYN && !half.delivered
@@ -252,7 +290,7 @@ func (e *engine) startAt(half *halfConnection, seq Sequence) {
 	half.setNext(seq, pos)
 	for c := half.queue.min(); c != nil && c.pos < pos; c = half.queue.min() {
 		if c.end() <= pos {
-			half.queue.remove(c)
+			half.popMin(c)
 			e.ctr.discard(discardBeforeStart, len(c.bytes))
 			e.release(half, c)
 			continue
@@ -271,6 +309,7 @@ func (e *engine) startAt(half *halfConnection, seq Sequence) {
 
 func (e *engine) release(half *halfConnection, c *chunk) {
 	half.pages--
+	half.cost -= c.cost()
 	e.pc.put(c)
 }
 
@@ -289,22 +328,31 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 		e.ctr.overwrittenBytes += int64(len(data))
 		return
 	}
+	before := half.queue.runStartsIn(pos, end)
 	e.trimQueued(half, pos, end)
 	half.queuedPackets++
 	half.queuedBytes += len(data)
 	e.insertChunks(half, data, seq, pos, ac, ts, true)
+	half.runs += half.queue.runStartsIn(pos, end) - before
 }
 
 // insertChunks copies data into chunks of at most pageBytes and queues them.
 func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, ts time.Time, packet bool) {
 	for first := true; len(data) > 0; first = false {
 		n := min(len(data), pageBytes)
-		c := e.pc.get(n)
+		var c *chunk
+		if e.reserved > 0 {
+			c = e.pc.getReserved(n)
+			e.reserved--
+		} else {
+			c = e.pc.get(n)
+		}
 		copy(c.bytes, data[:n])
 		c.pos, c.seq, c.ac, c.seen = pos, seq, ac, ts
 		c.packetStart = packet && first
 		half.queue.insert(c)
 		half.pages++
+		half.cost += c.cost()
 		data = data[n:]
 		pos += int64(n)
 		seq = seq.Add(n)
@@ -367,6 +415,82 @@ func (e *engine) overLimit(half *halfConnection) bool {
 		(e.lim.maxPagesTotal > 0 && e.table.budget.inUse.Load() >= int64(e.lim.maxPagesTotal))
 }
 
+// pagesFor is the number of chunks n bytes are buffered in.
+func pagesFor(n int) int { return (n + pageBytes - 1) / pageBytes }
+
+// costFor is the memory n bytes are charged when buffered.
+func costFor(n int) int64 {
+	full, rest := n/pageBytes, n%pageBytes
+	c := int64(full) * (int64(chunkClasses[numChunkClasses-1]) + chunkOverhead)
+	if rest > 0 {
+		c += int64(chunkClasses[classFor(rest)]) + chunkOverhead
+	}
+	return c
+}
+
+// fits reports whether data at pos can be buffered by half within the
+// per-direction limits, counting the hole it may open.
+func (e *engine) fits(half *halfConnection, data []byte, pos int64) bool {
+	l := &e.lim
+	if l.maxPagesPerConn > 0 && half.pages+pagesFor(len(data)) > l.maxPagesPerConn {
+		return false
+	}
+	if l.maxBytesPerConn > 0 && half.cost+costFor(len(data)) > l.maxBytesPerConn {
+		return false
+	}
+	if l.maxGapsPerConn > 0 && half.runs >= l.maxGapsPerConn {
+		// Only bytes that extend or fill an existing run may come in.
+		if p := half.queue.floor(pos); p == nil || p.end() < pos {
+			if n := half.queue.after(pos); n == nil || n.pos > pos+int64(len(data)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// makeRoom pushes the first holes of half out, skipping them, until data
+// fits its limits, and reserves the pages it needs in the pool's budget.
+// It returns false when nothing is left to push and it still does not fit.
+func (e *engine) makeRoom(conn *connection, half *halfConnection, data []byte, pos int64) bool {
+	need := int64(pagesFor(len(data)))
+	for {
+		if e.fits(half, data, pos) && e.reserve(need) {
+			e.reserved = need
+			return true
+		}
+		if half.queue.empty() || half.closed || conn.removed {
+			return false
+		}
+		e.ctr.forcedFlushes++
+		e.forcing = true
+		e.sg.reset()
+		e.takeFirst(half)
+		e.send(conn, half, e.sg.parts[0].ac)
+		e.forcing = false
+		e.sg.reset()
+	}
+}
+
+// reserve books n pages of the pool's budget, atomically, so that
+// assemblers sharing the pool never exceed MaxBufferedPagesTotal together.
+func (e *engine) reserve(n int64) bool {
+	b := e.pc.budget
+	limit := int64(e.lim.maxPagesTotal)
+	if limit <= 0 {
+		return true
+	}
+	for {
+		used := b.inUse.Load()
+		if used+n > limit {
+			return false
+		}
+		if b.inUse.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
 // takeFirst moves the first queued chunk into the delivery, skipping the
 // hole before it.
 func (e *engine) takeFirst(half *halfConnection) {
@@ -374,7 +498,7 @@ func (e *engine) takeFirst(half *halfConnection) {
 	if c == nil {
 		return
 	}
-	half.queue.remove(c)
+	half.popMin(c)
 	e.sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
 }
 
@@ -396,10 +520,6 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 			e.ctr.forcedGapBytes += int64(sg.skip)
 		}
 	}
-	// Delivered bytes count once, when first handed over.
-	for _, p := range sg.parts {
-		e.ctr.deliveredBytes += int64(len(p.bytes))
-	}
 	last := first.pos + int64(len(first.bytes))
 	lastSeq := first.seq.Add(len(first.bytes))
 	if !sg.end {
@@ -412,12 +532,20 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 			if c == nil || c.pos != last {
 				break
 			}
-			half.queue.remove(c)
+			half.popMin(c)
 			sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
-			e.ctr.deliveredBytes += int64(len(c.bytes))
 			last = c.end()
 			lastSeq = c.seq.Add(len(c.bytes))
 		}
+	}
+	if half.finPos >= 0 && last > half.finPos {
+		// Nothing after a FIN or RST belongs to the stream.
+		last, lastSeq = e.cutAtFin(half)
+		sg.end, sg.rst = true, half.rstEnd
+	}
+	// Delivered bytes count once, when first handed over.
+	for _, p := range sg.parts {
+		e.ctr.deliveredBytes += int64(len(p.bytes))
 	}
 	e.prependKept(half, first)
 	sg.stats = TCPAssemblyStats{
@@ -445,6 +573,42 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		}
 		e.closeHalf(conn, half, ac, rst)
 	}
+}
+
+// cutAtFin drops from the delivery every byte at or past the direction's
+// FIN or RST, and returns the offset and sequence number that follow what
+// is left.
+func (e *engine) cutAtFin(half *halfConnection) (int64, Sequence) {
+	sg := &e.sg
+	fin := half.finPos
+	first := sg.parts[0]
+	last, lastSeq := first.pos, first.seq
+	n := 0
+	for i := range sg.parts {
+		p := &sg.parts[i]
+		if p.pos+int64(len(p.bytes)) <= fin {
+			n = i + 1
+			last, lastSeq = p.pos+int64(len(p.bytes)), p.seq.Add(len(p.bytes))
+			continue
+		}
+		if p.pos < fin || i == 0 {
+			keep := int(max(0, fin-p.pos))
+			e.ctr.discard(discardAfterEnd, len(p.bytes)-keep)
+			sg.total -= len(p.bytes) - keep
+			p.bytes = p.bytes[:keep]
+			n = i + 1
+			last, lastSeq = p.pos+int64(keep), p.seq.Add(keep)
+			continue
+		}
+		e.ctr.discard(discardAfterEnd, len(p.bytes))
+		sg.total -= len(p.bytes)
+		if p.chunk != nil {
+			e.release(half, p.chunk)
+		}
+		*p = sgPart{}
+	}
+	sg.parts = sg.parts[:n]
+	return last, lastSeq
 }
 
 // prependKept puts the bytes kept by the previous KeepFrom in front of the
@@ -533,6 +697,7 @@ func (e *engine) keep(half *halfConnection) {
 			c.pos, c.seq, c.ac = pos, seq, p.ac
 			c.packetStart = firstPiece
 			half.pages++
+			half.cost += c.cost()
 			appendKept(c)
 			data, pos, seq = data[n:], pos+int64(n), seq.Add(n)
 		}
@@ -658,6 +823,7 @@ func (e *engine) dropBuffered(half *halfConnection) {
 		c = next
 	}
 	half.kept, half.keptN = nil, 0
+	half.runs = 0
 }
 
 // skipFlush delivers the first queued bytes, skipping the hole before them,

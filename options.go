@@ -10,6 +10,8 @@ import (
 const (
 	DefaultMaxBufferedPagesTotal         = 50000
 	DefaultMaxBufferedPagesPerConnection = 1000
+	DefaultMaxBufferedBytesPerConnection = 4 << 20
+	DefaultMaxGapsPerConnection          = 1000
 	DefaultConnectionTimeout             = 2 * time.Minute
 	DefaultFlushInterval                 = 10 * time.Second
 )
@@ -24,6 +26,14 @@ type SafeAssemblerOptions struct {
 	// MaxBufferedPagesPerConnection caps the pages buffered by one
 	// direction of a connection, with the same degradation.
 	MaxBufferedPagesPerConnection int
+	// MaxBufferedBytesPerConnection caps the memory one direction of a
+	// connection buffers, charged at its real cost (buffer capacity plus
+	// bookkeeping), so that many tiny segments cannot exceed it.
+	MaxBufferedBytesPerConnection int
+	// MaxGapsPerConnection caps the holes one direction may wait on at
+	// once, as quic-go's frame sorter does; bytes that would open one more
+	// make the direction skip its first hole instead.
+	MaxGapsPerConnection int
 	// ConnectionTimeout closes connections idle that long: by capture time
 	// as packets arrive, and by wall-clock time in the background flusher,
 	// for live capture where traffic can stop altogether. Bytes buffered
@@ -48,6 +58,8 @@ func (o *SafeAssemblerOptions) Validate() error {
 	}{
 		{"MaxBufferedPagesTotal", int64(o.MaxBufferedPagesTotal)},
 		{"MaxBufferedPagesPerConnection", int64(o.MaxBufferedPagesPerConnection)},
+		{"MaxBufferedBytesPerConnection", int64(o.MaxBufferedBytesPerConnection)},
+		{"MaxGapsPerConnection", int64(o.MaxGapsPerConnection)},
 		{"ConnectionTimeout", int64(o.ConnectionTimeout)},
 		{"FlushInterval", int64(o.FlushInterval)},
 	} {
@@ -60,6 +72,12 @@ func (o *SafeAssemblerOptions) Validate() error {
 	}
 	if o.MaxBufferedPagesPerConnection == 0 {
 		o.MaxBufferedPagesPerConnection = min(DefaultMaxBufferedPagesPerConnection, o.MaxBufferedPagesTotal)
+	}
+	if o.MaxBufferedBytesPerConnection == 0 {
+		o.MaxBufferedBytesPerConnection = DefaultMaxBufferedBytesPerConnection
+	}
+	if o.MaxGapsPerConnection == 0 {
+		o.MaxGapsPerConnection = DefaultMaxGapsPerConnection
 	}
 	if o.ConnectionTimeout == 0 {
 		o.ConnectionTimeout = DefaultConnectionTimeout

@@ -141,6 +141,13 @@ func (pc *pageCache) get(n int) *chunk {
 	return c
 }
 
+// getReserved is get for a chunk whose page the caller booked already.
+func (pc *pageCache) getReserved(n int) *chunk {
+	c := pc.get(n)
+	pc.budget.inUse.Add(-1) // get counted it again
+	return c
+}
+
 // put takes back a chunk that is no longer referenced.
 func (pc *pageCache) put(c *chunk) {
 	pc.budget.sub(c)

@@ -52,6 +52,9 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 	a.eng.lim = limits{
 		maxPagesPerConn: opts.MaxBufferedPagesPerConnection,
 		maxPagesTotal:   opts.MaxBufferedPagesTotal,
+		strict:          true,
+		maxBytesPerConn: int64(opts.MaxBufferedBytesPerConnection),
+		maxGapsPerConn:  opts.MaxGapsPerConnection,
 	}
 	a.eng.clock = &a.clock
 	a.clock.Store(time.Now().UnixNano())

@@ -171,3 +171,19 @@ func (t *segmentTree) each(f func(*chunk) bool) {
 	}
 	walk(t.root)
 }
+
+// runStartsIn counts the chunks with an offset in [lo, hi] that start a
+// run, that is, that no chunk ends exactly where they begin.
+func (t *segmentTree) runStartsIn(lo, hi int64) int {
+	n := 0
+	c := t.floor(lo)
+	if c == nil || c.pos < lo {
+		c = t.after(lo - 1)
+	}
+	for ; c != nil && c.pos <= hi; c = t.after(c.pos) {
+		if p := t.floor(c.pos - 1); p == nil || p.end() != c.pos {
+			n++
+		}
+	}
+	return n
+}

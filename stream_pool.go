@@ -36,7 +36,6 @@ type connTable struct {
 	salt    uint32
 	factory StreamFactory
 	budget  SafePageCache
-	logger  *slog.Logger
 
 	maxConns int64 // <= 0: no cap
 	live     atomic.Int64
@@ -281,7 +280,6 @@ func (h *halfConnection) String() string {
 type SafeStreamPool struct {
 	t          connTable
 	closeOnce  sync.Once
-	closeMu    sync.Mutex
 	assemblers atomic.Int64 // open SafeAssemblers
 	nextSweep  atomic.Int64 // capture time (ns) of the next timeout sweep
 	panics     atomic.Int64

@@ -252,6 +252,7 @@ func synOptions(opts []layers.TCPOption) (mss, scale int, err error) {
 			mss = int(binary.BigEndian.Uint16(data))
 		case layers.TCPOptionKindWindowScale:
 			if len(data) != 1 {
+				//lint:ignore ST1005 upstream's text, kept for code that matches on it
 				return 0, 0, fmt.Errorf("Window scaling length expected: 1, got %d", len(data))
 			}
 			scale = int(data[0])
@@ -270,6 +271,7 @@ func (h *halfOptions) admit(tcp *layers.TCP, nextSeq Sequence) error {
 		// A keep-alive probe; its byte, if any, is not compared.
 		return nil
 	case diff < 0:
+		//lint:ignore ST1005 upstream's text, kept for code that matches on it
 		return fmt.Errorf("Re-emitted packet (diff:%d,seq:%d,rev-ack:%d)", diff, tcp.Seq, nextSeq)
 	case h.mss > 0 && length > h.mss:
 		return fmt.Errorf("%d > mss (%d)", length, h.mss)
