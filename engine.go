@@ -172,6 +172,12 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if half.closed {
 		e.ctr.discard(discardClosed, len(payload))
 		e.droppedClosed = len(payload) > 0
+		if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
+			// An RST after this direction's FIN still ends the connection:
+			// the other direction is flushed and closed.
+			half.closed = false
+			e.closeHalf(conn, half, ac, true)
+		}
 		return
 	}
 	if t.ACK {
@@ -877,9 +883,11 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 			f, c := e.flushClose(conn, half, opt.T, opt.TC)
 			if f {
 				flushes++
+				e.ctr.flushedHalves++
 			}
 			if c {
 				closes++
+				e.ctr.closedByFlush++
 			}
 		}
 		if !conn.removed && conn.halves[0].closed && conn.halves[1].closed &&

@@ -81,7 +81,11 @@ func (b *SafePageCache) Stats() PageCacheStats {
 }
 
 func (b *SafePageCache) add(c *chunk) {
-	n := b.inUse.Add(1)
+	b.addReserved(c, b.inUse.Add(1))
+}
+
+// addReserved charges c, whose page is already counted in inUse (n now).
+func (b *SafePageCache) addReserved(c *chunk, n int64) {
 	b.bytes.Add(c.cost())
 	for {
 		p := b.peak.Load()
@@ -123,6 +127,13 @@ func classFor(n int) int {
 
 // get returns a chunk able to hold n (at most pageBytes) bytes.
 func (pc *pageCache) get(n int) *chunk {
+	c := pc.take(n)
+	pc.budget.add(c)
+	return c
+}
+
+// take returns a chunk able to hold n bytes without charging it.
+func (pc *pageCache) take(n int) *chunk {
 	cl := classFor(n)
 	c := pc.free[cl]
 	if c != nil {
@@ -137,14 +148,13 @@ func (pc *pageCache) get(n int) *chunk {
 		pc.allocs++
 	}
 	c.bytes = c.buf[:n]
-	pc.budget.add(c)
 	return c
 }
 
 // getReserved is get for a chunk whose page the caller booked already.
 func (pc *pageCache) getReserved(n int) *chunk {
-	c := pc.get(n)
-	pc.budget.inUse.Add(-1) // get counted it again
+	c := pc.take(n)
+	pc.budget.addReserved(c, pc.budget.inUse.Load())
 	return c
 }
 

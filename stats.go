@@ -110,7 +110,7 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 type PoolStats struct {
 	ActiveConnections  int64 // connections in the pool now
 	TotalCreated       int64 // connections created, each with one Stream
-	ConnectionsRefused int64 // new connections refused at MaxConnections
+	ConnectionsRefused int64 // packets refused because their new connection would pass the cap
 	ConnectionsRemoved int64 // connections that left the pool
 	MaxConnections     int64 // the cap, 0 when there is none
 	PoolClosed         bool  // Close was called

@@ -14,6 +14,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+var t0 = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+var seg4 = segSpec{src: "10.1.2.3", dst: "192.0.2.9", sport: 40000, dport: 80, seq: 1000, ack: 1, ackFlag: true,
+	payload: []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n")}
+
+var seg6 = segSpec{src: "2001:db8::1", dst: "2001:db8:0:1::2", sport: 40001, dport: 443, seq: 7, ack: 9, ackFlag: true,
+	payload: []byte("hello over ipv6")}
+
 // testdataDir is the repository's testdata folder.
 var testdataDir = filepath.Join("..", "..", "testdata")
 

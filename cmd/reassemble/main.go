@@ -18,12 +18,18 @@
 // eof (still open at the end of the capture). The top-level "stats" object
 // counts packets, decoding, and the engine's assembler and pool numbers.
 //
+// The engine is github.com/safepacket/reassembly's SafeAssembler, with the
+// limits given by -max-conns, -max-pages, -max-pages-per-conn and -timeout
+// (capture time: replaying a file gives the same result at any speed).
+//
 // Packets that cannot be decoded down to TCP are skipped and counted
-// (decode_errors in the summary lists the first ones); they do not change
-// the exit status. Exit status: 0 on success; 1 when the capture file is
-// corrupt or truncated, the engine failed, or output could not be written
-// (the output is still written, and the error names the packet number);
-// 2 on usage errors or when the capture cannot be opened.
+// (decode_errors in the summary lists the first ones), and so are segments
+// the reassembler refuses (stats.engine_errors: connections beyond
+// -max-conns, data for a connection already closed); neither changes the
+// exit status. Exit status: 0 on success; 1 when the capture file is
+// corrupt or truncated, or output could not be written (the output is
+// still written, and the error names the packet number); 2 on usage errors,
+// invalid limits, or when the capture cannot be opened.
 package main
 
 import (
@@ -36,6 +42,9 @@ import (
 	"time"
 
 	"github.com/google/gopacket/layers"
+
+	"github.com/safepacket/reassembly"
+	"github.com/safepacket/reassembly/internal/capture"
 )
 
 const (
@@ -45,8 +54,17 @@ const (
 	maxWarnLines = 10 // decode errors printed on stderr; the summary lists more
 
 	// defaultTimeout closes connections idle for an hour of capture time, as
-	// Suricata does for established TCP: long-lived idle connections (such as
-	// OpenFlow keepalives) stay whole, abandoned ones do not live forever.
+	// Suricata does for established TCP. The library's own default (two
+	// minutes) suits live capture, where memory matters more than a stream
+	// kept whole; here, replaying a file, the SafeAssembler closes idle
+	// connections by capture time as the packets arrive, so a short timeout
+	// would split every long-lived connection that pauses between bursts
+	// (keepalive-driven protocols such as OpenFlow, interactive SSH, idle
+	// HTTP keep-alive) into several streams ("~2" files) that Wireshark
+	// sees as one (with two minutes, 8 directions of td-of13-ericsson.pcapng,
+	// an OpenFlow session idle for minutes between messages, no longer match
+	// the reference). An hour keeps those whole, while abandoned connections
+	// of a long capture still end and free their memory.
 	defaultTimeout = time.Hour
 )
 
@@ -56,13 +74,14 @@ func main() {
 
 // config is the parsed command line.
 type config struct {
-	file     string
-	outDir   string
-	maxConns int
-	maxPages int
-	timeout  time.Duration
-	quiet    bool
-	progress int
+	file            string
+	outDir          string
+	maxConns        int
+	maxPages        int
+	maxPagesPerConn int
+	timeout         time.Duration
+	quiet           bool
+	progress        int
 }
 
 const usageText = `usage: reassemble [flags] FILE
@@ -72,6 +91,8 @@ bytes of each direction to OUTDIR/<src>.<sport>-<dst>.<dport>.bin ("~N" is
 appended for the N-th stream reusing a tuple), plus OUTDIR/summary.json.
 
 Packets that cannot be decoded are skipped and counted in the summary.
+Segments the reassembler refuses (connection limit, data after a connection
+closed) are counted under stats.engine_errors and do not change the status.
 Exit status: 0 success, 1 corrupt or truncated capture or output errors
 (output still written), 2 usage error or capture that cannot be opened.
 
@@ -83,8 +104,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, int, bool) {
 	fs := flag.NewFlagSet("reassemble", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.outDir, "o", "out", "output `directory`")
-	fs.IntVar(&cfg.maxConns, "max-conns", 0, "most connections reassembled at once, 0 for no limit; further connections are ignored")
-	fs.IntVar(&cfg.maxPages, "max-pages", 0, "page budget: most out-of-order pages buffered over all connections, 0 for no limit; past it, holes are skipped")
+	fs.IntVar(&cfg.maxConns, "max-conns", 0, "most connections reassembled at once, 0 for no limit; packets of further connections are refused and counted")
+	fs.IntVar(&cfg.maxPages, "max-pages", 0, fmt.Sprintf("page budget: most out-of-order pages (1900 bytes each) buffered over all connections; past it, holes are skipped (0: the library default, %d)", reassembly.DefaultMaxBufferedPagesTotal))
+	fs.IntVar(&cfg.maxPagesPerConn, "max-pages-per-conn", 0, fmt.Sprintf("most out-of-order pages buffered by one direction of a connection; past it, its first hole is skipped (0: the library default, %d, or -max-pages if lower)", reassembly.DefaultMaxBufferedPagesPerConnection))
 	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "close connections idle this long in capture time, 0 to keep them until the end of the capture")
 	fs.BoolVar(&cfg.quiet, "q", false, "quiet: no progress or totals, only errors")
 	fs.IntVar(&cfg.progress, "progress", 100000, "print a progress line every `N` packets, 0 for none")
@@ -124,6 +146,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, int, bool) {
 		return fail("-max-conns must not be negative")
 	case cfg.maxPages < 0:
 		return fail("-max-pages must not be negative")
+	case cfg.maxPagesPerConn < 0:
+		return fail("-max-pages-per-conn must not be negative")
 	case cfg.timeout < 0:
 		return fail("-timeout must not be negative")
 	case cfg.progress < 0:
@@ -149,7 +173,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
 		size = st.Size()
 	}
-	capture, err := openCapture(fh, fh, size)
+	cr, err := capture.Open(fh, fh, size)
 	if err != nil {
 		fmt.Fprintf(stderr, "reassemble: %s: %v\n", cfg.file, err)
 		return exitUsage
@@ -159,24 +183,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "reassemble: output directory: %v\n", err)
 		return exitUsage
 	}
-	eng, err := newFlowEngine(engineConfig{MaxConns: cfg.maxConns, MaxPages: cfg.maxPages}, out)
+	eng, err := newFlowEngine(engineConfig{MaxConns: cfg.maxConns, MaxPages: cfg.maxPages,
+		MaxPagesPerConn: cfg.maxPagesPerConn, Timeout: cfg.timeout}, out)
 	if err != nil {
 		fmt.Fprintf(stderr, "reassemble: %v\n", err)
 		return exitUsage
 	}
-	p := &processor{cfg: cfg, capture: capture, dec: newDecoder(), eng: eng, out: out, stderr: stderr}
+	p := &processor{cfg: cfg, capture: cr, dec: capture.NewDecoder(), eng: eng, out: out, stderr: stderr}
 	p.run()
 
+	opts := eng.Options()
 	s := &summary{
-		Capture: captureSummary{File: cfg.file, Format: capture.format, LinkTypes: p.linkTypeNames()},
-		Options: optionsSummary{MaxConns: cfg.maxConns, MaxPages: cfg.maxPages, Timeout: cfg.timeout.String()},
-		Errors:  p.errors, DecodeErrors: p.decodeErrs,
+		Capture: captureSummary{File: cfg.file, Format: cr.Format(), LinkTypes: p.linkTypeNames()},
+		Options: optionsSummary{MaxConns: cfg.maxConns, MaxPages: opts.MaxBufferedPagesTotal,
+			MaxPagesPerConn: opts.MaxBufferedPagesPerConnection, Timeout: cfg.timeout.String()},
+		Errors: p.errors, DecodeErrors: p.decodeErrs,
 	}
 	s.Stats.Packets = p.packets
 	s.Stats.Errors = p.errorCount
 	s.Stats.CapturedBytes = p.bytes
 	s.Stats.FirstPacket, s.Stats.LastPacket = p.first, p.last
-	s.Stats.decodeStats = p.dec.stats
+	s.Stats.DecodeStats = p.dec.Stats()
 	s.Stats.engineStats = eng.Stats()
 	if out.writeErr != nil {
 		p.fail(0, fmt.Errorf("writing flow files (%d failed): %w", out.writeFails, out.writeErr))
@@ -188,8 +215,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if !cfg.quiet {
 		fmt.Fprintf(stdout, "%s: %d packets, %d TCP segments, %d flows, %d files, %d bytes written to %s\n",
-			cfg.file, p.packets, p.dec.stats.TCPSegments, len(out.flows), out.files, out.written, cfg.outDir)
-		if n := p.dec.stats.Undecodable; n > 0 {
+			cfg.file, p.packets, p.dec.Stats().TCPSegments, len(out.flows), out.files, out.written, cfg.outDir)
+		if n := p.dec.Stats().Undecodable; n > 0 {
 			fmt.Fprintf(stdout, "%d packets could not be decoded (see decode_errors in %s)\n", n, summaryName)
 		}
 	}
@@ -202,8 +229,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // processor runs the packets of one capture through decoder and engine.
 type processor struct {
 	cfg        *config
-	capture    *captureReader
-	dec        *decoder
+	capture    *capture.Reader
+	dec        *capture.Decoder
 	eng        flowEngine
 	out        *output
 	stderr     io.Writer
@@ -217,6 +244,7 @@ type processor struct {
 	errorCount int64
 	decodeErrs []packetError
 	warned     int
+	engWarned  int
 }
 
 // fail records an error that makes the exit status 1 and prints it; past
@@ -238,7 +266,7 @@ func (p *processor) run() {
 		flushEvery = time.Second
 	}
 	for {
-		data, ci, link, err := p.capture.next()
+		data, ci, link, err := p.capture.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				p.fail(p.packets+1, err)
@@ -255,21 +283,22 @@ func (p *processor) run() {
 		if ts.After(p.last) {
 			p.last = ts
 		}
-		// Close idle connections before this packet can refresh them.
+		// Close idle connections before this packet can refresh them. The
+		// SafeAssembler also closes them by capture time, but only after
+		// the packet that arrives: a connection that resumes after being
+		// idle longer than -timeout would be taken for the old one.
 		if p.cfg.timeout > 0 && p.last.Sub(p.lastFlush) >= flushEvery {
 			if !p.lastFlush.IsZero() {
-				if err := p.eng.FlushOlderThan(p.last.Add(-p.cfg.timeout)); err != nil {
-					p.fail(p.packets, fmt.Errorf("packet %d: %w", p.packets, err))
-				}
+				p.eng.FlushOlderThan(p.last.Add(-p.cfg.timeout))
 			}
 			p.lastFlush = p.last
 		}
-		seg, err := p.dec.decode(data, link, ts)
+		seg, err := p.dec.Decode(data, link, ts)
 		if err != nil {
 			p.decodeError(err)
 		} else if seg != nil {
-			if err := p.eng.Assemble(seg.netFlow, seg.tcp, ci); err != nil {
-				p.fail(p.packets, fmt.Errorf("packet %d: %w", p.packets, err))
+			if err := p.eng.Assemble(seg.NetFlow, seg.TCP, ci); err != nil {
+				p.engineError(err)
 			}
 		}
 		if !p.cfg.quiet && p.cfg.progress > 0 && p.packets%int64(p.cfg.progress) == 0 {
@@ -277,10 +306,22 @@ func (p *processor) run() {
 				p.packets, p.bytes>>20, len(p.out.flows), p.last.UTC().Format(time.RFC3339))
 		}
 	}
-	if err := p.eng.FlushAll(); err != nil {
-		p.fail(p.packets, fmt.Errorf("at end of capture: %w", err))
-	}
+	p.eng.FlushAll()
+	p.eng.Close()
 	p.out.finish()
+}
+
+// engineError reports a segment the reassembler refused. Refusals are
+// counted by the engine (stats.engine_errors) and never change the exit
+// status; only the unexpected kinds are printed, the first few of them.
+func (p *processor) engineError(err error) {
+	if errors.Is(err, reassembly.ErrConnectionLimit) || errors.Is(err, reassembly.ErrConnectionClosed) {
+		return
+	}
+	if !p.cfg.quiet && p.engWarned < maxWarnLines {
+		p.engWarned++
+		fmt.Fprintf(p.stderr, "reassemble: %s: packet %d: %v\n", p.cfg.file, p.packets, err)
+	}
 }
 
 // decodeError counts a packet that could not be decoded; the first few are
@@ -301,10 +342,11 @@ func (p *processor) decodeError(err error) {
 func (p *processor) linkTypeNames() []string {
 	names := make([]string, 0, len(p.links))
 	for lt := range p.links {
-		names = append(names, fmt.Sprintf("%d (%s)", lt, linkTypeName(lt)))
+		names = append(names, fmt.Sprintf("%d (%s)", lt, capture.LinkTypeName(lt)))
 	}
 	if len(names) == 0 {
-		names = append(names, fmt.Sprintf("%d (%s)", p.capture.link, linkTypeName(p.capture.link)))
+		lt := p.capture.LinkType()
+		names = append(names, fmt.Sprintf("%d (%s)", lt, capture.LinkTypeName(lt)))
 	}
 	sort.Strings(names)
 	return names

@@ -36,22 +36,12 @@ func readSummary(t *testing.T, dir string) *summary {
 	return &s
 }
 
-func statNumber(t *testing.T, m any, key string) int64 {
-	t.Helper()
-	mm, ok := m.(map[string]any)
-	require.True(t, ok, "stats object missing")
-	v, ok := mm[key].(float64)
-	require.True(t, ok, "stats field %q missing", key)
-	return int64(v)
-}
-
 // conformanceFloor is the number of reference stream directions of the
-// shipped captures that the command reproduces byte for byte with
-// upstream's engine (measured: 422 of 427). Every other direction differs
-// for a cause documented in the corpus README: RST/FIN closing a half
-// (sv-urgent11, sv-bug-3286-03), overlapping data with different bytes
-// (zk-tcp-reassembly, sv-bug-3286-03) and a fuzzed capture (zk-modbus-fuzz-72).
-const conformanceFloor = 422
+// shipped captures that the command reproduces byte for byte. With
+// upstream's engine it was 422 of 427; with ours it is 423 (ours keeps
+// the data after an out-of-order FIN). Every other direction differs for a
+// cause listed in testdata/README.md.
+const conformanceFloor = 423
 
 // TestConformance runs the command on every shipped capture and compares
 // each direction with the Wireshark reference in testdata/expected.
@@ -59,7 +49,7 @@ func TestConformance(t *testing.T) {
 	caps, err := filepath.Glob(filepath.Join(testdataDir, "captures", "*"))
 	require.NoError(t, err)
 	require.NotEmpty(t, caps, "no captures in testdata")
-	matched, total, extra := 0, 0, 0
+	matched, total, extra, gapDirs := 0, 0, 0, 0
 	for _, c := range caps {
 		name := filepath.Base(c)
 		out := t.TempDir()
@@ -70,7 +60,7 @@ func TestConformance(t *testing.T) {
 
 		want, err := filepath.Glob(filepath.Join(expectedDir(name), "*.bin"))
 		require.NoError(t, err)
-		wantSet := map[string]bool{}
+		wantSet, matchedFiles := map[string]bool{}, map[string]bool{}
 		for _, w := range want {
 			total++
 			wantSet[filepath.Base(w)] = true
@@ -84,6 +74,26 @@ func TestConformance(t *testing.T) {
 				t.Logf("%s: %s: differs (got %d bytes, want %d)", name, filepath.Base(w), len(got), len(exp))
 			default:
 				matched++
+				matchedFiles[filepath.Base(w)] = true
+			}
+		}
+		// Holes: where a matching direction has holes in the reference,
+		// the summary lists them, the first at the reference's offset.
+		byFile := map[string]directionSummary{}
+		for _, f := range s.Flows {
+			byFile[f.ClientToSv.File] = f.ClientToSv
+			byFile[f.SvToClient.File] = f.SvToClient
+		}
+		for _, r := range readIndex(t, expectedDir(name)) {
+			d, ok := byFile[r.file]
+			if !matchedFiles[r.file] || !ok {
+				continue
+			}
+			assert.Equal(t, r.gapBytes, d.GapBytes, "%s: %s: gap bytes", name, r.file)
+			assert.Equal(t, int64(r.gaps), d.GapCount, "%s: %s: gaps", name, r.file)
+			if r.gaps > 0 && assert.NotEmpty(t, d.Gaps, "%s: %s", name, r.file) {
+				gapDirs++
+				assert.Equal(t, r.firstGap, d.Gaps[0].Offset, "%s: %s: first gap", name, r.file)
 			}
 		}
 		gotFiles, err := filepath.Glob(filepath.Join(out, "*.bin"))
@@ -115,8 +125,45 @@ func TestConformance(t *testing.T) {
 		assert.Len(t, gotFiles, files, name)
 		assert.Equal(t, written, s.Stats.BytesWritten, name)
 	}
-	t.Logf("conformance: %d of %d reference directions match byte for byte, %d extra files", matched, total, extra)
+	t.Logf("conformance: %d of %d reference directions match byte for byte, %d extra files, %d with holes checked",
+		matched, total, extra, gapDirs)
 	assert.GreaterOrEqual(t, matched, conformanceFloor)
+	assert.Positive(t, gapDirs)
+}
+
+// indexRow is one row of expected/<capture>/index.tsv.
+type indexRow struct {
+	file     string
+	gaps     int
+	gapBytes int64
+	firstGap int64
+}
+
+func readIndex(t *testing.T, dir string) []indexRow {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "index.tsv"))
+	require.NoError(t, err)
+	var rows []indexRow
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		require.Len(t, f, 10, line)
+		r := indexRow{file: f[1], firstGap: -1}
+		_, err := fmt.Sscan(f[7], &r.gaps)
+		require.NoError(t, err)
+		_, err = fmt.Sscan(f[8], &r.gapBytes)
+		require.NoError(t, err)
+		for _, n := range strings.Split(f[9], ",") {
+			if v, ok := strings.CutPrefix(n, "firstgap="); ok {
+				_, err = fmt.Sscan(v, &r.firstGap)
+				require.NoError(t, err)
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 // TestDemoCapture checks the README's demo capture in detail.
@@ -146,15 +193,35 @@ func TestDemoCapture(t *testing.T) {
 	assert.Equal(t, int64(418), f.SvToClient.Bytes)
 	assert.Equal(t, []gapRecord{{Offset: 263, Length: 14}}, f.SvToClient.Gaps)
 	assert.Equal(t, int64(14), f.SvToClient.GapBytes)
-	// The server's FIN follows the hole: upstream drops a queued empty FIN,
-	// so the direction is closed at the end of the capture.
-	assert.Equal(t, endEOF, f.SvToClient.End)
+	// The server's FIN follows the hole: upstream dropped the queued empty
+	// FIN and closed the direction only at the end of the capture; ours
+	// remembers where the FIN is and closes the direction when the flush
+	// at end of file reaches it.
+	assert.Equal(t, endFIN, f.SvToClient.End)
 	assert.Equal(t, int64(31), s.Stats.Packets)
 	assert.Equal(t, []string{"0 (Null)"}, s.Capture.LinkTypes)
 	assert.Equal(t, engineName, s.Stats.Engine)
-	assert.Equal(t, int64(31), statNumber(t, s.Stats.Assembler, "packets_processed"))
-	assert.Equal(t, int64(1), statNumber(t, s.Stats.Pool, "total_created"))
-	assert.Equal(t, int64(0), statNumber(t, s.Stats.Pool, "active_connections"))
+	a, pool := s.Stats.Assembler, s.Stats.Pool
+	assert.Equal(t, int64(31), a.PacketsProcessed)
+	assert.Equal(t, int64(538), a.BytesDelivered)
+	assert.Equal(t, int64(1), a.Gaps)
+	assert.Equal(t, int64(14), a.GapBytes)
+	assert.Equal(t, int64(1), a.StreamsCompleted)
+	assert.Zero(t, a.Errors)
+	assert.Equal(t, int64(1), pool.TotalCreated)
+	assert.Equal(t, int64(0), pool.ActiveConnections)
+	assert.True(t, pool.PoolClosed)
+	assert.Zero(t, pool.PageCache.PagesInUse, "every page is released at the end")
+	assert.Equal(t, int64(1), s.Stats.FlowCounters.PeakConnections)
+	assert.Equal(t, 50000, s.Options.MaxPages, "the library's default page budget")
+	assert.Equal(t, 1000, s.Options.MaxPagesPerConn)
+
+	// The statistics are the library's, encoded as they are.
+	raw, err := os.ReadFile(filepath.Join(out, summaryName))
+	require.NoError(t, err)
+	for _, key := range []string{`"PacketsProcessed": 31`, `"TotalCreated": 1`, `"ConnectionsRefused": 0`, `"PagesPeak": `} {
+		assert.Contains(t, string(raw), key)
+	}
 }
 
 // TestOverlapReported checks that overlapping and retransmitted bytes show
@@ -173,13 +240,14 @@ func TestOverlapReported(t *testing.T) {
 	}
 	overlap, _, s := sum("sv-smtp-bug-5989.pcap")
 	assert.Positive(t, overlap)
-	assert.Equal(t, overlap, statNumber(t, s.Stats.Assembler, "overlap_bytes"))
+	assert.Positive(t, s.Stats.Assembler.BytesOverlap+s.Stats.Assembler.BytesOverwritten)
 
 	// The same range sent twice with other bytes: first arrival wins and
 	// the second copy is counted as retransmitted.
 	_, rtx, s := sum("sv-eve-overlap-exact.pcap")
 	assert.Positive(t, rtx)
-	assert.Equal(t, rtx, statNumber(t, s.Stats.Assembler, "retransmitted_bytes"))
+	assert.Equal(t, rtx, s.Stats.FlowCounters.Retransmitted)
+	assert.Equal(t, rtx, s.Stats.Assembler.BytesOverlap, "the library counts the same bytes")
 }
 
 // pcapRecordAt returns the number (1-based) of the pcap record that
@@ -308,6 +376,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad duration", []string{"-timeout", "soon", good}, "invalid value"},
 		{"negative max-conns", []string{"-max-conns", "-1", good}, "-max-conns"},
 		{"negative max-pages", []string{"-max-pages", "-5", good}, "-max-pages"},
+		{"negative max-pages-per-conn", []string{"-max-pages-per-conn", "-5", good}, "-max-pages-per-conn"},
 		{"negative timeout", []string{"-timeout", "-1s", good}, "-timeout"},
 		{"empty outdir", []string{"-o", "", good}, "-o"},
 		{"missing file", []string{"-o", dir, filepath.Join(dir, "nope.pcap")}, "no such file"},
@@ -338,15 +407,22 @@ func TestFlagsAfterFile(t *testing.T) {
 
 func TestMaxConns(t *testing.T) {
 	free, limited := t.TempDir(), t.TempDir()
-	c := capturePath("sv-http-range-multiflows.pcap")
+	c := capturePath("sv-bug-5437-02.pcap") // 8 connections, up to 6 at once
 	code, _, stderr := runCmd(t, "-q", "-o", free, c)
 	require.Equal(t, exitOK, code, stderr)
 	code, _, stderr = runCmd(t, "-q", "-max-conns", "2", "-o", limited, c)
 	require.Equal(t, exitOK, code, stderr)
 	sf, sl := readSummary(t, free), readSummary(t, limited)
-	assert.Greater(t, statNumber(t, sf.Stats.Pool, "peak_connections"), int64(2))
-	assert.LessOrEqual(t, statNumber(t, sl.Stats.Pool, "peak_connections"), int64(2))
-	assert.Positive(t, statNumber(t, sl.Stats.Pool, "rejected_connections"))
+	assert.Greater(t, sf.Stats.FlowCounters.PeakConnections, int64(2))
+	assert.Zero(t, sf.Stats.EngineErr.ConnectionLimit)
+	assert.LessOrEqual(t, sl.Stats.FlowCounters.PeakConnections, int64(2))
+	// The pool refuses the connections beyond the cap; their packets are
+	// counted, and the command goes on.
+	assert.Equal(t, int64(2), sl.Stats.Pool.MaxConnections)
+	assert.Positive(t, sl.Stats.Pool.ConnectionsRefused)
+	assert.Positive(t, sl.Stats.EngineErr.ConnectionLimit)
+	assert.Equal(t, sl.Stats.Pool.ConnectionsRefused, sl.Stats.EngineErr.ConnectionLimit)
+	assert.Empty(t, sl.Errors, "refusals are not errors of the run")
 	assert.Less(t, len(sl.Flows), len(sf.Flows))
 	assert.Equal(t, 2, sl.Options.MaxConns)
 }
@@ -357,7 +433,22 @@ func TestMaxPages(t *testing.T) {
 	require.Equal(t, exitOK, code, stderr)
 	s := readSummary(t, out)
 	assert.Equal(t, 1, s.Options.MaxPages)
+	assert.Equal(t, 1, s.Options.MaxPagesPerConn, "the per-connection limit follows the total")
 	assert.Positive(t, s.Stats.BytesWritten)
+	assert.Positive(t, s.Stats.Assembler.ForcedSkips, "the limit forced holes to be skipped")
+	assert.Zero(t, s.Stats.Pool.PageCache.PagesInUse)
+
+	out = t.TempDir()
+	code, _, stderr = runCmd(t, "-q", "-max-pages", "100", "-max-pages-per-conn", "2", "-o", out, capturePath("sv-file76.pcap"))
+	require.Equal(t, exitOK, code, stderr)
+	s = readSummary(t, out)
+	assert.Equal(t, 100, s.Options.MaxPages)
+	assert.Equal(t, 2, s.Options.MaxPagesPerConn)
+
+	// A per-connection limit above the total is refused, naming the field.
+	code, _, stderr = runCmd(t, "-q", "-max-pages", "10", "-max-pages-per-conn", "20", "-o", t.TempDir(), capturePath("sv-file76.pcap"))
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, stderr, "MaxBufferedPagesPerConnection")
 }
 
 // TestProgressAndQuiet checks the progress line and -q.
@@ -429,9 +520,9 @@ func TestEndReasonsTimeoutAndReuse(t *testing.T) {
 		require.Len(t, s.Flows, 4)
 		ends := func(f flowSummary) [2]string { return [2]string{f.ClientToSv.End, f.SvToClient.End} }
 		assert.Equal(t, [2]string{endFIN, endFIN}, ends(s.Flows[0]))
-		// RST closes only the sender's half in upstream; the other half
-		// times out when the capture time moves on.
-		assert.Equal(t, [2]string{endTimeout, endRST}, ends(s.Flows[1]))
+		// An RST closes the whole connection (upstream closed only the
+		// sender's half and let the other one time out).
+		assert.Equal(t, [2]string{endRST, endRST}, ends(s.Flows[1]))
 		assert.Equal(t, [2]string{endTimeout, endTimeout}, ends(s.Flows[2]))
 		assert.Equal(t, [2]string{endEOF, endEOF}, ends(s.Flows[3]))
 
@@ -452,7 +543,8 @@ func TestEndReasonsTimeoutAndReuse(t *testing.T) {
 			"10.0.0.1.1003-10.0.0.2.80~2.bin": "second",
 		}, files)
 		assert.Equal(t, "10.0.0.1.1003-10.0.0.2.80~2.bin", s.Flows[3].ClientToSv.File)
-		assert.Positive(t, statNumber(t, s.Stats.Assembler, "connections_closed_by_flush"))
+		assert.Equal(t, int64(2), s.Stats.FlowCounters.IdleClosed, "both directions of the idle connection")
+		assert.Zero(t, s.Stats.EngineErr, "no segment refused")
 	})
 
 	t.Run("no timeout", func(t *testing.T) {
@@ -465,7 +557,7 @@ func TestEndReasonsTimeoutAndReuse(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "firstsecond", string(got))
 		assert.Equal(t, endEOF, s.Flows[2].ClientToSv.End)
-		assert.Equal(t, [2]string{endEOF, endRST}, [2]string{s.Flows[1].ClientToSv.End, s.Flows[1].SvToClient.End})
+		assert.Equal(t, [2]string{endRST, endRST}, [2]string{s.Flows[1].ClientToSv.End, s.Flows[1].SvToClient.End})
 		assert.NoFileExists(t, filepath.Join(out, "10.0.0.1.1003-10.0.0.2.80~2.bin"))
 	})
 }
@@ -527,8 +619,8 @@ func TestMidstreamStartForced(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ok", string(got))
 	s := readSummary(t, out)
-	assert.Zero(t, statNumber(t, s.Stats.Assembler, "queued_packets"))
-	assert.Equal(t, int64(3), statNumber(t, s.Stats.Assembler, "deliveries"))
+	assert.Zero(t, s.Stats.Pool.PageCache.PagesPeak, "nothing was buffered")
+	assert.Equal(t, int64(3), s.Stats.Assembler.Deliveries)
 }
 
 // TestRawIPLinkTypes runs the command on captures of LINKTYPE_IPV4 (228)
@@ -616,11 +708,11 @@ func sharedCorpus(t *testing.T) string {
 }
 
 // TestConformanceGPLCaptures compares the simsong/tcpflow captures, which
-// stay in the shared corpus. Measured: 1 of 4 directions match; the others
-// hold segments in shuffled order, where upstream forces the start at the
-// first segment seen, drops earlier-sequenced data arriving later, and lets
-// an early FIN close the half (documented "midstream start" and "FIN/RST
-// closes a half" causes).
+// stay in the shared corpus. Measured: 2 of 4 directions match (upstream's
+// engine: 1, it let an early FIN close a half). The two others hold
+// segments in shuffled order without a usable SYN: the start is forced at
+// the first segment seen and earlier-sequenced data arriving later is
+// dropped (the "midstream start" cause of testdata/README.md).
 func TestConformanceGPLCaptures(t *testing.T) {
 	corpus := sharedCorpus(t)
 	caps, err := filepath.Glob(filepath.Join(corpus, "captures", "tf-*"))
@@ -647,5 +739,5 @@ func TestConformanceGPLCaptures(t *testing.T) {
 		}
 	}
 	t.Logf("GPL captures: %d of %d reference directions match", matched, total)
-	assert.GreaterOrEqual(t, matched, 1)
+	assert.GreaterOrEqual(t, matched, 2)
 }

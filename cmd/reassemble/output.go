@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
+
+	"github.com/safepacket/reassembly/internal/capture"
 )
 
 // Bounds on what the output keeps in memory.
@@ -301,10 +303,13 @@ type captureSummary struct {
 	LinkTypes []string `json:"link_types"`
 }
 
+// optionsSummary holds the limits in effect: the page limits with the
+// library's defaults filled in.
 type optionsSummary struct {
-	MaxConns int    `json:"max_conns"`
-	MaxPages int    `json:"max_pages"`
-	Timeout  string `json:"timeout"`
+	MaxConns        int    `json:"max_conns"`
+	MaxPages        int    `json:"max_pages"`
+	MaxPagesPerConn int    `json:"max_pages_per_conn"`
+	Timeout         string `json:"timeout"`
 }
 
 // summaryStats is the top-level "stats" object.
@@ -314,7 +319,7 @@ type summaryStats struct {
 	FirstPacket   time.Time `json:"first_packet"`
 	LastPacket    time.Time `json:"last_packet"`
 	Errors        int64     `json:"errors"`
-	decodeStats
+	capture.DecodeStats
 	Flows         int   `json:"flows"`
 	Files         int   `json:"files"`
 	BytesWritten  int64 `json:"bytes_written"`

@@ -1,29 +1,30 @@
 package main
 
-// reassemble.go: the only file that talks to a TCP reassembly engine.
+// reassemble.go: the only file that talks to the TCP reassembly engine,
+// github.com/safepacket/reassembly through its Safe face (SafeStreamPool and
+// SafeAssembler).
 //
 // Everything else in the command sees the engine through flowEngine and
-// reports flows through flowSink. The engine today is gopacket's own
-// reassembly package; moving to github.com/safepacket/reassembly is a change
-// of the import below (the API is the same) and of newFlowEngine, which would
-// build a SafeStreamPool/SafeAssembler and return their Stats() in Stats().
+// reports flows through flowSink.
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/reassembly"
+
+	"github.com/safepacket/reassembly"
 )
 
 // engineName is reported in the summary.
-const engineName = "github.com/google/gopacket/reassembly v1.1.19"
+const engineName = "github.com/safepacket/reassembly"
 
 // How a direction of a flow ended.
 const (
 	endFIN     = "fin"     // a FIN closed it
-	endRST     = "rst"     // an RST closed it
+	endRST     = "rst"     // an RST closed it (an RST closes both directions)
 	endTimeout = "timeout" // idle longer than -timeout (capture time)
 	endEOF     = "eof"     // still open at the end of the capture
 )
@@ -35,23 +36,41 @@ const (
 	dirS2C = 1
 )
 
-// engineConfig holds the limits given on the command line; 0 means none.
+// noTimeout stands for "-timeout 0": the SafeAssembler always closes idle
+// connections, so "never" is a century of capture time. It stays far enough
+// from the int64 nanosecond range for the assembler's arithmetic on
+// capture timestamps.
+const noTimeout = 100 * 365 * 24 * time.Hour
+
+// engineConfig holds the limits given on the command line; 0 means the
+// library's default for the page limits, no cap for MaxConns and no timeout
+// for Timeout.
 type engineConfig struct {
-	MaxConns int // live connections
-	MaxPages int // buffered out-of-order pages, all connections together
+	MaxConns        int           // live connections
+	MaxPages        int           // buffered out-of-order pages, all connections together
+	MaxPagesPerConn int           // buffered out-of-order pages, one direction of a connection
+	Timeout         time.Duration // idle time (capture time) after which a connection is closed
 }
 
 // flowEngine is the narrow surface the command needs from a reassembler.
-// Errors are reported, never panics.
 type flowEngine interface {
-	// Assemble hands in one TCP segment with its capture information.
+	// Assemble hands in one TCP segment with its capture information. An
+	// error (connection refused at the limit, data for a closed
+	// connection, ...) is counted in the engine's stats; the segment is
+	// dropped and processing goes on.
 	Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket.CaptureInfo) error
 	// FlushOlderThan skips over holes older than t and closes connections
 	// idle since before t (capture time).
-	FlushOlderThan(t time.Time) error
-	// FlushAll delivers everything still buffered and closes every connection.
-	FlushAll() error
-	// Stats returns the numbers shown under stats.assembler and stats.pool.
+	FlushOlderThan(t time.Time)
+	// FlushAll delivers everything still buffered and closes every
+	// connection.
+	FlushAll()
+	// Close releases the engine; FlushAll first, or the remaining
+	// connections end with reason eof.
+	Close()
+	// Options returns the limits in effect, defaults filled in.
+	Options() reassembly.SafeAssemblerOptions
+	// Stats returns the numbers shown under stats.
 	Stats() engineStats
 }
 
@@ -71,66 +90,79 @@ type flowHandle interface {
 	Complete()
 }
 
-// engineStats is what the summary shows of the engine. With the
-// SafeAssembler, Assembler becomes a.Stats() and Pool becomes pool.Stats().
+// engineStats is what the summary shows of the engine: the library's own
+// statistics, encoded as they are, and what the command counts around it.
 type engineStats struct {
-	Engine    string `json:"engine"`
-	Assembler any    `json:"assembler"`
-	Pool      any    `json:"pool"`
+	Engine       string                    `json:"engine"`
+	Assembler    reassembly.AssemblerStats `json:"assembler"`
+	Pool         reassembly.PoolStats      `json:"pool"`
+	FlowCounters flowCounters              `json:"flow_counters"`
+	EngineErr    engineErrors              `json:"engine_errors"`
 }
 
-// assemblerCounters are counted here around upstream's Assembler, which
-// keeps no statistics of its own.
-type assemblerCounters struct {
-	PacketsProcessed  int64 `json:"packets_processed"`
-	BytesProcessed    int64 `json:"bytes_processed"`
-	BytesDelivered    int64 `json:"bytes_delivered"`
-	Deliveries        int64 `json:"deliveries"`
-	Chunks            int64 `json:"chunks"`
-	Packets           int64 `json:"packets"`
-	QueuedBytes       int64 `json:"queued_bytes"`
-	QueuedPackets     int64 `json:"queued_packets"`
-	OverlapBytes      int64 `json:"overlap_bytes"`
-	OverlapPackets    int64 `json:"overlap_packets"`
-	Retransmitted     int64 `json:"retransmitted_bytes"`
-	Gaps              int64 `json:"gaps"`
-	GapBytes          int64 `json:"gap_bytes"`
-	UnknownGaps       int64 `json:"unknown_gaps"`
-	Flushes           int64 `json:"flushes"`
-	ConnectionsFlush  int64 `json:"connections_flushed"`
-	ConnectionsClosed int64 `json:"connections_closed_by_flush"`
-	ClosedAtEOF       int64 `json:"connections_closed_at_eof"`
-	Errors            int64 `json:"errors"`
+// flowCounters are counted by the command: the library does not know the
+// peak, nor which flush closed what.
+type flowCounters struct {
+	PeakConnections int64 `json:"peak_connections"` // most flows open at once
+	IdleFlushes     int64 `json:"idle_flushes"`     // -timeout flushes run by the command
+	IdleFlushed     int64 `json:"idle_flushed"`     // directions those flushes pushed over a hole
+	IdleClosed      int64 `json:"idle_closed"`      // directions those flushes closed
+	ClosedAtEOF     int64 `json:"closed_at_eof"`    // connections still open at the end of the capture
+	Retransmitted   int64 `json:"retransmitted_bytes"`
 }
 
-type poolCounters struct {
-	ActiveConnections   int64 `json:"active_connections"`
-	PeakConnections     int64 `json:"peak_connections"`
-	TotalCreated        int64 `json:"total_created"`
-	Completed           int64 `json:"completed"`
-	RejectedConnections int64 `json:"rejected_connections"`
+// engineErrors counts the errors AssembleWithContext returned, by kind.
+// None of them stops the command.
+type engineErrors struct {
+	ConnectionLimit  int64 `json:"connection_limit"`  // packets of connections refused at -max-conns
+	ConnectionClosed int64 `json:"connection_closed"` // payload for a direction already closed
+	StreamPanic      int64 `json:"stream_panic"`      // a panic in the command's own callbacks
+	Other            int64 `json:"other"`
 }
 
-// upstreamEngine drives gopacket's reassembly.Assembler.
-type upstreamEngine struct {
-	sink     flowSink
-	maxConns int
-	pool     *reassembly.StreamPool
-	asm      *reassembly.Assembler
-	closing  string // end reason for directions closed by the running flush
-	broken   error  // set when a flush panicked: the engine's locks may be held
-	asmStats assemblerCounters
-	poolSt   poolCounters
+// safeEngine drives a SafeAssembler over a SafeStreamPool.
+type safeEngine struct {
+	sink flowSink
+	pool *reassembly.SafeStreamPool
+	asm  *reassembly.SafeAssembler
+	opts reassembly.SafeAssemblerOptions
+	// closing is the end reason of directions closed by the flush the
+	// command is running; "" while a packet is being assembled.
+	closing string
+	active  int64
+	flows   flowCounters
+	errs    engineErrors
+	closed  bool
 }
 
 func newFlowEngine(cfg engineConfig, sink flowSink) (flowEngine, error) {
-	if cfg.MaxConns < 0 || cfg.MaxPages < 0 {
-		return nil, fmt.Errorf("invalid engine limits: max-conns %d, max-pages %d", cfg.MaxConns, cfg.MaxPages)
+	if cfg.MaxConns < 0 || cfg.MaxPages < 0 || cfg.MaxPagesPerConn < 0 || cfg.Timeout < 0 {
+		return nil, fmt.Errorf("invalid engine limits: max-conns %d, max-pages %d, max-pages-per-conn %d, timeout %v",
+			cfg.MaxConns, cfg.MaxPages, cfg.MaxPagesPerConn, cfg.Timeout)
 	}
-	e := &upstreamEngine{sink: sink, maxConns: cfg.MaxConns}
-	e.pool = reassembly.NewStreamPool(e)
-	e.asm = reassembly.NewAssembler(e.pool)
-	e.asm.MaxBufferedPagesTotal = cfg.MaxPages
+	e := &safeEngine{sink: sink}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = noTimeout
+	}
+	e.opts = reassembly.SafeAssemblerOptions{
+		MaxBufferedPagesTotal:         cfg.MaxPages,
+		MaxBufferedPagesPerConnection: cfg.MaxPagesPerConn,
+		ConnectionTimeout:             timeout,
+		// Replaying a file: time comes from the packets only. The
+		// wall-clock flusher would close connections while the file is
+		// still being read.
+		DisableBackgroundFlush: true,
+	}
+	if err := e.opts.Validate(); err != nil {
+		return nil, err
+	}
+	e.pool = reassembly.NewSafeStreamPool(e, cfg.MaxConns)
+	asm, err := reassembly.NewSafeAssembler(e.pool, e.opts)
+	if err != nil {
+		return nil, err
+	}
+	e.asm = asm
 	return e, nil
 }
 
@@ -139,74 +171,66 @@ type captureContext gopacket.CaptureInfo
 
 func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
 
-func (e *upstreamEngine) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket.CaptureInfo) (err error) {
-	if e.broken != nil {
-		return e.broken
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			e.asmStats.Errors++
-			err = fmt.Errorf("reassembly engine panicked: %v", p)
-		}
-	}()
-	e.asmStats.PacketsProcessed++
-	e.asmStats.BytesProcessed += int64(len(tcp.Payload))
+func (e *safeEngine) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket.CaptureInfo) error {
 	ctx := captureContext(ci)
-	e.asm.AssembleWithContext(netFlow, tcp, &ctx)
-	return nil
-}
-
-func (e *upstreamEngine) FlushOlderThan(t time.Time) error {
-	return e.flush(endTimeout, func() {
-		flushed, closed := e.asm.FlushCloseOlderThan(t)
-		e.asmStats.ConnectionsFlush += int64(flushed)
-		e.asmStats.ConnectionsClosed += int64(closed)
-	})
-}
-
-func (e *upstreamEngine) FlushAll() error {
-	return e.flush(endEOF, func() {
-		e.asmStats.ClosedAtEOF += int64(e.asm.FlushAll())
-	})
-}
-
-func (e *upstreamEngine) flush(reason string, f func()) (err error) {
-	if e.broken != nil {
-		return e.broken
+	err := e.asm.AssembleWithContext(netFlow, tcp, &ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, reassembly.ErrConnectionLimit):
+		e.errs.ConnectionLimit++
+	case errors.Is(err, reassembly.ErrConnectionClosed):
+		e.errs.ConnectionClosed++
+	case errors.Is(err, reassembly.ErrStreamPanic):
+		e.errs.StreamPanic++
+	default:
+		e.errs.Other++
 	}
-	defer func() {
-		e.closing = ""
-		if p := recover(); p != nil {
-			e.asmStats.Errors++
-			// Upstream's flush holds connection locks without defer: after a
-			// panic the engine must not be used again.
-			e.broken = fmt.Errorf("reassembly engine panicked during flush: %v", p)
-			err = e.broken
-		}
-	}()
-	e.asmStats.Flushes++
-	e.closing = reason
-	f()
-	return nil
+	return err
 }
 
-func (e *upstreamEngine) Stats() engineStats {
-	a := e.asmStats
-	p := e.poolSt
-	return engineStats{Engine: engineName, Assembler: &a, Pool: &p}
+func (e *safeEngine) FlushOlderThan(t time.Time) {
+	e.closing = endTimeout
+	flushed, closed := e.asm.FlushCloseOlderThan(t)
+	e.closing = ""
+	e.flows.IdleFlushes++
+	e.flows.IdleFlushed += int64(flushed)
+	e.flows.IdleClosed += int64(closed)
 }
 
-// New implements reassembly.StreamFactory.
-func (e *upstreamEngine) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
-	if e.maxConns > 0 && e.poolSt.ActiveConnections >= int64(e.maxConns) {
-		e.poolSt.RejectedConnections++
-		return &engineStream{e: e}
+func (e *safeEngine) FlushAll() {
+	e.closing = endEOF
+	e.flows.ClosedAtEOF += int64(e.asm.FlushAll())
+	e.closing = ""
+}
+
+func (e *safeEngine) Close() {
+	if e.closed {
+		return
 	}
-	e.poolSt.TotalCreated++
-	e.poolSt.ActiveConnections++
-	if e.poolSt.ActiveConnections > e.poolSt.PeakConnections {
-		e.poolSt.PeakConnections = e.poolSt.ActiveConnections
+	e.closed = true
+	e.closing = endEOF
+	e.asm.Close()
+	e.pool.Close()
+	e.closing = ""
+}
+
+func (e *safeEngine) Options() reassembly.SafeAssemblerOptions { return e.opts }
+
+func (e *safeEngine) Stats() engineStats {
+	return engineStats{
+		Engine:       engineName,
+		Assembler:    e.asm.Stats(),
+		Pool:         e.pool.Stats(),
+		FlowCounters: e.flows,
+		EngineErr:    e.errs,
 	}
+}
+
+// New implements reassembly.StreamFactory. The pool refuses connections
+// beyond -max-conns before it gets here.
+func (e *safeEngine) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
+	e.active++
+	e.flows.PeakConnections = max(e.flows.PeakConnections, e.active)
 	var ts time.Time
 	if ac != nil {
 		ts = ac.GetCaptureInfo().Timestamp
@@ -214,11 +238,9 @@ func (e *upstreamEngine) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac
 	return &engineStream{e: e, flow: e.sink.NewFlow(netFlow, tcpFlow, ts)}
 }
 
-// engineStream adapts one connection's callbacks to its flowHandle. A stream
-// without a flow belongs to a connection refused by -max-conns: it accepts
-// nothing.
+// engineStream adapts one connection's callbacks to its flowHandle.
 type engineStream struct {
-	e      *upstreamEngine
+	e      *safeEngine
 	flow   flowHandle
 	sawRST [2]bool
 	ended  [2]bool
@@ -235,17 +257,13 @@ func dirIndex(d reassembly.TCPFlowDirection) int {
 // Accept takes every segment and forces the start of a direction at its
 // first segment, so connections picked up midstream are reassembled.
 func (s *engineStream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
-	if s.flow == nil || s.done {
-		return false
-	}
 	d := dirIndex(dir)
 	if tcp.RST {
 		s.sawRST[d] = true
 	}
 	s.flow.Seen(d, ci.Timestamp)
-	// Payload for sequence space already delivered will be dropped by the
-	// engine: count it here, where every segment passes (upstream reports
-	// its own overlap numbers only along with a later delivery).
+	// Payload for sequence space already delivered is dropped by the
+	// engine (first copy wins): count it here, where every segment passes.
 	if n := len(tcp.Payload); n > 0 && nextSeq >= 0 && !s.ended[d] {
 		seq := reassembly.Sequence(tcp.Seq)
 		if tcp.SYN {
@@ -253,7 +271,7 @@ func (s *engineStream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reas
 		}
 		if behind := -nextSeq.Difference(seq); behind > 0 {
 			old := min(behind, n)
-			s.e.asmStats.Retransmitted += int64(old)
+			s.e.flows.Retransmitted += int64(old)
 			s.flow.Retransmitted(d, old)
 		}
 	}
@@ -262,36 +280,15 @@ func (s *engineStream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reas
 }
 
 func (s *engineStream) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.AssemblerContext) {
-	if s.flow == nil {
-		return
-	}
 	dir, _, end, skip := sg.Info()
 	d := dirIndex(dir)
-	st := &s.e.asmStats
-	switch {
-	case skip > 0:
-		st.Gaps++
-		st.GapBytes += int64(skip)
+	if skip > 0 {
 		s.flow.Gap(d, skip)
-	case skip < 0:
-		// Upstream reports -1 when it had no start for the direction; with
-		// the start forced in Accept this does not happen.
-		st.UnknownGaps++
 	}
 	if n, _ := sg.Lengths(); n > 0 {
-		b := sg.Fetch(n)
-		st.BytesDelivered += int64(len(b))
-		s.flow.Data(d, b)
+		s.flow.Data(d, sg.Fetch(n))
 	}
-	ts := sg.Stats()
-	st.Deliveries++
-	st.Chunks += int64(ts.Chunks)
-	st.Packets += int64(ts.Packets)
-	st.QueuedBytes += int64(ts.QueuedBytes)
-	st.QueuedPackets += int64(ts.QueuedPackets)
-	st.OverlapBytes += int64(ts.OverlapBytes)
-	st.OverlapPackets += int64(ts.OverlapPackets)
-	if ts.OverlapBytes > 0 || ts.OverlapPackets > 0 {
+	if ts := sg.Stats(); ts.OverlapBytes > 0 || ts.OverlapPackets > 0 {
 		s.flow.Overlap(d, ts.OverlapBytes, ts.OverlapPackets)
 	}
 	if end && !s.ended[d] {
@@ -304,16 +301,22 @@ func (s *engineStream) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.
 	}
 }
 
-// ReassemblyComplete closes the directions that no FIN/RST closed, with the
-// reason of the flush that got here, and lets the pool drop the connection.
+// ReassemblyComplete ends the directions that no FIN or RST of their own
+// closed: with the reason of the flush the command is running (timeout or
+// eof); outside such a flush, with rst when the connection saw an RST (ours
+// closes both directions on an RST), else timeout (the assembler closed it
+// for being idle past -timeout in capture time).
 func (s *engineStream) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
-	if s.flow == nil || s.done {
+	if s.done {
 		return true
 	}
 	s.done = true
 	reason := s.e.closing
 	if reason == "" {
-		reason = endEOF
+		reason = endTimeout
+		if s.sawRST[0] || s.sawRST[1] {
+			reason = endRST
+		}
 	}
 	for d := range s.ended {
 		if !s.ended[d] {
@@ -322,7 +325,6 @@ func (s *engineStream) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
 		}
 	}
 	s.flow.Complete()
-	s.e.poolSt.ActiveConnections--
-	s.e.poolSt.Completed++
+	s.e.active--
 	return true
 }

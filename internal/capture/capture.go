@@ -1,8 +1,13 @@
-package main
-
-// decode.go: reading pcap/pcapng captures and decoding each frame down to
-// the TCP segment it carries (link layers, VLAN/MPLS/PPPoE, IPv4/IPv6 with
-// extension headers, IP fragments, and the common tunnels).
+// Package capture reads pcap and pcapng captures (pure Go, through
+// gopacket's pcapgo) and decodes each frame down to the TCP segment it
+// carries: link layers (Ethernet, Linux cooked capture v1 and v2, BSD
+// loopback, raw IP, LINKTYPE_IPV4/IPV6), VLAN/MPLS/PPPoE, IPv4 and IPv6 with
+// extension headers, IP fragments (DF set or not) and the common tunnels
+// (IP in IP, GRE, ERSPAN, GTP-U, VXLAN).
+//
+// It is shared by cmd/reassemble and the conformance test of the library,
+// so that both see exactly the same segments.
+package capture
 
 import (
 	"bufio"
@@ -11,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/google/gopacket"
@@ -39,8 +45,8 @@ var (
 	gzipMagic   = []byte{0x1f, 0x8b}
 )
 
-// errNotCapture is returned by openCapture for input that is neither pcap nor pcapng.
-var errNotCapture = errors.New("not a pcap or pcapng file")
+// ErrNotCapture is returned by Open for input that is neither pcap nor pcapng.
+var ErrNotCapture = errors.New("not a pcap or pcapng file")
 
 // countingReader counts the bytes read from the file, so that together with
 // the bufio buffer we know how far the capture reader has consumed.
@@ -60,9 +66,9 @@ type packetReader interface {
 	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 }
 
-// captureReader reads frames from a pcap or pcapng file and names the first
+// Reader reads frames from a pcap or pcapng file and names the first
 // error by the number of the packet it broke (1-based, as Wireshark counts).
-type captureReader struct {
+type Reader struct {
 	format   string // "pcap" or "pcapng" (with ", gzip" when compressed)
 	link     layers.LinkType
 	rd       packetReader
@@ -77,17 +83,17 @@ type captureReader struct {
 	finished bool
 }
 
-// openCapture detects the format by its magic number and opens the reader.
+// Open detects the format by its magic number and opens the reader.
 // src and size let the reader tell a capture cut in the middle of a packet
 // from a clean end of file; pass nil and 0 when they are not known.
-func openCapture(r io.Reader, src io.ReaderAt, size int64) (*captureReader, error) {
-	c := &captureReader{src: src, size: size}
+func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
+	c := &Reader{src: src, size: size}
 	c.counter = &countingReader{r: r}
 	c.buf = bufio.NewReaderSize(c.counter, 1<<16)
 	magic, err := c.buf.Peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: file too short (%d bytes)", errNotCapture, len(magic))
+			return nil, fmt.Errorf("%w: file too short (%d bytes)", ErrNotCapture, len(magic))
 		}
 		return nil, err
 	}
@@ -140,7 +146,7 @@ func openCapture(r io.Reader, src io.ReaderAt, size int64) (*captureReader, erro
 		pr.SetSnaplen(snap)
 		c.rd, c.link, c.format = pr, pr.LinkType(), "pcap"+compressed
 	default:
-		return nil, fmt.Errorf("%w (magic %x)", errNotCapture, magic)
+		return nil, fmt.Errorf("%w (magic %x)", ErrNotCapture, magic)
 	}
 	c.goodEnd = c.position()
 	return c, nil
@@ -157,16 +163,24 @@ func isPcapMagic(m []byte) bool {
 	return false
 }
 
+// Format is "pcap" or "pcapng", with ", gzip" appended when the file is
+// compressed.
+func (c *Reader) Format() string { return c.format }
+
+// LinkType is the link type of the file (of its first interface for
+// pcapng, whose packets may each have another; Next tells).
+func (c *Reader) LinkType() layers.LinkType { return c.link }
+
 // position is the offset in the (decompressed) input up to which the
 // capture reader has consumed bytes.
-func (c *captureReader) position() int64 {
+func (c *Reader) position() int64 {
 	return c.counter.n - int64(c.buf.Buffered())
 }
 
-// next returns the next frame and its link type. At the end of the capture
+// Next returns the next frame and its link type. At the end of the capture
 // it returns io.EOF; any other error names the packet number and ends the
 // capture (pcap and pcapng have no markers to resynchronise on).
-func (c *captureReader) next() (data []byte, ci gopacket.CaptureInfo, link layers.LinkType, err error) {
+func (c *Reader) Next() (data []byte, ci gopacket.CaptureInfo, link layers.LinkType, err error) {
 	if c.finished {
 		return nil, ci, 0, io.EOF
 	}
@@ -197,7 +211,7 @@ func (c *captureReader) next() (data []byte, ci gopacket.CaptureInfo, link layer
 }
 
 // read calls the pcapgo reader and turns a panic inside it into an error.
-func (c *captureReader) read() (data []byte, ci gopacket.CaptureInfo, err error) {
+func (c *Reader) read() (data []byte, ci gopacket.CaptureInfo, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("capture reader failed: %v", p)
@@ -208,7 +222,7 @@ func (c *captureReader) read() (data []byte, ci gopacket.CaptureInfo, err error)
 
 // checkTail decides whether an io.EOF from the reader is a clean end of the
 // capture or a file cut in the middle of a packet or block.
-func (c *captureReader) checkTail(ci gopacket.CaptureInfo) error {
+func (c *Reader) checkTail(ci gopacket.CaptureInfo) error {
 	if !c.ng && ci.CaptureLength > 0 {
 		// pcapgo read a whole record header, then found no data.
 		return fmt.Errorf("capture truncated: record header promises %d bytes, none present", ci.CaptureLength)
@@ -228,7 +242,7 @@ func (c *captureReader) checkTail(ci gopacket.CaptureInfo) error {
 
 // checkNgTail walks the pcapng blocks after the last packet read: only whole
 // non-packet blocks (statistics, name resolution, ...) may follow it.
-func (c *captureReader) checkNgTail() error {
+func (c *Reader) checkNgTail() error {
 	off := c.goodEnd
 	bigEnd := c.bigEnd
 	var hdr [12]byte
@@ -263,15 +277,15 @@ func (c *captureReader) checkNgTail() error {
 	return nil
 }
 
-// tcpSegment is one decoded TCP segment; netFlow holds the addresses of the
+// Segment is one decoded TCP segment; NetFlow holds the addresses of the
 // innermost IP header in front of it.
-type tcpSegment struct {
-	netFlow gopacket.Flow
-	tcp     *layers.TCP
+type Segment struct {
+	NetFlow gopacket.Flow
+	TCP     *layers.TCP
 }
 
-// decodeStats counts what the decoder saw.
-type decodeStats struct {
+// DecodeStats counts what the decoder saw.
+type DecodeStats struct {
 	TCPSegments          int64 `json:"tcp_segments"`
 	NonTCP               int64 `json:"non_tcp"`
 	Undecodable          int64 `json:"undecodable"`
@@ -296,24 +310,30 @@ const (
 	maxIPv6Headers   = 16
 )
 
-// decoder turns frames into TCP segments. It is not safe for concurrent use.
-type decoder struct {
-	stats decodeStats
+// Decoder turns frames into TCP segments. It is not safe for concurrent use.
+type Decoder struct {
+	stats DecodeStats
 	frags *defragmenter
 	now   time.Time // latest capture time seen
 	held  bool      // the current frame was a fragment kept for later
 }
 
-func newDecoder() *decoder {
-	d := &decoder{}
+// NewDecoder returns a decoder with its own IP defragmenter.
+func NewDecoder() *Decoder {
+	d := &Decoder{}
 	d.frags = newDefragmenter(fragTimeout, fragMaxDatagrams, fragMaxBytes, &d.stats)
 	return d
 }
 
-// decode returns the TCP segment carried by one frame; nil with a nil error
+// Stats returns what the decoder counted so far.
+func (d *Decoder) Stats() DecodeStats { return d.stats }
+
+// Decode returns the TCP segment carried by one frame; nil with a nil error
 // when the frame carries no TCP (or is a fragment waiting for the rest of its
-// datagram); an error when the frame could not be decoded.
-func (d *decoder) decode(data []byte, link layers.LinkType, ts time.Time) (*tcpSegment, error) {
+// datagram); an error when the frame could not be decoded. ts is the frame's
+// capture time, which ages the fragments waiting for the rest of their
+// datagram.
+func (d *Decoder) Decode(data []byte, link layers.LinkType, ts time.Time) (*Segment, error) {
 	if ts.After(d.now) {
 		d.now = ts
 		d.frags.expire(ts)
@@ -333,8 +353,8 @@ func (d *decoder) decode(data []byte, link layers.LinkType, ts time.Time) (*tcpS
 
 var errUnsupportedLink = errors.New("unsupported link type")
 
-// linkTypeName names a link type, including those gopacket leaves unnamed.
-func linkTypeName(lt layers.LinkType) string {
+// LinkTypeName names a link type, including those gopacket leaves unnamed.
+func LinkTypeName(lt layers.LinkType) string {
 	switch lt {
 	case layers.LinkTypeIPv4:
 		return "IPv4"
@@ -348,7 +368,7 @@ func linkTypeName(lt layers.LinkType) string {
 	return lt.String()
 }
 
-func (d *decoder) link(p []byte, link layers.LinkType) (*tcpSegment, error) {
+func (d *Decoder) link(p []byte, link layers.LinkType) (*Segment, error) {
 	switch link {
 	case layers.LinkTypeEthernet:
 		return d.ethernet(p, 0)
@@ -372,10 +392,10 @@ func (d *decoder) link(p []byte, link layers.LinkType) (*tcpSegment, error) {
 		return d.ipv6(p, 0)
 	}
 	d.stats.UnsupportedLinkType++
-	return nil, fmt.Errorf("%w %d (%s)", errUnsupportedLink, link, linkTypeName(link))
+	return nil, fmt.Errorf("%w %d (%s)", errUnsupportedLink, link, LinkTypeName(link))
 }
 
-func (d *decoder) ethernet(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) ethernet(p []byte, depth int) (*Segment, error) {
 	if len(p) < 14 {
 		return nil, fmt.Errorf("ethernet: header truncated (%d bytes)", len(p))
 	}
@@ -394,7 +414,7 @@ func (d *decoder) ethernet(p []byte, depth int) (*tcpSegment, error) {
 
 // etherType dispatches on an EtherType, peeling VLAN tags, MPLS labels and
 // PPPoE on the way.
-func (d *decoder) etherType(et uint16, p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) etherType(et uint16, p []byte, depth int) (*Segment, error) {
 	for {
 		switch et {
 		case 0x8100, 0x88a8, 0x9100, 0x9200, 0x9300: // 802.1Q, 802.1ad and old QinQ tags
@@ -427,7 +447,7 @@ func (d *decoder) etherType(et uint16, p []byte, depth int) (*tcpSegment, error)
 	}
 }
 
-func (d *decoder) mpls(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) mpls(p []byte, depth int) (*Segment, error) {
 	for {
 		if len(p) < 4 {
 			return nil, fmt.Errorf("mpls: label truncated (%d bytes)", len(p))
@@ -450,7 +470,7 @@ func (d *decoder) mpls(p []byte, depth int) (*tcpSegment, error) {
 
 // loopback decodes BSD loopback encapsulation: a 4-byte address family, in
 // host byte order for NULL (either order is accepted) and network order for LOOP.
-func (d *decoder) loopback(p []byte, network bool) (*tcpSegment, error) {
+func (d *Decoder) loopback(p []byte, network bool) (*Segment, error) {
 	if len(p) < 4 {
 		return nil, fmt.Errorf("loopback: header truncated (%d bytes)", len(p))
 	}
@@ -470,7 +490,7 @@ func (d *decoder) loopback(p []byte, network bool) (*tcpSegment, error) {
 }
 
 // ipAny decodes an IP packet whose version is only known from its first nibble.
-func (d *decoder) ipAny(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) ipAny(p []byte, depth int) (*Segment, error) {
 	if len(p) == 0 {
 		return nil, errors.New("ip: empty packet")
 	}
@@ -483,7 +503,7 @@ func (d *decoder) ipAny(p []byte, depth int) (*tcpSegment, error) {
 	return nil, fmt.Errorf("ip: version %d", p[0]>>4)
 }
 
-func (d *decoder) ipv4(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) ipv4(p []byte, depth int) (*Segment, error) {
 	if len(p) < 20 {
 		return nil, fmt.Errorf("ipv4: header truncated (%d bytes)", len(p))
 	}
@@ -537,7 +557,7 @@ func (d *decoder) ipv4(p []byte, depth int) (*tcpSegment, error) {
 	return d.transport(proto, body, flow, depth)
 }
 
-func (d *decoder) ipv6(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) ipv6(p []byte, depth int) (*Segment, error) {
 	if len(p) < 40 {
 		return nil, fmt.Errorf("ipv6: header truncated (%d bytes)", len(p))
 	}
@@ -617,7 +637,7 @@ func (d *decoder) ipv6(p []byte, depth int) (*tcpSegment, error) {
 }
 
 // transport handles the payload of an IP header: TCP, or a tunnel to follow.
-func (d *decoder) transport(proto uint8, body []byte, flow gopacket.Flow, depth int) (*tcpSegment, error) {
+func (d *Decoder) transport(proto uint8, body []byte, flow gopacket.Flow, depth int) (*Segment, error) {
 	switch proto {
 	case 6:
 		return d.tcp(body, flow)
@@ -643,7 +663,7 @@ func (d *decoder) transport(proto uint8, body []byte, flow gopacket.Flow, depth 
 }
 
 // gre follows GRE version 0 carrying IP, Ethernet or ERSPAN.
-func (d *decoder) gre(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) gre(p []byte, depth int) (*Segment, error) {
 	if len(p) < 4 {
 		return nil, fmt.Errorf("gre: header truncated (%d bytes)", len(p))
 	}
@@ -701,7 +721,7 @@ const (
 	portVXLAN = 4789
 )
 
-func (d *decoder) udp(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) udp(p []byte, depth int) (*Segment, error) {
 	if len(p) < 8 {
 		return nil, nil // not TCP, whatever else is wrong with it
 	}
@@ -726,7 +746,7 @@ func (d *decoder) udp(p []byte, depth int) (*tcpSegment, error) {
 
 // gtpu follows GTPv1-U G-PDUs (user plane of mobile networks) to the IP
 // packet inside.
-func (d *decoder) gtpu(p []byte, depth int) (*tcpSegment, error) {
+func (d *Decoder) gtpu(p []byte, depth int) (*Segment, error) {
 	if len(p) < 8 || p[0]>>5 != 1 || p[0]&0x10 == 0 || p[1] != 0xff {
 		return nil, nil // not a GTPv1 G-PDU
 	}
@@ -764,7 +784,7 @@ func (d *decoder) gtpu(p []byte, depth int) (*tcpSegment, error) {
 // tcp decodes a TCP header leniently: a header cut by the snap length keeps
 // its fixed part, and malformed options are ignored rather than losing the
 // segment (as Wireshark does).
-func (d *decoder) tcp(p []byte, flow gopacket.Flow) (*tcpSegment, error) {
+func (d *Decoder) tcp(p []byte, flow gopacket.Flow) (*Segment, error) {
 	if len(p) < 20 {
 		return nil, fmt.Errorf("tcp: header truncated (%d bytes)", len(p))
 	}
@@ -775,7 +795,7 @@ func (d *decoder) tcp(p []byte, flow gopacket.Flow) (*tcpSegment, error) {
 	t := &layers.TCP{}
 	if hl <= len(p) {
 		if err := t.DecodeFromBytes(p, gopacket.NilDecodeFeedback); err == nil {
-			return &tcpSegment{netFlow: flow, tcp: t}, nil
+			return &Segment{NetFlow: flow, TCP: t}, nil
 		}
 		d.stats.TCPBadOptions++
 	} else {
@@ -792,7 +812,7 @@ func (d *decoder) tcp(p []byte, flow gopacket.Flow) (*tcpSegment, error) {
 		return nil, fmt.Errorf("tcp: %w", err)
 	}
 	t.DataOffset = p[12] >> 4
-	return &tcpSegment{netFlow: flow, tcp: t}, nil
+	return &Segment{NetFlow: flow, TCP: t}, nil
 }
 
 // fragKey identifies the datagram a fragment belongs to.
@@ -824,13 +844,13 @@ type defragmenter struct {
 	timeout      time.Duration
 	maxDatagrams int
 	maxBytes     int
-	stats        *decodeStats
+	stats        *DecodeStats
 	lastExpire   time.Time
 }
 
 const maxDatagram = 65535
 
-func newDefragmenter(timeout time.Duration, maxDatagrams, maxBytes int, st *decodeStats) *defragmenter {
+func newDefragmenter(timeout time.Duration, maxDatagrams, maxBytes int, st *DecodeStats) *defragmenter {
 	return &defragmenter{
 		pending:      make(map[fragKey]*fragDatagram),
 		timeout:      timeout,
@@ -962,6 +982,45 @@ func (f *defragmenter) expire(now time.Time) {
 	for k, dg := range f.pending {
 		if dg.seen.Before(limit) {
 			f.drop(k)
+		}
+	}
+}
+
+// ReadFile decodes every frame of the capture at path and calls fn with
+// each TCP segment, its 1-based packet number and its capture information.
+// Frames that carry no TCP are skipped, and so are frames that cannot be
+// decoded (they are counted in the returned statistics). The error is the
+// first one that stopped the reading of the file, or the first error fn
+// returned.
+func ReadFile(path string, fn func(packet int64, seg *Segment, ci gopacket.CaptureInfo) error) (DecodeStats, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return DecodeStats{}, err
+	}
+	defer fh.Close()
+	var size int64
+	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	r, err := Open(fh, fh, size)
+	if err != nil {
+		return DecodeStats{}, err
+	}
+	d := NewDecoder()
+	for n := int64(1); ; n++ {
+		data, ci, link, err := r.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return d.Stats(), err
+		}
+		seg, err := d.Decode(data, link, ci.Timestamp)
+		if err != nil || seg == nil {
+			continue
+		}
+		if err := fn(n, seg, ci); err != nil {
+			return d.Stats(), err
 		}
 	}
 }

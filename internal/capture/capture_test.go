@@ -1,4 +1,4 @@
-package main
+package capture
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,15 +24,15 @@ var seg6 = segSpec{src: "2001:db8::1", dst: "2001:db8:0:1::2", sport: 40001, dpo
 	payload: []byte("hello over ipv6")}
 
 // checkSeg asserts that a decoded segment is the one described by s.
-func checkSeg(t *testing.T, s segSpec, seg *tcpSegment) {
+func checkSeg(t *testing.T, s segSpec, seg *Segment) {
 	t.Helper()
 	require.NotNil(t, seg, "no TCP segment decoded")
-	assert.Equal(t, s.src, addrString(seg.netFlow.Src()))
-	assert.Equal(t, s.dst, addrString(seg.netFlow.Dst()))
-	assert.Equal(t, layers.TCPPort(s.sport), seg.tcp.SrcPort)
-	assert.Equal(t, layers.TCPPort(s.dport), seg.tcp.DstPort)
-	assert.Equal(t, s.seq, seg.tcp.Seq)
-	assert.Equal(t, s.payload, []byte(seg.tcp.Payload))
+	assert.Equal(t, s.src, addrOf(seg.NetFlow.Src()))
+	assert.Equal(t, s.dst, addrOf(seg.NetFlow.Dst()))
+	assert.Equal(t, layers.TCPPort(s.sport), seg.TCP.SrcPort)
+	assert.Equal(t, layers.TCPPort(s.dport), seg.TCP.DstPort)
+	assert.Equal(t, s.seq, seg.TCP.Seq)
+	assert.Equal(t, s.payload, []byte(seg.TCP.Payload))
 }
 
 func le32(v uint32) []byte { b := make([]byte, 4); binary.LittleEndian.PutUint32(b, v); return b }
@@ -93,8 +94,8 @@ func TestDecodeLinkTypes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := newDecoder()
-			seg, err := d.decode(c.frame, c.link, t0)
+			d := NewDecoder()
+			seg, err := d.Decode(c.frame, c.link, t0)
 			require.NoError(t, err)
 			checkSeg(t, c.seg, seg)
 			assert.Equal(t, int64(1), d.stats.TCPSegments)
@@ -131,8 +132,8 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := newDecoder()
-			seg, err := d.decode(c.frame, c.link, t0)
+			d := NewDecoder()
+			seg, err := d.Decode(c.frame, c.link, t0)
 			assert.Nil(t, seg)
 			if c.wantErr {
 				require.Error(t, err)
@@ -156,27 +157,27 @@ func TestDecodeLenientTCP(t *testing.T) {
 	withOpts[32] = 8 << 4 // data offset 32 bytes
 	binary.BigEndian.PutUint16(withOpts[2:4], uint16(len(withOpts)))
 
-	d := newDecoder()
-	seg, err := d.decode(withOpts, layers.LinkTypeRaw, t0)
+	d := NewDecoder()
+	seg, err := d.Decode(withOpts, layers.LinkTypeRaw, t0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(1), d.stats.TCPBadOptions)
 
 	// Snap length cut inside the options: header kept, no payload.
 	cut := withOpts[:20+24]
-	seg, err = d.decode(cut, layers.LinkTypeRaw, t0)
+	seg, err = d.Decode(cut, layers.LinkTypeRaw, t0)
 	require.NoError(t, err)
 	require.NotNil(t, seg)
-	assert.Equal(t, layers.TCPPort(s.dport), seg.tcp.DstPort)
-	assert.Empty(t, seg.tcp.Payload)
-	assert.Equal(t, uint8(8), seg.tcp.DataOffset)
+	assert.Equal(t, layers.TCPPort(s.dport), seg.TCP.DstPort)
+	assert.Empty(t, seg.TCP.Payload)
+	assert.Equal(t, uint8(8), seg.TCP.DataOffset)
 	assert.Equal(t, int64(1), d.stats.TCPTruncatedHeader)
 
 	// Snap length cut inside the payload: the captured bytes are kept.
-	seg, err = d.decode(ip[:len(ip)-5], layers.LinkTypeRaw, t0)
+	seg, err = d.Decode(ip[:len(ip)-5], layers.LinkTypeRaw, t0)
 	require.NoError(t, err)
 	require.NotNil(t, seg)
-	assert.Equal(t, s.payload[:len(s.payload)-5], []byte(seg.tcp.Payload))
+	assert.Equal(t, s.payload[:len(s.payload)-5], []byte(seg.TCP.Payload))
 }
 
 // fragmentIPv4 splits an IPv4 packet (20-byte header) into fragments of at
@@ -216,13 +217,13 @@ func TestIPv4FragmentsWithDF(t *testing.T) {
 	for i := 20; i < len(forged); i++ {
 		forged[i] = 'X'
 	}
-	d := newDecoder()
+	d := NewDecoder()
 	for _, f := range [][]byte{frags[2], frags[1], forged} {
-		seg, err := d.decode(f, layers.LinkTypeRaw, t0)
+		seg, err := d.Decode(f, layers.LinkTypeRaw, t0)
 		require.NoError(t, err)
 		assert.Nil(t, seg)
 	}
-	seg, err := d.decode(frags[0], layers.LinkTypeRaw, t0)
+	seg, err := d.Decode(frags[0], layers.LinkTypeRaw, t0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(4), d.stats.IPv4Fragments)
@@ -235,23 +236,23 @@ func TestIPv4FragmentsWithDF(t *testing.T) {
 func TestIPv4FragmentErrors(t *testing.T) {
 	pkt := ipPacket(t, seg4)
 	frags := fragmentIPv4(pkt, 16, false)
-	d := newDecoder()
+	d := NewDecoder()
 	last := append([]byte(nil), frags[1]...)
 	binary.BigEndian.PutUint16(last[6:8], 0x1fff) // offset 65528: its 16 bytes end beyond 64 KiB
-	_, err := d.decode(last, layers.LinkTypeRaw, t0)
+	_, err := d.Decode(last, layers.LinkTypeRaw, t0)
 	require.Error(t, err)
 
 	// Expired: the rest arrives after the timeout and never completes.
-	_, err = d.decode(frags[0], layers.LinkTypeRaw, t0)
+	_, err = d.Decode(frags[0], layers.LinkTypeRaw, t0)
 	require.NoError(t, err)
 	require.Len(t, d.frags.pending, 1)
-	_, err = d.decode(frags[1], layers.LinkTypeRaw, t0.Add(fragTimeout+2*time.Second))
+	_, err = d.Decode(frags[1], layers.LinkTypeRaw, t0.Add(fragTimeout+2*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), d.stats.DatagramsDropped)
 }
 
 func TestDefragmenterBounded(t *testing.T) {
-	var st decodeStats
+	var st DecodeStats
 	f := newDefragmenter(time.Minute, 8, 1<<20, &st)
 	for i := range 100 {
 		_, _, done, err := f.add(fragKey{id: uint32(i)}, 0, true, 6, make([]byte, 64), t0)
@@ -285,16 +286,16 @@ func TestIPv6Fragments(t *testing.T) {
 	pkt := ipPacket(t, s)
 	body := pkt[40:]
 
-	d := newDecoder()
-	seg, err := d.decode(ipv6Fragment(t, pkt, 1, 0, false, 6, body), layers.LinkTypeIPv6, t0)
+	d := NewDecoder()
+	seg, err := d.Decode(ipv6Fragment(t, pkt, 1, 0, false, 6, body), layers.LinkTypeIPv6, t0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(1), d.stats.IPv6AtomicFragments)
 
-	seg, err = d.decode(ipv6Fragment(t, pkt, 2, 16, false, 6, body[16:]), layers.LinkTypeIPv6, t0)
+	seg, err = d.Decode(ipv6Fragment(t, pkt, 2, 16, false, 6, body[16:]), layers.LinkTypeIPv6, t0)
 	require.NoError(t, err)
 	assert.Nil(t, seg)
-	seg, err = d.decode(ipv6Fragment(t, pkt, 2, 0, true, 6, body[:16]), layers.LinkTypeIPv6, t0)
+	seg, err = d.Decode(ipv6Fragment(t, pkt, 2, 0, true, 6, body[:16]), layers.LinkTypeIPv6, t0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(3), d.stats.IPv6Fragments)
@@ -337,8 +338,8 @@ func TestDecodeTunnels(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := newDecoder()
-			seg, err := d.decode(ethernetFrame(c.frame), layers.LinkTypeEthernet, t0)
+			d := NewDecoder()
+			seg, err := d.Decode(ethernetFrame(c.frame), layers.LinkTypeEthernet, t0)
 			require.NoError(t, err)
 			checkSeg(t, seg4, seg)
 			assert.Equal(t, int64(1), d.stats.Tunnelled)
@@ -355,7 +356,7 @@ func TestDecodeShippedCaptures(t *testing.T) {
 		link    layers.LinkType
 		packets int
 		tcp     int64
-		check   func(t *testing.T, st decodeStats)
+		check   func(t *testing.T, st DecodeStats)
 	}{
 		{name: "sv-http-gap-simple.pcap", format: "pcap", link: layers.LinkTypeNull, packets: 31, tcp: 31},
 		{name: "sv-smb-eicar-overlap.pcap", format: "pcap", link: layers.LinkTypeLinuxSLL, packets: 27, tcp: 27},
@@ -364,23 +365,23 @@ func TestDecodeShippedCaptures(t *testing.T) {
 		{name: "gp-test301.pcapng", format: "pcapng", link: layers.LinkTypeEthernet, packets: 276, tcp: 276},
 		{name: "td-of13-ericsson.pcapng", format: "pcapng", link: layers.LinkTypeEthernet, packets: 174, tcp: 174},
 		{name: "sv-eve-data-gap.pcap", format: "pcap", link: layers.LinkTypeEthernet, packets: 7, tcp: 7,
-			check: func(t *testing.T, st decodeStats) { assert.Equal(t, int64(7), st.VLANTags) }},
+			check: func(t *testing.T, st DecodeStats) { assert.Equal(t, int64(7), st.VLANTags) }},
 		{name: "pf-ip-fragmented-ooo.pcap", format: "pcap", link: layers.LinkTypeEthernet, packets: 444, tcp: 0,
-			check: func(t *testing.T, st decodeStats) {
+			check: func(t *testing.T, st DecodeStats) {
 				assert.Equal(t, int64(444), st.IPv4Fragments)
 				assert.Positive(t, st.DatagramsReassembled)
 				assert.Equal(t, st.TCPSegments, st.DatagramsReassembled, "every datagram carries TCP")
 				assert.Zero(t, st.DatagramsDropped)
 			}},
 		{name: "zk-gtp-fragmentation.pcap", format: "pcap", link: layers.LinkTypeEthernet, packets: 108,
-			check: func(t *testing.T, st decodeStats) {
+			check: func(t *testing.T, st DecodeStats) {
 				assert.Positive(t, st.Tunnelled)
 				assert.Positive(t, st.DatagramsReassembled)
 			}},
 		{name: "sv-bug-5437-02.pcap", format: "pcap", link: layers.LinkTypeEthernet, packets: 60, tcp: 60,
-			check: func(t *testing.T, st decodeStats) { assert.Equal(t, int64(60), st.Tunnelled) }},
+			check: func(t *testing.T, st DecodeStats) { assert.Equal(t, int64(60), st.Tunnelled) }},
 		{name: "zk-ipv6-http-atomic-frag.pcap", format: "pcap", link: layers.LinkTypeEthernet, packets: 38,
-			check: func(t *testing.T, st decodeStats) {
+			check: func(t *testing.T, st DecodeStats) {
 				assert.Positive(t, st.IPv6AtomicFragments)
 				assert.Equal(t, st.IPv6Fragments, st.IPv6AtomicFragments)
 			}},
@@ -392,20 +393,20 @@ func TestDecodeShippedCaptures(t *testing.T) {
 			defer fh.Close()
 			st, err := fh.Stat()
 			require.NoError(t, err)
-			cr, err := openCapture(fh, fh, st.Size())
+			cr, err := Open(fh, fh, st.Size())
 			require.NoError(t, err)
-			assert.Equal(t, c.format, cr.format)
-			d := newDecoder()
+			assert.Equal(t, c.format, cr.Format())
+			d := NewDecoder()
 			n := 0
 			for {
-				data, ci, link, err := cr.next()
+				data, ci, link, err := cr.Next()
 				if errors.Is(err, io.EOF) {
 					break
 				}
 				require.NoError(t, err)
 				n++
 				assert.Equal(t, c.link, link)
-				_, err = d.decode(data, link, ci.Timestamp)
+				_, err = d.Decode(data, link, ci.Timestamp)
 				assert.NoError(t, err, "packet %d", n)
 			}
 			assert.Equal(t, c.packets, n)
@@ -423,12 +424,12 @@ func TestDecodeShippedCaptures(t *testing.T) {
 }
 
 func TestOpenCaptureRejects(t *testing.T) {
-	_, err := openCapture(bytes.NewReader([]byte("hello world, not a capture")), nil, 0)
-	require.ErrorIs(t, err, errNotCapture)
-	_, err = openCapture(bytes.NewReader([]byte{0xd4}), nil, 0)
-	require.ErrorIs(t, err, errNotCapture)
+	_, err := Open(bytes.NewReader([]byte("hello world, not a capture")), nil, 0)
+	require.ErrorIs(t, err, ErrNotCapture)
+	_, err = Open(bytes.NewReader([]byte{0xd4}), nil, 0)
+	require.ErrorIs(t, err, ErrNotCapture)
 	// Good magic, header cut short.
-	_, err = openCapture(bytes.NewReader([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0}), nil, 0)
+	_, err = Open(bytes.NewReader([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0}), nil, 0)
 	require.Error(t, err)
 }
 
@@ -440,14 +441,41 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0x45, 0, 0, 20})
 	links := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, linkTypeLinuxSLL2,
 		layers.LinkTypeNull, layers.LinkTypeLoop, layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6}
-	d := newDecoder()
+	d := NewDecoder()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		for i, lt := range links {
-			seg, err := d.decode(frame, lt, t0.Add(time.Duration(i)*time.Millisecond))
+			seg, err := d.Decode(frame, lt, t0.Add(time.Duration(i)*time.Millisecond))
 			if err == nil && seg != nil {
-				require.NotNil(t, seg.tcp)
-				require.GreaterOrEqual(t, int(seg.tcp.DataOffset), 5)
+				require.NotNil(t, seg.TCP)
+				require.GreaterOrEqual(t, int(seg.TCP.DataOffset), 5)
 			}
 		}
 	})
+}
+
+// TestReadFile walks a capture with the convenience reader: packet numbers
+// count every frame, segments come with their capture time.
+func TestReadFile(t *testing.T) {
+	var n int
+	var last int64
+	var payload int
+	st, err := ReadFile(capturePath("sv-http-gap-simple.pcap"), func(packet int64, seg *Segment, ci gopacket.CaptureInfo) error {
+		n++
+		assert.Greater(t, packet, last)
+		last = packet
+		assert.False(t, ci.Timestamp.IsZero())
+		payload += len(seg.TCP.Payload)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 31, n)
+	assert.Equal(t, int64(31), last)
+	assert.Equal(t, int64(31), st.TCPSegments)
+	assert.Equal(t, 120+418, payload)
+
+	stop := errors.New("stop")
+	_, err = ReadFile(capturePath("sv-http-gap-simple.pcap"), func(int64, *Segment, gopacket.CaptureInfo) error { return stop })
+	require.ErrorIs(t, err, stop)
+	_, err = ReadFile(capturePath("no-such.pcap"), nil)
+	require.Error(t, err)
 }
