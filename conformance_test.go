@@ -57,7 +57,6 @@ const (
 	causeOverlap   = "overlap with different bytes while buffered: the later copy replaces queued bytes (reference: first copy wins; policy-dependent)"
 	causeFuzzed    = "fuzzed capture: SYN+FIN+PSH+URG with data as first segment closes the half, scattered sequence numbers; no ground truth"
 	causeMidstream = "midstream start: the start is forced at the first segment seen, earlier-sequenced data arriving later is dropped"
-	causeAfterFIN  = "duplicates after close: a retransmitted FIN+data of a connection closed both ways opens a new stream"
 )
 
 // confKnown explains every direction where ours differs from the reference,
@@ -70,9 +69,6 @@ var confKnown = map[string]map[string]string{
 	"zk-modbus-fuzz-72.pcap": {
 		"192.168.66.235.2582-166.161.16.230.502.bin": causeOverlap,
 		"166.161.16.230.502-192.168.66.235.2582.bin": causeFuzzed,
-	},
-	"sv-bug-2646-01.pcap": {
-		"+151.101.36.133.443-192.168.0.253.49584~2.bin": causeAfterFIN,
 	},
 	"tf-test1-out-of-order.pcap": { // shared corpus only (GPL-3.0)
 		"74.125.19.104.80-192.168.1.102.50955.bin": causeMidstream,

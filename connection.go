@@ -125,6 +125,10 @@ type connection struct {
 	stream    Stream
 	completed bool // ReassemblyComplete was called
 	poisoned  bool // a Stream callback panicked: close at once
+	// tombstone marks a completed connection kept in the map until
+	// retired+tombstoneTTL, without a Stream.
+	tombstone bool
+	retired   time.Time
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
 	wallLast int64
@@ -137,6 +141,8 @@ func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.
 	c.stream = nil
 	c.completed = false
 	c.poisoned = false
+	c.tombstone = false
+	c.retired = time.Time{}
 	c.wallLast = 0
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)

@@ -102,6 +102,11 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 		e.remember(netFlow, sp, dp, conn, lo)
 	}
 	defer conn.mu.Unlock()
+	if conn.tombstone {
+		if ok, err := e.reopen(conn, fromLo, t, ts, ac); !ok {
+			return err
+		}
+	}
 	e.packet(conn, fromLo, t, ci, ac)
 	return nil
 }
@@ -756,8 +761,38 @@ func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 		ac = &captureContext{Timestamp: conn.lastSeen()}
 	}
 	if e.cb.complete(conn, ac) || conn.poisoned {
-		e.table.remove(conn)
+		if conn.poisoned {
+			e.table.remove(conn)
+		} else {
+			e.table.retire(conn)
+		}
 	}
+}
+
+// reopen handles a packet for a tombstone: late copies of the completed
+// connection's packets are dropped (upstream opened a phantom connection
+// with them); a SYN, new data, or a packet after tombstoneTTL starts a new
+// connection on the 4-tuple. It reports whether the packet goes on.
+func (e *engine) reopen(conn *connection, fromLo bool, t *layers.TCP, ts time.Time, ac AssemblerContext) (bool, error) {
+	half, _ := conn.half(fromLo)
+	seq := Sequence(t.Seq)
+	end := seq.Add(len(t.Payload))
+	if t.SYN {
+		end = end.Add(1)
+	}
+	fresh := ts.Sub(conn.retired) > tombstoneTTL ||
+		(t.SYN && !t.ACK) ||
+		(len(t.Payload) > 0 && (!half.started() || half.nextSeq.Difference(end) > 0))
+	if !fresh {
+		e.ctr.discard(discardClosed, len(t.Payload))
+		e.droppedClosed = len(t.Payload) > 0
+		return false, nil
+	}
+	if err := e.table.revive(conn, fromLo, ts, t, ac, e.newStream); err != nil {
+		e.ctr.discard(discardRefused, len(t.Payload))
+		return false, err
+	}
+	return true, nil
 }
 
 // abort ends a connection whose Stream panicked: whatever it buffers is
@@ -904,12 +939,18 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 // flushAll delivers everything buffered and closes every connection.
 func (e *engine) flushAll() int {
 	e.refs = e.table.snapshot(e.refs[:0])
-	n := len(e.refs)
+	n := 0
 	for _, r := range e.refs {
 		if !r.lock() {
 			continue
 		}
 		conn := r.c
+		if conn.tombstone {
+			e.table.remove(conn)
+			conn.mu.Unlock()
+			continue
+		}
+		n++
 		for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
 			for !half.closed && !conn.removed {
 				e.skipFlush(conn, half)

@@ -112,6 +112,7 @@ type PoolStats struct {
 	TotalCreated       int64 // connections created, each with one Stream
 	ConnectionsRefused int64 // packets refused because their new connection would pass the cap
 	ConnectionsRemoved int64 // connections that left the pool
+	RecentlyClosed     int64 // completed connections remembered so late copies of their packets are dropped
 	MaxConnections     int64 // the cap, 0 when there is none
 	PoolClosed         bool  // Close was called
 	PanicsRecovered    int64 // panics recovered while Close completed Streams

@@ -23,11 +23,21 @@ const (
 // burst of connections does not pin their memory afterwards.
 const maxFreeConns = 256
 
+// tombstoneTTL is how long, in capture time, a completed connection is
+// remembered: late copies of its packets are dropped instead of opening a
+// phantom connection. TCP's TIME_WAIT lasts 2 MSL, 60 s on Linux.
+const tombstoneTTL = 60 * time.Second
+
+// maxTombstonesPerShard bounds that memory whatever the traffic: the
+// oldest tombstone goes first.
+const maxTombstonesPerShard = 1024
+
 type shard struct {
-	mu   sync.RWMutex
-	m    map[connKey]*connection
-	free []*connection
-	_    [40]byte // keep shards on separate cache lines
+	mu     sync.RWMutex
+	m      map[connKey]*connection
+	free   []*connection
+	graves []connRef // tombstones, oldest first
+	_      [16]byte  // keep shards on separate cache lines
 }
 
 // connTable is the connection store behind StreamPool and SafeStreamPool.
@@ -42,6 +52,7 @@ type connTable struct {
 	created  atomic.Int64
 	refused  atomic.Int64
 	removed  atomic.Int64
+	graves   atomic.Int64 // tombstones in the pool
 	closed   atomic.Bool
 }
 
@@ -172,6 +183,56 @@ func (t *connTable) reserve() bool {
 	}
 }
 
+// retire turns a locked, completed connection into a tombstone: it keeps
+// its place in the map, without its Stream, and stops counting as live.
+func (t *connTable) retire(c *connection) {
+	sh := t.shardOf(&c.key)
+	var victim connRef
+	sh.mu.Lock()
+	c.tombstone = true
+	c.retired = c.lastSeen()
+	c.stream = nil
+	sh.graves = append(sh.graves, connRef{c, c.gen})
+	if len(sh.graves) > maxTombstonesPerShard {
+		victim = sh.graves[0]
+		sh.graves = append(sh.graves[:0], sh.graves[1:]...)
+	}
+	sh.mu.Unlock()
+	t.live.Add(-1)
+	t.graves.Add(1)
+	// The oldest tombstone goes, unless its lock is busy: then next time.
+	if v := victim.c; v != nil && v != c && v.mu.TryLock() {
+		if v.gen == victim.gen && v.tombstone && !v.removed {
+			t.remove(v)
+		}
+		v.mu.Unlock()
+	}
+}
+
+// revive reopens a tombstone as a new connection on the same 4-tuple.
+func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc) error {
+	if t.closed.Load() {
+		return ErrPoolClosed
+	}
+	if !t.reserve() {
+		t.refused.Add(1)
+		return errLimit
+	}
+	t.graves.Add(-1)
+	c.reset(c.key, fromLo, ts, &t.budget.queued)
+	t.created.Add(1)
+	s, err := newStream(c, tcp, ac)
+	if err == nil && s == nil {
+		err = errFactoryNil
+	}
+	if err != nil {
+		t.remove(c)
+		return err
+	}
+	c.stream = s
+	return nil
+}
+
 // remove takes a locked connection out of the pool. It is safe to call twice.
 func (t *connTable) remove(c *connection) {
 	if c.removed {
@@ -189,8 +250,13 @@ func (t *connTable) remove(c *connection) {
 		sh.free = append(sh.free, c)
 	}
 	sh.mu.Unlock()
-	t.live.Add(-1)
-	t.removed.Add(1)
+	if c.tombstone {
+		c.tombstone = false
+		t.graves.Add(-1)
+	} else {
+		t.live.Add(-1)
+		t.removed.Add(1)
+	}
 }
 
 // connRef is a connection seen in a snapshot, valid while gen matches.
@@ -303,6 +369,7 @@ func (p *SafeStreamPool) Stats() PoolStats {
 		TotalCreated:       p.t.created.Load(),
 		ConnectionsRefused: p.t.refused.Load(),
 		ConnectionsRemoved: p.t.removed.Load(),
+		RecentlyClosed:     p.t.graves.Load(),
 		MaxConnections:     max(p.t.maxConns, 0),
 		PoolClosed:         p.t.closed.Load(),
 		PanicsRecovered:    p.panics.Load(),
