@@ -165,13 +165,15 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	// start lives in the engine: its address goes to user code, and a
 	// local would be allocated for every packet.
 	e.start = !half.started() && t.SYN
-	if !e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &e.start, ac) {
-		e.ctr.discard(discardRejected, len(payload))
-		return
-	}
+	accepted := e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &e.start, ac)
 	if conn.poisoned {
+		// Accept panicked (recovered by the Safe face): close at once.
 		e.ctr.discard(discardClosed, len(payload))
 		e.abort(conn, ac)
+		return
+	}
+	if !accepted {
+		e.ctr.discard(discardRejected, len(payload))
 		return
 	}
 	if half.closed {
@@ -234,6 +236,8 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
 			sg.end = end && half.finPos == pos+int64(len(payload))
 			sg.rst = sg.end && t.RST
+		} else if half.started() && pos <= half.nextPos {
+			queue = false
 		}
 	}
 	if len(sg.parts) > 0 {
@@ -466,11 +470,17 @@ func (e *engine) fits(half *halfConnection, data []byte, pos int64) bool {
 func (e *engine) makeRoom(conn *connection, half *halfConnection, data []byte, pos int64) bool {
 	need := int64(pagesFor(len(data)))
 	for {
+		if half.closed || conn.removed {
+			return false
+		}
+		if half.started() && pos <= half.nextPos {
+			return true // a push made the bytes in order: nothing to buffer
+		}
 		if e.fits(half, data, pos) && e.reserve(need) {
 			e.reserved = need
 			return true
 		}
-		if half.queue.empty() || half.closed || conn.removed {
+		if half.queue.empty() {
 			return false
 		}
 		e.ctr.forcedFlushes++

@@ -97,6 +97,10 @@ func (a *SafeAssembler) AssembleWithContext(netFlow gopacket.Flow, t *layers.TCP
 		a.eng.ctr.errors++
 		return ErrAssemblerClosed
 	}
+	if a.pool.t.closed.Load() {
+		a.eng.ctr.errors++
+		return ErrPoolClosed
+	}
 	if ac == nil {
 		ac = &captureContext{}
 	}

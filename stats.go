@@ -47,7 +47,8 @@ func (c *counters) discard(r discardReason, n int) {
 //	BytesProcessed = BytesDelivered + BytesOverlap + BytesOverwritten +
 //	                 BytesDiscarded + PageCache.QueuedBytes
 //
-// where PageCache is the pool's. Holes skipped never arrived, so they are
+// where PageCache is the pool's (after SafeStreamPool.Close, add
+// PoolStats.Closing to the sum). Holes skipped never arrived, so they are
 // counted apart, in GapBytes.
 type AssemblerStats struct {
 	PacketsProcessed int64 // packets handed in
@@ -117,4 +118,7 @@ type PoolStats struct {
 	PoolClosed         bool  // Close was called
 	PanicsRecovered    int64 // panics recovered while Close completed Streams
 	PageCache          PageCacheStats
+	// Closing counts what Close delivered and dropped when it flushed the
+	// pool's connections; add it to the assemblers' stats for conservation.
+	Closing AssemblerStats
 }

@@ -128,7 +128,6 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 				c.reset(k, fromLo, ts, &t.budget.queued)
 				sh.m[k] = c
 				sh.mu.Unlock()
-				t.created.Add(1)
 				s, err := newStream(c, tcp, ac)
 				if err == nil && s == nil {
 					err = errFactoryNil
@@ -138,6 +137,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 					c.mu.Unlock()
 					return nil, err
 				}
+				t.created.Add(1)
 				c.stream = s
 				return c, nil
 			}
@@ -199,6 +199,7 @@ func (t *connTable) retire(c *connection) {
 	}
 	sh.mu.Unlock()
 	t.live.Add(-1)
+	t.removed.Add(1)
 	t.graves.Add(1)
 	// The oldest tombstone goes, unless its lock is busy: then next time.
 	if v := victim.c; v != nil && v != c && v.mu.TryLock() {
@@ -220,7 +221,6 @@ func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers
 	}
 	t.graves.Add(-1)
 	c.reset(c.key, fromLo, ts, &t.budget.queued)
-	t.created.Add(1)
 	s, err := newStream(c, tcp, ac)
 	if err == nil && s == nil {
 		err = errFactoryNil
@@ -229,6 +229,7 @@ func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers
 		t.remove(c)
 		return err
 	}
+	t.created.Add(1)
 	c.stream = s
 	return nil
 }
@@ -346,9 +347,11 @@ func (h *halfConnection) String() string {
 type SafeStreamPool struct {
 	t          connTable
 	closeOnce  sync.Once
+	closeMu    sync.Mutex   // guards closing
 	assemblers atomic.Int64 // open SafeAssemblers
 	nextSweep  atomic.Int64 // capture time (ns) of the next timeout sweep
 	panics     atomic.Int64
+	closing    AssemblerStats // what Close delivered and dropped
 	logger     atomic.Pointer[slog.Logger]
 }
 
@@ -364,7 +367,11 @@ func NewSafeStreamPool(factory StreamFactory, maxConnections int) *SafeStreamPoo
 
 // Stats returns the pool's counters.
 func (p *SafeStreamPool) Stats() PoolStats {
+	p.closeMu.Lock()
+	closing := p.closing
+	p.closeMu.Unlock()
 	return PoolStats{
+		Closing:            closing,
 		ActiveConnections:  p.t.live.Load(),
 		TotalCreated:       p.t.created.Load(),
 		ConnectionsRefused: p.t.refused.Load(),
@@ -406,6 +413,9 @@ func (p *SafeStreamPool) Close() error {
 		e.init(&p.t, cb)
 		e.flushAll()
 		p.panics.Add(e.ctr.panics)
+		p.closeMu.Lock()
+		p.closing = e.ctr.snapshot(&p.t.budget)
+		p.closeMu.Unlock()
 	})
 	return nil
 }

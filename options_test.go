@@ -1,0 +1,180 @@
+package reassembly_test
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly"
+)
+
+// sfNumericOptionFields lists the int and time.Duration fields of
+// SafeAssemblerOptions, found by reflection so that fields added later are
+// covered too.
+func sfNumericOptionFields(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	typ := reflect.TypeFor[reassembly.SafeAssemblerOptions]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.IsExported() && (f.Type.Kind() == reflect.Int || f.Type == reflect.TypeFor[time.Duration]()) {
+			names = append(names, f.Name)
+		}
+	}
+	require.Contains(t, names, "MaxBufferedPagesTotal")
+	require.Contains(t, names, "MaxBufferedPagesPerConnection")
+	require.Contains(t, names, "ConnectionTimeout")
+	require.Contains(t, names, "FlushInterval")
+	return names
+}
+
+func sfSetField(o *reassembly.SafeAssemblerOptions, name string, v int64) {
+	reflect.ValueOf(o).Elem().FieldByName(name).SetInt(v)
+}
+
+func sfGetField(o reassembly.SafeAssemblerOptions, name string) int64 {
+	return reflect.ValueOf(o).FieldByName(name).Int()
+}
+
+// Property: every numeric option set negative — alone, or among valid
+// values — is rejected by Validate and by NewSafeAssembler with an error
+// wrapping ErrInvalidOptions whose message names that field, and no
+// assembler is returned.
+func TestSafeOptionsNegative(t *testing.T) {
+	t.Parallel()
+	for _, name := range sfNumericOptionFields(t) {
+		for _, base := range []reassembly.SafeAssemblerOptions{
+			{},
+			{MaxBufferedPagesTotal: 10, MaxBufferedPagesPerConnection: 5, ConnectionTimeout: time.Minute, FlushInterval: time.Second},
+		} {
+			for _, v := range []int64{-1, -1 << 40} {
+				o := base
+				sfSetField(&o, name, v)
+				err := o.Validate()
+				require.Error(t, err, "%s = %d", name, v)
+				require.True(t, errors.Is(err, reassembly.ErrInvalidOptions), "%s: error %q does not wrap ErrInvalidOptions", name, err)
+				require.Contains(t, err.Error(), name, "the message names the field")
+
+				o = base
+				sfSetField(&o, name, v)
+				pool := reassembly.NewSafeStreamPool(newSFFactory(), 0)
+				a, err := reassembly.NewSafeAssembler(pool, o)
+				require.ErrorIs(t, err, reassembly.ErrInvalidOptions, "%s", name)
+				require.Contains(t, err.Error(), name)
+				require.Nil(t, a)
+			}
+		}
+	}
+}
+
+// Property: contradictory options — more pages per connection than in
+// total, a flush interval longer than the connection timeout, also when
+// the other side of the comparison is a default — are rejected with an
+// error wrapping ErrInvalidOptions that names the field.
+func TestSafeOptionsContradictions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		opts  reassembly.SafeAssemblerOptions
+		field string
+	}{
+		{"per connection above total", reassembly.SafeAssemblerOptions{MaxBufferedPagesTotal: 5, MaxBufferedPagesPerConnection: 10}, "MaxBufferedPagesPerConnection"},
+		{"per connection above default total", reassembly.SafeAssemblerOptions{MaxBufferedPagesPerConnection: reassembly.DefaultMaxBufferedPagesTotal + 1}, "MaxBufferedPagesPerConnection"},
+		{"flush interval above timeout", reassembly.SafeAssemblerOptions{ConnectionTimeout: time.Minute, FlushInterval: 2 * time.Minute}, "FlushInterval"},
+		{"flush interval above default timeout", reassembly.SafeAssemblerOptions{FlushInterval: reassembly.DefaultConnectionTimeout + time.Second}, "FlushInterval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := tc.opts
+			err := o.Validate()
+			require.Error(t, err)
+			require.True(t, errors.Is(err, reassembly.ErrInvalidOptions), "error %q does not wrap ErrInvalidOptions", err)
+			require.Contains(t, err.Error(), tc.field, "the message names the field")
+
+			pool := reassembly.NewSafeStreamPool(newSFFactory(), 0)
+			a, err := reassembly.NewSafeAssembler(pool, tc.opts)
+			require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
+			require.Contains(t, err.Error(), tc.field)
+			require.Nil(t, a)
+		})
+	}
+}
+
+// Property: a nil pool is invalid too, with an error wrapping
+// ErrInvalidOptions, and no panic.
+func TestSafeOptionsNilPool(t *testing.T) {
+	t.Parallel()
+	var a *reassembly.SafeAssembler
+	var err error
+	require.NotPanics(t, func() { a, err = reassembly.NewSafeAssembler(nil, reassembly.SafeAssemblerOptions{}) })
+	require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
+	require.Nil(t, a)
+}
+
+// Property: Validate fills every zero numeric field with a positive
+// default — the documented ones for the four DESIGN.md fields, a
+// per-connection default never above the total, a flush interval never
+// above the timeout — and a logger; it keeps the fields set, accepts the
+// boundary cases (equal limits, interval equal to the timeout), and is
+// idempotent.
+func TestSafeOptionsDefaults(t *testing.T) {
+	t.Parallel()
+	fields := sfNumericOptionFields(t)
+	for _, tc := range []struct {
+		name string
+		in   reassembly.SafeAssemblerOptions
+		want map[string]int64
+	}{
+		{"all zero", reassembly.SafeAssemblerOptions{}, map[string]int64{
+			"MaxBufferedPagesTotal":         reassembly.DefaultMaxBufferedPagesTotal,
+			"MaxBufferedPagesPerConnection": reassembly.DefaultMaxBufferedPagesPerConnection,
+			"ConnectionTimeout":             int64(reassembly.DefaultConnectionTimeout),
+			"FlushInterval":                 int64(reassembly.DefaultFlushInterval),
+		}},
+		{"small total caps the per-connection default", reassembly.SafeAssemblerOptions{MaxBufferedPagesTotal: 300}, map[string]int64{
+			"MaxBufferedPagesTotal":         300,
+			"MaxBufferedPagesPerConnection": 300,
+		}},
+		{"short timeout caps the interval default", reassembly.SafeAssemblerOptions{ConnectionTimeout: time.Second}, map[string]int64{
+			"ConnectionTimeout": int64(time.Second),
+			"FlushInterval":     int64(time.Second),
+		}},
+		{"boundaries are valid and kept", reassembly.SafeAssemblerOptions{
+			MaxBufferedPagesTotal: 7, MaxBufferedPagesPerConnection: 7,
+			ConnectionTimeout: time.Minute, FlushInterval: time.Minute, DisableBackgroundFlush: true,
+		}, map[string]int64{
+			"MaxBufferedPagesTotal": 7, "MaxBufferedPagesPerConnection": 7,
+			"ConnectionTimeout": int64(time.Minute), "FlushInterval": int64(time.Minute),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := tc.in
+			require.NoError(t, o.Validate())
+			require.NotNil(t, o.Logger, "a logger is filled in")
+			require.Equal(t, tc.in.DisableBackgroundFlush, o.DisableBackgroundFlush)
+			for _, name := range fields {
+				require.Positive(t, sfGetField(o, name), "%s left without a default", name)
+				if want, ok := tc.want[name]; ok {
+					require.Equal(t, want, sfGetField(o, name), name)
+				}
+			}
+			again := o
+			require.NoError(t, again.Validate(), "Validate is idempotent")
+			require.Equal(t, o, again)
+		})
+	}
+}
+
+// Property: the defaults are the documented ones: limits on, a 2-minute
+// timeout, a 10-second flush interval.
+func TestSafeOptionsDefaultValues(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, 50000, reassembly.DefaultMaxBufferedPagesTotal)
+	require.Equal(t, 1000, reassembly.DefaultMaxBufferedPagesPerConnection)
+	require.Equal(t, 2*time.Minute, reassembly.DefaultConnectionTimeout)
+	require.Equal(t, 10*time.Second, reassembly.DefaultFlushInterval)
+}

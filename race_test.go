@@ -1,0 +1,496 @@
+package reassembly_test
+
+// Concurrency tests, meant for -race: the creation race, many assemblers
+// sharing a pool under concurrent flushes, stats and Close, and the limits
+// read from Stats while traffic runs.
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly"
+)
+
+type sfFeed func(gopacket.Flow, *layers.TCP, reassembly.AssemblerContext) error
+
+func sfQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Property (creation race): when both directions of a new connection reach
+// two different assemblers sharing a pool at the same instant — forced by
+// holding StreamFactory.New on a barrier until the other direction has had
+// time to reach the pool — New runs exactly once for the connection, both
+// packets reach that one Stream (one Accept per direction, each with the
+// right direction), nothing panics, and the Stream is completed exactly
+// once at the end. Checked for SafeAssemblers sharing a SafeStreamPool and
+// for drop-in Assemblers sharing a StreamPool, with SYNs and with
+// mid-stream data.
+func TestRaceCreationBothDirections(t *testing.T) {
+	sfNoLeaks(t)
+	for _, face := range []string{"SafeAssembler", "Assembler"} {
+		t.Run(face, func(t *testing.T) {
+			f := newSFFactory()
+			var feed [2]sfFeed
+			var finish func()
+			if face == "SafeAssembler" {
+				pool := reassembly.NewSafeStreamPool(f, 0)
+				a1 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+				a2 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+				feed[0], feed[1] = a1.AssembleWithContext, a2.AssembleWithContext
+				finish = func() {
+					require.NoError(t, a1.Close())
+					require.NoError(t, a2.Close())
+				}
+			} else {
+				pool := reassembly.NewStreamPool(f)
+				d1, d2 := reassembly.NewAssembler(pool), reassembly.NewAssembler(pool)
+				for i, d := range []*reassembly.Assembler{d1, d2} {
+					feed[i] = func(fl gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) error {
+						d.AssembleWithContext(fl, tcp, ac)
+						return nil
+					}
+				}
+				finish = func() { d2.FlushAll() }
+			}
+
+			const rounds = 30
+			for i := range rounds {
+				c := sfConnN(i + 1)
+				entered := make(chan struct{}, 2)
+				barrier := make(chan struct{})
+				f.setGate(entered, barrier)
+				start := make(chan struct{})
+				var errs [2]error
+				var wg sync.WaitGroup
+				for side := range 2 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						fromServer := side == 1
+						var tcp *layers.TCP
+						switch {
+						case i%2 == 1:
+							tcp = c.seg(fromServer, c.seqAt(fromServer, 0), "A", []byte("data"))
+						case fromServer:
+							tcp = c.seg(true, c.seqAt(true, -1), "SA", nil)
+						default:
+							tcp = c.seg(false, c.seqAt(false, -1), "S", nil)
+						}
+						<-start
+						errs[side] = feed[side](c.flow(fromServer), tcp, sfAt(sfT0))
+					}()
+				}
+				close(start)
+				select {
+				case <-entered:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("round %d: StreamFactory.New never called", i)
+				}
+				// New is blocked: give the other direction time to reach the
+				// pool. A second New call here is the bug.
+				select {
+				case <-entered:
+					t.Errorf("round %d: StreamFactory.New called twice for one connection", i)
+				case <-time.After(5 * time.Millisecond):
+				}
+				f.setGate(nil, nil)
+				close(barrier)
+				wg.Wait()
+				require.NoError(t, errs[0], "round %d", i)
+				require.NoError(t, errs[1], "round %d", i)
+				require.EqualValues(t, i+1, f.newCalls.Load(), "round %d: New calls", i)
+				s := f.stream(c)
+				require.NotNil(t, s)
+				require.Equal(t, [2]int{1, 1}, s.accepts(), "round %d: both packets reach the one Stream", i)
+			}
+			finish()
+			require.Len(t, f.all(), rounds)
+			f.requireSound(t)
+		})
+	}
+}
+
+// sfSplitByWorker generates nConns connections of random traffic and
+// splits them so that the two directions of a connection go to different
+// workers; each worker's list keeps each direction's order.
+func sfSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]sfPkt {
+	per := make([][][]sfPkt, nWorkers)
+	for id := firstID; id < firstID+nConns; id++ {
+		var dirs [2][]sfPkt
+		for _, p := range sfTraffic(r, id, 1) {
+			d := sfBtoi(p.fromServer)
+			dirs[d] = append(dirs[d], p)
+		}
+		for d := range dirs {
+			w := (id + d) % nWorkers
+			per[w] = append(per[w], dirs[d])
+		}
+	}
+	out := make([][]sfPkt, nWorkers)
+	for w := range per {
+		out[w] = sfInterleave(r, per[w])
+	}
+	return out
+}
+
+func sfAllowed(err error, allowed ...error) bool {
+	if err == nil {
+		return true
+	}
+	for _, a := range allowed {
+		if errors.Is(err, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Property: many SafeAssemblers × many connections, the two directions of
+// each connection fed from different goroutines into different
+// assemblers, while other goroutines call FlushWithOptions,
+// FlushCloseOlderThan, FlushAll, Stats and PoolStats, the background
+// flushers and capture-time sweeps close idle connections, one assembler
+// is closed midway, and in the end every assembler and the pool are closed
+// at the same time: no race, no panic, no unexpected error, never two live
+// Streams for one connection, every Stream completed exactly once, the
+// pool empty, no page in use, no goroutine left.
+func TestRaceManyAssemblersManyConnections(t *testing.T) {
+	sfNoLeaks(t)
+	const (
+		nWorkers = 4
+		nConns   = 48
+		maxConns = 40
+	)
+	f := newSFFactory()
+	f.checkContent = true
+	pool := reassembly.NewSafeStreamPool(f, maxConns)
+	opts := reassembly.SafeAssemblerOptions{
+		MaxBufferedPagesTotal: 64, MaxBufferedPagesPerConnection: 8,
+		ConnectionTimeout: 40 * time.Millisecond, FlushInterval: 10 * time.Millisecond,
+		Logger: sfQuietLogger(),
+	}
+	asms := make([]*reassembly.SafeAssembler, nWorkers+1) // the last one is closed midway
+	for i := range asms {
+		asms[i] = newSFAssembler(t, pool, opts)
+	}
+	lists := sfSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+
+	var progress atomic.Int64
+	var unexpected sync.Map
+	stop := make(chan struct{})
+	var workers, helpers sync.WaitGroup
+	for w := range nWorkers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for k, p := range lists[w] {
+				a := asms[w]
+				if k%7 == 3 {
+					a = asms[nWorkers]
+				}
+				ts := sfT0.Add(time.Duration(k) * time.Millisecond)
+				err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, sfAt(ts))
+				if !sfAllowed(err, reassembly.ErrConnectionClosed, reassembly.ErrConnectionLimit, reassembly.ErrAssemblerClosed) {
+					unexpected.Store(err.Error(), true)
+				}
+				progress.Add(1)
+			}
+		}()
+	}
+	for h := range 2 {
+		helpers.Add(1)
+		go func() {
+			defer helpers.Done()
+			r := rand.New(rand.NewSource(int64(h)))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a := asms[r.Intn(len(asms))]
+				at := func() time.Time { return sfT0.Add(time.Duration(r.Intn(600)) * time.Millisecond) }
+				switch i % 6 {
+				case 0:
+					a.FlushWithOptions(reassembly.FlushOptions{T: at(), TC: at()})
+				case 1:
+					a.FlushWithOptions(reassembly.FlushOptions{T: at()})
+				case 2:
+					a.FlushCloseOlderThan(at())
+				case 3:
+					_ = a.Stats()
+				case 4:
+					_ = pool.Stats()
+				case 5:
+					if r.Intn(20) == 0 {
+						a.FlushAll()
+					}
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	helpers.Add(1)
+	go func() {
+		defer helpers.Done()
+		for progress.Load() < int64(total/2) {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		_ = asms[nWorkers].Close()
+	}()
+
+	workers.Wait()
+	close(stop)
+	helpers.Wait()
+
+	var closers sync.WaitGroup
+	for _, a := range asms {
+		closers.Add(1)
+		go func() { defer closers.Done(); _ = a.Close() }()
+	}
+	closers.Add(1)
+	go func() { defer closers.Done(); _ = pool.Close() }()
+	closers.Wait()
+
+	var errs []string
+	unexpected.Range(func(k, _ any) bool { errs = append(errs, k.(string)); return true })
+	require.Empty(t, errs, "unexpected errors")
+	f.requireSound(t)
+	ps := pool.Stats()
+	require.Zero(t, ps.ActiveConnections)
+	require.EqualValues(t, len(f.all()), ps.TotalCreated)
+	require.Zero(t, ps.PageCache.PagesInUse)
+	require.Zero(t, ps.PageCache.QueuedBytes)
+	require.Positive(t, len(f.all()))
+}
+
+// Property: the drop-in face is just as safe: several Assemblers sharing a
+// StreamPool, fed concurrently (the directions of a connection through
+// different Assemblers) while other goroutines flush, never make two live
+// Streams for one connection, and after FlushAll every Stream is completed
+// exactly once.
+func TestRaceDropInAssemblersSharedPool(t *testing.T) {
+	sfNoLeaks(t)
+	const nWorkers = 3
+	f := newSFFactory()
+	f.checkContent = true
+	pool := reassembly.NewStreamPool(f)
+	asms := make([]*reassembly.Assembler, nWorkers)
+	for i := range asms {
+		asms[i] = reassembly.NewAssembler(pool)
+		asms[i].MaxBufferedPagesPerConnection = 6
+		asms[i].MaxBufferedPagesTotal = 30
+	}
+	lists := sfSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
+	stop := make(chan struct{})
+	var workers, helpers sync.WaitGroup
+	for w := range nWorkers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for k, p := range lists[w] {
+				asms[w].AssembleWithContext(p.c.flow(p.fromServer), p.tcp, sfAt(sfT0.Add(time.Duration(k)*time.Millisecond)))
+			}
+		}()
+	}
+	helpers.Add(1)
+	go func() {
+		defer helpers.Done()
+		r := rand.New(rand.NewSource(3))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a := asms[i%nWorkers]
+			at := sfT0.Add(time.Duration(r.Intn(300)) * time.Millisecond)
+			if i%2 == 0 {
+				a.FlushWithOptions(reassembly.FlushOptions{T: at, TC: at})
+			} else {
+				a.FlushCloseOlderThan(at)
+			}
+			runtime.Gosched()
+		}
+	}()
+	workers.Wait()
+	close(stop)
+	helpers.Wait()
+	asms[0].FlushAll()
+	require.Zero(t, asms[1].FlushAll(), "FlushAll closed every connection of the pool")
+	f.requireSound(t)
+}
+
+// sfMax raises m to v.
+func sfMax(m *atomic.Int64, v int64) {
+	for {
+		cur := m.Load()
+		if v <= cur || m.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// Property (bounded memory): while several assemblers sharing a pool run
+// out-of-order traffic on more connections than the cap allows, Stats read
+// concurrently from other goroutines never show more than maxConnections
+// live connections nor more than MaxBufferedPagesTotal pages in use, and
+// PagesPeak stays within MaxBufferedPagesTotal; the limits are really hit
+// (connections refused, skips forced), every forced skip reaches a Stream
+// as a Skip, the Streams' skips add up to the assemblers' Gaps, and the
+// assemblers' Stats taken together conserve bytes.
+func TestRaceLimitsNeverExceeded(t *testing.T) {
+	sfNoLeaks(t)
+	const (
+		nWorkers = 4
+		maxConns = 5
+		batch    = 3 // connections a worker opens at once; two workers exceed the cap
+		maxPages = 12
+		perConn  = 8
+		rounds   = 25
+		segs     = 8
+		segLen   = 1000 // one page each
+	)
+	f := newSFFactory()
+	f.checkContent = true
+	pool := reassembly.NewSafeStreamPool(f, maxConns)
+	opts := reassembly.SafeAssemblerOptions{
+		MaxBufferedPagesTotal: maxPages, MaxBufferedPagesPerConnection: perConn, Logger: sfQuietLogger(),
+	}
+	asms := make([]*reassembly.SafeAssembler, nWorkers)
+	for i := range asms {
+		asms[i] = newSFAssembler(t, pool, opts)
+	}
+
+	var maxActive, maxInUse atomic.Int64
+	stop := make(chan struct{})
+	var monitors, workers sync.WaitGroup
+	for m := range 2 {
+		monitors.Add(1)
+		go func() {
+			defer monitors.Done()
+			for i := m; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ps := pool.Stats()
+				sfMax(&maxActive, ps.ActiveConnections)
+				sfMax(&maxInUse, ps.PageCache.PagesInUse)
+				st := asms[i%nWorkers].Stats()
+				sfMax(&maxInUse, st.PageCache.PagesInUse)
+				runtime.Gosched()
+			}
+		}()
+	}
+
+	var unexpected sync.Map
+	payload := func(c sfConn, off int) []byte {
+		seed := sfSeed(c.key())
+		p := make([]byte, segLen)
+		for k := range p {
+			p[k] = sfContent(seed, 0, off+k)
+		}
+		return p
+	}
+	for w := range nWorkers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			a := asms[w]
+			send := func(c sfConn, fromServer bool, seq uint32, flags string, p []byte) error {
+				return a.AssembleWithContext(c.flow(fromServer), c.seg(fromServer, seq, flags, p), sfAt(sfT0))
+			}
+			note := func(err error) {
+				if err != nil {
+					unexpected.Store(err.Error(), true)
+				}
+			}
+			for round := range rounds {
+				var open []sfConn
+				n := batch
+				if w == 0 && round == 0 {
+					n = maxConns + 1 // at least one refusal, however the workers are scheduled
+				}
+				for j := range n {
+					c := sfConnN(10000*(w+1) + 10*round + j)
+					err := send(c, false, c.seqAt(false, -1), "S", nil)
+					if errors.Is(err, reassembly.ErrConnectionLimit) {
+						continue
+					}
+					note(err)
+					note(send(c, true, c.seqAt(true, -1), "SA", nil))
+					open = append(open, c)
+				}
+				for k := segs; k >= 1; k-- { // descending: all out of order
+					for _, c := range open {
+						note(send(c, false, c.seqAt(false, k*segLen), "A", payload(c, k*segLen)))
+					}
+				}
+				for _, c := range open {
+					note(send(c, false, c.seqAt(false, 0), "A", payload(c, 0)))
+					note(send(c, false, c.seqAt(false, (segs+1)*segLen), "R", nil))
+				}
+			}
+		}()
+	}
+	workers.Wait()
+	close(stop)
+	monitors.Wait()
+
+	var errs []string
+	unexpected.Range(func(k, _ any) bool { errs = append(errs, k.(string)); return true })
+	require.Empty(t, errs, "unexpected errors")
+
+	ps := pool.Stats()
+	var sum reassembly.AssemblerStats
+	for _, a := range asms {
+		st := a.Stats()
+		sum.BytesProcessed += st.BytesProcessed
+		sum.BytesDelivered += st.BytesDelivered
+		sum.BytesOverlap += st.BytesOverlap
+		sum.BytesOverwritten += st.BytesOverwritten
+		sum.BytesDiscarded += st.BytesDiscarded
+		sum.Gaps += st.Gaps
+		sum.ForcedSkips += st.ForcedSkips
+	}
+	require.Equal(t, sum.BytesProcessed,
+		sum.BytesDelivered+sum.BytesOverlap+sum.BytesOverwritten+sum.BytesDiscarded+ps.PageCache.QueuedBytes,
+		"conservation over the pool's assemblers")
+	require.Equal(t, f.firstBytes.Load(), sum.BytesDelivered)
+	require.Positive(t, ps.ConnectionsRefused, "the connection cap was never reached: the test proves nothing")
+	require.Positive(t, sum.ForcedSkips, "no skip was forced: the test proves nothing")
+	require.Equal(t, f.gaps.Load(), sum.Gaps, "skips seen by Streams vs Gaps")
+	require.LessOrEqual(t, sum.ForcedSkips, sum.Gaps, "forced skips reported to Streams")
+
+	assert.LessOrEqual(t, maxActive.Load(), int64(maxConns), "ActiveConnections exceeded maxConnections")
+	assert.LessOrEqual(t, maxInUse.Load(), int64(maxPages), "PagesInUse exceeded MaxBufferedPagesTotal")
+	assert.LessOrEqual(t, ps.PageCache.PagesPeak, int64(maxPages), "PagesPeak exceeded MaxBufferedPagesTotal")
+
+	for _, a := range asms {
+		require.NoError(t, a.Close())
+	}
+	require.Zero(t, pool.Stats().ActiveConnections)
+	require.Zero(t, pool.Stats().PageCache.PagesInUse)
+	f.requireSound(t)
+}
