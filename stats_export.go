@@ -86,8 +86,9 @@ var metricInfos = map[reflect.Type]map[string]metricInfo{
 	reflect.TypeFor[PoolStats](): {
 		"ActiveConnections":  gaugeInfo("Connections in the pool."),
 		"TotalCreated":       counterInfo("Connections created, each with one Stream."),
-		"ConnectionsRefused": counterInfo("New connections refused at the connection limit."),
+		"ConnectionsRefused": counterInfo("Packets refused because their new connection would pass the connection limit."),
 		"ConnectionsRemoved": counterInfo("Connections that left the pool."),
+		"RecentlyClosed":     gaugeInfo("Completed connections remembered so that late copies of their packets are dropped."),
 		"MaxConnections":     gaugeInfo("The pool's connection limit, 0 when there is none."),
 		"PoolClosed":         gaugeInfo("1 once the pool was closed."),
 		"PanicsRecovered":    counterInfo("Panics of Stream code recovered while the pool closed."),
