@@ -141,8 +141,6 @@ func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.
 	c.stream = nil
 	c.completed = false
 	c.poisoned = false
-	c.tombstone = false
-	c.retired = time.Time{}
 	c.wallLast = 0
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)

@@ -915,6 +915,9 @@ func (e *engine) flushClose(conn *connection, half *halfConnection, t, tc time.T
 
 // flushWithOptions is FlushWithOptions for either face.
 func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
+	if !opt.TC.IsZero() {
+		e.table.reapGraves(opt.TC, false)
+	}
 	e.refs = e.table.snapshot(e.refs[:0])
 	for _, r := range e.refs {
 		if !r.lock() {
@@ -948,6 +951,7 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 
 // flushAll delivers everything buffered and closes every connection.
 func (e *engine) flushAll() int {
+	e.table.reapGraves(time.Time{}, true)
 	e.refs = e.table.snapshot(e.refs[:0])
 	n := 0
 	for _, r := range e.refs {

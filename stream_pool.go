@@ -36,8 +36,31 @@ type shard struct {
 	mu     sync.RWMutex
 	m      map[connKey]*connection
 	free   []*connection
-	graves []connRef // tombstones, oldest first
-	_      [16]byte  // keep shards on separate cache lines
+	graves graveQueue // tombstones, oldest first
+}
+
+// graveQueue is a FIFO of tombstones.
+type graveQueue struct {
+	q    []connRef
+	head int
+}
+
+func (g *graveQueue) len() int       { return len(g.q) - g.head }
+func (g *graveQueue) peek() connRef  { return g.q[g.head] }
+func (g *graveQueue) push(r connRef) { g.q = append(g.q, r) }
+
+func (g *graveQueue) pop() connRef {
+	r := g.q[g.head]
+	g.q[g.head] = connRef{}
+	g.head++
+	if g.head == len(g.q) {
+		g.q, g.head = g.q[:0], 0
+	} else if g.head >= 64 && 2*g.head >= len(g.q) {
+		n := copy(g.q, g.q[g.head:])
+		clear(g.q[n:])
+		g.q, g.head = g.q[:n], 0
+	}
+	return r
 }
 
 // connTable is the connection store behind StreamPool and SafeStreamPool.
@@ -192,10 +215,9 @@ func (t *connTable) retire(c *connection) {
 	c.tombstone = true
 	c.retired = c.lastSeen()
 	c.stream = nil
-	sh.graves = append(sh.graves, connRef{c, c.gen})
-	if len(sh.graves) > maxTombstonesPerShard {
-		victim = sh.graves[0]
-		sh.graves = append(sh.graves[:0], sh.graves[1:]...)
+	sh.graves.push(connRef{c, c.gen})
+	if sh.graves.len() > maxTombstonesPerShard {
+		victim = sh.graves.pop()
 	}
 	sh.mu.Unlock()
 	t.live.Add(-1)
@@ -219,6 +241,10 @@ func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers
 		t.refused.Add(1)
 		return errLimit
 	}
+	sh := t.shardOf(&c.key)
+	sh.mu.Lock()
+	c.tombstone = false // its queue entry goes stale and is skipped
+	sh.mu.Unlock()
 	t.graves.Add(-1)
 	c.reset(c.key, fromLo, ts, &t.budget.queued)
 	s, err := newStream(c, tcp, ac)
@@ -247,16 +273,49 @@ func (t *connTable) remove(c *connection) {
 	c.removed = true
 	c.gen++
 	c.stream = nil
+	wasGrave := c.tombstone
+	c.tombstone = false
 	if len(sh.free) < maxFreeConns {
 		sh.free = append(sh.free, c)
 	}
 	sh.mu.Unlock()
-	if c.tombstone {
-		c.tombstone = false
+	if wasGrave {
 		t.graves.Add(-1)
 	} else {
 		t.live.Add(-1)
 		t.removed.Add(1)
+	}
+}
+
+// reapGraves removes the tombstones retired before cutoff (all of them when
+// all is set), oldest first, so that the cost is per expired tombstone.
+func (t *connTable) reapGraves(cutoff time.Time, all bool) {
+	if t.graves.Load() == 0 {
+		return
+	}
+	var due []connRef
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for sh.graves.len() > 0 {
+			r := sh.graves.peek()
+			if r.c.gen == r.gen && r.c.tombstone && !all && !r.c.retired.Before(cutoff) {
+				break
+			}
+			sh.graves.pop()
+			if r.c.gen == r.gen && r.c.tombstone {
+				due = append(due, r)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	for _, r := range due {
+		if r.lock() {
+			if r.c.tombstone {
+				t.remove(r.c)
+			}
+			r.c.mu.Unlock()
+		}
 	}
 }
 
@@ -266,13 +325,16 @@ type connRef struct {
 	gen uint64
 }
 
-// snapshot appends every connection in the pool to buf.
+// snapshot appends every live connection of the pool (not tombstones) to
+// buf.
 func (t *connTable) snapshot(buf []connRef) []connRef {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for _, c := range sh.m {
-			buf = append(buf, connRef{c, c.gen})
+			if !c.tombstone {
+				buf = append(buf, connRef{c, c.gen})
+			}
 		}
 		sh.mu.RUnlock()
 	}
