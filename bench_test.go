@@ -2,7 +2,9 @@ package reassembly
 
 import (
 	"net/netip"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,7 +84,10 @@ func (f *upCountingFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstr
 
 // ctxOf gives each packet its own context before timing, as a capture loop
 // that keeps its CaptureInfo would.
-type benchCtx struct{ ci gopacket.CaptureInfo }
+type benchCtx struct {
+	ci      gopacket.CaptureInfo
+	scratch *[]byte // copy buffer of the goroutine that feeds the packet (suite only)
+}
 
 func (c *benchCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
 
@@ -196,3 +201,324 @@ func BenchmarkDescendingInsert(b *testing.B) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The suite of issue 5. Every benchmark replays a trace generated before
+// timing; b.N counts packets, so sec/op is the time per packet, B/s the
+// payload throughput, and allocs/pkt and B/pkt (measured around the timed
+// region only, as fractions: the built-in allocs/op is an integer) the
+// allocation per packet. Names have the form
+//
+//	BenchmarkTraffic/scenario=S/consumer=C/impl=I
+//	BenchmarkSharedPool/goroutines=G/consumer=C/impl=I
+//
+// so that `benchstat -col /impl` compares the implementations:
+//
+//	impl=ours      the drop-in Assembler
+//	impl=safe      SafeAssembler (no background flusher; limits far above
+//	               what the traffic needs, so nothing is skipped)
+//	impl=upstream  gopacket's reassembly.Assembler
+//	consumer=count the Stream only reads Lengths
+//	consumer=copy  the Stream also Fetches the bytes and copies them into
+//	               a buffer reused across calls, as a parser would
+//
+// The capture is an endless repetition of the trace: each call of a leaf
+// goes on where the previous one stopped, and between two replays
+// (untimed) FlushAll closes every connection and capture time moves
+// forward, so pools keep their recycled objects but never grow replay
+// after replay. Each leaf keeps one pool for all its calls and replays
+// the trace once before its first timing, so the figures are those of a
+// sensor in its steady state. scripts/bench.sh runs the suite and prints
+// the benchstat tables.
+
+// benchImpls are the implementations every scenario runs.
+var benchImpls = []string{"ours", "safe", "upstream"}
+
+type benchScenario struct {
+	name       string
+	gen        func() *trace
+	flushEvery int // packets between FlushCloseOlderThan(ts - 1s); 0: none
+}
+
+// benchScenarios lists the single-goroutine scenarios, (a) to (d) of
+// issue 5, with conns HTTP-like connections open at once where a scenario
+// has several (see httpTrace: 3*conns connections per replay).
+//
+//	inorder  (a) one long connection, 1460-byte segments both ways, ACKed
+//	http     (b) interleaved HTTP-like connections: handshake, ~300-byte
+//	         request, 2-6 KB response in 1460-byte segments, FINs
+//	reorder  (c) http with 5% reordering, 1% retransmissions and 0.5%
+//	         overlapping retransmissions (same bytes)
+//	loss     (d) http with 1% of the packets after the handshake lost, and
+//	         FlushCloseOlderThan(ts - 1s) every 1000 packets
+func benchScenarios(conns int) []benchScenario {
+	return []benchScenario{
+		{name: "inorder", gen: inOrderTrace},
+		{name: "http", gen: func() *trace { return httpTrace(httpConfig{conns: conns, seed: 1}) }},
+		{name: "reorder", gen: func() *trace {
+			return httpTrace(httpConfig{conns: conns, seed: 2, reorder: 0.05, retrans: 0.01, overlap: 0.005})
+		}},
+		{name: "loss", gen: func() *trace { return httpTrace(httpConfig{conns: conns, seed: 3, loss: 0.01}) }, flushEvery: 1000},
+	}
+}
+
+const benchConns = 10000
+
+// BenchmarkTraffic runs scenarios (a) to (d) of issue 5 on one goroutine.
+func BenchmarkTraffic(b *testing.B) {
+	for _, sc := range benchScenarios(benchConns) {
+		b.Run("scenario="+sc.name, func(b *testing.B) {
+			benchImplementations(b, sc.gen(), 1, sc.flushEvery)
+		})
+	}
+}
+
+// BenchmarkSharedPool is scenario (e): the http trace split by a symmetric
+// flow hash over G goroutines, each with its own assembler, all sharing
+// one pool (ours: Assemblers on one StreamPool, safe: SafeAssemblers on one
+// SafeStreamPool, upstream: Assemblers on one StreamPool, its recommended
+// pattern). sec/op is wall time per packet of the whole trace, so the
+// goroutines=1 / goroutines=2 ratio is the speed-up:
+//
+//	benchstat -filter .name:SharedPool -col /goroutines bench.out
+func BenchmarkSharedPool(b *testing.B) {
+	tr := httpTrace(httpConfig{conns: benchConns, seed: 1})
+	counts := []int{1, 2}
+	if p := runtime.GOMAXPROCS(0); p > 2 {
+		counts = append(counts, p)
+	}
+	for _, g := range counts {
+		b.Run("goroutines="+itoa(g), func(b *testing.B) {
+			benchImplementations(b, tr, g, 0)
+		})
+	}
+}
+
+// benchImplementations runs tr through every implementation with both
+// consumers. Each leaf keeps its pool and assemblers across the testing
+// package's calls (calibration and -count repetitions), so the warm-up
+// replay happens once per leaf.
+func benchImplementations(b *testing.B, tr *trace, goroutines, flushEvery int) {
+	for _, consumer := range []string{"count", "copy"} {
+		b.Run("consumer="+consumer, func(b *testing.B) {
+			for _, impl := range benchImpls {
+				var r *benchRun
+				b.Run("impl="+impl, func(b *testing.B) {
+					if r == nil {
+						r = newBenchRun(tr, impl, consumer == "copy", goroutines, flushEvery)
+					}
+					benchReplays(b, r)
+				})
+				if r != nil {
+					r.close()
+				}
+			}
+		})
+	}
+}
+
+// benchReplays hands in the next b.N packets of r's endless capture: the
+// trace replayed again and again, each call going on where the previous
+// one stopped, so that short runs do not all measure the trace's opening.
+func benchReplays(b *testing.B, r *benchRun) {
+	size := len(r.tr.pkts)
+	b.SetBytes(r.tr.avgPayload())
+	if !r.warm {
+		// Warm-up: pools, page caches and maps reach their steady size.
+		r.replay(0, size)
+		r.next()
+		r.warm = true
+	}
+	var am allocMeter
+	b.ResetTimer()
+	am.start()
+	for left := b.N; left > 0; {
+		if r.pos == size {
+			b.StopTimer()
+			am.stop()
+			r.next()
+			am.start()
+			b.StartTimer()
+		}
+		n := min(left, size-r.pos)
+		r.replay(r.pos, r.pos+n)
+		r.pos += n
+		left -= n
+	}
+	b.StopTimer()
+	am.stop()
+	b.ReportMetric(float64(am.mallocs)/float64(b.N), "allocs/pkt")
+	b.ReportMetric(float64(am.bytes)/float64(b.N), "B/pkt")
+}
+
+// allocMeter counts heap allocations in the timed regions only.
+type allocMeter struct {
+	mallocs, bytes uint64
+	ms             runtime.MemStats
+}
+
+func (m *allocMeter) start() {
+	runtime.ReadMemStats(&m.ms)
+	m.mallocs -= m.ms.Mallocs
+	m.bytes -= m.ms.TotalAlloc
+}
+
+func (m *allocMeter) stop() {
+	runtime.ReadMemStats(&m.ms)
+	m.mallocs += m.ms.Mallocs
+	m.bytes += m.ms.TotalAlloc
+}
+
+// laneAssembler is one goroutine's assembler, whatever the implementation.
+type laneAssembler interface {
+	assemble(p *testPacket, c *benchCtx)
+	flushCloseOlderThan(t time.Time)
+}
+
+type oursLane struct{ a *Assembler }
+
+func (l oursLane) assemble(p *testPacket, c *benchCtx) { l.a.AssembleWithContext(p.netFlow, p.tcp, c) }
+func (l oursLane) flushCloseOlderThan(t time.Time)     { l.a.FlushCloseOlderThan(t) }
+
+type safeLane struct{ a *SafeAssembler }
+
+func (l safeLane) assemble(p *testPacket, c *benchCtx) {
+	_ = l.a.AssembleWithContext(p.netFlow, p.tcp, c) // errors are counted in Stats
+}
+func (l safeLane) flushCloseOlderThan(t time.Time) { l.a.FlushCloseOlderThan(t) }
+
+type upLane struct{ a *upstream.Assembler }
+
+func (l upLane) assemble(p *testPacket, c *benchCtx) { l.a.AssembleWithContext(p.netFlow, p.tcp, c) }
+func (l upLane) flushCloseOlderThan(t time.Time)     { l.a.FlushCloseOlderThan(t) }
+
+// benchRun is one implementation set up to replay a trace: a pool shared
+// by one assembler per lane.
+type benchRun struct {
+	tr         *trace
+	lanes      []*benchLane
+	asm        []laneAssembler
+	flushEvery int
+	replays    int  // replays begun, for moving capture time forward
+	pos        int  // next packet of the current replay
+	warm       bool // the warm-up replay is done
+
+	flushAll     func() // closes every connection of the pool
+	closeAll     func()
+	resetStreams func()
+	delivered    func() int64
+}
+
+// benchSafeOptions keep the limits far above what the traces need.
+var benchSafeOptions = SafeAssemblerOptions{
+	MaxBufferedPagesTotal:         1 << 22,
+	MaxBufferedPagesPerConnection: 1 << 16,
+	DisableBackgroundFlush:        true,
+}
+
+func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery int) *benchRun {
+	r := &benchRun{tr: tr, lanes: tr.split(goroutines), flushEvery: flushEvery}
+	for _, l := range r.lanes {
+		l.shift(0)
+		l.countdown = flushEvery
+	}
+	slab := 3*tr.conns + 16 // upstream re-creates a connection for the last ACK
+	switch impl {
+	case "ours", "safe":
+		f := &benchFactory{copyBytes: copyBytes}
+		f.streams = make([]benchStream, slab)
+		f.scratch = make([]byte, 0, 64<<10)
+		r.resetStreams = f.reset
+		r.delivered = func() int64 { return f.delivered(func(s *benchStream) *streamCore { return &s.streamCore }) }
+		if impl == "ours" {
+			pool := NewStreamPool(f)
+			for range r.lanes {
+				r.asm = append(r.asm, oursLane{NewAssembler(pool)})
+			}
+			a := r.asm[0].(oursLane).a
+			r.flushAll = func() { a.FlushAll() }
+			r.closeAll = r.flushAll
+			break
+		}
+		pool := NewSafeStreamPool(f, 1<<20)
+		var all []*SafeAssembler
+		for range r.lanes {
+			a, err := NewSafeAssembler(pool, benchSafeOptions)
+			if err != nil {
+				panic(err)
+			}
+			all = append(all, a)
+			r.asm = append(r.asm, safeLane{a})
+		}
+		r.flushAll = func() { all[0].FlushAll() }
+		r.closeAll = func() {
+			for _, a := range all {
+				a.Close()
+			}
+			pool.Close()
+		}
+	case "upstream":
+		f := &upBenchFactory{copyBytes: copyBytes}
+		f.streams = make([]upBenchStream, slab)
+		f.scratch = make([]byte, 0, 64<<10)
+		r.resetStreams = f.reset
+		r.delivered = func() int64 { return f.delivered(func(s *upBenchStream) *streamCore { return &s.streamCore }) }
+		pool := upstream.NewStreamPool(f)
+		for range r.lanes {
+			r.asm = append(r.asm, upLane{upstream.NewAssembler(pool)})
+		}
+		a := r.asm[0].(upLane).a
+		r.flushAll = func() { a.FlushAll() }
+		r.closeAll = r.flushAll
+	default:
+		panic("unknown impl " + impl)
+	}
+	return r
+}
+
+// replay hands in the packets of the trace from index from to index to,
+// each lane on its own goroutine.
+func (r *benchRun) replay(from, to int) {
+	if len(r.lanes) == 1 {
+		r.run(0, from, to)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < len(r.lanes); i++ {
+		wg.Go(func() { r.run(i, from, to) })
+	}
+	r.run(0, from, to)
+	wg.Wait()
+}
+
+func (r *benchRun) run(lane, from, to int) {
+	l, a := r.lanes[lane], r.asm[lane]
+	lo, hi := l.upTo(from), l.upTo(to)
+	pkts, ctxs := l.pkts[lo:hi], l.ctxs[lo:hi]
+	every := r.flushEvery
+	for j := range pkts {
+		a.assemble(&pkts[j], &ctxs[j])
+		if every > 0 {
+			if l.countdown--; l.countdown <= 0 {
+				l.countdown = every
+				a.flushCloseOlderThan(ctxs[j].ci.Timestamp.Add(-time.Second))
+			}
+		}
+	}
+}
+
+// next ends a replay, whole or partial, and prepares the next one: every
+// connection is closed, the Streams are recycled, and capture time moves
+// on past the previous replay.
+func (r *benchRun) next() {
+	r.flushAll()
+	r.resetStreams()
+	r.replays++
+	r.pos = 0
+	d := time.Duration(r.replays) * (r.tr.span + time.Second)
+	for _, l := range r.lanes {
+		l.shift(d)
+		l.countdown = r.flushEvery
+	}
+}
+
+func (r *benchRun) close() { r.closeAll() }
