@@ -67,6 +67,9 @@ type halfConnection struct {
 	// out of order without data.
 	finPos int64
 	rstEnd bool // the end at finPos came from an RST
+	// hasOrigin is set once origin is known; depthDone once the direction
+	// delivered its depth: from then on it buffers nothing.
+	hasOrigin, depthDone bool
 
 	queue segmentTree // out-of-order bytes, offsets above nextPos
 	kept  *chunk      // bytes kept by KeepFrom, in order
@@ -78,6 +81,15 @@ type halfConnection struct {
 
 	// Counters reported in the next ScatterGather's Stats.
 	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
+
+	// origin is the offset of the direction's first byte, once hasOrigin
+	// is set: stream offsets reported to users count from it.
+	origin int64
+	// depth is the reassembly depth in bytes, 0 for none.
+	depth int64
+	// win keeps delivered bytes for conflict detection (Safe face, with a
+	// ConflictWindow), made on the first delivery.
+	win *deliveredWindow
 }
 
 func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time, queued *atomic.Int64) {
@@ -132,6 +144,8 @@ type connection struct {
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
 	wallLast int64
+	// depthOv is the Stream when it chooses its own reassembly depth.
+	depthOv DepthOverrider
 }
 
 func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.Int64) {
@@ -142,6 +156,7 @@ func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.
 	c.completed = false
 	c.poisoned = false
 	c.wallLast = 0
+	c.depthOv = nil
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
 }

@@ -36,6 +36,10 @@ type callbacks interface {
 	accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool
 	reassembled(c *connection, sg *scatterGather, ac AssemblerContext)
 	complete(c *connection, ac AssemblerContext) bool
+	// conflict hands a Conflict to the OnConflict handler f.
+	conflict(c *connection, f func(Conflict), x Conflict)
+	// depth asks a DepthOverrider Stream for the depth of dir.
+	depth(c *connection, dir TCPFlowDirection) int
 }
 
 // engine is the reassembly machinery shared by Assembler and SafeAssembler.
@@ -62,6 +66,12 @@ type engine struct {
 	reserved int64
 	flows    [2]flowCache
 	flowNext int // the entry to replace next
+	// ev are the Safe face's overlap, conflict, depth and RST settings.
+	ev evasion
+	// seg is the extent of the packet being processed, as it arrived, and
+	// spans the ranges an overlap policy lets it buffer.
+	seg   span
+	spans []span
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -149,7 +159,12 @@ func (e *engine) remember(netFlow gopacket.Flow, sp, dp uint16, c *connection, f
 }
 
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
-	return e.cb.newStream(c, e.table.factory, tcp, ac)
+	s, err := e.cb.newStream(c, e.table.factory, tcp, ac)
+	if err == nil && s != nil && e.ev.active {
+		c.depthOv, _ = s.(DepthOverrider)
+		c.halves[0].depth, c.halves[1].depth = e.ev.depth, e.ev.depth
+	}
+	return s, err
 }
 
 // packet processes a packet of a locked connection.
@@ -187,6 +202,12 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		}
 		return
 	}
+	if e.ev.active && (t.RST || conn.depthOv != nil || half.depthDone) {
+		var ok bool
+		if payload, ok = e.screen(conn, half, t, payload, ac); !ok {
+			return
+		}
+	}
 	if t.ACK {
 		half.ackSeq = Sequence(t.Ack)
 	}
@@ -219,11 +240,36 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			half.finPos, half.rstEnd = fin, t.RST
 		}
 	}
+	e.seg = span{pos, pos + int64(len(payload))}
+	if e.ev.active && len(payload) > 0 {
+		if half.depth > 0 {
+			payload = e.clipDepth(half, payload, pos)
+			if e.depthDue(conn, half, ac) {
+				return
+			}
+		}
+		if e.ev.detect && len(payload) > 0 && (!half.queue.empty() || half.started() && pos < half.nextPos) {
+			e.checkConflicts(conn, half, payload, dataSeq, pos, ci)
+			if conn.poisoned {
+				e.ctr.discard(discardClosed, len(payload))
+				e.abort(conn, ac)
+				return
+			}
+		}
+	}
 
 	sg := &e.sg
 	sg.reset()
 	if queue && e.lim.strict && len(payload) > 0 {
-		if !e.makeRoom(conn, half, payload, pos) {
+		fit := e.makeRoom(conn, half, payload, pos)
+		if half.depthDone {
+			// A push delivered the direction's depth: nothing more goes in.
+			e.pc.budget.inUse.Add(-e.reserved)
+			e.reserved = 0
+			e.ctr.discard(discardDepth, len(payload))
+			return
+		}
+		if !fit {
 			if half.closed || conn.removed {
 				e.ctr.discard(discardAfterEnd, len(payload))
 				return
@@ -270,11 +316,19 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		}
 		if len(payload) > 0 && !half.queue.empty() {
 			to := pos + int64(len(payload))
-			before := half.queue.runStartsIn(pos, to)
-			e.trimQueued(half, pos, to)
-			half.runs += half.queue.runStartsIn(pos, to) - before
+			if e.ev.policy && e.resolveInOrder(half, payload, dataSeq, pos, ac) {
+				// The delivery mixes the packet's bytes and buffered ones.
+			} else {
+				before := half.queue.runStartsIn(pos, to)
+				e.trimQueued(half, pos, to)
+				half.runs += half.queue.runStartsIn(pos, to) - before
+			}
 		}
-		if len(payload) > 0 || end || (t.SYN && !half.delivered) {
+		if len(sg.parts) > 0 {
+			sg.start = t.SYN && !half.delivered
+			sg.end = end
+			sg.rst = t.RST
+		} else if len(payload) > 0 || end || (t.SYN && !half.delivered) {
 			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
 			sg.start = t.SYN && !half.delivered
 			sg.end = end
@@ -303,6 +357,7 @@ func (e *engine) refuses(conn *connection, half *halfConnection, t *layers.TCP) 
 func (e *engine) startAt(half *halfConnection, seq Sequence) {
 	pos := half.posOf(seq)
 	half.setNext(seq, pos)
+	half.origin, half.hasOrigin = pos, true
 	for c := half.queue.min(); c != nil && c.pos < pos; c = half.queue.min() {
 		if c.end() <= pos {
 			half.popMin(c)
@@ -335,6 +390,10 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 	if len(data) == 0 {
 		return
 	}
+	if e.ev.policy {
+		e.enqueuePolicy(half, data, seq, pos, e.seg, ac, ts)
+		return
+	}
 	end := pos + int64(len(data))
 	q := &half.queue
 	// A buffered chunk that holds all of the new bytes takes them in place.
@@ -347,12 +406,13 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 	e.trimQueued(half, pos, end)
 	half.queuedPackets++
 	half.queuedBytes += len(data)
-	e.insertChunks(half, data, seq, pos, ac, ts, true)
+	e.insertChunks(half, data, seq, pos, ac, ts, true, pos, end)
 	half.runs += half.queue.runStartsIn(pos, end) - before
 }
 
-// insertChunks copies data into chunks of at most pageBytes and queues them.
-func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, ts time.Time, packet bool) {
+// insertChunks copies data into chunks of at most pageBytes and queues them;
+// the segment [segStart, segEnd) supplied the bytes.
+func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, ts time.Time, packet bool, segStart, segEnd int64) {
 	for first := true; len(data) > 0; first = false {
 		n := min(len(data), pageBytes)
 		var c *chunk
@@ -364,6 +424,7 @@ func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, p
 		}
 		copy(c.bytes, data[:n])
 		c.pos, c.seq, c.ac, c.seen = pos, seq, ac, ts
+		c.segStart, c.segEnd = segStart, segEnd
 		c.packetStart = packet && first
 		half.queue.insert(c)
 		half.pages++
@@ -401,7 +462,7 @@ func (e *engine) trimQueued(half *halfConnection, from, to int64) {
 			// The new bytes fall inside c: keep c's head, and its tail as
 			// a chunk of its own.
 			tail := c.bytes[to-c.pos:]
-			e.insertChunks(half, tail, c.seq.Add(int(to-c.pos)), to, c.ac, c.seen, false)
+			e.insertChunks(half, tail, c.seq.Add(int(to-c.pos)), to, c.ac, c.seen, false, c.segStart, c.segEnd)
 			cut := int(c.end() - from)
 			c.bytes = c.bytes[:len(c.bytes)-cut]
 			q.resized(-cut)
@@ -447,10 +508,11 @@ func costFor(n int) int64 {
 // per-direction limits, counting the hole it may open.
 func (e *engine) fits(half *halfConnection, data []byte, pos int64) bool {
 	l := &e.lim
-	if l.maxPagesPerConn > 0 && half.pages+pagesFor(len(data)) > l.maxPagesPerConn {
+	pages, cost := e.need(half, data, pos)
+	if l.maxPagesPerConn > 0 && half.pages+pages > l.maxPagesPerConn {
 		return false
 	}
-	if l.maxBytesPerConn > 0 && half.cost+costFor(len(data)) > l.maxBytesPerConn {
+	if l.maxBytesPerConn > 0 && half.cost+cost > l.maxBytesPerConn {
 		return false
 	}
 	if l.maxGapsPerConn > 0 && half.runs >= l.maxGapsPerConn {
@@ -468,7 +530,6 @@ func (e *engine) fits(half *halfConnection, data []byte, pos int64) bool {
 // fits its limits, and reserves the pages it needs in the pool's budget.
 // It returns false when nothing is left to push and it still does not fit.
 func (e *engine) makeRoom(conn *connection, half *halfConnection, data []byte, pos int64) bool {
-	need := int64(pagesFor(len(data)))
 	for {
 		if half.closed || conn.removed {
 			return false
@@ -476,9 +537,12 @@ func (e *engine) makeRoom(conn *connection, half *halfConnection, data []byte, p
 		if half.started() && pos <= half.nextPos {
 			return true // a push made the bytes in order: nothing to buffer
 		}
-		if e.fits(half, data, pos) && e.reserve(need) {
-			e.reserved = need
-			return true
+		if e.fits(half, data, pos) {
+			pages, _ := e.need(half, data, pos)
+			if need := int64(pages); e.reserve(need) {
+				e.reserved = need
+				return true
+			}
 		}
 		if half.queue.empty() {
 			return false
@@ -533,6 +597,8 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	sg.skip = -1
 	if half.started() {
 		sg.skip = int(first.pos - half.nextPos)
+	} else {
+		half.origin, half.hasOrigin = first.pos, true
 	}
 	if sg.skip > 0 {
 		e.ctr.gaps++
@@ -541,8 +607,9 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 			e.ctr.forcedGapBytes += int64(sg.skip)
 		}
 	}
-	last := first.pos + int64(len(first.bytes))
-	lastSeq := first.seq.Add(len(first.bytes))
+	tail := &sg.parts[len(sg.parts)-1] // several parts when a policy mixed copies
+	last := tail.pos + int64(len(tail.bytes))
+	lastSeq := tail.seq.Add(len(tail.bytes))
 	if !sg.end {
 		for {
 			if half.finPos >= 0 && last >= half.finPos {
@@ -561,12 +628,23 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	}
 	if half.finPos >= 0 && last > half.finPos {
 		// Nothing after a FIN or RST belongs to the stream.
-		last, lastSeq = e.cutAtFin(half)
+		last, lastSeq = e.cutAt(half, half.finPos, discardAfterEnd)
 		sg.end, sg.rst = true, half.rstEnd
+	}
+	if half.depth > 0 {
+		last, lastSeq = e.cutAtDepth(half, last, lastSeq)
 	}
 	// Delivered bytes count once, when first handed over.
 	for _, p := range sg.parts {
 		e.ctr.deliveredBytes += int64(len(p.bytes))
+	}
+	if e.ev.window > 0 {
+		if half.win == nil {
+			half.win = &deliveredWindow{}
+		}
+		for _, p := range sg.parts {
+			half.win.add(p.bytes, p.pos, e.ev.window)
+		}
 	}
 	e.prependKept(half, first)
 	sg.stats = TCPAssemblyStats{
@@ -578,7 +656,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	if !half.started() || last > half.nextPos {
 		half.setNext(lastSeq, last)
 	}
-	end, rst := sg.end, sg.rst
+	end, rst, depth := sg.end, sg.rst, sg.depth
 	e.ctr.deliveries++
 	e.cb.reassembled(conn, sg, ac)
 	if conn.poisoned || conn.removed {
@@ -586,7 +664,12 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		e.abort(conn, ac)
 		return
 	}
-	e.keep(half)
+	if depth {
+		e.releaseParts(half)
+		e.reachDepth(half)
+	} else {
+		e.keep(half)
+	}
 	if end {
 		if !rst && half.finPos >= 0 {
 			// The FIN takes one sequence number.
@@ -596,12 +679,12 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	}
 }
 
-// cutAtFin drops from the delivery every byte at or past the direction's
-// FIN or RST, and returns the offset and sequence number that follow what
-// is left.
-func (e *engine) cutAtFin(half *halfConnection) (int64, Sequence) {
+// cutAt drops from the delivery every byte at or past offset fin (the
+// direction's FIN or RST, or its depth), counting them as discarded for
+// reason r, and returns the offset and sequence number that follow what is
+// left.
+func (e *engine) cutAt(half *halfConnection, fin int64, r discardReason) (int64, Sequence) {
 	sg := &e.sg
-	fin := half.finPos
 	first := sg.parts[0]
 	last, lastSeq := first.pos, first.seq
 	n := 0
@@ -614,14 +697,14 @@ func (e *engine) cutAtFin(half *halfConnection) (int64, Sequence) {
 		}
 		if p.pos < fin || i == 0 {
 			keep := int(max(0, fin-p.pos))
-			e.ctr.discard(discardAfterEnd, len(p.bytes)-keep)
+			e.ctr.discard(r, len(p.bytes)-keep)
 			sg.total -= len(p.bytes) - keep
 			p.bytes = p.bytes[:keep]
 			n = i + 1
 			last, lastSeq = p.pos+int64(keep), p.seq.Add(keep)
 			continue
 		}
-		e.ctr.discard(discardAfterEnd, len(p.bytes))
+		e.ctr.discard(r, len(p.bytes))
 		sg.total -= len(p.bytes)
 		if p.chunk != nil {
 			e.release(half, p.chunk)
@@ -748,7 +831,7 @@ func (e *engine) closeHalf(conn *connection, half *halfConnection, ac AssemblerC
 		return
 	}
 	half.closed = true
-	e.dropBuffered(half)
+	e.dropBuffered(half, discardAfterEnd)
 	if rst {
 		other := &conn.halves[0]
 		if other == half {
@@ -815,7 +898,7 @@ func (e *engine) abort(conn *connection, ac AssemblerContext) {
 	for i := range conn.halves {
 		h := &conn.halves[i]
 		h.closed = true
-		e.dropBuffered(h)
+		e.dropBuffered(h, discardAfterEnd)
 	}
 	if !conn.completed {
 		conn.completed = true
@@ -859,11 +942,13 @@ func (e *engine) expireIdle(cutoff int64) int {
 	return closed
 }
 
-// dropBuffered discards the queue and kept bytes of a closed direction.
-func (e *engine) dropBuffered(half *halfConnection) {
+// dropBuffered discards the queue and kept bytes of a direction that closed
+// or reached its depth, counting the queued bytes as discarded for reason r.
+func (e *engine) dropBuffered(half *halfConnection, r discardReason) {
+	half.win = nil
 	if !half.queue.empty() {
 		half.queue.drain(func(c *chunk) {
-			e.ctr.discard(discardAfterEnd, len(c.bytes))
+			e.ctr.discard(r, len(c.bytes))
 			e.release(half, c)
 		})
 	}

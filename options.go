@@ -17,7 +17,10 @@ const (
 )
 
 // SafeAssemblerOptions configure a SafeAssembler. Zero fields take the
-// defaults above; negative values are invalid.
+// defaults above, or, for the evasion-resistance options (OverlapPolicy,
+// ConflictWindow, ReassemblyDepth), keep their zero meaning: upstream's
+// overlap behaviour, no delivered bytes kept, no depth. Negative values
+// are invalid.
 type SafeAssemblerOptions struct {
 	// MaxBufferedPagesTotal caps the pages (buffers of up to 1900 bytes)
 	// buffered out of order by all the assemblers sharing the pool. At the
@@ -47,6 +50,37 @@ type SafeAssemblerOptions struct {
 	DisableBackgroundFlush bool
 	// Logger receives reports of recovered panics; nil means slog.Default().
 	Logger *slog.Logger
+
+	// OverlapPolicy chooses which copy of overlapping bytes not yet
+	// delivered the Streams get: upstream's (the zero value, the newest
+	// copy), the first, the last, or a target operating system's (see
+	// OverlapPolicy). Bytes already delivered never change.
+	OverlapPolicy OverlapPolicy
+	// OnConflict, when set, receives every Conflict: bytes that arrived
+	// again with different content than the copy buffered, or than the
+	// copy delivered while it is within ConflictWindow. Conflicts are
+	// counted in AssemblerStats whether it is set or not. It runs on the
+	// assembling goroutine with the connection locked, as ReassembledSG
+	// does (assemblers that share a handler call it concurrently); a panic
+	// in it is recovered and closes the connection.
+	OnConflict func(Conflict)
+	// ConflictWindow is how many of the last delivered bytes each
+	// direction keeps, so that a later copy of them that differs is
+	// reported as a Conflict (Zeek's tcp_max_old_segments). 0, the
+	// default, keeps none: only buffered bytes are compared. The memory is
+	// bounded explicitly, apart from the page budget: at most this many
+	// bytes per direction of every live connection, allocated as the
+	// direction delivers and freed when it closes.
+	ConflictWindow int
+	// ReassemblyDepth stops each direction after that many bytes (stream
+	// offsets from its first byte, holes included), as Suricata's
+	// stream.reassembly.depth: the delivery that reaches it is cut there
+	// and is the direction's last, marked by DepthReporter; from then on
+	// the direction buffers nothing and its bytes are counted in
+	// AssemblerStats.BytesBeyondDepth, while its FIN or RST still closes
+	// it. A Stream that implements DepthOverrider sets its own, per
+	// direction. 0, the default, is no depth.
+	ReassemblyDepth int
 }
 
 // Validate fills in defaults and reports invalid values with an error that
@@ -62,10 +96,15 @@ func (o *SafeAssemblerOptions) Validate() error {
 		{"MaxGapsPerConnection", int64(o.MaxGapsPerConnection)},
 		{"ConnectionTimeout", int64(o.ConnectionTimeout)},
 		{"FlushInterval", int64(o.FlushInterval)},
+		{"ConflictWindow", int64(o.ConflictWindow)},
+		{"ReassemblyDepth", int64(o.ReassemblyDepth)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
 		}
+	}
+	if o.OverlapPolicy >= numOverlapPolicies {
+		return fmt.Errorf("%w: OverlapPolicy %v is unknown", ErrInvalidOptions, o.OverlapPolicy)
 	}
 	if o.MaxBufferedPagesTotal == 0 {
 		o.MaxBufferedPagesTotal = DefaultMaxBufferedPagesTotal

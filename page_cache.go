@@ -34,6 +34,9 @@ type chunk struct {
 	// packet in TCPAssemblyStats.
 	packetStart bool
 	class       int8
+	// segStart and segEnd are the offsets of the segment that supplied the
+	// bytes, as it arrived: overlap policies compare segments, not chunks.
+	segStart, segEnd int64
 
 	left, right *chunk
 	prio        uint64

@@ -56,6 +56,16 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 		maxBytesPerConn: int64(opts.MaxBufferedBytesPerConnection),
 		maxGapsPerConn:  opts.MaxGapsPerConnection,
 	}
+	a.eng.ev = evasion{
+		active:     true,
+		rule:       opts.OverlapPolicy.rule(),
+		policy:     opts.OverlapPolicy.rule() != ruleLast,
+		detect:     true,
+		onConflict: opts.OnConflict,
+		window:     opts.ConflictWindow,
+		depth:      int64(opts.ReassemblyDepth),
+		dropRST:    true,
+	}
 	a.eng.clock = &a.clock
 	a.clock.Store(time.Now().UnixNano())
 	pool.logger.CompareAndSwap(nil, opts.Logger)

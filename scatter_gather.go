@@ -24,6 +24,7 @@ type scatterGather struct {
 	start  bool
 	end    bool
 	rst    bool // the end is an RST
+	depth  bool // the direction reached its reassembly depth
 	skip   int
 	toKeep int
 	stats  TCPAssemblyStats
@@ -35,7 +36,7 @@ func (sg *scatterGather) reset() {
 	clear(sg.parts)
 	sg.parts = sg.parts[:0]
 	sg.total, sg.saved, sg.skip, sg.toKeep = 0, 0, 0, -1
-	sg.start, sg.end, sg.rst = false, false, false
+	sg.start, sg.end, sg.rst, sg.depth = false, false, false, false
 	sg.stats = TCPAssemblyStats{}
 }
 

@@ -9,6 +9,8 @@ const (
 	discardBeforeStart                      // before the first byte of the direction
 	discardAfterEnd                         // buffered when the direction closed
 	discardRefused                          // the connection was refused by the pool
+	discardDepth                            // past the direction's reassembly depth
+	discardRST                              // carried by an RST (Safe face)
 	numDiscardReasons
 )
 
@@ -19,8 +21,11 @@ type counters struct {
 	bytesIn          int64
 	deliveredBytes   int64
 	overlapBytes     int64 // copies of bytes already delivered
-	overwrittenBytes int64 // buffered bytes replaced by a newer copy
+	overwrittenBytes int64 // buffered copies that lost an overlap
 	discarded        [numDiscardReasons]int64
+	conflicts        int64 // overlaps whose bytes differed from those held
+	conflictBytes    int64
+	depthReached     int64 // directions that reached their reassembly depth
 	gaps             int64
 	gapBytes         int64
 	forcedFlushes    int64 // holes skipped because a buffer limit was hit
@@ -57,12 +62,18 @@ type AssemblerStats struct {
 
 	BytesDelivered   int64 // bytes handed to Streams, each once
 	BytesOverlap     int64 // retransmitted copies of bytes already delivered
-	BytesOverwritten int64 // buffered bytes replaced by a newer copy
-	BytesDiscarded   int64 // bytes dropped, the sum of the four below
+	BytesOverwritten int64 // copies of buffered bytes that lost an overlap (see OverlapPolicy)
+	BytesDiscarded   int64 // bytes dropped, the sum of the six below
 	BytesRejected    int64 // in packets that Stream.Accept refused
 	BytesAfterClose  int64 // in packets for a closed direction or refused connection
 	BytesBeforeStart int64 // buffered before the start of their direction
 	BytesAfterEnd    int64 // buffered when their direction ended
+	BytesBeyondDepth int64 // past their direction's ReassemblyDepth
+	BytesOnReset     int64 // carried by RST segments, never part of the stream
+
+	OverlapConflicts int64 // overlaps whose bytes differed from those held, each reported to OnConflict
+	ConflictBytes    int64 // bytes in those overlaps
+	DepthReached     int64 // directions that reached their reassembly depth
 
 	Gaps           int64 // holes skipped, each reported to a Stream as Skip
 	GapBytes       int64 // bytes in those holes
@@ -91,6 +102,11 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		BytesAfterClose:    c.discarded[discardClosed] + c.discarded[discardRefused],
 		BytesBeforeStart:   c.discarded[discardBeforeStart],
 		BytesAfterEnd:      c.discarded[discardAfterEnd],
+		BytesBeyondDepth:   c.discarded[discardDepth],
+		BytesOnReset:       c.discarded[discardRST],
+		OverlapConflicts:   c.conflicts,
+		ConflictBytes:      c.conflictBytes,
+		DepthReached:       c.depthReached,
 		Gaps:               c.gaps,
 		GapBytes:           c.gapBytes,
 		ForcedSkips:        c.forcedFlushes,
@@ -103,7 +119,8 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		PanicsRecovered:    c.panics,
 		PageCache:          pc.Stats(),
 	}
-	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd
+	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd +
+		s.BytesBeyondDepth + s.BytesOnReset
 	return s
 }
 

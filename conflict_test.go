@@ -1,0 +1,187 @@
+package reassembly_test
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly"
+)
+
+// opConflictHarness is an opHarness that keeps every Conflict whole.
+func opConflictHarness(t *testing.T, opts reassembly.SafeAssemblerOptions) (*opHarness, *[]reassembly.Conflict) {
+	var all []reassembly.Conflict
+	opts.OnConflict = func(c reassembly.Conflict) { all = append(all, c) }
+	return newOPHarness(t, opts), &all
+}
+
+// Property: a retransmission that differs from bytes delivered within the
+// window, and one that differs from buffered bytes, are each reported once
+// with both versions, the sender's flows and direction, the Stream, the
+// sequence number and stream offset of the first differing range's byte,
+// and the capture info of the packet; Old and New are copies.
+func TestConflictReportContents(t *testing.T) {
+	t.Parallel()
+	for _, isn := range opISNs {
+		h, all := opConflictHarness(t, reassembly.SafeAssemblerOptions{ConflictWindow: 100})
+		c := h.conn(isn)
+		c.send("S", 0, nil)
+		require.NoError(t, c.packet(true, "S", 0, nil))
+		c.send("", 0, []byte("GET /index.html"))
+		// An injected copy of delivered bytes.
+		inj := []byte("GET /evil!.html")
+		c.send("", 0, inj)
+		inj[0] = 'X' // the report holds copies
+		require.Len(t, *all, 1)
+		x := (*all)[0]
+		require.True(t, x.Delivered)
+		require.Equal(t, int64(0), x.Offset)
+		require.Equal(t, reassembly.Sequence(isn+1), x.Seq)
+		require.Equal(t, "GET /index.html", string(x.Old))
+		require.Equal(t, "GET /evil!.html", string(x.New))
+		require.Equal(t, reassembly.TCPDirClientToServer, x.Direction)
+		require.Equal(t, c.netFlow, x.NetFlow)
+		require.Equal(t, gopacket.NewFlow(layers.EndpointTCPPort, []byte{byte(c.sport >> 8), byte(c.sport)}, []byte{0, 80}), x.TCPFlow)
+		require.Same(t, c.stream(), x.Stream.(*opStream))
+		require.Equal(t, h.ts, x.CaptureInfo.Timestamp)
+
+		// The server buffers bytes out of order; a copy that differs in
+		// two separate runs of them gives two reports.
+		require.NoError(t, c.packet(true, "", 10, []byte("0123456789")))
+		require.NoError(t, c.packet(true, "", 30, []byte("abcdefghij")))
+		require.NoError(t, c.packet(true, "", 5, []byte("xxxxx"+"0123456789"+"----------"+"XXcdefghiZ")))
+		require.Len(t, *all, 2, "the first run is the same bytes: only the second differs")
+		x = (*all)[1]
+		require.False(t, x.Delivered)
+		require.Equal(t, reassembly.TCPDirServerToClient, x.Direction)
+		require.Equal(t, c.netFlow.Reverse(), x.NetFlow)
+		require.Equal(t, int64(30), x.Offset)
+		require.Equal(t, reassembly.Sequence(opServerISN+1+30), x.Seq)
+		require.Equal(t, "abcdefghij", string(x.Old))
+		require.Equal(t, "XXcdefghiZ", string(x.New))
+
+		st := h.a.Stats()
+		require.Equal(t, int64(2), st.OverlapConflicts)
+		require.Equal(t, int64(15+10), st.ConflictBytes)
+	}
+}
+
+// Property: identical retransmissions, of delivered or of buffered bytes,
+// are no conflict.
+func TestConflictIdenticalRetransmissionsAreNone(t *testing.T) {
+	t.Parallel()
+	h, all := opConflictHarness(t, reassembly.SafeAssemblerOptions{ConflictWindow: 1 << 16})
+	c := h.conn(7)
+	c.send("S", 0, nil)
+	data := bytes.Repeat([]byte("hello world "), 400)
+	c.send("", 0, data[:3000])
+	c.send("", 4000, data[4000:])
+	for _, r := range [][2]int{{0, 3000}, {100, 200}, {2500, 4100}, {4000, 4800}, {3000, 4800}} {
+		c.send("", r[0], data[r[0]:r[1]])
+	}
+	h.a.FlushAll()
+	require.Empty(t, *all)
+	require.Equal(t, string(data), string(c.stream().out))
+	require.Zero(t, h.a.Stats().OverlapConflicts)
+}
+
+// Property: with ConflictWindow 0 (the default) delivered bytes are not
+// kept, so a differing copy of them is not reported, while a differing
+// copy of buffered bytes is; without OnConflict the conflicts are still
+// counted.
+func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
+	t.Parallel()
+	h := newOPHarness(t, reassembly.SafeAssemblerOptions{OnConflict: func(reassembly.Conflict) {}})
+	c := h.conn(1<<32 - 1)
+	c.send("S", 0, nil)
+	c.send("", 0, []byte("aaaa"))
+	c.send("", 0, []byte("bbbb"))
+	c.send("", 10, []byte("cccc"))
+	c.send("", 10, []byte("dddd"))
+	st := h.a.Stats()
+	require.Equal(t, int64(1), st.OverlapConflicts)
+	require.Equal(t, int64(4), st.ConflictBytes)
+
+	h2 := newOPHarnessRaw(t, reassembly.SafeAssemblerOptions{}, false)
+	c = h2.conn(5)
+	c.send("S", 0, nil)
+	c.send("", 10, []byte("cccc"))
+	c.send("", 8, []byte("ddddd"))
+	require.Equal(t, int64(1), h2.a.Stats().OverlapConflicts, "counted without a handler")
+	require.Equal(t, int64(3), h2.a.Stats().ConflictBytes)
+}
+
+// Property: the window keeps the last ConflictWindow delivered bytes and no
+// more, across many deliveries (so its ring wraps), and copies that span
+// its edge are compared over the part it still holds; a hole starts it
+// anew.
+func TestConflictWindowBounds(t *testing.T) {
+	t.Parallel()
+	const window = 1000
+	h := newOPHarness(t, reassembly.SafeAssemblerOptions{ConflictWindow: window})
+	c := h.conn(1<<32 - 11)
+	c.send("S", 0, nil)
+	data := make([]byte, 10_000)
+	for i := range data {
+		data[i] = byte('a' + i%26)
+	}
+	for off := 0; off < len(data); off += 333 {
+		c.send("", off, data[off:min(len(data), off+333)])
+	}
+	bad := bytes.ToUpper(data)
+	// Entirely before the window: not compared.
+	c.send("", 5000, bad[5000:6000])
+	require.Empty(t, h.got)
+	// Straddling the window's oldest byte: the part within is reported.
+	c.send("", 8500, bad[8500:9500])
+	require.Equal(t, []opConflict{{9000, true, string(data[9000:9500]), string(bad[9000:9500])}}, h.got)
+	// Straddling the delivery point: the delivered part is compared, the
+	// rest delivered.
+	h.got = nil
+	c.send("", 9990, append(bad[9990:10000:10000], "tail"...))
+	require.Equal(t, []opConflict{{9990, true, string(data[9990:]), string(bad[9990:])}}, h.got)
+	// After a hole, the window holds only what followed it.
+	c = h.conn(1)
+	c.send("S", 0, nil)
+	c.send("", 0, data[:500])
+	c.send("", 1000, data[:500])
+	h.a.FlushWithOptions(reassembly.FlushOptions{T: h.ts.Add(1)}) // skips the hole [500, 1000)
+	h.got = nil
+	c.send("", 400, bad[:700])
+	require.Equal(t, []opConflict{{1000, true, string(data[:100]), string(bad[600:700])}}, h.got)
+}
+
+// Property: a panic in OnConflict is recovered like one in a Stream: the
+// call returns an error wrapping ErrStreamPanic, it is counted, and the
+// connection is closed and completed once.
+func TestConflictHandlerPanicRecovered(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	h := newOPHarness(t, reassembly.SafeAssemblerOptions{
+		OnConflict: func(reassembly.Conflict) { panic("handler bug") },
+		Logger:     opLogger(&logs),
+	})
+	c := h.conn(3)
+	c.send("S", 0, nil)
+	c.send("", 10, []byte("abc"))
+	err := c.packet(false, "", 10, []byte("xyz"))
+	require.True(t, errors.Is(err, reassembly.ErrStreamPanic), "%v", err)
+	require.Contains(t, logs.String(), "OnConflict")
+	st := h.a.Stats()
+	require.Equal(t, int64(1), st.PanicsRecovered)
+	require.Equal(t, 1, c.stream().completes)
+	require.Equal(t, st.BytesProcessed, st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes)
+	h.a.FlushAll()
+	require.Equal(t, 1, c.stream().completes)
+}
+
+// opLogger logs into b.
+func opLogger(b *strings.Builder) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, nil))
+}

@@ -1,0 +1,632 @@
+package reassembly_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly"
+)
+
+// This file checks the overlap policies byte for byte against a reference
+// model written here, independently of the engine: a byte array where each
+// byte remembers the segment that supplied it, resolved by the policy
+// matrices of ENGINES.md §2 (case by case, not by the engine's formulas).
+// Every arrangement of two and of three segments (every combination of
+// Allen's 13 interval relations) is fed in every arrival order, with a
+// segment filling the hole before them arriving at every point of that
+// order, at ISNs 0, 1, 2^32-1 and 2^32-11, for every policy. The bytes the
+// Stream gets, the conflicts reported and the statistics are compared.
+
+// opCase is how a new segment N lies against the buffered segment O whose
+// byte it overlaps.
+type opCase int
+
+const (
+	opSameStartShorter      opCase = iota // ns = os, ne < oe
+	opSameStartSameEnd                    // ns = os, ne = oe
+	opSameStartLonger                     // ns = os, ne > oe
+	opBeforeEndsInside                    // ns < os, ne < oe
+	opBeforeCovers                        // ns < os, ne >= oe
+	opAfterEndsAfter                      // ns > os, ne > oe
+	opAfterEndsInsideOrSame               // ns > os, ne <= oe
+)
+
+func opClassify(ns, ne, os, oe int) opCase {
+	switch {
+	case ns == os && ne < oe:
+		return opSameStartShorter
+	case ns == os && ne == oe:
+		return opSameStartSameEnd
+	case ns == os:
+		return opSameStartLonger
+	case ns < os && ne < oe:
+		return opBeforeEndsInside
+	case ns < os:
+		return opBeforeCovers
+	case ne > oe:
+		return opAfterEndsAfter
+	}
+	return opAfterEndsInsideOrSame
+}
+
+// opNewWins is the matrix: for each policy, the cases where the new copy
+// wins (Suricata's DoHandleDataOverlap cases, with Snort 3's grouping of
+// irix and hpux10 with linux).
+var opNewWins = map[reassembly.OverlapPolicy][]opCase{
+	reassembly.OverlapDefault:     {opSameStartShorter, opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers, opAfterEndsAfter, opAfterEndsInsideOrSame},
+	reassembly.OverlapLast:        {opSameStartShorter, opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers, opAfterEndsAfter, opAfterEndsInsideOrSame},
+	reassembly.OverlapFirst:       {},
+	reassembly.OverlapVista:       {},
+	reassembly.OverlapBSD:         {opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapWindows:     {opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapWindows2003: {opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapMacOS:       {opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapLinux:       {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapHPUX10:      {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapIRIX:        {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapOldLinux:    {opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	reassembly.OverlapSolaris:     {opSameStartSameEnd, opSameStartLonger, opBeforeCovers, opAfterEndsAfter},
+	reassembly.OverlapHPUX11:      {opSameStartSameEnd, opSameStartLonger, opBeforeCovers, opAfterEndsAfter},
+}
+
+func opAllPolicies() []reassembly.OverlapPolicy {
+	var ps []reassembly.OverlapPolicy
+	for p := range opNewWins {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// opSeg is a segment of the model: its extent in stream offsets (0 is the
+// first byte after the SYN) and its bytes.
+type opSeg struct {
+	from, to int
+	data     []byte
+}
+
+// opConflict is a conflict as the model expects it.
+type opConflict struct {
+	offset    int64
+	delivered bool
+	old, new  string
+}
+
+func (c opConflict) String() string {
+	return fmt.Sprintf("{@%d delivered=%v old=%q new=%q}", c.offset, c.delivered, c.old, c.new)
+}
+
+// opModel is the reference: a byte array where each byte knows the segment
+// that supplied it; bytes below next are delivered.
+type opModel struct {
+	policy    reassembly.OverlapPolicy
+	window    int // delivered bytes compared, from the newest
+	data      []byte
+	owner     []int // index into segs, -1: empty
+	segs      []opSeg
+	next      int
+	conflicts []opConflict
+}
+
+func newOPModel(p reassembly.OverlapPolicy, window, size int) *opModel {
+	m := &opModel{policy: p, window: window, data: make([]byte, size), owner: make([]int, size)}
+	for i := range m.owner {
+		m.owner[i] = -1
+	}
+	return m
+}
+
+func (m *opModel) newWins(n, o opSeg) bool {
+	return slices.Contains(opNewWins[m.policy], opClassify(n.from, n.to, o.from, o.to))
+}
+
+func (m *opModel) arrive(s opSeg) {
+	k := len(m.segs)
+	m.segs = append(m.segs, s)
+	// Conflicts with delivered bytes still in the window.
+	if lo, hi := max(s.from, m.next-m.window), min(s.to, m.next); lo < hi {
+		if old, nw := m.data[lo:hi], s.data[lo-s.from:hi-s.from]; !bytes.Equal(old, nw) {
+			m.conflicts = append(m.conflicts, opConflict{int64(lo), true, string(old), string(nw)})
+		}
+	}
+	// Conflicts with each run of buffered bytes.
+	for p := max(s.from, m.next); p < s.to; {
+		if m.owner[p] < 0 {
+			p++
+			continue
+		}
+		q := p
+		for q < s.to && m.owner[q] >= 0 {
+			q++
+		}
+		if old, nw := m.data[p:q], s.data[p-s.from:q-s.from]; !bytes.Equal(old, nw) {
+			m.conflicts = append(m.conflicts, opConflict{int64(p), false, string(old), string(nw)})
+		}
+		p = q
+	}
+	// Resolution, byte by byte, of the bytes not delivered.
+	for p := max(s.from, m.next); p < s.to; p++ {
+		if o := m.owner[p]; o < 0 || m.newWins(s, m.segs[o]) {
+			m.data[p], m.owner[p] = s.data[p-s.from], k
+		}
+	}
+	for m.next < len(m.owner) && m.owner[m.next] >= 0 {
+		m.next++
+	}
+}
+
+// output is what a Stream sees once everything is flushed: the bytes in
+// order, each skipped byte as '?'.
+func (m *opModel) output() string {
+	end := 0
+	for p, o := range m.owner {
+		if o >= 0 {
+			end = p + 1
+		}
+	}
+	var b strings.Builder
+	for p := range end {
+		if m.owner[p] < 0 {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte(m.data[p])
+		}
+	}
+	return b.String()
+}
+
+// opStream records what the connection receives: out is the client's
+// direction, server the server's.
+type opStream struct {
+	mu        sync.Mutex
+	out       []byte
+	server    []byte
+	ends      int
+	depthHits int
+	calls     int // ReassembledSG calls
+	completes int
+	// depth, when set, makes the stream a DepthOverrider (see
+	// opDepthStream).
+	depth func(reassembly.TCPFlowDirection) int
+	// keep makes it ask for the last byte of each delivery again.
+	keep bool
+	// sgs logs each delivery: direction, end, depth, skip, bytes.
+	sgs []string
+}
+
+func (s *opStream) Accept(*layers.TCP, gopacket.CaptureInfo, reassembly.TCPFlowDirection, reassembly.Sequence, *bool, reassembly.AssemblerContext) bool {
+	return true
+}
+
+func (s *opStream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir, _, end, skip := sg.Info()
+	out := &s.out
+	if dir == reassembly.TCPDirServerToClient {
+		out = &s.server
+	}
+	if skip > 0 {
+		*out = append(*out, bytes.Repeat([]byte{'?'}, skip)...)
+	}
+	n, saved := sg.Lengths()
+	data := sg.Fetch(n)
+	if saved > len(data) || (saved > 0 && skip > 0) {
+		panic(fmt.Sprintf("kept %d bytes of %d, skip %d", saved, len(data), skip))
+	}
+	*out = append(*out, data[saved:]...)
+	if s.keep && n > 0 {
+		sg.KeepFrom(n - 1)
+	}
+	if end {
+		s.ends++
+	}
+	depth := false
+	if d, ok := sg.(reassembly.DepthReporter); ok && d.DepthReached() {
+		s.depthHits++
+		depth = true
+	}
+	s.calls++
+	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
+}
+
+func (s *opStream) ReassemblyComplete(reassembly.AssemblerContext) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completes++
+	return true
+}
+
+// opDepthStream is an opStream that chooses its reassembly depth.
+type opDepthStream struct{ *opStream }
+
+func (s opDepthStream) ReassemblyDepth(dir reassembly.TCPFlowDirection) int { return s.depth(dir) }
+
+// opFactory hands out opStreams and remembers them by client port; with
+// depth set, they implement DepthOverrider.
+type opFactory struct {
+	mu      sync.Mutex
+	streams map[uint16]*opStream
+	depth   func(reassembly.TCPFlowDirection) int
+	keep    bool
+}
+
+func (f *opFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ reassembly.AssemblerContext) reassembly.Stream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &opStream{depth: f.depth, keep: f.keep}
+	src, _ := tcpFlow.Endpoints()
+	f.streams[uint16(layers.TCPPort(src.Raw()[0])<<8|layers.TCPPort(src.Raw()[1]))] = s
+	if f.depth != nil {
+		return opDepthStream{s}
+	}
+	return s
+}
+
+// opHarness is one SafeAssembler on which scenarios run one connection
+// each, on a fresh client port and address.
+type opHarness struct {
+	t   testing.TB
+	f   *opFactory
+	a   *reassembly.SafeAssembler
+	n   int
+	ts  time.Time
+	got []opConflict
+}
+
+func newOPHarness(t testing.TB, opts reassembly.SafeAssemblerOptions) *opHarness {
+	return newOPHarnessRaw(t, opts, true)
+}
+
+// newOPHarnessRaw is newOPHarness; with record set and no OnConflict in
+// opts, the conflicts are recorded in got.
+func newOPHarnessRaw(t testing.TB, opts reassembly.SafeAssemblerOptions, record bool) *opHarness {
+	h := &opHarness{t: t, f: &opFactory{streams: map[uint16]*opStream{}}, ts: time.Unix(1_700_000_000, 0)}
+	opts.DisableBackgroundFlush = true
+	if opts.OnConflict == nil && record {
+		opts.OnConflict = func(c reassembly.Conflict) {
+			h.got = append(h.got, opConflict{c.Offset, c.Delivered, string(c.Old), string(c.New)})
+		}
+	}
+	a, err := reassembly.NewSafeAssembler(reassembly.NewSafeStreamPool(h.f, 0), opts)
+	require.NoError(t, err)
+	h.a = a
+	t.Cleanup(func() { a.Close() })
+	return h
+}
+
+// opConn is the connection of one scenario.
+type opConn struct {
+	h       *opHarness
+	netFlow gopacket.Flow
+	sport   uint16
+	isn     uint32
+}
+
+func (h *opHarness) conn(isn uint32) *opConn {
+	h.n++
+	ip := []byte{10, byte(h.n >> 16), byte(h.n >> 8), byte(h.n)}
+	c := &opConn{h: h, netFlow: gopacket.NewFlow(layers.EndpointIPv4, ip, []byte{10, 255, 255, 1}), sport: uint16(1024 + h.n%60000), isn: isn}
+	h.got = nil
+	return c
+}
+
+// opServerISN is the server's initial sequence number in every scenario.
+const opServerISN = 1<<32 - 100
+
+// send hands in a client packet; off is the stream offset of its first
+// byte (ignored for a SYN, which takes the ISN).
+func (c *opConn) send(flags string, off int, payload []byte) {
+	if err := c.packet(false, flags, off, payload); err != nil && !errors.Is(err, reassembly.ErrConnectionClosed) {
+		c.h.t.Fatalf("assemble: %v", err)
+	}
+}
+
+// packet hands in a packet of the client, or of the server, and returns
+// the assembler's error.
+func (c *opConn) packet(server bool, flags string, off int, payload []byte) error {
+	isn, sport, dport, netFlow := c.isn, layers.TCPPort(c.sport), layers.TCPPort(80), c.netFlow
+	if server {
+		isn, sport, dport, netFlow = opServerISN, 80, sport, c.netFlow.Reverse()
+	}
+	tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: isn + 1 + uint32(off), ACK: true, Ack: 1}
+	for _, f := range flags {
+		switch f {
+		case 'S':
+			tcp.SYN, tcp.Seq = true, isn
+			tcp.ACK = server
+		case 'F':
+			tcp.FIN = true
+		case 'R':
+			tcp.RST = true
+		}
+	}
+	tcp.Payload = payload
+	c.h.ts = c.h.ts.Add(time.Millisecond)
+	return c.h.a.AssembleWithTimestamp(netFlow, tcp, c.h.ts)
+}
+
+func (c *opConn) stream() *opStream {
+	c.h.f.mu.Lock()
+	defer c.h.f.mu.Unlock()
+	return c.h.f.streams[c.sport]
+}
+
+// opInterval is a segment of an arrangement, in units.
+type opInterval struct{ from, to int }
+
+// opArrangements returns every arrangement of n intervals, up to the order
+// of their endpoints: each labelled set of n intervals whose endpoints,
+// ranked, differ.
+func opArrangements(n int) [][]opInterval {
+	var all [][]opInterval
+	seen := map[string]bool{}
+	var ivs []opInterval
+	for s := range 2 * n {
+		for e := s + 1; e <= 2*n; e++ {
+			ivs = append(ivs, opInterval{s, e})
+		}
+	}
+	cur := make([]opInterval, n)
+	var rec func(i int)
+	rec = func(i int) {
+		if i == n {
+			// Rank the endpoints, so that equivalent layouts are one.
+			var pts []int
+			for _, iv := range cur {
+				pts = append(pts, iv.from, iv.to)
+			}
+			slices.Sort(pts)
+			pts = slices.Compact(pts)
+			canon := make([]opInterval, n)
+			for k, iv := range cur {
+				canon[k] = opInterval{slices.Index(pts, iv.from), slices.Index(pts, iv.to)}
+			}
+			key := fmt.Sprint(canon)
+			if !seen[key] {
+				seen[key] = true
+				all = append(all, canon)
+			}
+			return
+		}
+		for _, iv := range ivs {
+			cur[i] = iv
+			rec(i + 1)
+		}
+	}
+	rec(0)
+	return all
+}
+
+// opAllen names the relation of a to b among Allen's 13.
+func opAllen(a, b opInterval) string {
+	switch {
+	case a.to < b.from:
+		return "before"
+	case a.to == b.from:
+		return "meets"
+	case b.to < a.from:
+		return "after"
+	case b.to == a.from:
+		return "met-by"
+	case a == b:
+		return "equals"
+	case a.from == b.from && a.to < b.to:
+		return "starts"
+	case a.from == b.from:
+		return "started-by"
+	case a.to == b.to && a.from > b.from:
+		return "finishes"
+	case a.to == b.to:
+		return "finished-by"
+	case a.from > b.from && a.to < b.to:
+		return "during"
+	case a.from < b.from && a.to > b.to:
+		return "contains"
+	case a.from < b.from:
+		return "overlaps"
+	}
+	return "overlapped-by"
+}
+
+func TestOverlapArrangementsCoverAllen(t *testing.T) {
+	t.Parallel()
+	pairs := opArrangements(2)
+	require.Len(t, pairs, 13, "Allen's 13 relations")
+	rels := map[string]bool{}
+	for _, a := range pairs {
+		rels[opAllen(a[0], a[1])] = true
+	}
+	require.Len(t, rels, 13)
+	triples := opArrangements(3)
+	require.Len(t, triples, 409, "the 409 consistent arrangements of three intervals")
+	combos := map[[2]string]bool{}
+	for _, a := range triples {
+		combos[[2]string{opAllen(a[0], a[1]), opAllen(a[1], a[2])}] = true
+	}
+	require.Len(t, combos, 13*13, "every pair of relations")
+}
+
+// opUnit and opHole size the scenarios: intervals are opUnit bytes per
+// unit and start after a hole of opHole bytes that a filler segment fills.
+const (
+	opUnit = 2
+	opHole = 2
+)
+
+var opISNs = []uint32{0, 1, 1<<32 - 1, 1<<32 - 11}
+
+// opScenario runs one arrangement: its segments arrive in order, with the
+// filler inserted at position filler, and everything is flushed at the
+// end. It returns what the model expects and what the Stream got.
+func opScenario(h *opHarness, m *opModel, isn uint32, arr []opInterval, filler int) (want, got string) {
+	c := h.conn(isn)
+	c.send("S", 0, nil)
+	var segs []opSeg
+	for k, iv := range arr {
+		s := opSeg{from: opHole + iv.from*opUnit, to: opHole + iv.to*opUnit}
+		for p := s.from; p < s.to; p++ {
+			s.data = append(s.data, byte('a'+k)-byte(p%2)*('a'-'A'))
+		}
+		segs = append(segs, s)
+	}
+	fill := opSeg{from: 0, to: opHole, data: bytes.Repeat([]byte{'_'}, opHole)}
+	segs = slices.Insert(segs, filler, fill)
+	for _, s := range segs {
+		m.arrive(s)
+		c.send("", s.from, s.data)
+	}
+	h.a.FlushAll()
+	st := c.stream()
+	if st == nil {
+		return m.output(), "<no stream>"
+	}
+	return m.output(), string(st.out)
+}
+
+func TestOverlapPoliciesExhaustive(t *testing.T) {
+	t.Parallel()
+	arrs := append(opArrangements(2), opArrangements(3)...)
+	for _, p := range opAllPolicies() {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			for _, window := range []int{1 << 20, 0} {
+				h := newOPHarness(t, reassembly.SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: window})
+				runs, conflicts, conflictBytes := 0, int64(0), int64(0)
+				for _, isn := range opISNs {
+					if window == 0 && isn != opISNs[3] {
+						continue
+					}
+					for _, arr := range arrs {
+						for filler := 0; filler <= len(arr); filler++ {
+							m := newOPModel(p, window, opHole+2*len(arr)*opUnit)
+							want, got := opScenario(h, m, isn, arr, filler)
+							if want != got || !slices.Equal(m.conflicts, h.got) {
+								t.Fatalf("policy %v, window %d, ISN %d, arrangement %v, filler at %d:\n bytes     want %q\n           got  %q\n conflicts want %v\n           got  %v",
+									p, window, isn, arr, filler, want, got, m.conflicts, h.got)
+							}
+							runs++
+							for _, c := range m.conflicts {
+								conflicts++
+								conflictBytes += int64(len(c.new))
+							}
+						}
+					}
+				}
+				st := h.a.Stats()
+				require.Equal(t, conflicts, st.OverlapConflicts, "OverlapConflicts")
+				require.Equal(t, conflictBytes, st.ConflictBytes, "ConflictBytes")
+				require.Equal(t, st.BytesProcessed, st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes, "conservation")
+				require.Zero(t, st.PageCache.QueuedBytes)
+				if window != 0 {
+					require.Equal(t, 4*(13*3+409*4), runs)
+				}
+			}
+		})
+	}
+}
+
+// Property: with segments larger than a page (so that buffered segments
+// span several chunks), random extents and random arrival orders, every
+// policy still gives the model's bytes and conflicts, across the sequence
+// wrap.
+func TestOverlapPoliciesRandomLarge(t *testing.T) {
+	t.Parallel()
+	rounds := 300
+	if testing.Short() {
+		rounds = 50
+	}
+	for _, p := range opAllPolicies() {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			r := rand.New(rand.NewPCG(uint64(p), 7))
+			h := newOPHarness(t, reassembly.SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: 3000})
+			for round := range rounds {
+				h.f.mu.Lock()
+				h.f.keep = round%2 == 1 // KeepFrom on every delivery
+				h.f.mu.Unlock()
+				isn := opISNs[round%len(opISNs)] - uint32(r.IntN(5000))
+				size := 2000 + r.IntN(8000)
+				m := newOPModel(p, 3000, size)
+				c := h.conn(isn)
+				c.send("S", 0, nil)
+				var sent []opSeg
+				for k := range 3 + r.IntN(6) {
+					from := r.IntN(size - 1)
+					to := min(size, from+1+r.IntN(4500))
+					s := opSeg{from: from, to: to}
+					for q := from; q < to; q++ {
+						b := byte('a' + k)
+						if r.IntN(4) == 0 {
+							b = byte('a' + (q % 7)) // sometimes the same bytes as another copy
+						}
+						s.data = append(s.data, b)
+					}
+					m.arrive(s)
+					c.send("", s.from, s.data)
+					sent = append(sent, s)
+				}
+				h.a.FlushAll()
+				want, got := m.output(), string(c.stream().out)
+				if want != got || !slices.Equal(m.conflicts, h.got) {
+					var desc []string
+					for _, s := range sent {
+						desc = append(desc, fmt.Sprintf("[%d,%d)", s.from, s.to))
+					}
+					t.Fatalf("policy %v, ISN %d, segments %v:\n bytes equal %v (want %d, got %d bytes)\n conflicts want %v\n           got  %v",
+						p, isn, desc, want == got, len(want), len(got), m.conflicts, h.got)
+				}
+			}
+			st := h.a.Stats()
+			require.Equal(t, st.BytesProcessed, st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes, "conservation")
+		})
+	}
+}
+
+// Property: a policy that keeps buffered bytes splits a new segment into
+// many pieces; the Safe face's limits still hold, as the pieces are
+// counted before they are buffered, and the bytes still add up.
+func TestOverlapPolicyWithinLimits(t *testing.T) {
+	t.Parallel()
+	for _, p := range []reassembly.OverlapPolicy{reassembly.OverlapFirst, reassembly.OverlapBSD, reassembly.OverlapSolaris, reassembly.OverlapDefault} {
+		r := rand.New(rand.NewPCG(uint64(p), 99))
+		const pages = 24
+		h := newOPHarness(t, reassembly.SafeAssemblerOptions{
+			OverlapPolicy:                 p,
+			MaxBufferedPagesTotal:         pages,
+			MaxBufferedPagesPerConnection: pages,
+			MaxBufferedBytesPerConnection: 6000,
+		})
+		for round := range 200 {
+			c := h.conn(uint32(round) * 7919)
+			c.send("S", 0, nil)
+			// Single bytes every other offset, then segments across them.
+			for off := 10; off < 60; off += 2 {
+				c.send("", off, []byte{'o'})
+			}
+			for range 20 {
+				from := r.IntN(200)
+				n := 1 + r.IntN(120)
+				c.send("", from, bytes.Repeat([]byte{'n'}, n))
+				st := h.a.Stats()
+				require.LessOrEqual(t, st.PageCache.PagesInUse, int64(pages))
+				require.LessOrEqual(t, st.PageCache.PagesPeak, int64(pages))
+			}
+			h.a.FlushAll()
+		}
+		st := h.a.Stats()
+		require.Positive(t, st.ForcedSkips, "the limits were reached")
+		opConserved(t, st)
+	}
+}
