@@ -141,6 +141,10 @@ type connection struct {
 	// retired+tombstoneTTL, without a Stream.
 	tombstone bool
 	retired   time.Time
+	// endCtx is the context handed to ReassemblyComplete when no packet
+	// ends the connection: it lives here so that completing allocates
+	// nothing.
+	endCtx captureContext
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
 	wallLast int64

@@ -64,6 +64,7 @@ type engine struct {
 	start         bool
 	// reserved is the pages makeRoom booked for the chunks being inserted.
 	reserved int64
+	lastTrim time.Time // when trimEvery last released free pages
 	flows    [2]flowCache
 	flowNext int // the entry to replace next
 	// ev are the Safe face's overlap, conflict, depth and RST settings.
@@ -851,7 +852,8 @@ func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 	conn.completed = true
 	e.ctr.completed++
 	if ac == nil {
-		ac = &captureContext{Timestamp: conn.lastSeen()}
+		conn.endCtx = captureContext{Timestamp: conn.lastSeen()}
+		ac = &conn.endCtx
 	}
 	if e.cb.complete(conn, ac) || conn.poisoned {
 		if conn.poisoned {
@@ -904,7 +906,8 @@ func (e *engine) abort(conn *connection, ac AssemblerContext) {
 		conn.completed = true
 		e.ctr.completed++
 		if ac == nil {
-			ac = &captureContext{Timestamp: conn.lastSeen()}
+			conn.endCtx = captureContext{Timestamp: conn.lastSeen()}
+			ac = &conn.endCtx
 		}
 		e.cb.complete(conn, ac)
 	}
@@ -1030,8 +1033,29 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 		conn.mu.Unlock()
 	}
 	clear(e.refs)
-	e.pc.trim()
+	e.trimEvery(opt.T)
 	return flushes, closes
+}
+
+// trimPeriod is how often, in the time flushes are given, a flush also
+// releases free pages: trimming on every flush would drop pages that the
+// next packets need again.
+const trimPeriod = 10 * time.Second
+
+// trimEvery releases idle free pages if trimPeriod has passed since the
+// last time, judged by the flush's own time now.
+func (e *engine) trimEvery(now time.Time) {
+	if now.IsZero() {
+		return
+	}
+	if e.lastTrim.IsZero() || now.Before(e.lastTrim) {
+		e.lastTrim = now
+		return
+	}
+	if now.Sub(e.lastTrim) >= trimPeriod {
+		e.pc.trim()
+		e.lastTrim = now
+	}
 }
 
 // flushAll delivers everything buffered and closes every connection.
