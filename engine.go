@@ -1054,6 +1054,7 @@ func (e *engine) trimEvery(now time.Time) {
 	}
 	if now.Sub(e.lastTrim) >= trimPeriod {
 		e.pc.trim()
+		e.table.trimFree()
 		e.lastTrim = now
 	}
 }

@@ -1213,7 +1213,7 @@ func TestUpstreamBug17_18_IdlePagesReleased(t *testing.T) {
 // Row 19: the connection cache is bounded; the Safe pool caps connections.
 
 func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
-	const n = numShards*maxFreeConns + 4000
+	const n = 20000 // distinct source ports
 	r := &rgRec{}
 	pool := NewStreamPool(rgFactory{r})
 	a := NewAssembler(pool)
@@ -1232,6 +1232,18 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		sh.mu.RUnlock()
 	}
 	assert.LessOrEqual(t, free, numShards*maxFreeConns, "recycled connection objects kept after the spike")
+	// Objects left unused for a whole trim period go back to the GC.
+	for i := range 3 {
+		a.FlushCloseOlderThan(rgBase.Add(time.Duration(i+1) * trimPeriod))
+	}
+	free = 0
+	for i := range pool.t.shards {
+		sh := &pool.t.shards[i]
+		sh.mu.RLock()
+		free += len(sh.free)
+		sh.mu.RUnlock()
+	}
+	assert.Zero(t, free, "recycled connection objects kept after two idle trim periods")
 
 	t.Run("safe cap", func(t *testing.T) {
 		r := &rgRec{}

@@ -19,9 +19,10 @@ const (
 	numShards = 1 << shardBits
 )
 
-// maxFreeConns bounds the recycled connection objects kept per shard, so a
+// maxFreeConns bounds the recycled connection objects kept per shard;
+// those not needed for a whole trim period are released (trimFree), so a
 // burst of connections does not pin their memory afterwards.
-const maxFreeConns = 256
+const maxFreeConns = 2048
 
 // tombstoneTTL is how long, in capture time, a completed connection is
 // remembered: late copies of its packets are dropped instead of opening a
@@ -37,6 +38,9 @@ type shard struct {
 	m      map[connKey]*connection
 	free   []*connection
 	graves graveQueue // tombstones, oldest first
+	// minFree is the fewest free objects since the last trimFree: that
+	// many were not needed.
+	minFree int
 }
 
 // graveQueue is a FIFO of tombstones.
@@ -180,7 +184,9 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 func (sh *shard) fresh() *connection {
 	for len(sh.free) > 0 {
 		c := sh.free[len(sh.free)-1]
+		sh.free[len(sh.free)-1] = nil
 		sh.free = sh.free[:len(sh.free)-1]
+		sh.minFree = min(sh.minFree, len(sh.free))
 		if c.mu.TryLock() {
 			return c
 		}
@@ -284,6 +290,22 @@ func (t *connTable) remove(c *connection) {
 	} else {
 		t.live.Add(-1)
 		t.removed.Add(1)
+	}
+}
+
+// trimFree releases, in every shard, the recycled connection objects that
+// went unused since the previous call.
+func (t *connTable) trimFree() {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		if n := sh.minFree; n > 0 {
+			k := len(sh.free) - n
+			clear(sh.free[k:])
+			sh.free = sh.free[:k]
+		}
+		sh.minFree = len(sh.free)
+		sh.mu.Unlock()
 	}
 }
 
