@@ -809,6 +809,29 @@ func (e *engine) keep(half *halfConnection) {
 	}
 	clear(sg.parts)
 	sg.parts = sg.parts[:0]
+	if e.lim.strict {
+		e.boundKept(half)
+	}
+}
+
+// boundKept holds the bytes a Stream keeps with KeepFrom to the Safe
+// face's limits: while the direction or the pool is over a limit, the
+// oldest kept bytes are let go (counted). The Stream sees it in the saved
+// length of its next delivery; the kept bytes that remain still end where
+// the stream goes on.
+func (e *engine) boundKept(half *halfConnection) {
+	l := &e.lim
+	for half.kept != nil &&
+		((l.maxPagesPerConn > 0 && half.pages > l.maxPagesPerConn) ||
+			(l.maxBytesPerConn > 0 && half.cost > l.maxBytesPerConn) ||
+			(l.maxPagesTotal > 0 && e.pc.budget.inUse.Load() > int64(l.maxPagesTotal))) {
+		c := half.kept
+		half.kept = c.next
+		c.next = nil
+		half.keptN--
+		e.ctr.keptDropped += int64(len(c.bytes))
+		e.release(half, c)
+	}
 }
 
 // releaseParts gives the chunks of the last delivery back to the cache.

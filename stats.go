@@ -36,6 +36,7 @@ type counters struct {
 	closedByFlush    int64
 	timedOut         int64
 	panics           int64
+	keptDropped      int64 // bytes kept by KeepFrom let go at a limit
 	errors           int64
 }
 
@@ -86,6 +87,10 @@ type AssemblerStats struct {
 	ConnectionsClosed  int64 // directions a flush closed
 	ConnectionTimeouts int64 // directions closed for being idle past ConnectionTimeout
 	PanicsRecovered    int64 // panics of Stream or StreamFactory code recovered
+	// KeptBytesDropped counts bytes a Stream asked to keep with KeepFrom
+	// that the Safe face's limits did not leave room for; they had been
+	// delivered already.
+	KeptBytesDropped int64
 
 	PageCache PageCacheStats // the pool's page budget
 }
@@ -117,6 +122,7 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		ConnectionsClosed:  c.closedByFlush,
 		ConnectionTimeouts: c.timedOut,
 		PanicsRecovered:    c.panics,
+		KeptBytesDropped:   c.keptDropped,
 		PageCache:          pc.Stats(),
 	}
 	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd +

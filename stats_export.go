@@ -87,6 +87,7 @@ var metricInfos = map[reflect.Type]map[string]metricInfo{
 		"ConnectionsClosed":  counterInfo("Connection directions a flush closed."),
 		"ConnectionTimeouts": counterInfo("Connection directions closed for being idle past the connection timeout."),
 		"PanicsRecovered":    counterInfo("Panics of Stream or StreamFactory code recovered by the assembler."),
+		"KeptBytesDropped":   counterInfo("Bytes kept with KeepFrom that the limits did not leave room for (delivered already)."),
 	},
 	reflect.TypeFor[PoolStats](): {
 		"ActiveConnections":  gaugeInfo("Connections in the pool."),

@@ -1,0 +1,486 @@
+package reassembly
+
+import (
+	"hash/crc32"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	upstream "github.com/google/gopacket/reassembly"
+)
+
+// The attack scenarios of attack_test.go at full size, each run through
+// the Safe face (impl=safe), the drop-in Assembler (impl=ours, upstream's
+// defaults: no limits) and gopacket's reassembly v1.1.19 (impl=upstream) in
+// the same run. Besides sec/op (one whole scenario) each reports:
+//
+//	peak-heap-MB  highest HeapInuse above the figure after a GC at the
+//	              start, sampled every few thousand packets (garbage not yet
+//	              collected included, as the process sees it)
+//	live-heap-MB  HeapAlloc right after a GC at the end of the attack,
+//	              before anything is flushed: what the assembler holds
+//	ns/pkt        time per packet handed in
+//
+// and each benchmark logs upstream's figures beside ours. Run them with
+//
+//	go test -run '^$' -bench '^BenchmarkAttack' -benchtime 1x -timeout 0 .
+//
+// (-benchtime 1x: each scenario is long enough to measure once; upstream's
+// SYN flood and hold reach several GB of heap).
+
+// atkUpSink is upstream's Stream for every connection: it counts, and
+// keeps the CRC of the client's bytes when crc is set.
+type atkUpSink struct {
+	news, completes, deliveries, bytes, skips int64
+	crc                                       uint32
+	doCRC                                     bool
+}
+
+func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
+	return true
+}
+
+func (s *atkUpSink) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
+	dir, _, _, skip := sg.Info()
+	n, _ := sg.Lengths()
+	s.deliveries++
+	s.bytes += int64(n)
+	if skip > 0 {
+		s.skips++
+	}
+	if s.doCRC && dir == upstream.TCPDirClientToServer {
+		s.crc = crc32.Update(s.crc, crc32.IEEETable, sg.Fetch(n))
+	}
+}
+
+func (s *atkUpSink) ReassemblyComplete(upstream.AssemblerContext) bool {
+	s.completes++
+	return true
+}
+
+type atkUpFactory struct{ s *atkUpSink }
+
+func (f atkUpFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.AssemblerContext) upstream.Stream {
+	f.s.news++
+	return f.s
+}
+
+type atkUpFeeder struct{ a *upstream.Assembler }
+
+func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+	f.a.AssembleWithContext(flow, tcp, ac)
+	return nil
+}
+
+// atkImpl is one implementation set up for a scenario.
+type atkImpl struct {
+	feeder   atkFeeder
+	flushAll func()
+	live     func() int64 // connections held, -1 when unknown
+}
+
+// newAtkImpl makes impl ("safe", "ours" or "upstream") with the Safe face's
+// options opts and connection cap maxConns; ours and upstream get the
+// page limits of opts when limited is set, else none (their default).
+func newAtkImpl(impl string, opts SafeAssemblerOptions, maxConns int, limited bool) atkImpl {
+	switch impl {
+	case "safe":
+		pool := NewSafeStreamPool(&atkFactory{sinkAll: true}, maxConns)
+		a, err := NewSafeAssembler(pool, opts)
+		if err != nil {
+			panic(err)
+		}
+		return atkImpl{atkSafeFeeder{a}, func() { a.Close(); pool.Close() }, func() int64 { return pool.Stats().ActiveConnections }}
+	case "ours":
+		pool := NewStreamPool(&atkFactory{sinkAll: true})
+		a := NewAssembler(pool)
+		if limited {
+			a.MaxBufferedPagesTotal = opts.MaxBufferedPagesTotal
+			a.MaxBufferedPagesPerConnection = opts.MaxBufferedPagesPerConnection
+		}
+		return atkImpl{atkOursFeeder{a}, func() { a.FlushAll() }, func() int64 { return int64(pool.t.size()) }}
+	case "upstream":
+		a := upstream.NewAssembler(upstream.NewStreamPool(atkUpFactory{&atkUpSink{}}))
+		if limited {
+			a.MaxBufferedPagesTotal = opts.MaxBufferedPagesTotal
+			a.MaxBufferedPagesPerConnection = opts.MaxBufferedPagesPerConnection
+		}
+		return atkImpl{atkUpFeeder{a}, func() { a.FlushAll() }, func() int64 { return -1 }}
+	}
+	panic("unknown impl " + impl)
+}
+
+// atkFigures are one run's measurements.
+type atkFigures struct {
+	peakMB, liveMB, nsPkt float64
+}
+
+// atkReport reports a run's figures and keeps them for the comparison.
+func atkReport(b *testing.B, got map[string]atkFigures, key string, heap *atkHeap, pkts int64) {
+	f := atkFigures{
+		peakMB: float64(heap.peakInuse) / 1e6,
+		liveMB: float64(heap.peakLive) / 1e6,
+		nsPkt:  float64(b.Elapsed().Nanoseconds()) / float64(int64(b.N)*pkts),
+	}
+	got[key] = f
+	b.ReportMetric(f.peakMB, "peak-heap-MB")
+	b.ReportMetric(f.liveMB, "live-heap-MB")
+	b.ReportMetric(f.nsPkt, "ns/pkt")
+}
+
+// atkKeys names the sub-benchmarks of impls, upstream's last.
+func atkKeys(prefix string, impls ...string) []string {
+	keys := make([]string, len(impls))
+	for i, impl := range impls {
+		keys[i] = prefix + impl
+	}
+	return keys
+}
+
+// atkCompare logs each implementation's figures beside upstream's; it runs
+// in the last leaf, upstream's (a parent benchmark's log shows only with
+// -v), and does nothing in the others.
+func atkCompare(b *testing.B, got map[string]atkFigures, keys []string, key string) {
+	up := keys[len(keys)-1]
+	u, ok := got[up]
+	if !ok || key != up {
+		return
+	}
+	for _, k := range keys {
+		f, ok := got[k]
+		if !ok || k == up {
+			continue
+		}
+		b.Logf("%-28s peak heap %9.1f MB (upstream %9.1f, %6.1fx less), live %9.1f MB (upstream %9.1f, %6.1fx less), %7.0f ns/pkt (upstream %7.0f)",
+			k, f.peakMB, u.peakMB, u.peakMB/f.peakMB, f.liveMB, u.liveMB, u.liveMB/f.liveMB, f.nsPkt, u.nsPkt)
+	}
+}
+
+// BenchmarkAttackSYNFlood: 1M spoofed 4-tuples, each a SYN and one
+// out-of-order segment of 100 (or 1460) bytes, 100 established connections
+// sending both ways every 100 tuples; the Safe face caps the pool at 100k
+// connections, ours and upstream keep every connection.
+func BenchmarkAttackSYNFlood(b *testing.B) {
+	for _, payload := range []int{100, 1460} {
+		got := map[string]atkFigures{}
+		keys := atkKeys("payload="+strconv.Itoa(payload)+"/impl=", "safe", "ours", "upstream")
+		for _, key := range keys {
+			impl := key[strings.LastIndexByte(key, '=')+1:]
+			b.Run(key, func(b *testing.B) {
+				cfg := atkSYNFloodConfig{tuples: 1_000_000, maxConns: 100_000, est: 100, estEvery: 100, payload: payload}
+				var heap atkHeap
+				var live int64
+				for range b.N {
+					b.StopTimer()
+					im := newAtkImpl(impl, SafeAssemblerOptions{DisableBackgroundFlush: true}, cfg.maxConns, false)
+					heap.start()
+					b.StartTimer()
+					calls := 0
+					if _, err := atkSYNFlood(b, cfg, im.feeder, func(int) {
+						if calls++; calls%64 == 0 {
+							b.StopTimer()
+							heap.live()
+							b.StartTimer()
+						} else {
+							heap.sample()
+						}
+					}); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					heap.live()
+					live = im.live()
+					im.flushAll()
+					b.StartTimer()
+				}
+				pkts := int64(2*cfg.tuples + 2*cfg.tuples/cfg.estEvery + 5*cfg.est)
+				atkReport(b, got, key, &heap, pkts)
+				b.ReportMetric(float64(heap.peakLive)/float64(cfg.tuples), "live-B/tuple")
+				if live >= 0 {
+					b.ReportMetric(float64(live), "conns")
+				}
+				atkCompare(b, got, keys, key)
+			})
+		}
+	}
+}
+
+// BenchmarkAttackOutOfOrderHold: 1k connections x 2k segments behind a
+// one-byte hole, 1-byte and 1460-byte payloads. The Safe face and
+// impl=ours-limited / upstream-limited have MaxBufferedPagesTotal 20000;
+// impl=upstream has upstream's defaults (no limit), the figure.
+// budget-MB is what 20000 pages are charged (224 B for a 1-byte page,
+// 2208 B for a full one); live/budget compares the Safe face's live heap
+// with it.
+func BenchmarkAttackOutOfOrderHold(b *testing.B) {
+	const budgetPages = 20000
+	opts := SafeAssemblerOptions{MaxBufferedPagesTotal: budgetPages, DisableBackgroundFlush: true}
+	for _, size := range []int{1, 1460} {
+		got := map[string]atkFigures{}
+		keys := atkKeys("size="+strconv.Itoa(size)+"/impl=", "safe", "ours-limited", "upstream-limited", "upstream")
+		for _, key := range keys {
+			impl := key[strings.LastIndexByte(key, '=')+1:]
+			b.Run(key, func(b *testing.B) {
+				cfg := atkHoldConfig{conns: 1000, segs: 2000, size: size, opts: opts}
+				name, limited := impl, false
+				if n, ok := strings.CutSuffix(impl, "-limited"); ok {
+					name, limited = n, true
+				}
+				var heap atkHeap
+				for range b.N {
+					b.StopTimer()
+					im := newAtkImpl(name, opts, 0, limited)
+					calls := 0
+					b.StartTimer()
+					atkHold(cfg, im.feeder, func() {
+						if calls++; calls == 1 {
+							b.StopTimer()
+							heap.start() // the connections are open
+							b.StartTimer()
+						} else if calls%256 == 0 {
+							b.StopTimer()
+							heap.live()
+							b.StartTimer()
+						} else {
+							heap.sample()
+						}
+					})
+					b.StopTimer()
+					heap.live()
+					im.flushAll()
+					b.StartTimer()
+				}
+				atkReport(b, got, key, &heap, int64(cfg.conns*cfg.segs))
+				charge := int64(atkChargedPage)
+				if size <= 64 {
+					charge = atkChargedSmall
+				}
+				budget := float64(budgetPages*charge) / 1e6
+				b.ReportMetric(budget, "budget-MB")
+				b.ReportMetric(float64(heap.peakLive)/1e6/budget, "live/budget")
+				atkCompare(b, got, keys, key)
+			})
+		}
+	}
+}
+
+// atkPacket is a packet generated before timing.
+type atkPacket struct {
+	flow gopacket.Flow
+	tcp  *layers.TCP
+	ctx  atkCtx
+}
+
+// atkInsertionPackets are atkInsertion's packets, built ahead.
+func atkInsertionPackets(order []int) []atkPacket {
+	var out []atkPacket
+	keep := func(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+		raw := append([]byte(nil), tcp.Contents...)
+		raw = append(raw, tcp.Payload...)
+		p := atkPacket{flow: flow, tcp: &layers.TCP{}, ctx: *ac}
+		if err := p.tcp.DecodeFromBytes(raw, gopacket.NilDecodeFeedback); err != nil {
+			panic(err)
+		}
+		out = append(out, p)
+		return nil
+	}
+	atkInsertion(atkFeederFunc(keep), order, nil)
+	return out
+}
+
+type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error
+
+func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+	return f(flow, tcp, ac)
+}
+
+// BenchmarkAttackInsertionOrder: n one-byte segments into one connection
+// behind a hole, in descending and in random order, then the byte that
+// fills the hole. ns/segment is the whole run divided by n: flat from 1k to
+// 100k for ours and the Safe face; upstream's grows with n (its list
+// insertion is linear), so it runs at 1k, 10k and 20k only, and the n=20k
+// run also reports the per-segment cost extrapolated to 100k by the line
+// through its 10k and 20k figures (upstream-100k-ns/segment) and how many
+// times the Safe face's 100k figure that is (x-safe-100k).
+func BenchmarkAttackInsertionOrder(b *testing.B) {
+	for _, order := range []string{"descending", "random"} {
+		perSeg := map[string]float64{}
+		for _, impl := range []string{"safe", "ours", "upstream"} {
+			sizes := []int{1000, 10_000, 100_000}
+			if impl == "upstream" {
+				sizes = []int{1000, 10_000, 20_000}
+			}
+			for _, n := range sizes {
+				key := "order=" + order + "/impl=" + impl + "/n=" + strconv.Itoa(n)
+				pkts := atkInsertionPackets(atkOrder(n, order == "descending", 7))
+				b.Run(key, func(b *testing.B) {
+					for range b.N {
+						b.StopTimer()
+						var f atkFeeder
+						switch impl {
+						case "safe":
+							f = newAtkImpl("safe", atkSafeInsertOptions, 0, false).feeder
+						default:
+							f = newAtkImpl(impl, SafeAssemblerOptions{}, 0, false).feeder
+						}
+						b.StartTimer()
+						for i := range pkts {
+							_ = f.feed(pkts[i].flow, pkts[i].tcp, &pkts[i].ctx)
+						}
+					}
+					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*n)
+					perSeg[impl+strconv.Itoa(n)] = ns
+					b.ReportMetric(ns, "ns/segment")
+					if impl == "upstream" && n == 20_000 {
+						if p10, ok := perSeg["upstream10000"]; ok {
+							slope := (ns - p10) / 10_000
+							at100k := ns + slope*80_000
+							b.ReportMetric(at100k, "upstream-100k-ns/segment")
+							if s, ok := perSeg["safe100000"]; ok {
+								b.ReportMetric(at100k/s, "x-safe-100k")
+								b.Logf("%s: safe %.0f ns/segment at 1k, %.0f at 10k, %.0f at 100k; upstream %.0f at 1k, %.0f at 10k, %.0f at 20k, extrapolated %.0f at 100k: %.0fx the Safe face",
+									order, perSeg["safe1000"], perSeg["safe10000"], s, perSeg["upstream1000"], p10, ns, at100k, at100k/s)
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkAttackOverlapFlood: the same 1460-byte range sent 100k times
+// with different bytes, in each of atkOverlapModes.
+func BenchmarkAttackOverlapFlood(b *testing.B) {
+	const n = 100_000
+	for _, mode := range atkOverlapModes {
+		got := map[string]atkFigures{}
+		keys := atkKeys("mode="+mode+"/impl=", "safe", "ours", "upstream")
+		for _, key := range keys {
+			impl := key[strings.LastIndexByte(key, '=')+1:]
+			b.Run(key, func(b *testing.B) {
+				var heap atkHeap
+				for range b.N {
+					b.StopTimer()
+					im := newAtkImpl(impl, SafeAssemblerOptions{DisableBackgroundFlush: true}, 0, false)
+					heap.start()
+					b.StartTimer()
+					atkOverlapFlood(im.feeder, mode, n, heap.sample, nil)
+					b.StopTimer()
+					heap.live()
+					im.flushAll()
+					b.StartTimer()
+				}
+				atkReport(b, got, key, &heap, n)
+				atkCompare(b, got, keys, key)
+			})
+		}
+	}
+}
+
+// BenchmarkAttackSequenceSpace: one 4.5 GiB stream from an ISN just below
+// 2^32 (the sequence numbers wrap twice), every other pair of segments
+// swapped. B/s is payload throughput; exact is 1 when the bytes delivered
+// have the CRC of the bytes sent, in order.
+func BenchmarkAttackSequenceSpace(b *testing.B) {
+	const total = 4<<30 + 512<<20
+	for _, impl := range []string{"safe", "upstream"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			b.SetBytes(total)
+			var heap atkHeap
+			exact := 1.0
+			for range b.N {
+				b.StopTimer()
+				heap.start()
+				var f atkFeeder
+				var check func(want uint32) bool
+				var finish func()
+				switch impl {
+				case "safe":
+					s := &atkCRCStream{}
+					pool := NewSafeStreamPool(atkCRCFactory{s}, 0)
+					a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					f, finish = atkSafeFeeder{a}, func() { a.Close(); pool.Close() }
+					check = func(want uint32) bool { return s.bad == 0 && s.off == total && s.crc == want && s.gaps == 0 }
+				case "upstream":
+					s := &atkUpSink{doCRC: true}
+					a := upstream.NewAssembler(upstream.NewStreamPool(atkUpFactory{s}))
+					f, finish = atkUpFeeder{a}, func() { a.FlushAll() }
+					check = func(want uint32) bool { return s.crc == want && s.skips == 0 }
+				}
+				b.StartTimer()
+				want := atkLongStream(f, 0xFFFFF000, total, 1460, true)
+				finish()
+				b.StopTimer()
+				heap.sample()
+				if !check(want) {
+					exact = 0
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(exact, "exact")
+			b.ReportMetric(float64(heap.peakInuse)/1e6, "peak-heap-MB")
+		})
+	}
+}
+
+// atkGarbagePacket makes packet i of the garbage flood: 100k tuples, flags
+// from every combination of SYN, FIN, RST and ACK, zero to 100 bytes,
+// sequence numbers that now and then jump by a billion.
+func atkGarbagePacket(g *atkGen, i int) (gopacket.Flow, *layers.TCP, *atkCtx) {
+	h := uint64(i) * 0x9E3779B97F4A7C15
+	c := atkFloodClient(int(h>>40) % 100_000)
+	flags := byte(h>>8) & (atkSYN | atkFIN | atkRST | atkACK | atkPSH)
+	n := 0
+	if h>>16&3 != 0 {
+		n = int(h>>20) % 101
+	}
+	seq := uint32(i/100_000) * 1000
+	if h>>30&15 == 0 {
+		seq += 1_000_000_000
+	}
+	src, dst := c, atkServer
+	if h>>35&1 == 1 {
+		src, dst = dst, src
+	}
+	return g.packet(src, dst, seq, uint32(h>>36), flags, n, nil, time.Unix(1_700_000_000, int64(i)*1000))
+}
+
+// BenchmarkAttackGarbage: 1M garbage packets over 100k tuples (the Safe
+// face caps the pool at 10k connections).
+func BenchmarkAttackGarbage(b *testing.B) {
+	const n = 1_000_000
+	got := map[string]atkFigures{}
+	keys := atkKeys("impl=", "safe", "ours", "upstream")
+	for _, key := range keys {
+		impl := key[strings.LastIndexByte(key, '=')+1:]
+		b.Run(key, func(b *testing.B) {
+			var heap atkHeap
+			for range b.N {
+				b.StopTimer()
+				im := newAtkImpl(impl, SafeAssemblerOptions{DisableBackgroundFlush: true}, 10_000, false)
+				g := newAtkGen()
+				heap.start()
+				b.StartTimer()
+				for i := range n {
+					_ = im.feeder.feed(atkGarbagePacket(g, i))
+					if i%8192 == 0 {
+						heap.sample()
+					}
+				}
+				b.StopTimer()
+				heap.live()
+				im.flushAll()
+				b.StartTimer()
+			}
+			atkReport(b, got, key, &heap, n)
+			atkCompare(b, got, keys, key)
+		})
+	}
+}
