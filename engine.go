@@ -730,13 +730,7 @@ func (e *engine) prependKept(half *halfConnection, first sgPart) {
 		lastKept = c
 	}
 	if lastKept.end() != first.pos {
-		for c := half.kept; c != nil; {
-			next := c.next
-			c.next = nil
-			e.release(half, c)
-			c = next
-		}
-		half.kept, half.keptN = nil, 0
+		e.releaseKept(half)
 		return
 	}
 	sg := &e.sg
@@ -978,6 +972,12 @@ func (e *engine) dropBuffered(half *halfConnection, r discardReason) {
 			e.release(half, c)
 		})
 	}
+	e.releaseKept(half)
+	half.runs = 0
+}
+
+// releaseKept gives the bytes kept by KeepFrom back to the cache.
+func (e *engine) releaseKept(half *halfConnection) {
 	for c := half.kept; c != nil; {
 		next := c.next
 		c.next = nil
@@ -985,7 +985,6 @@ func (e *engine) dropBuffered(half *halfConnection, r discardReason) {
 		c = next
 	}
 	half.kept, half.keptN = nil, 0
-	half.runs = 0
 }
 
 // skipFlush delivers the first queued bytes, skipping the hole before them,
