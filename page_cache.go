@@ -12,7 +12,7 @@ const pageBytes = 1900
 
 // chunkClasses are the buffer capacities chunks are drawn from: a 1-byte
 // segment takes a 64-byte buffer, not a whole page.
-var chunkClasses = [...]int{64, 256, 1024, 2048}
+var chunkClasses = [...]int{64, 256, 1024, 1536, 2048}
 
 const numChunkClasses = len(chunkClasses)
 
