@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,11 @@ type halfConnection struct {
 	kept  *chunk      // bytes kept by KeepFrom, in order
 	keptN int         // chunks in kept
 
+	// oldestQueued is at most the capture time (nanos) of every chunk in
+	// queue, math.MaxInt64 when it is empty. Flushes read it without the
+	// connection's lock to skip connections that cannot be due.
+	oldestQueued atomic.Int64
+
 	pages int   // chunks held by queue and kept
 	cost  int64 // memory charged for them
 	runs  int   // runs of adjacent queued chunks: the holes waiting to fill
@@ -103,6 +109,7 @@ func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time, queued *atomi
 		queue:     segmentTree{rng: uint64(ts.UnixNano()), pooled: queued},
 		anchorPos: 1 << 40,
 	}
+	h.oldestQueued.Store(math.MaxInt64)
 }
 
 // posOf returns the stream offset of seq.
@@ -145,6 +152,8 @@ type connection struct {
 	// ends the connection: it lives here so that completing allocates
 	// nothing.
 	endCtx captureContext
+	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
+	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
 	wallLast int64
@@ -163,6 +172,34 @@ func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.
 	c.depthOv = nil
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
+	c.lastSeenNs.Store(nanos(ts))
+}
+
+// nanos returns t in Unix nanoseconds, clamped to the int64 range, so that
+// it orders times as Before does (ties aside) however odd the capture's
+// timestamps.
+func nanos(t time.Time) int64 {
+	switch s := t.Unix(); {
+	case s < math.MinInt64/1_000_000_000:
+		return math.MinInt64
+	case s > math.MaxInt64/1_000_000_000-1:
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// noteQueued lowers the half's oldestQueued hint to ts.
+func (h *halfConnection) noteQueued(ts time.Time) {
+	if ns := nanos(ts); ns < h.oldestQueued.Load() {
+		h.oldestQueued.Store(ns)
+	}
+}
+
+// clearQueuedHint resets the hint once the queue is empty.
+func (h *halfConnection) clearQueuedHint() {
+	if h.queue.empty() && h.oldestQueued.Load() != math.MaxInt64 {
+		h.oldestQueued.Store(math.MaxInt64)
+	}
 }
 
 // half returns the direction a packet belongs to, and the other one.

@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -177,6 +178,9 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	}
 	if half.lastSeen.Before(ci.Timestamp) {
 		half.lastSeen = ci.Timestamp
+		if ns := nanos(ci.Timestamp); ns > conn.lastSeenNs.Load() {
+			conn.lastSeenNs.Store(ns)
+		}
 	}
 	// start lives in the engine: its address goes to user code, and a
 	// local would be allocated for every packet.
@@ -340,6 +344,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		e.send(conn, half, ac)
 	}
 	e.forcing = false
+	half.clearQueuedHint()
 }
 
 // refuses reports whether an RST on a direction that has not started is
@@ -428,6 +433,7 @@ func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, p
 		c.segStart, c.segEnd = segStart, segEnd
 		c.packetStart = packet && first
 		half.queue.insert(c)
+		half.noteQueued(c.seen)
 		half.pages++
 		half.cost += c.cost()
 		data = data[n:]
@@ -972,6 +978,7 @@ func (e *engine) dropBuffered(half *halfConnection, r discardReason) {
 			e.release(half, c)
 		})
 	}
+	half.clearQueuedHint()
 	e.releaseKept(half)
 	half.runs = 0
 }
@@ -1028,7 +1035,14 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 	if !opt.TC.IsZero() {
 		e.table.reapGraves(opt.TC, false)
 	}
-	e.refs = e.table.snapshot(e.refs[:0])
+	tNs, tcNs := int64(math.MinInt64), int64(math.MinInt64)
+	if !opt.T.IsZero() {
+		tNs = nanos(opt.T)
+	}
+	if !opt.TC.IsZero() {
+		tcNs = nanos(opt.TC)
+	}
+	e.refs = e.table.snapshotDue(e.refs[:0], tNs, tcNs)
 	for _, r := range e.refs {
 		if !r.lock() {
 			continue
@@ -1052,6 +1066,8 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 			conn.halves[0].lastSeen.Before(opt.TC) && conn.halves[1].lastSeen.Before(opt.TC) {
 			e.table.remove(conn)
 		}
+		conn.halves[0].clearQueuedHint()
+		conn.halves[1].clearQueuedHint()
 		conn.mu.Unlock()
 	}
 	clear(e.refs)

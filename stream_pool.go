@@ -250,9 +250,10 @@ func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers
 	sh := t.shardOf(&c.key)
 	sh.mu.Lock()
 	c.tombstone = false // its queue entry goes stale and is skipped
+	// Under the shard's lock: flushes read the connection's hints there.
+	c.reset(c.key, fromLo, ts, &t.budget.queued)
 	sh.mu.Unlock()
 	t.graves.Add(-1)
-	c.reset(c.key, fromLo, ts, &t.budget.queued)
 	s, err := newStream(c, tcp, ac)
 	if err == nil && s == nil {
 		err = errFactoryNil
@@ -355,6 +356,25 @@ func (t *connTable) snapshot(buf []connRef) []connRef {
 		sh.mu.RLock()
 		for _, c := range sh.m {
 			if !c.tombstone {
+				buf = append(buf, connRef{c, c.gen})
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return buf
+}
+
+// snapshotDue appends the live connections a flush with thresholds tNs
+// and tcNs (nanos) may have work for: buffered bytes seen at or before tNs,
+// or no packet since tcNs. The hints it reads only err on the side of a
+// visit, so a flush costs per due connection, not per connection.
+func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.RLock()
+		for _, c := range sh.m {
+			if !c.tombstone && (c.lastSeenNs.Load() <= tcNs ||
+				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs) {
 				buf = append(buf, connRef{c, c.gen})
 			}
 		}
