@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"bytes"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -12,27 +13,38 @@ import (
 
 // connKey identifies a connection whatever the direction of the packet: the
 // lower endpoint (by address, then port) comes first. One map lookup serves
-// both directions, where upstream looked a 112-byte key up twice.
+// both directions, where upstream looked a 112-byte key up twice; the key
+// is 48 bytes.
 type connKey struct {
-	lo, hi         gopacket.Endpoint
+	lo, hi         [16]byte // addresses, as long as loLen and hiLen say
+	typ            gopacket.EndpointType
 	loPort, hiPort uint16
+	loLen, hiLen   uint8
 }
 
 // makeKey returns the connection key of a packet and whether the packet was
 // sent by the key's lower endpoint.
 func makeKey(netFlow gopacket.Flow, tcp *layers.TCP) (connKey, bool) {
 	src, dst := netFlow.Endpoints()
+	sr, dr := src.Raw(), dst.Raw()
 	sp, dp := uint16(tcp.SrcPort), uint16(tcp.DstPort)
-	if dst.LessThan(src) || (src == dst && dp < sp) {
-		return connKey{lo: dst, hi: src, loPort: dp, hiPort: sp}, false
+	c := bytes.Compare(sr, dr)
+	fromLo := c < 0 || (c == 0 && sp <= dp)
+	k := connKey{typ: src.EndpointType()}
+	if !fromLo {
+		sr, dr, sp, dp = dr, sr, dp, sp
 	}
-	return connKey{lo: src, hi: dst, loPort: sp, hiPort: dp}, true
+	k.loLen = uint8(copy(k.lo[:], sr))
+	k.hiLen = uint8(copy(k.hi[:], dr))
+	k.loPort, k.hiPort = sp, dp
+	return k, fromLo
 }
 
 // flows rebuilds the network and transport flows of the direction that
 // starts at the lower endpoint when fromLo is true.
 func (k *connKey) flows(fromLo bool) (gopacket.Flow, gopacket.Flow) {
-	src, dst := k.lo, k.hi
+	src := gopacket.NewEndpoint(k.typ, k.lo[:k.loLen])
+	dst := gopacket.NewEndpoint(k.typ, k.hi[:k.hiLen])
 	sp, dp := k.loPort, k.hiPort
 	if !fromLo {
 		src, dst, sp, dp = dst, src, dp, sp

@@ -97,11 +97,11 @@ func (t *connTable) init(factory StreamFactory, maxConns int) {
 // skewed spread costs no more than a busier lock.
 func (t *connTable) shardOf(k *connKey) *shard {
 	h := uint32(k.loPort)<<16 | uint32(k.hiPort)
-	if r := k.lo.Raw(); len(r) > 0 {
-		h ^= uint32(r[len(r)-1]) << 8
+	if n := k.loLen; n > 0 {
+		h ^= uint32(k.lo[n-1]) << 8
 	}
-	if r := k.hi.Raw(); len(r) > 0 {
-		h ^= uint32(r[len(r)-1])
+	if n := k.hiLen; n > 0 {
+		h ^= uint32(k.hi[n-1])
 	}
 	h ^= t.salt
 	h *= 0x9E3779B1
