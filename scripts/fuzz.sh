@@ -36,11 +36,28 @@ for pkg in $(go list ./...); do
 		fi
 		echo "== fuzz $pkg $t for $FUZZTIME"
 		ran=$((ran + 1))
-		# -timeout bounds a hung target; the fuzz time itself is FUZZTIME.
-		if ! go test -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" \
-			-fuzzminimizetime "$FUZZMINIMIZETIME" -timeout 30m "$pkg"; then
+		# go test -fuzz sometimes ends with "context deadline exceeded" and
+		# no failing input when the time runs out in the middle of an
+		# execution: a hiccup of the fuzzing engine, not a finding. Such a
+		# run is tried again (twice at most); a run that writes a failing
+		# input, or fails any other way, counts as a failure at once.
+		for try in 1 2 3; do
+			log="$(mktemp)"
+			# -timeout bounds a hung target; the fuzz time itself is FUZZTIME.
+			if go test -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" \
+				-fuzzminimizetime "$FUZZMINIMIZETIME" -timeout 30m "$pkg" 2>&1 | tee "$log"; then
+				rm -f "$log"
+				break
+			fi
+			if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log" && [ "$try" -lt 3 ]; then
+				echo "fuzz.sh: $t stopped on the fuzzing engine's deadline without a finding; trying again" >&2
+				rm -f "$log"
+				continue
+			fi
+			rm -f "$log"
 			failed+=("$pkg $t")
-		fi
+			break
+		done
 	done
 done
 
