@@ -1,0 +1,152 @@
+package reassembly
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// tbStream records what one Stream received.
+type tbStream struct {
+	data      []byte
+	completes int
+}
+
+func (s *tbStream) Accept(_ *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDirection, _ Sequence, start *bool, _ AssemblerContext) bool {
+	*start = true
+	return true
+}
+
+func (s *tbStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	n, saved := sg.Lengths()
+	s.data = append(s.data, sg.Fetch(n)[saved:]...)
+}
+
+func (s *tbStream) ReassemblyComplete(AssemblerContext) bool { s.completes++; return true }
+
+type tbFactory struct{ streams []*tbStream }
+
+func (f *tbFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, AssemblerContext) Stream {
+	s := &tbStream{}
+	f.streams = append(f.streams, s)
+	return s
+}
+
+// tbConn plays one short connection: handshake, "hello" from the client,
+// FIN both ways. It returns the client's data segment for replays.
+func tbConn(t *testing.T, a *SafeAssembler, c, s netip.AddrPort, isn uint32, ts time.Time) testPacket {
+	t.Helper()
+	send := func(seg segment) testPacket {
+		seg.client, seg.server, seg.ts = c, s, ts
+		p := seg.build()
+		_ = a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
+		return p
+	}
+	send(segment{seq: isn, syn: true})
+	send(segment{fromServer: true, seq: 9000, ack: isn + 1, syn: true, hasAck: true})
+	data := send(segment{seq: isn + 1, ack: 9001, hasAck: true, payload: []byte("hello")})
+	send(segment{seq: isn + 6, ack: 9001, hasAck: true, fin: true})
+	send(segment{fromServer: true, seq: 9001, ack: isn + 7, hasAck: true, fin: true})
+	return data
+}
+
+func tbAssembler(t *testing.T, f StreamFactory) (*SafeStreamPool, *SafeAssembler) {
+	t.Helper()
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(); _ = pool.Close() })
+	return pool, a
+}
+
+// Property: after a connection completed, a late copy of its data opens no
+// new Stream and is counted as dropped; a new SYN on the same 4-tuple, new
+// data past the old end, or any packet after tombstoneTTL opens a new one.
+func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
+	c := netip.MustParseAddrPort("10.1.0.1:40000")
+	s := netip.MustParseAddrPort("10.1.0.2:80")
+	t0 := time.Unix(1_700_000_000, 0)
+	replay := func(a *SafeAssembler, p testPacket, ts time.Time) error {
+		return a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: gopacket.CaptureInfo{Timestamp: ts}})
+	}
+
+	t.Run("late copy dropped", func(t *testing.T) {
+		f := &tbFactory{}
+		pool, a := tbAssembler(t, f)
+		data := tbConn(t, a, c, s, 1000, t0)
+		require.Len(t, f.streams, 1)
+		require.Equal(t, 1, f.streams[0].completes)
+		assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
+		assert.ErrorIs(t, replay(a, data, t0.Add(time.Second)), ErrConnectionClosed)
+		assert.Len(t, f.streams, 1, "a late copy opened a phantom Stream")
+		assert.EqualValues(t, 5, a.Stats().BytesAfterClose)
+		assert.Equal(t, "hello", string(f.streams[0].data))
+	})
+	t.Run("new SYN reopens", func(t *testing.T) {
+		f := &tbFactory{}
+		_, a := tbAssembler(t, f)
+		tbConn(t, a, c, s, 1000, t0)
+		tbConn(t, a, c, s, 5000, t0.Add(time.Second))
+		require.Len(t, f.streams, 2)
+		assert.Equal(t, "hello", string(f.streams[1].data))
+	})
+	t.Run("after the TTL", func(t *testing.T) {
+		f := &tbFactory{}
+		_, a := tbAssembler(t, f)
+		data := tbConn(t, a, c, s, 1000, t0)
+		require.NoError(t, replay(a, data, t0.Add(tombstoneTTL+time.Second)))
+		assert.Len(t, f.streams, 2, "a packet after the TTL must open a new connection")
+	})
+	t.Run("flush reaps", func(t *testing.T) {
+		f := &tbFactory{}
+		pool, a := tbAssembler(t, f)
+		tbConn(t, a, c, s, 1000, t0)
+		a.FlushCloseOlderThan(t0.Add(time.Second))
+		assert.Zero(t, pool.Stats().RecentlyClosed, "a flush past the close keeps the tombstone")
+	})
+}
+
+// Property: no shard holds more than maxTombstonesPerShard tombstones,
+// however many connections complete in it; the oldest go first.
+func TestTombstonesCappedPerShard(t *testing.T) {
+	f := &tbFactory{}
+	pool, a := tbAssembler(t, f)
+	s := netip.MustParseAddrPort("10.2.0.2:80")
+	target := -1
+	n := 0
+	t0 := time.Unix(1_700_000_000, 0)
+	for host := 1; host < 255 && n < maxTombstonesPerShard+100; host++ {
+		for port := 1024; port < 65535 && n < maxTombstonesPerShard+100; port++ {
+			c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 1, byte(host)}), uint16(port))
+			p := segment{client: c, server: s, seq: 1, syn: true}.build()
+			k, _ := makeKey(p.netFlow, p.tcp)
+			sh := -1
+			for i := range pool.t.shards {
+				if pool.t.shardOf(&k) == &pool.t.shards[i] {
+					sh = i
+				}
+			}
+			if target < 0 {
+				target = sh
+			}
+			if sh != target {
+				continue
+			}
+			tbConn(t, a, c, s, 1000, t0)
+			n++
+		}
+	}
+	require.Equal(t, maxTombstonesPerShard+100, n)
+	sh := &pool.t.shards[target]
+	sh.mu.RLock()
+	graves := sh.graves.len()
+	sh.mu.RUnlock()
+	assert.LessOrEqual(t, graves, maxTombstonesPerShard)
+	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxTombstonesPerShard))
+	assert.Len(t, f.streams, n)
+}
