@@ -1108,6 +1108,7 @@ func (e *engine) flushAll() int {
 		}
 		conn := r.c
 		if conn.tombstone {
+			// Retired by another assembler since the snapshot.
 			e.table.remove(conn)
 			conn.mu.Unlock()
 			continue

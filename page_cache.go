@@ -112,7 +112,6 @@ type pageCache struct {
 	free    [numChunkClasses]*chunk
 	nfree   [numChunkClasses]int
 	minFree [numChunkClasses]int // fewest free chunks since the last trim
-	allocs  int64                // chunks made, for tests and stats
 }
 
 func newPageCache(b *SafePageCache) *pageCache {
@@ -148,7 +147,6 @@ func (pc *pageCache) take(n int) *chunk {
 		c.next = nil
 	} else {
 		c = &chunk{buf: make([]byte, chunkClasses[cl]), class: int8(cl)}
-		pc.allocs++
 	}
 	c.bytes = c.buf[:n]
 	return c

@@ -108,13 +108,6 @@ func (t *connTable) shardOf(k *connKey) *shard {
 	return &t.shards[h>>(32-shardBits)]
 }
 
-// errFactoryNil and errLimit are internal outcomes of getConnection that the
-// two faces report in their own way.
-var (
-	errFactoryNil = ErrNilStream
-	errLimit      = ErrConnectionLimit
-)
-
 // newStreamFunc calls the user's factory; the Safe face wraps it in recover.
 type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error)
 
@@ -149,7 +142,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 				if !t.reserve() {
 					sh.mu.Unlock()
 					t.refused.Add(1)
-					return nil, errLimit
+					return nil, ErrConnectionLimit
 				}
 				c = sh.fresh()
 				c.reset(k, fromLo, ts, &t.budget.queued)
@@ -157,7 +150,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 				sh.mu.Unlock()
 				s, err := newStream(c, tcp, ac)
 				if err == nil && s == nil {
-					err = errFactoryNil
+					err = ErrNilStream
 				}
 				if err != nil {
 					t.remove(c)
@@ -245,7 +238,7 @@ func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers
 	}
 	if !t.reserve() {
 		t.refused.Add(1)
-		return errLimit
+		return ErrConnectionLimit
 	}
 	sh := t.shardOf(&c.key)
 	sh.mu.Lock()
@@ -256,7 +249,7 @@ func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers
 	t.graves.Add(-1)
 	s, err := newStream(c, tcp, ac)
 	if err == nil && s == nil {
-		err = errFactoryNil
+		err = ErrNilStream
 	}
 	if err != nil {
 		t.remove(c)
