@@ -156,10 +156,6 @@ type connection struct {
 	stream    Stream
 	completed bool // ReassemblyComplete was called
 	poisoned  bool // a Stream callback panicked: close at once
-	// tombstone marks a completed connection kept in the map until
-	// retired+tombstoneTTL, without a Stream.
-	tombstone bool
-	retired   time.Time
 	// endCtx is the context handed to ReassemblyComplete when no packet
 	// ends the connection: it lives here so that completing allocates
 	// nothing.

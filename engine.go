@@ -105,7 +105,13 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 		var err error
 		conn, err = e.table.getConnection(k, lo, create, ts, t, ac, e.newStream)
 		if conn == nil {
-			if err != nil {
+			switch {
+			case err == ErrConnectionClosed:
+				// A late copy of a completed connection's packet.
+				e.ctr.discard(discardClosed, len(payload))
+				e.droppedClosed = len(payload) > 0
+				return nil
+			case err != nil:
 				e.ctr.discard(discardRefused, len(payload))
 			}
 			return err
@@ -114,11 +120,6 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 		e.remember(netFlow, sp, dp, conn, lo)
 	}
 	defer conn.mu.Unlock()
-	if conn.tombstone {
-		if ok, err := e.reopen(conn, fromLo, t, ts, ac); !ok {
-			return err
-		}
-	}
 	e.packet(conn, fromLo, t, ci, ac)
 	return nil
 }
@@ -887,32 +888,6 @@ func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 	}
 }
 
-// reopen handles a packet for a tombstone: late copies of the completed
-// connection's packets are dropped (upstream opened a phantom connection
-// with them); a SYN, new data, or a packet after tombstoneTTL starts a new
-// connection on the 4-tuple. It reports whether the packet goes on.
-func (e *engine) reopen(conn *connection, fromLo bool, t *layers.TCP, ts time.Time, ac AssemblerContext) (bool, error) {
-	half, _ := conn.half(fromLo)
-	seq := Sequence(t.Seq)
-	end := seq.Add(len(t.Payload))
-	if t.SYN {
-		end = end.Add(1)
-	}
-	fresh := ts.Sub(conn.retired) > tombstoneTTL ||
-		(t.SYN && !t.ACK) ||
-		(len(t.Payload) > 0 && (!half.started() || half.nextSeq.Difference(end) > 0))
-	if !fresh {
-		e.ctr.discard(discardClosed, len(t.Payload))
-		e.droppedClosed = len(t.Payload) > 0
-		return false, nil
-	}
-	if err := e.table.revive(conn, fromLo, ts, t, ac, e.newStream); err != nil {
-		e.ctr.discard(discardRefused, len(t.Payload))
-		return false, err
-	}
-	return true, nil
-}
-
 // abort ends a connection whose Stream panicked: whatever it buffers is
 // dropped and counted, the Stream is completed if it was not yet (itself
 // under recover), and the connection leaves the pool.
@@ -1107,12 +1082,6 @@ func (e *engine) flushAll() int {
 			continue
 		}
 		conn := r.c
-		if conn.tombstone {
-			// Retired by another assembler since the snapshot.
-			e.table.remove(conn)
-			conn.mu.Unlock()
-			continue
-		}
 		n++
 		for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
 			for !half.closed && !conn.removed {

@@ -34,28 +34,73 @@ const tombstoneTTL = 60 * time.Second
 const maxTombstonesPerShard = 1024
 
 type shard struct {
-	mu     sync.RWMutex
-	m      map[connKey]*connection
-	free   []*connection
-	graves graveQueue // tombstones, oldest first
+	mu   sync.RWMutex
+	m    map[connKey]*connection
+	free []*connection
+	// graves remembers the connections completed recently in the shard,
+	// ghosts lists them oldest first (entries of graves reopened since go
+	// stale), and lastGrave numbers them.
+	graves    map[connKey]grave
+	ghosts    graveQueue
+	lastGrave uint64
 	// minFree is the fewest free objects since the last trimFree: that
 	// many were not needed.
 	minFree int
 }
 
-// graveQueue is a FIFO of tombstones.
+// grave is what a completed connection leaves behind for tombstoneTTL:
+// enough to tell a late copy of its packets from a new connection on the
+// same 4-tuple, in a few bytes instead of a whole connection.
+type grave struct {
+	id      uint64
+	retired int64 // capture time of the last packet (ns)
+	// next is, per sender (0: the key's lower endpoint), the sequence
+	// number after the last byte delivered, invalidSequence if that
+	// direction never started.
+	next [2]Sequence
+}
+
+// lateCopy reports whether a packet of a completed connection is a late
+// copy of its traffic, to be dropped, rather than the start of a new
+// connection: a SYN without ACK, data past the old end, or any packet after
+// tombstoneTTL starts anew.
+func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
+	if nanos(ts)-g.retired > int64(tombstoneTTL) || tcp.SYN && !tcp.ACK {
+		return false
+	}
+	if len(tcp.Payload) == 0 {
+		return true
+	}
+	next := g.next[1]
+	if fromLo {
+		next = g.next[0]
+	}
+	end := Sequence(tcp.Seq).Add(len(tcp.Payload))
+	if tcp.SYN {
+		end = end.Add(1)
+	}
+	return next != invalidSequence && next.Difference(end) <= 0
+}
+
+// graveRef is a grave in its shard's FIFO, valid while the grave's id
+// matches.
+type graveRef struct {
+	key connKey
+	id  uint64
+}
+
+// graveQueue is a FIFO of graves.
 type graveQueue struct {
-	q    []connRef
+	q    []graveRef
 	head int
 }
 
-func (g *graveQueue) len() int       { return len(g.q) - g.head }
-func (g *graveQueue) peek() connRef  { return g.q[g.head] }
-func (g *graveQueue) push(r connRef) { g.q = append(g.q, r) }
+func (g *graveQueue) len() int        { return len(g.q) - g.head }
+func (g *graveQueue) peek() graveRef  { return g.q[g.head] }
+func (g *graveQueue) push(r graveRef) { g.q = append(g.q, r) }
 
-func (g *graveQueue) pop() connRef {
-	r := g.q[g.head]
-	g.q[g.head] = connRef{}
+func (g *graveQueue) pop() {
+	g.q[g.head] = graveRef{}
 	g.head++
 	if g.head == len(g.q) {
 		g.q, g.head = g.q[:0], 0
@@ -64,7 +109,53 @@ func (g *graveQueue) pop() connRef {
 		clear(g.q[n:])
 		g.q, g.head = g.q[:n], 0
 	}
-	return r
+}
+
+// bury records a grave for c, which is completing, and returns how many
+// graves the shard's cap made it forget. The shard must be locked.
+func (sh *shard) bury(c *connection) (evicted int) {
+	if sh.graves == nil {
+		sh.graves = make(map[connKey]grave)
+	}
+	sh.lastGrave++
+	g := grave{id: sh.lastGrave, retired: nanos(c.lastSeen())}
+	lo, hi := &c.halves[0], &c.halves[1]
+	if !c.c2sFromLo {
+		lo, hi = hi, lo
+	}
+	g.next = [2]Sequence{lo.nextSeq, hi.nextSeq}
+	sh.graves[c.key] = g
+	sh.ghosts.push(graveRef{c.key, g.id})
+	for len(sh.graves) > maxTombstonesPerShard {
+		if sh.forgetOldest() {
+			evicted++
+		}
+	}
+	if sh.ghosts.len() > 2*maxTombstonesPerShard {
+		// Reopened graves left stale entries behind: drop them, so the
+		// queue stays within twice the cap whatever the traffic.
+		kept := sh.ghosts.q[:0]
+		for _, r := range sh.ghosts.q[sh.ghosts.head:] {
+			if g, ok := sh.graves[r.key]; ok && g.id == r.id {
+				kept = append(kept, r)
+			}
+		}
+		clear(sh.ghosts.q[len(kept):])
+		sh.ghosts.q, sh.ghosts.head = kept, 0
+	}
+	return evicted
+}
+
+// forgetOldest takes the oldest queue entry out, with its grave if the
+// entry is not stale, and reports whether a grave went.
+func (sh *shard) forgetOldest() bool {
+	r := sh.ghosts.peek()
+	sh.ghosts.pop()
+	if g, ok := sh.graves[r.key]; ok && g.id == r.id {
+		delete(sh.graves, r.key)
+		return true
+	}
+	return false
 }
 
 // connTable is the connection store behind StreamPool and SafeStreamPool.
@@ -139,6 +230,16 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 					sh.mu.Unlock()
 					return nil, ErrPoolClosed
 				}
+				if g, ok := sh.graves[k]; ok {
+					if g.lateCopy(fromLo, tcp, ts) {
+						sh.mu.Unlock()
+						return nil, ErrConnectionClosed
+					}
+					// A new connection on the 4-tuple: its queue entry
+					// goes stale and is skipped.
+					delete(sh.graves, k)
+					t.graves.Add(-1)
+				}
 				if !t.reserve() {
 					sh.mu.Unlock()
 					t.refused.Add(1)
@@ -205,59 +306,17 @@ func (t *connTable) reserve() bool {
 	}
 }
 
-// retire turns a locked, completed connection into a tombstone: it keeps
-// its place in the map, without its Stream, and stops counting as live.
+// retire takes a locked, completed connection out of the pool and leaves
+// a grave in its place, so that late copies of its packets open nothing.
 func (t *connTable) retire(c *connection) {
 	sh := t.shardOf(&c.key)
-	var victim connRef
 	sh.mu.Lock()
-	c.tombstone = true
-	c.retired = c.lastSeen()
-	c.stream = nil
-	sh.graves.push(connRef{c, c.gen})
-	if sh.graves.len() > maxTombstonesPerShard {
-		victim = sh.graves.pop()
-	}
+	evicted := sh.bury(c)
+	sh.unlink(c)
 	sh.mu.Unlock()
 	t.live.Add(-1)
 	t.removed.Add(1)
-	t.graves.Add(1)
-	// The oldest tombstone goes, unless its lock is busy: then next time.
-	if v := victim.c; v != nil && v != c && v.mu.TryLock() {
-		if v.gen == victim.gen && v.tombstone && !v.removed {
-			t.remove(v)
-		}
-		v.mu.Unlock()
-	}
-}
-
-// revive reopens a tombstone as a new connection on the same 4-tuple.
-func (t *connTable) revive(c *connection, fromLo bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc) error {
-	if t.closed.Load() {
-		return ErrPoolClosed
-	}
-	if !t.reserve() {
-		t.refused.Add(1)
-		return ErrConnectionLimit
-	}
-	sh := t.shardOf(&c.key)
-	sh.mu.Lock()
-	c.tombstone = false // its queue entry goes stale and is skipped
-	// Under the shard's lock: flushes read the connection's hints there.
-	c.reset(c.key, fromLo, ts, &t.budget.queued)
-	sh.mu.Unlock()
-	t.graves.Add(-1)
-	s, err := newStream(c, tcp, ac)
-	if err == nil && s == nil {
-		err = ErrNilStream
-	}
-	if err != nil {
-		t.remove(c)
-		return err
-	}
-	t.created.Add(1)
-	c.stream = s
-	return nil
+	t.graves.Add(int64(1 - evicted))
 }
 
 // remove takes a locked connection out of the pool. It is safe to call twice.
@@ -267,23 +326,23 @@ func (t *connTable) remove(c *connection) {
 	}
 	sh := t.shardOf(&c.key)
 	sh.mu.Lock()
+	sh.unlink(c)
+	sh.mu.Unlock()
+	t.live.Add(-1)
+	t.removed.Add(1)
+}
+
+// unlink takes c out of the shard's map and recycles the object: gen
+// changes, so that stale pointers to it notice. The shard must be locked.
+func (sh *shard) unlink(c *connection) {
 	if sh.m[c.key] == c {
 		delete(sh.m, c.key)
 	}
 	c.removed = true
 	c.gen++
 	c.stream = nil
-	wasGrave := c.tombstone
-	c.tombstone = false
 	if len(sh.free) < maxFreeConns {
 		sh.free = append(sh.free, c)
-	}
-	sh.mu.Unlock()
-	if wasGrave {
-		t.graves.Add(-1)
-	} else {
-		t.live.Add(-1)
-		t.removed.Add(1)
 	}
 }
 
@@ -303,35 +362,29 @@ func (t *connTable) trimFree() {
 	}
 }
 
-// reapGraves removes the tombstones retired before cutoff (all of them when
-// all is set), oldest first, so that the cost is per expired tombstone.
+// reapGraves forgets the graves of connections retired before cutoff (all
+// of them when all is set), oldest first, so that the cost is per expired
+// grave.
 func (t *connTable) reapGraves(cutoff time.Time, all bool) {
 	if t.graves.Load() == 0 {
 		return
 	}
-	var due []connRef
+	cutoffNs := nanos(cutoff)
 	for i := range t.shards {
 		sh := &t.shards[i]
+		n := 0
 		sh.mu.Lock()
-		for sh.graves.len() > 0 {
-			r := sh.graves.peek()
-			if r.c.gen == r.gen && r.c.tombstone && !all && !r.c.retired.Before(cutoff) {
+		for sh.ghosts.len() > 0 {
+			r := sh.ghosts.peek()
+			if g, ok := sh.graves[r.key]; ok && g.id == r.id && !all && g.retired >= cutoffNs {
 				break
 			}
-			sh.graves.pop()
-			if r.c.gen == r.gen && r.c.tombstone {
-				due = append(due, r)
+			if sh.forgetOldest() {
+				n++
 			}
 		}
 		sh.mu.Unlock()
-	}
-	for _, r := range due {
-		if r.lock() {
-			if r.c.tombstone {
-				t.remove(r.c)
-			}
-			r.c.mu.Unlock()
-		}
+		t.graves.Add(int64(-n))
 	}
 }
 
@@ -341,16 +394,13 @@ type connRef struct {
 	gen uint64
 }
 
-// snapshot appends every live connection of the pool (not tombstones) to
-// buf.
+// snapshot appends every connection of the pool to buf.
 func (t *connTable) snapshot(buf []connRef) []connRef {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for _, c := range sh.m {
-			if !c.tombstone {
-				buf = append(buf, connRef{c, c.gen})
-			}
+			buf = append(buf, connRef{c, c.gen})
 		}
 		sh.mu.RUnlock()
 	}
@@ -366,7 +416,7 @@ func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for _, c := range sh.m {
-			if !c.tombstone && (c.lastSeenNs.Load() <= tcNs ||
+			if (c.lastSeenNs.Load() <= tcNs ||
 				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs) {
 				buf = append(buf, connRef{c, c.gen})
 			}

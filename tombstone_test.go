@@ -144,9 +144,46 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 	require.Equal(t, maxTombstonesPerShard+100, n)
 	sh := &pool.t.shards[target]
 	sh.mu.RLock()
-	graves := sh.graves.len()
+	graves := len(sh.graves)
 	sh.mu.RUnlock()
 	assert.LessOrEqual(t, graves, maxTombstonesPerShard)
 	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxTombstonesPerShard))
 	assert.Len(t, f.streams, n)
+}
+
+// Property: a completed connection leaves only its small grave behind (its
+// connection object goes back to the shard's free list), and reopening the
+// same 4-tuple again and again without a flush keeps the shard's grave
+// queue within twice the cap.
+func TestGravesAreSmallAndBounded(t *testing.T) {
+	f := &tbFactory{}
+	pool, a := tbAssembler(t, f)
+	c := netip.MustParseAddrPort("10.3.0.1:40000")
+	s := netip.MustParseAddrPort("10.3.0.2:80")
+	t0 := time.Unix(1_700_000_000, 0)
+	p := segment{client: c, server: s, seq: 1, syn: true}.build()
+	k, _ := makeKey(p.netFlow, p.tcp)
+	sh := pool.t.shardOf(&k)
+
+	tbConn(t, a, c, s, 1000, t0)
+	sh.mu.RLock()
+	_, live := sh.m[k]
+	_, buried := sh.graves[k]
+	free := len(sh.free)
+	sh.mu.RUnlock()
+	assert.False(t, live, "a completed connection stays in the live map")
+	assert.True(t, buried, "a completed connection leaves no grave")
+	assert.Equal(t, 1, free, "the connection object was not recycled")
+
+	rounds := 3*maxTombstonesPerShard + 7
+	for i := range rounds {
+		tbConn(t, a, c, s, uint32(5000+10*i), t0.Add(time.Duration(i+1)*time.Millisecond))
+	}
+	require.Len(t, f.streams, rounds+1, "every new SYN opens a connection")
+	sh.mu.RLock()
+	queued, graves := sh.ghosts.len(), len(sh.graves)
+	sh.mu.RUnlock()
+	assert.Equal(t, 1, graves)
+	assert.LessOrEqual(t, queued, 2*maxTombstonesPerShard+1)
+	assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
 }
