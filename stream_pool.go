@@ -416,8 +416,8 @@ func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for _, c := range sh.m {
-			if (c.lastSeenNs.Load() <= tcNs ||
-				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs) {
+			if c.lastSeenNs.Load() <= tcNs ||
+				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs {
 				buf = append(buf, connRef{c, c.gen})
 			}
 		}
