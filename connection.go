@@ -20,6 +20,9 @@ type connKey struct {
 	typ            gopacket.EndpointType
 	loPort, hiPort uint16
 	loLen, hiLen   uint8
+	// pad makes the key 48 bytes without implicit padding, so that it can
+	// be hashed as bytes; it is always zero.
+	pad [2]byte
 }
 
 // makeKey returns the connection key of a packet and whether the packet was
@@ -148,6 +151,7 @@ type connection struct {
 	// gen changes whenever the connection leaves its pool, so that a
 	// goroutine holding a stale pointer notices after locking mu.
 	gen     uint64
+	hash    uint64 // of key, by connTable.hash
 	removed bool
 	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
 	// by the key's lower endpoint.
@@ -169,8 +173,8 @@ type connection struct {
 	depthOv DepthOverrider
 }
 
-func (c *connection) reset(k connKey, fromLo bool, ts time.Time, queued *atomic.Int64) {
-	c.key = k
+func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queued *atomic.Int64) {
+	c.key, c.hash = k, h
 	c.removed = false
 	c.c2sFromLo = fromLo
 	c.stream = nil

@@ -1227,9 +1227,9 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 	free := 0
 	for i := range pool.t.shards {
 		sh := &pool.t.shards[i]
-		sh.mu.RLock()
+		sh.mu.Lock()
 		free += len(sh.free)
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	assert.LessOrEqual(t, free, numShards*maxFreeConns, "recycled connection objects kept after the spike")
 	// Objects left unused for a whole trim period go back to the GC.
@@ -1239,9 +1239,9 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 	free = 0
 	for i := range pool.t.shards {
 		sh := &pool.t.shards[i]
-		sh.mu.RLock()
+		sh.mu.Lock()
 		free += len(sh.free)
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	assert.Zero(t, free, "recycled connection objects kept after two idle trim periods")
 
@@ -1874,12 +1874,12 @@ func rgOnlyConn(t testing.TB, tb *connTable) *connection {
 	var found *connection
 	for i := range tb.shards {
 		sh := &tb.shards[i]
-		sh.mu.RLock()
-		for _, c := range sh.m {
+		sh.mu.Lock()
+		for c := range sh.idx.entries() {
 			require.Nil(t, found, "more than one connection")
 			found = c
 		}
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	require.NotNil(t, found, "no connection")
 	return found

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/google/gopacket/layers"
 )
@@ -34,8 +35,8 @@ const tombstoneTTL = 60 * time.Second
 const maxTombstonesPerShard = 1024
 
 type shard struct {
-	mu   sync.RWMutex
-	m    map[connKey]*connection
+	mu   sync.Mutex
+	idx  connIndex
 	free []*connection
 	// graves remembers the connections completed recently in the shard,
 	// ghosts lists them oldest first (entries of graves reopened since go
@@ -46,6 +47,17 @@ type shard struct {
 	// minFree is the fewest free objects since the last trimFree: that
 	// many were not needed.
 	minFree int
+	// Counters of the shard's connections, summed by Stats: kept here,
+	// under the lock already held, rather than in atomics that every
+	// assembler of the pool would write.
+	live, created, removed int64
+}
+
+// paddedShard keeps each shard on cache lines of its own, so that
+// assemblers working in different shards do not slow each other down.
+type paddedShard struct {
+	shard
+	_ [128 - unsafe.Sizeof(shard{})%128]byte
 }
 
 // grave is what a completed connection leaves behind for tombstoneTTL:
@@ -111,9 +123,9 @@ func (g *graveQueue) pop() {
 	}
 }
 
-// bury records a grave for c, which is completing, and returns how many
-// graves the shard's cap made it forget. The shard must be locked.
-func (sh *shard) bury(c *connection) (evicted int) {
+// bury records a grave for c, which is completing; beyond the shard's cap
+// the oldest grave goes. The shard must be locked.
+func (sh *shard) bury(c *connection) {
 	if sh.graves == nil {
 		sh.graves = make(map[connKey]grave)
 	}
@@ -127,9 +139,7 @@ func (sh *shard) bury(c *connection) (evicted int) {
 	sh.graves[c.key] = g
 	sh.ghosts.push(graveRef{c.key, g.id})
 	for len(sh.graves) > maxTombstonesPerShard {
-		if sh.forgetOldest() {
-			evicted++
-		}
+		sh.forgetOldest()
 	}
 	if sh.ghosts.len() > 2*maxTombstonesPerShard {
 		// Reopened graves left stale entries behind: drop them, so the
@@ -143,7 +153,6 @@ func (sh *shard) bury(c *connection) (evicted int) {
 		clear(sh.ghosts.q[len(kept):])
 		sh.ghosts.q, sh.ghosts.head = kept, 0
 	}
-	return evicted
 }
 
 // forgetOldest takes the oldest queue entry out, with its grave if the
@@ -160,43 +169,42 @@ func (sh *shard) forgetOldest() bool {
 
 // connTable is the connection store behind StreamPool and SafeStreamPool.
 type connTable struct {
-	shards  [numShards]shard
-	salt    uint32
+	shards  [numShards]paddedShard
+	seed    maphash.Seed
 	factory StreamFactory
 	budget  SafePageCache
 
 	maxConns int64 // <= 0: no cap
-	live     atomic.Int64
-	created  atomic.Int64
-	refused  atomic.Int64
-	removed  atomic.Int64
-	graves   atomic.Int64 // tombstones in the pool
 	closed   atomic.Bool
+	refused  atomic.Int64
+	// reserved counts the live connections against maxConns, only when
+	// there is a cap: it is the one counter all assemblers write, once per
+	// connection, so it gets cache lines of its own.
+	_        [64]byte
+	reserved atomic.Int64
+	_        [64]byte
 }
 
 func (t *connTable) init(factory StreamFactory, maxConns int) {
 	t.factory = factory
 	t.maxConns = int64(maxConns)
-	t.salt = uint32(maphash.Comparable(maphash.MakeSeed(), 0))
-	for i := range t.shards {
-		t.shards[i].m = make(map[connKey]*connection)
-	}
+	t.seed = maphash.MakeSeed()
 }
 
-// shardOf picks the shard from the ports and the last address bytes. It
-// only spreads lock contention: the maps inside use Go's seeded hash, so a
-// skewed spread costs no more than a busier lock.
-func (t *connTable) shardOf(k *connKey) *shard {
-	h := uint32(k.loPort)<<16 | uint32(k.hiPort)
-	if n := k.loLen; n > 0 {
-		h ^= uint32(k.lo[n-1]) << 8
+// hash is the seeded hash of a key (never 0): its top bits pick the shard,
+// its low bits the slot in the shard's index. The seed is random per pool,
+// so traffic cannot be crafted to pile its connections into one shard or
+// one probe sequence.
+func (t *connTable) hash(k *connKey) uint64 {
+	h := maphash.Bytes(t.seed, (*[unsafe.Sizeof(connKey{})]byte)(unsafe.Pointer(k))[:])
+	if h == 0 {
+		h = 1
 	}
-	if n := k.hiLen; n > 0 {
-		h ^= uint32(k.hi[n-1])
-	}
-	h ^= t.salt
-	h *= 0x9E3779B1
-	return &t.shards[h>>(32-shardBits)]
+	return h
+}
+
+func (t *connTable) shard(h uint64) *shard {
+	return &t.shards[h>>(64-shardBits)].shard
 }
 
 // newStreamFunc calls the user's factory; the Safe face wraps it in recover.
@@ -208,67 +216,75 @@ type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (St
 // packets of either direction wait for that one Stream instead of making a
 // second one.
 func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc) (*connection, error) {
-	sh := t.shardOf(&k)
-	for {
-		sh.mu.RLock()
-		c := sh.m[k]
-		var gen uint64
-		if c != nil {
-			gen = c.gen
-		}
-		sh.mu.RUnlock()
-		if c == nil {
-			if !create {
-				return nil, nil
-			}
-			sh.mu.Lock()
-			if c = sh.m[k]; c != nil {
-				gen = c.gen
-				sh.mu.Unlock()
-			} else {
-				if t.closed.Load() {
-					sh.mu.Unlock()
-					return nil, ErrPoolClosed
-				}
-				if g, ok := sh.graves[k]; ok {
-					if g.lateCopy(fromLo, tcp, ts) {
-						sh.mu.Unlock()
-						return nil, ErrConnectionClosed
-					}
-					// A new connection on the 4-tuple: its queue entry
-					// goes stale and is skipped.
-					delete(sh.graves, k)
-					t.graves.Add(-1)
-				}
-				if !t.reserve() {
-					sh.mu.Unlock()
-					t.refused.Add(1)
-					return nil, ErrConnectionLimit
-				}
-				c = sh.fresh()
-				c.reset(k, fromLo, ts, &t.budget.queued)
-				sh.m[k] = c
-				sh.mu.Unlock()
-				s, err := newStream(c, tcp, ac)
-				if err == nil && s == nil {
-					err = ErrNilStream
-				}
-				if err != nil {
-					t.remove(c)
-					c.mu.Unlock()
-					return nil, err
-				}
-				t.created.Add(1)
-				c.stream = s
-				return c, nil
-			}
-		}
+	h := t.hash(&k)
+	sh := t.shard(h)
+	c := sh.idx.find(h)
+	if c != nil {
 		c.mu.Lock()
-		if c.gen == gen && !c.removed {
+		if !c.removed && c.key == k {
 			return c, nil
 		}
-		// The connection left the pool between lookup and lock.
+		// Stale: the connection left the pool, or its slot was reused.
 		c.mu.Unlock()
+	} else if !create {
+		return nil, nil
+	}
+	for {
+		sh.mu.Lock()
+		if c = sh.idx.get(h, &k); c != nil {
+			gen := c.gen
+			sh.mu.Unlock()
+			c.mu.Lock()
+			if c.gen == gen && !c.removed {
+				return c, nil
+			}
+			// The connection left the pool between lookup and lock.
+			c.mu.Unlock()
+			continue
+		}
+		if !create {
+			sh.mu.Unlock()
+			return nil, nil
+		}
+		if t.closed.Load() {
+			sh.mu.Unlock()
+			return nil, ErrPoolClosed
+		}
+		if g, ok := sh.graves[k]; ok {
+			if g.lateCopy(fromLo, tcp, ts) {
+				sh.mu.Unlock()
+				return nil, ErrConnectionClosed
+			}
+			// A new connection on the 4-tuple: its queue entry goes stale
+			// and is skipped.
+			delete(sh.graves, k)
+		}
+		if !t.reserve() {
+			sh.mu.Unlock()
+			t.refused.Add(1)
+			return nil, ErrConnectionLimit
+		}
+		c = sh.fresh()
+		c.reset(k, h, fromLo, ts, &t.budget.queued)
+		sh.idx.insert(h, c)
+		sh.live++
+		sh.created++
+		sh.mu.Unlock()
+		s, err := newStream(c, tcp, ac)
+		if err == nil && s == nil {
+			err = ErrNilStream
+		}
+		if err != nil {
+			// TotalCreated counts Streams: this connection never had one.
+			sh.mu.Lock()
+			sh.created--
+			sh.mu.Unlock()
+			t.remove(c)
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.stream = s
+		return c, nil
 	}
 }
 
@@ -290,17 +306,17 @@ func (sh *shard) fresh() *connection {
 	return c
 }
 
+// reserve books a connection against the cap, if there is one.
 func (t *connTable) reserve() bool {
 	if t.maxConns <= 0 {
-		t.live.Add(1)
 		return true
 	}
 	for {
-		n := t.live.Load()
+		n := t.reserved.Load()
 		if n >= t.maxConns {
 			return false
 		}
-		if t.live.CompareAndSwap(n, n+1) {
+		if t.reserved.CompareAndSwap(n, n+1) {
 			return true
 		}
 	}
@@ -309,14 +325,11 @@ func (t *connTable) reserve() bool {
 // retire takes a locked, completed connection out of the pool and leaves
 // a grave in its place, so that late copies of its packets open nothing.
 func (t *connTable) retire(c *connection) {
-	sh := t.shardOf(&c.key)
+	sh := t.shard(c.hash)
 	sh.mu.Lock()
-	evicted := sh.bury(c)
-	sh.unlink(c)
+	sh.bury(c)
+	t.unlink(sh, c)
 	sh.mu.Unlock()
-	t.live.Add(-1)
-	t.removed.Add(1)
-	t.graves.Add(int64(1 - evicted))
 }
 
 // remove takes a locked connection out of the pool. It is safe to call twice.
@@ -324,23 +337,24 @@ func (t *connTable) remove(c *connection) {
 	if c.removed {
 		return
 	}
-	sh := t.shardOf(&c.key)
+	sh := t.shard(c.hash)
 	sh.mu.Lock()
-	sh.unlink(c)
+	t.unlink(sh, c)
 	sh.mu.Unlock()
-	t.live.Add(-1)
-	t.removed.Add(1)
 }
 
-// unlink takes c out of the shard's map and recycles the object: gen
+// unlink takes c out of the shard's index and recycles the object: gen
 // changes, so that stale pointers to it notice. The shard must be locked.
-func (sh *shard) unlink(c *connection) {
-	if sh.m[c.key] == c {
-		delete(sh.m, c.key)
-	}
+func (t *connTable) unlink(sh *shard, c *connection) {
+	sh.idx.delete(c.hash, c)
 	c.removed = true
 	c.gen++
 	c.stream = nil
+	sh.live--
+	sh.removed++
+	if t.maxConns > 0 {
+		t.reserved.Add(-1)
+	}
 	if len(sh.free) < maxFreeConns {
 		sh.free = append(sh.free, c)
 	}
@@ -366,25 +380,18 @@ func (t *connTable) trimFree() {
 // of them when all is set), oldest first, so that the cost is per expired
 // grave.
 func (t *connTable) reapGraves(cutoff time.Time, all bool) {
-	if t.graves.Load() == 0 {
-		return
-	}
 	cutoffNs := nanos(cutoff)
 	for i := range t.shards {
 		sh := &t.shards[i]
-		n := 0
 		sh.mu.Lock()
 		for sh.ghosts.len() > 0 {
 			r := sh.ghosts.peek()
 			if g, ok := sh.graves[r.key]; ok && g.id == r.id && !all && g.retired >= cutoffNs {
 				break
 			}
-			if sh.forgetOldest() {
-				n++
-			}
+			sh.forgetOldest()
 		}
 		sh.mu.Unlock()
-		t.graves.Add(int64(-n))
 	}
 }
 
@@ -398,11 +405,11 @@ type connRef struct {
 func (t *connTable) snapshot(buf []connRef) []connRef {
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.mu.RLock()
-		for _, c := range sh.m {
+		sh.mu.Lock()
+		for c := range sh.idx.entries() {
 			buf = append(buf, connRef{c, c.gen})
 		}
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	return buf
 }
@@ -414,14 +421,14 @@ func (t *connTable) snapshot(buf []connRef) []connRef {
 func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.mu.RLock()
-		for _, c := range sh.m {
+		sh.mu.Lock()
+		for c := range sh.idx.entries() {
 			if c.lastSeenNs.Load() <= tcNs ||
 				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs {
 				buf = append(buf, connRef{c, c.gen})
 			}
 		}
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	return buf
 }
@@ -436,8 +443,24 @@ func (r connRef) lock() bool {
 	return true
 }
 
+// counts sums the shards' counters: live and graves now, connections
+// created and removed so far.
+func (t *connTable) counts() (live, graves, created, removed int64) {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		live += sh.live
+		graves += int64(len(sh.graves))
+		created += sh.created
+		removed += sh.removed
+		sh.mu.Unlock()
+	}
+	return live, graves, created, removed
+}
+
 func (t *connTable) size() int {
-	return int(t.live.Load())
+	live, _, _, _ := t.counts()
+	return int(live)
 }
 
 // StreamPool stores the connections of one or more Assemblers and creates
@@ -517,13 +540,14 @@ func (p *SafeStreamPool) Stats() PoolStats {
 	p.closeMu.Lock()
 	closing := p.closing
 	p.closeMu.Unlock()
+	live, graves, created, removed := p.t.counts()
 	return PoolStats{
 		Closing:            closing,
-		ActiveConnections:  p.t.live.Load(),
-		TotalCreated:       p.t.created.Load(),
+		ActiveConnections:  live,
+		TotalCreated:       created,
 		ConnectionsRefused: p.t.refused.Load(),
-		ConnectionsRemoved: p.t.removed.Load(),
-		RecentlyClosed:     p.t.graves.Load(),
+		ConnectionsRemoved: removed,
+		RecentlyClosed:     graves,
 		MaxConnections:     max(p.t.maxConns, 0),
 		PoolClosed:         p.t.closed.Load(),
 		PanicsRecovered:    p.panics.Load(),

@@ -127,7 +127,7 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 			k, _ := makeKey(p.netFlow, p.tcp)
 			sh := -1
 			for i := range pool.t.shards {
-				if pool.t.shardOf(&k) == &pool.t.shards[i] {
+				if pool.t.shardOf(&k) == &pool.t.shards[i].shard {
 					sh = i
 				}
 			}
@@ -143,9 +143,9 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 	}
 	require.Equal(t, maxTombstonesPerShard+100, n)
 	sh := &pool.t.shards[target]
-	sh.mu.RLock()
+	sh.mu.Lock()
 	graves := len(sh.graves)
-	sh.mu.RUnlock()
+	sh.mu.Unlock()
 	assert.LessOrEqual(t, graves, maxTombstonesPerShard)
 	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxTombstonesPerShard))
 	assert.Len(t, f.streams, n)
@@ -166,11 +166,11 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	sh := pool.t.shardOf(&k)
 
 	tbConn(t, a, c, s, 1000, t0)
-	sh.mu.RLock()
-	_, live := sh.m[k]
+	sh.mu.Lock()
+	live := sh.idx.get(pool.t.hash(&k), &k) != nil
 	_, buried := sh.graves[k]
 	free := len(sh.free)
-	sh.mu.RUnlock()
+	sh.mu.Unlock()
 	assert.False(t, live, "a completed connection stays in the live map")
 	assert.True(t, buried, "a completed connection leaves no grave")
 	assert.Equal(t, 1, free, "the connection object was not recycled")
@@ -180,10 +180,13 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 		tbConn(t, a, c, s, uint32(5000+10*i), t0.Add(time.Duration(i+1)*time.Millisecond))
 	}
 	require.Len(t, f.streams, rounds+1, "every new SYN opens a connection")
-	sh.mu.RLock()
+	sh.mu.Lock()
 	queued, graves := sh.ghosts.len(), len(sh.graves)
-	sh.mu.RUnlock()
+	sh.mu.Unlock()
 	assert.Equal(t, 1, graves)
 	assert.LessOrEqual(t, queued, 2*maxTombstonesPerShard+1)
 	assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
 }
+
+// shardOf returns the shard of a key.
+func (t *connTable) shardOf(k *connKey) *shard { return t.shard(t.hash(k)) }
