@@ -57,9 +57,18 @@ func (k *connKey) flows(fromLo bool) (gopacket.Flow, gopacket.Flow) {
 	return netFlow, tcpFlow
 }
 
-// halfConnection is the state of one direction of a connection.
+// halfConnection is the state of one direction of a connection. The fields
+// every packet and every delivery use come first, in the first three cache
+// lines; the rest, used when buffering or rarely, follow.
 type halfConnection struct {
-	dir TCPFlowDirection
+	dir       TCPFlowDirection
+	anchored  bool
+	closed    bool
+	delivered bool // a delivery was made: start can no longer be reported
+	rstEnd    bool // the end at finPos came from an RST
+	// hasOrigin is set once origin is known; depthDone once the direction
+	// delivered its depth: from then on it buffers nothing.
+	hasOrigin, depthDone bool
 
 	// nextSeq is the sequence number of the next byte to deliver, or
 	// invalidSequence while the start of the direction is unknown; nextPos
@@ -71,38 +80,23 @@ type halfConnection struct {
 	// number within 2^31 of anchorSeq is at anchorPos plus the difference.
 	anchorSeq Sequence
 	anchorPos int64
-	anchored  bool
-
-	ackSeq            Sequence
-	created, lastSeen time.Time
-	closed            bool
-	delivered         bool // a delivery was made: start can no longer be reported
+	ackSeq    Sequence
+	lastSeen  time.Time
 
 	// finPos is the offset just past the last byte before a FIN or RST,
 	// or -1: reaching it closes the direction even when the FIN arrived
 	// out of order without data.
 	finPos int64
-	rstEnd bool // the end at finPos came from an RST
-	// hasOrigin is set once origin is known; depthDone once the direction
-	// delivered its depth: from then on it buffers nothing.
-	hasOrigin, depthDone bool
 
 	queue segmentTree // out-of-order bytes, offsets above nextPos
-	kept  *chunk      // bytes kept by KeepFrom, in order
-	keptN int         // chunks in kept
-
 	// oldestQueued is at most the capture time (nanos) of every chunk in
 	// queue, math.MaxInt64 when it is empty. Flushes read it without the
 	// connection's lock to skip connections that cannot be due.
 	oldestQueued atomic.Int64
 
-	pages int   // chunks held by queue and kept
-	cost  int64 // memory charged for them
-	runs  int   // runs of adjacent queued chunks: the holes waiting to fill
-
+	kept *chunk // bytes kept by KeepFrom, in order
 	// Counters reported in the next ScatterGather's Stats.
 	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
-
 	// origin is the offset of the direction's first byte, once hasOrigin
 	// is set: stream offsets reported to users count from it.
 	origin int64
@@ -111,6 +105,15 @@ type halfConnection struct {
 	// win keeps delivered bytes for conflict detection (Safe face, with a
 	// ConflictWindow), made on the first delivery.
 	win *deliveredWindow
+
+	keptN   int   // chunks in kept
+	pages   int   // chunks held by queue and kept
+	cost    int64 // memory charged for them
+	runs    int   // runs of adjacent queued chunks: the holes waiting to fill
+	created time.Time
+	// The size is a multiple of the cache line, so the hot fields of the
+	// second direction start a line too.
+	_ [8]byte
 }
 
 func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time, queued *atomic.Int64) {
@@ -145,25 +148,24 @@ func (h *halfConnection) setNext(seq Sequence, pos int64) {
 func (h *halfConnection) started() bool { return h.nextSeq != invalidSequence }
 
 // connection holds both directions of a TCP connection and its Stream.
+// What every packet reads comes first: the lock, the key and the
+// generation in the first cache line, the flags, the Stream and the hints
+// in the second, then the two directions.
 type connection struct {
 	mu  sync.Mutex
 	key connKey
 	// gen changes whenever the connection leaves its pool, so that a
 	// goroutine holding a stale pointer notices after locking mu.
-	gen     uint64
-	hash    uint64 // of key, by connTable.hash
+	gen  uint64
+	hash uint64 // of key, by connTable.hash
+
 	removed bool
 	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
 	// by the key's lower endpoint.
 	c2sFromLo bool
-	halves    [2]halfConnection
-	stream    Stream
 	completed bool // ReassemblyComplete was called
 	poisoned  bool // a Stream callback panicked: close at once
-	// endCtx is the context handed to ReassemblyComplete when no packet
-	// ends the connection: it lives here so that completing allocates
-	// nothing.
-	endCtx captureContext
+	stream    Stream
 	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
@@ -171,6 +173,12 @@ type connection struct {
 	wallLast int64
 	// depthOv is the Stream when it chooses its own reassembly depth.
 	depthOv DepthOverrider
+
+	halves [2]halfConnection
+	// endCtx is the context handed to ReassemblyComplete when no packet
+	// ends the connection: it lives here so that completing allocates
+	// nothing.
+	endCtx captureContext
 }
 
 func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queued *atomic.Int64) {

@@ -41,7 +41,7 @@ type shard struct {
 	// graves remembers the connections completed recently in the shard,
 	// ghosts lists them oldest first (entries of graves reopened since go
 	// stale), and lastGrave numbers them.
-	graves    map[connKey]grave
+	graves    map[uint64]grave // by key hash
 	ghosts    graveQueue
 	lastGrave uint64
 	// minFree is the fewest free objects since the last trimFree: that
@@ -64,6 +64,7 @@ type paddedShard struct {
 // enough to tell a late copy of its packets from a new connection on the
 // same 4-tuple, in a few bytes instead of a whole connection.
 type grave struct {
+	key     connKey
 	id      uint64
 	retired int64 // capture time of the last packet (ns)
 	// next is, per sender (0: the key's lower endpoint), the sequence
@@ -97,8 +98,7 @@ func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
 // graveRef is a grave in its shard's FIFO, valid while the grave's id
 // matches.
 type graveRef struct {
-	key connKey
-	id  uint64
+	hash, id uint64
 }
 
 // graveQueue is a FIFO of graves.
@@ -127,17 +127,21 @@ func (g *graveQueue) pop() {
 // the oldest grave goes. The shard must be locked.
 func (sh *shard) bury(c *connection) {
 	if sh.graves == nil {
-		sh.graves = make(map[connKey]grave)
+		sh.graves = make(map[uint64]grave)
 	}
 	sh.lastGrave++
-	g := grave{id: sh.lastGrave, retired: nanos(c.lastSeen())}
+	g := grave{key: c.key, id: sh.lastGrave, retired: nanos(c.lastSeen())}
 	lo, hi := &c.halves[0], &c.halves[1]
 	if !c.c2sFromLo {
 		lo, hi = hi, lo
 	}
 	g.next = [2]Sequence{lo.nextSeq, hi.nextSeq}
-	sh.graves[c.key] = g
-	sh.ghosts.push(graveRef{c.key, g.id})
+	// Keyed by the 64-bit seeded hash, cheaper to hash and compare than
+	// the key: another connection with the same hash would take the
+	// grave's place, a chance of 2^-64 per pair with no worse effect than
+	// a forgotten grave.
+	sh.graves[c.hash] = g
+	sh.ghosts.push(graveRef{c.hash, g.id})
 	for len(sh.graves) > maxTombstonesPerShard {
 		sh.forgetOldest()
 	}
@@ -146,7 +150,7 @@ func (sh *shard) bury(c *connection) {
 		// queue stays within twice the cap whatever the traffic.
 		kept := sh.ghosts.q[:0]
 		for _, r := range sh.ghosts.q[sh.ghosts.head:] {
-			if g, ok := sh.graves[r.key]; ok && g.id == r.id {
+			if g, ok := sh.graves[r.hash]; ok && g.id == r.id {
 				kept = append(kept, r)
 			}
 		}
@@ -160,8 +164,8 @@ func (sh *shard) bury(c *connection) {
 func (sh *shard) forgetOldest() bool {
 	r := sh.ghosts.peek()
 	sh.ghosts.pop()
-	if g, ok := sh.graves[r.key]; ok && g.id == r.id {
-		delete(sh.graves, r.key)
+	if g, ok := sh.graves[r.hash]; ok && g.id == r.id {
+		delete(sh.graves, r.hash)
 		return true
 	}
 	return false
@@ -250,14 +254,14 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
-		if g, ok := sh.graves[k]; ok {
+		if g, ok := sh.graves[h]; ok && g.key == k {
 			if g.lateCopy(fromLo, tcp, ts) {
 				sh.mu.Unlock()
 				return nil, ErrConnectionClosed
 			}
 			// A new connection on the 4-tuple: its queue entry goes stale
 			// and is skipped.
-			delete(sh.graves, k)
+			delete(sh.graves, h)
 		}
 		if !t.reserve() {
 			sh.mu.Unlock()
@@ -386,7 +390,7 @@ func (t *connTable) reapGraves(cutoff time.Time, all bool) {
 		sh.mu.Lock()
 		for sh.ghosts.len() > 0 {
 			r := sh.ghosts.peek()
-			if g, ok := sh.graves[r.key]; ok && g.id == r.id && !all && g.retired >= cutoffNs {
+			if g, ok := sh.graves[r.hash]; ok && g.id == r.id && !all && g.retired >= cutoffNs {
 				break
 			}
 			sh.forgetOldest()

@@ -168,7 +168,7 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	tbConn(t, a, c, s, 1000, t0)
 	sh.mu.Lock()
 	live := sh.idx.get(pool.t.hash(&k), &k) != nil
-	_, buried := sh.graves[k]
+	_, buried := sh.graves[pool.t.hash(&k)]
 	free := len(sh.free)
 	sh.mu.Unlock()
 	assert.False(t, live, "a completed connection stays in the live map")
