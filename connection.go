@@ -247,3 +247,55 @@ func (h *halfConnection) popMin(c *chunk) {
 		h.runs++
 	}
 }
+
+// maxFreeConns bounds the connection objects an engine keeps for reuse
+// (about 12 MiB; upstream keeps every object it ever made); those not
+// needed for a whole trim period are released (trim), so a burst of
+// connections does not pin its memory afterwards.
+const maxFreeConns = 16384
+
+// connFreeList recycles connection objects within one engine. An
+// assembler mostly reuses the objects it retired itself, still in its own
+// core's cache, where a list shared by the pool would hand them to
+// whichever core asks next.
+type connFreeList struct {
+	free []*connection
+	// minFree is the fewest free objects since the last trim: that many
+	// were not needed.
+	minFree int
+}
+
+// get returns a locked, unused connection object. A recycled object may
+// still be locked for a moment by a goroutine that holds a stale pointer;
+// such an object is left to the garbage collector.
+func (l *connFreeList) get() *connection {
+	for len(l.free) > 0 {
+		c := l.free[len(l.free)-1]
+		l.free[len(l.free)-1] = nil
+		l.free = l.free[:len(l.free)-1]
+		l.minFree = min(l.minFree, len(l.free))
+		if c.mu.TryLock() {
+			return c
+		}
+	}
+	c := &connection{}
+	c.mu.Lock()
+	return c
+}
+
+// put keeps a connection that left its pool for reuse.
+func (l *connFreeList) put(c *connection) {
+	if len(l.free) < maxFreeConns {
+		l.free = append(l.free, c)
+	}
+}
+
+// trim releases the objects that went unused since the previous call.
+func (l *connFreeList) trim() {
+	if n := l.minFree; n > 0 {
+		k := len(l.free) - n
+		clear(l.free[k:])
+		l.free = l.free[:k]
+	}
+	l.minFree = len(l.free)
+}

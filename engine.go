@@ -68,6 +68,7 @@ type engine struct {
 	lastTrim time.Time // when trimEvery last released free pages
 	flows    [2]flowCache
 	flowNext int // the entry to replace next
+	free     connFreeList
 	// ev are the Safe face's overlap, conflict, depth and RST settings.
 	ev evasion
 	// seg is the extent of the packet being processed, as it arrived, and
@@ -103,7 +104,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	if conn == nil {
 		k, lo := makeKey(netFlow, t)
 		var err error
-		conn, err = e.table.getConnection(k, lo, create, ts, t, ac, e.newStream)
+		conn, err = e.table.getConnection(k, lo, create, ts, t, ac, e.newStream, &e.free)
 		if conn == nil {
 			switch {
 			case err == ErrConnectionClosed:
@@ -881,9 +882,9 @@ func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 	}
 	if e.cb.complete(conn, ac) || conn.poisoned {
 		if conn.poisoned {
-			e.table.remove(conn)
+			e.table.remove(conn, &e.free)
 		} else {
-			e.table.retire(conn)
+			e.table.retire(conn, &e.free)
 		}
 	}
 }
@@ -909,7 +910,7 @@ func (e *engine) abort(conn *connection, ac AssemblerContext) {
 		}
 		e.cb.complete(conn, ac)
 	}
-	e.table.remove(conn)
+	e.table.remove(conn, &e.free)
 }
 
 // expireIdle flushes and closes the connections whose last packet was
@@ -934,7 +935,7 @@ func (e *engine) expireIdle(cutoff int64) int {
 			}
 			if !conn.removed {
 				// Completed but kept by the Stream: idle for so long, it goes.
-				e.table.remove(conn)
+				e.table.remove(conn, &e.free)
 			}
 		}
 		conn.mu.Unlock()
@@ -1039,7 +1040,7 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 		}
 		if !conn.removed && conn.halves[0].closed && conn.halves[1].closed &&
 			conn.halves[0].lastSeen.Before(opt.TC) && conn.halves[1].lastSeen.Before(opt.TC) {
-			e.table.remove(conn)
+			e.table.remove(conn, &e.free)
 		}
 		conn.halves[0].clearQueuedHint()
 		conn.halves[1].clearQueuedHint()
@@ -1067,7 +1068,7 @@ func (e *engine) trimEvery(now time.Time) {
 	}
 	if now.Sub(e.lastTrim) >= trimPeriod {
 		e.pc.trim()
-		e.table.trimFree()
+		e.free.trim()
 		e.lastTrim = now
 	}
 }

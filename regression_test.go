@@ -1224,25 +1224,13 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 	assert.Equal(t, n, rgDumpInt(t, rgConnsRE, a.Dump()), "live connections")
 	assert.Equal(t, n, a.FlushAll(), "FlushAll closes them all")
 	assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections after FlushAll")
-	free := 0
-	for i := range pool.t.shards {
-		sh := &pool.t.shards[i]
-		sh.mu.Lock()
-		free += len(sh.free)
-		sh.mu.Unlock()
-	}
-	assert.LessOrEqual(t, free, numShards*maxFreeConns, "recycled connection objects kept after the spike")
+	free := len(a.eng.free.free)
+	assert.LessOrEqual(t, free, maxFreeConns, "recycled connection objects kept after the spike")
 	// Objects left unused for a whole trim period go back to the GC.
 	for i := range 3 {
 		a.FlushCloseOlderThan(rgBase.Add(time.Duration(i+1) * trimPeriod))
 	}
-	free = 0
-	for i := range pool.t.shards {
-		sh := &pool.t.shards[i]
-		sh.mu.Lock()
-		free += len(sh.free)
-		sh.mu.Unlock()
-	}
+	free = len(a.eng.free.free)
 	assert.Zero(t, free, "recycled connection objects kept after two idle trim periods")
 
 	t.Run("safe cap", func(t *testing.T) {

@@ -230,7 +230,7 @@ func (a *SafeAssembler) sweepByWallClock(now time.Time) {
 	cutoff := now.Add(-a.opts.ConnectionTimeout - a.opts.FlushInterval).UnixNano()
 	a.eng.ctr.timedOut += int64(a.eng.expireIdle(cutoff))
 	a.eng.pc.trim()
-	a.eng.table.trimFree()
+	a.eng.free.trim()
 }
 
 // safeCallbacks runs Stream and StreamFactory code under recover. A panic

@@ -20,11 +20,6 @@ const (
 	numShards = 1 << shardBits
 )
 
-// maxFreeConns bounds the recycled connection objects kept per shard;
-// those not needed for a whole trim period are released (trimFree), so a
-// burst of connections does not pin their memory afterwards.
-const maxFreeConns = 2048
-
 // tombstoneTTL is how long, in capture time, a completed connection is
 // remembered: late copies of its packets are dropped instead of opening a
 // phantom connection. TCP's TIME_WAIT lasts 2 MSL, 60 s on Linux.
@@ -35,18 +30,14 @@ const tombstoneTTL = 60 * time.Second
 const maxTombstonesPerShard = 1024
 
 type shard struct {
-	mu   sync.Mutex
-	idx  connIndex
-	free []*connection
+	mu  sync.Mutex
+	idx connIndex
 	// graves remembers the connections completed recently in the shard,
 	// ghosts lists them oldest first (entries of graves reopened since go
 	// stale), and lastGrave numbers them.
 	graves    map[uint64]grave // by key hash
 	ghosts    graveQueue
 	lastGrave uint64
-	// minFree is the fewest free objects since the last trimFree: that
-	// many were not needed.
-	minFree int
 	// Counters of the shard's connections, summed by Stats: kept here,
 	// under the lock already held, rather than in atomics that every
 	// assembler of the pool would write.
@@ -219,7 +210,7 @@ type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (St
 // connection is published locked before the factory runs, so concurrent
 // packets of either direction wait for that one Stream instead of making a
 // second one.
-func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc) (*connection, error) {
+func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList) (*connection, error) {
 	h := t.hash(&k)
 	sh := t.shard(h)
 	c := sh.idx.find(h)
@@ -268,7 +259,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			t.refused.Add(1)
 			return nil, ErrConnectionLimit
 		}
-		c = sh.fresh()
+		c = free.get()
 		c.reset(k, h, fromLo, ts, &t.budget.queued)
 		sh.idx.insert(h, c)
 		sh.live++
@@ -283,31 +274,13 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Lock()
 			sh.created--
 			sh.mu.Unlock()
-			t.remove(c)
+			t.remove(c, free)
 			c.mu.Unlock()
 			return nil, err
 		}
 		c.stream = s
 		return c, nil
 	}
-}
-
-// fresh returns a locked, unused connection object. A recycled object may
-// still be locked for a moment by a goroutine that holds a stale pointer;
-// such an object is left alone.
-func (sh *shard) fresh() *connection {
-	for len(sh.free) > 0 {
-		c := sh.free[len(sh.free)-1]
-		sh.free[len(sh.free)-1] = nil
-		sh.free = sh.free[:len(sh.free)-1]
-		sh.minFree = min(sh.minFree, len(sh.free))
-		if c.mu.TryLock() {
-			return c
-		}
-	}
-	c := &connection{}
-	c.mu.Lock()
-	return c
 }
 
 // reserve books a connection against the cap, if there is one.
@@ -328,28 +301,29 @@ func (t *connTable) reserve() bool {
 
 // retire takes a locked, completed connection out of the pool and leaves
 // a grave in its place, so that late copies of its packets open nothing.
-func (t *connTable) retire(c *connection) {
+func (t *connTable) retire(c *connection, free *connFreeList) {
 	sh := t.shard(c.hash)
 	sh.mu.Lock()
 	sh.bury(c)
-	t.unlink(sh, c)
+	t.unlink(sh, c, free)
 	sh.mu.Unlock()
 }
 
 // remove takes a locked connection out of the pool. It is safe to call twice.
-func (t *connTable) remove(c *connection) {
+func (t *connTable) remove(c *connection, free *connFreeList) {
 	if c.removed {
 		return
 	}
 	sh := t.shard(c.hash)
 	sh.mu.Lock()
-	t.unlink(sh, c)
+	t.unlink(sh, c, free)
 	sh.mu.Unlock()
 }
 
-// unlink takes c out of the shard's index and recycles the object: gen
-// changes, so that stale pointers to it notice. The shard must be locked.
-func (t *connTable) unlink(sh *shard, c *connection) {
+// unlink takes c out of the shard's index and hands the object to free
+// for reuse: gen changes, so that stale pointers to it notice. The shard
+// must be locked.
+func (t *connTable) unlink(sh *shard, c *connection, free *connFreeList) {
 	sh.idx.delete(c.hash, c)
 	c.removed = true
 	c.gen++
@@ -359,25 +333,7 @@ func (t *connTable) unlink(sh *shard, c *connection) {
 	if t.maxConns > 0 {
 		t.reserved.Add(-1)
 	}
-	if len(sh.free) < maxFreeConns {
-		sh.free = append(sh.free, c)
-	}
-}
-
-// trimFree releases, in every shard, the recycled connection objects that
-// went unused since the previous call.
-func (t *connTable) trimFree() {
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		if n := sh.minFree; n > 0 {
-			k := len(sh.free) - n
-			clear(sh.free[k:])
-			sh.free = sh.free[:k]
-		}
-		sh.minFree = len(sh.free)
-		sh.mu.Unlock()
-	}
+	free.put(c)
 }
 
 // reapGraves forgets the graves of connections retired before cutoff (all

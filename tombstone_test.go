@@ -169,8 +169,8 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	sh.mu.Lock()
 	live := sh.idx.get(pool.t.hash(&k), &k) != nil
 	_, buried := sh.graves[pool.t.hash(&k)]
-	free := len(sh.free)
 	sh.mu.Unlock()
+	free := len(a.eng.free.free)
 	assert.False(t, live, "a completed connection stays in the live map")
 	assert.True(t, buried, "a completed connection leaves no grave")
 	assert.Equal(t, 1, free, "the connection object was not recycled")
