@@ -117,23 +117,28 @@ func (x *connIndex) delete(h uint64, c *connection) {
 		if sh == h && s.conn.Load() == c {
 			s.conn.Store(nil)
 			x.live--
-			if len(t.slots) > minIndexSlots && 8*x.live < len(t.slots) {
-				// Mostly empty after a burst: give the memory back.
-				x.rebuild(x.live)
-			}
 			return
 		}
 	}
 }
 
-// rebuild publishes a fresh table with room for twice n connections and
-// moves the live ones into it; deleted slots are left behind. Rebuilding
-// when three quarters of the slots are used, or when fewer than an eighth
-// are live, keeps the cost per change constant and lets the table shrink
-// after a burst.
+// trim shrinks a table left mostly empty by a burst of connections.
+// Shrinking is left to the periodic trims rather than done on deletion, so
+// that a pool that empties and fills again, as after a FlushAll, keeps its
+// tables.
+func (x *connIndex) trim() {
+	if t := x.tab.Load(); t != nil && len(t.slots) > minIndexSlots && 8*x.live < len(t.slots) {
+		x.rebuild(x.live)
+	}
+}
+
+// rebuild publishes a fresh table with room for four times n connections
+// and moves the live ones into it; deleted slots are left behind.
+// Rebuilding when three quarters of the slots are used keeps the cost per
+// insertion constant: at least 2n insertions come between two rebuilds.
 func (x *connIndex) rebuild(n int) *indexTable {
 	size := minIndexSlots
-	for size < 2*n {
+	for size < 4*n {
 		size *= 2
 	}
 	nt := &indexTable{mask: uint64(size - 1), slots: make([]indexSlot, size)}

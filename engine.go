@@ -1069,6 +1069,7 @@ func (e *engine) trimEvery(now time.Time) {
 	if now.Sub(e.lastTrim) >= trimPeriod {
 		e.pc.trim()
 		e.free.trim()
+		e.table.trimIndexes()
 		e.lastTrim = now
 	}
 }

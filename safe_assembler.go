@@ -231,6 +231,7 @@ func (a *SafeAssembler) sweepByWallClock(now time.Time) {
 	a.eng.ctr.timedOut += int64(a.eng.expireIdle(cutoff))
 	a.eng.pc.trim()
 	a.eng.free.trim()
+	a.eng.table.trimIndexes()
 }
 
 // safeCallbacks runs Stream and StreamFactory code under recover. A panic

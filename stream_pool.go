@@ -336,6 +336,16 @@ func (t *connTable) unlink(sh *shard, c *connection, free *connFreeList) {
 	free.put(c)
 }
 
+// trimIndexes shrinks the shards' indexes left mostly empty by a burst.
+func (t *connTable) trimIndexes() {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		sh.idx.trim()
+		sh.mu.Unlock()
+	}
+}
+
 // reapGraves forgets the graves of connections retired before cutoff (all
 // of them when all is set), oldest first, so that the cost is per expired
 // grave.
