@@ -58,7 +58,8 @@ func (x *connIndex) find(h uint64) *connection {
 }
 
 // get returns the connection of key k, whose hash is h. The shard must be
-// locked: the keys of indexed connections only change under it.
+// locked: a connection's key is written before it is indexed, under the
+// same lock, and does not change while it is indexed.
 func (x *connIndex) get(h uint64, k *connKey) *connection {
 	t := x.tab.Load()
 	if t == nil {

@@ -20,14 +20,14 @@ const (
 	numShards = 1 << shardBits
 )
 
-// tombstoneTTL is how long, in capture time, a completed connection is
+// graveTTL is how long, in capture time, a completed connection is
 // remembered: late copies of its packets are dropped instead of opening a
 // phantom connection. TCP's TIME_WAIT lasts 2 MSL, 60 s on Linux.
-const tombstoneTTL = 60 * time.Second
+const graveTTL = 60 * time.Second
 
-// maxTombstonesPerShard bounds that memory whatever the traffic: the
-// oldest tombstone goes first.
-const maxTombstonesPerShard = 1024
+// maxGravesPerShard bounds that memory whatever the traffic: the
+// oldest grave goes first.
+const maxGravesPerShard = 1024
 
 type shard struct {
 	mu  sync.Mutex
@@ -51,7 +51,7 @@ type paddedShard struct {
 	_ [128 - unsafe.Sizeof(shard{})%128]byte
 }
 
-// grave is what a completed connection leaves behind for tombstoneTTL:
+// grave is what a completed connection leaves behind for graveTTL:
 // enough to tell a late copy of its packets from a new connection on the
 // same 4-tuple, in a few bytes instead of a whole connection.
 type grave struct {
@@ -67,9 +67,11 @@ type grave struct {
 // lateCopy reports whether a packet of a completed connection is a late
 // copy of its traffic, to be dropped, rather than the start of a new
 // connection: a SYN without ACK, data past the old end, or any packet after
-// tombstoneTTL starts anew.
+// graveTTL starts anew.
 func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
-	if nanos(ts)-g.retired > int64(tombstoneTTL) || tcp.SYN && !tcp.ACK {
+	// The difference is taken unsigned: it cannot overflow however odd
+	// the capture's timestamps.
+	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) || tcp.SYN && !tcp.ACK {
 		return false
 	}
 	if len(tcp.Payload) == 0 {
@@ -133,10 +135,10 @@ func (sh *shard) bury(c *connection) {
 	// a forgotten grave.
 	sh.graves[c.hash] = g
 	sh.ghosts.push(graveRef{c.hash, g.id})
-	for len(sh.graves) > maxTombstonesPerShard {
+	for len(sh.graves) > maxGravesPerShard {
 		sh.forgetOldest()
 	}
-	if sh.ghosts.len() > 2*maxTombstonesPerShard {
+	if sh.ghosts.len() > 2*maxGravesPerShard {
 		// Reopened graves left stale entries behind: drop them, so the
 		// queue stays within twice the cap whatever the traffic.
 		kept := sh.ghosts.q[:0]
@@ -151,15 +153,13 @@ func (sh *shard) bury(c *connection) {
 }
 
 // forgetOldest takes the oldest queue entry out, with its grave if the
-// entry is not stale, and reports whether a grave went.
-func (sh *shard) forgetOldest() bool {
+// entry is not stale.
+func (sh *shard) forgetOldest() {
 	r := sh.ghosts.peek()
 	sh.ghosts.pop()
 	if g, ok := sh.graves[r.hash]; ok && g.id == r.id {
 		delete(sh.graves, r.hash)
-		return true
 	}
-	return false
 }
 
 // connTable is the connection store behind StreamPool and SafeStreamPool.

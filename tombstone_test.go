@@ -66,7 +66,7 @@ func tbAssembler(t *testing.T, f StreamFactory) (*SafeStreamPool, *SafeAssembler
 
 // Property: after a connection completed, a late copy of its data opens no
 // new Stream and is counted as dropped; a new SYN on the same 4-tuple, new
-// data past the old end, or any packet after tombstoneTTL opens a new one.
+// data past the old end, or any packet after graveTTL opens a new one.
 func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
 	c := netip.MustParseAddrPort("10.1.0.1:40000")
 	s := netip.MustParseAddrPort("10.1.0.2:80")
@@ -99,7 +99,7 @@ func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
 		f := &tbFactory{}
 		_, a := tbAssembler(t, f)
 		data := tbConn(t, a, c, s, 1000, t0)
-		require.NoError(t, replay(a, data, t0.Add(tombstoneTTL+time.Second)))
+		require.NoError(t, replay(a, data, t0.Add(graveTTL+time.Second)))
 		assert.Len(t, f.streams, 2, "a packet after the TTL must open a new connection")
 	})
 	t.Run("flush reaps", func(t *testing.T) {
@@ -111,7 +111,7 @@ func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
 	})
 }
 
-// Property: no shard holds more than maxTombstonesPerShard tombstones,
+// Property: no shard holds more than maxGravesPerShard tombstones,
 // however many connections complete in it; the oldest go first.
 func TestTombstonesCappedPerShard(t *testing.T) {
 	f := &tbFactory{}
@@ -120,8 +120,8 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 	target := -1
 	n := 0
 	t0 := time.Unix(1_700_000_000, 0)
-	for host := 1; host < 255 && n < maxTombstonesPerShard+100; host++ {
-		for port := 1024; port < 65535 && n < maxTombstonesPerShard+100; port++ {
+	for host := 1; host < 255 && n < maxGravesPerShard+100; host++ {
+		for port := 1024; port < 65535 && n < maxGravesPerShard+100; port++ {
 			c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 1, byte(host)}), uint16(port))
 			p := segment{client: c, server: s, seq: 1, syn: true}.build()
 			k, _ := makeKey(p.netFlow, p.tcp)
@@ -141,13 +141,13 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 			n++
 		}
 	}
-	require.Equal(t, maxTombstonesPerShard+100, n)
+	require.Equal(t, maxGravesPerShard+100, n)
 	sh := &pool.t.shards[target]
 	sh.mu.Lock()
 	graves := len(sh.graves)
 	sh.mu.Unlock()
-	assert.LessOrEqual(t, graves, maxTombstonesPerShard)
-	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxTombstonesPerShard))
+	assert.LessOrEqual(t, graves, maxGravesPerShard)
+	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxGravesPerShard))
 	assert.Len(t, f.streams, n)
 }
 
@@ -175,7 +175,7 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	assert.True(t, buried, "a completed connection leaves no grave")
 	assert.Equal(t, 1, free, "the connection object was not recycled")
 
-	rounds := 3*maxTombstonesPerShard + 7
+	rounds := 3*maxGravesPerShard + 7
 	for i := range rounds {
 		tbConn(t, a, c, s, uint32(5000+10*i), t0.Add(time.Duration(i+1)*time.Millisecond))
 	}
@@ -184,9 +184,24 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	queued, graves := sh.ghosts.len(), len(sh.graves)
 	sh.mu.Unlock()
 	assert.Equal(t, 1, graves)
-	assert.LessOrEqual(t, queued, 2*maxTombstonesPerShard+1)
+	assert.LessOrEqual(t, queued, 2*maxGravesPerShard+1)
 	assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
 }
 
 // shardOf returns the shard of a key.
 func (t *connTable) shardOf(k *connKey) *shard { return t.shard(t.hash(k)) }
+
+// Property: a packet more than graveTTL after the grave is never taken for
+// a late copy, however far apart the two timestamps are (no overflow), and
+// one within graveTTL that repeats old bytes is.
+func TestGraveLateCopyTimes(t *testing.T) {
+	old := &layers.TCP{Seq: 100, ACK: true, BaseLayer: layers.BaseLayer{Payload: []byte("x")}}
+	early := time.Unix(-1<<40, 0) // clamped to the smallest nanos
+	late := time.Unix(1<<40, 0)   // clamped to the largest
+	g := grave{retired: nanos(early), next: [2]Sequence{200, 200}}
+	assert.False(t, g.lateCopy(true, old, late), "a packet long after the TTL was dropped")
+	assert.True(t, g.lateCopy(true, old, early.Add(time.Second)), "a late copy within the TTL opened a connection")
+	g.retired = nanos(time.Unix(1_700_000_000, 0))
+	assert.False(t, g.lateCopy(true, old, time.Unix(1_700_000_000, 0).Add(graveTTL+time.Second)))
+	assert.True(t, g.lateCopy(false, old, time.Unix(1_700_000_000, 0).Add(graveTTL-time.Second)))
+}
