@@ -1008,9 +1008,6 @@ func (e *engine) flushClose(conn *connection, half *halfConnection, t, tc time.T
 
 // flushWithOptions is FlushWithOptions for either face.
 func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
-	if !opt.TC.IsZero() {
-		e.table.reapGraves(opt.TC, false)
-	}
 	tNs, tcNs := int64(math.MinInt64), int64(math.MinInt64)
 	if !opt.T.IsZero() {
 		tNs = nanos(opt.T)
@@ -1076,7 +1073,7 @@ func (e *engine) trimEvery(now time.Time) {
 
 // flushAll delivers everything buffered and closes every connection.
 func (e *engine) flushAll() int {
-	e.table.reapGraves(time.Time{}, true)
+	e.table.reapGraves()
 	e.refs = e.table.snapshot(e.refs[:0])
 	n := 0
 	for _, r := range e.refs {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,24 +21,11 @@ const (
 	numShards = 1 << shardBits
 )
 
-// graveTTL is how long, in capture time, a completed connection is
-// remembered: late copies of its packets are dropped instead of opening a
-// phantom connection. TCP's TIME_WAIT lasts 2 MSL, 60 s on Linux.
-const graveTTL = 60 * time.Second
-
-// maxGravesPerShard bounds that memory whatever the traffic: the
-// oldest grave goes first.
-const maxGravesPerShard = 1024
-
 type shard struct {
 	mu  sync.Mutex
 	idx connIndex
-	// graves remembers the connections completed recently in the shard,
-	// ghosts lists them oldest first (entries of graves reopened since go
-	// stale), and lastGrave numbers them.
-	graves    map[uint64]grave // by key hash
-	ghosts    graveQueue
-	lastGrave uint64
+	// graves remembers the connections completed recently in the shard.
+	graves graveyard
 	// Counters of the shard's connections, summed by Stats: kept here,
 	// under the lock already held, rather than in atomics that every
 	// assembler of the pool would write.
@@ -51,115 +39,19 @@ type paddedShard struct {
 	_ [128 - unsafe.Sizeof(shard{})%128]byte
 }
 
-// grave is what a completed connection leaves behind for graveTTL:
-// enough to tell a late copy of its packets from a new connection on the
-// same 4-tuple, in a few bytes instead of a whole connection.
-type grave struct {
-	key     connKey
-	id      uint64
-	retired int64 // capture time of the last packet (ns)
-	// next is, per sender (0: the key's lower endpoint), the sequence
-	// number after the last byte delivered, invalidSequence if that
-	// direction never started.
-	next [2]Sequence
-}
-
-// lateCopy reports whether a packet of a completed connection is a late
-// copy of its traffic, to be dropped, rather than the start of a new
-// connection: a SYN without ACK, data past the old end, or any packet after
-// graveTTL starts anew.
-func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
-	// The difference is taken unsigned: it cannot overflow however odd
-	// the capture's timestamps.
-	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) || tcp.SYN && !tcp.ACK {
-		return false
-	}
-	if len(tcp.Payload) == 0 {
-		return true
-	}
-	next := g.next[1]
-	if fromLo {
-		next = g.next[0]
-	}
-	end := Sequence(tcp.Seq).Add(len(tcp.Payload))
-	if tcp.SYN {
-		end = end.Add(1)
-	}
-	return next != invalidSequence && next.Difference(end) <= 0
-}
-
-// graveRef is a grave in its shard's FIFO, valid while the grave's id
-// matches.
-type graveRef struct {
-	hash, id uint64
-}
-
-// graveQueue is a FIFO of graves.
-type graveQueue struct {
-	q    []graveRef
-	head int
-}
-
-func (g *graveQueue) len() int        { return len(g.q) - g.head }
-func (g *graveQueue) peek() graveRef  { return g.q[g.head] }
-func (g *graveQueue) push(r graveRef) { g.q = append(g.q, r) }
-
-func (g *graveQueue) pop() {
-	g.q[g.head] = graveRef{}
-	g.head++
-	if g.head == len(g.q) {
-		g.q, g.head = g.q[:0], 0
-	} else if g.head >= 64 && 2*g.head >= len(g.q) {
-		n := copy(g.q, g.q[g.head:])
-		clear(g.q[n:])
-		g.q, g.head = g.q[:n], 0
-	}
-}
-
-// bury records a grave for c, which is completing; beyond the shard's cap
-// the oldest grave goes. The shard must be locked.
+// bury records a grave for c, which is completing. The shard must be
+// locked.
 func (sh *shard) bury(c *connection) {
-	if sh.graves == nil {
-		sh.graves = make(map[uint64]grave)
-	}
-	sh.lastGrave++
-	g := grave{key: c.key, id: sh.lastGrave, retired: nanos(c.lastSeen())}
+	g := grave{key: c.key, hash: c.hash, retired: nanos(c.lastSeen())}
 	lo, hi := &c.halves[0], &c.halves[1]
 	if !c.c2sFromLo {
 		lo, hi = hi, lo
 	}
 	g.next = [2]Sequence{lo.nextSeq, hi.nextSeq}
-	// Keyed by the 64-bit seeded hash, cheaper to hash and compare than
-	// the key: another connection with the same hash would take the
-	// grave's place, a chance of 2^-64 per pair with no worse effect than
-	// a forgotten grave.
-	sh.graves[c.hash] = g
-	sh.ghosts.push(graveRef{c.hash, g.id})
-	for len(sh.graves) > maxGravesPerShard {
-		sh.forgetOldest()
+	if pos := sh.graves.find(c.hash, &c.key); pos >= 0 {
+		sh.graves.forget(pos)
 	}
-	if sh.ghosts.len() > 2*maxGravesPerShard {
-		// Reopened graves left stale entries behind: drop them, so the
-		// queue stays within twice the cap whatever the traffic.
-		kept := sh.ghosts.q[:0]
-		for _, r := range sh.ghosts.q[sh.ghosts.head:] {
-			if g, ok := sh.graves[r.hash]; ok && g.id == r.id {
-				kept = append(kept, r)
-			}
-		}
-		clear(sh.ghosts.q[len(kept):])
-		sh.ghosts.q, sh.ghosts.head = kept, 0
-	}
-}
-
-// forgetOldest takes the oldest queue entry out, with its grave if the
-// entry is not stale.
-func (sh *shard) forgetOldest() {
-	r := sh.ghosts.peek()
-	sh.ghosts.pop()
-	if g, ok := sh.graves[r.hash]; ok && g.id == r.id {
-		delete(sh.graves, r.hash)
-	}
+	sh.graves.bury(g)
 }
 
 // connTable is the connection store behind StreamPool and SafeStreamPool.
@@ -245,14 +137,13 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
-		if g, ok := sh.graves[h]; ok && g.key == k {
-			if g.lateCopy(fromLo, tcp, ts) {
+		if pos := sh.graves.find(h, &k); pos >= 0 {
+			if sh.graves.ring[pos].lateCopy(fromLo, tcp, ts) {
 				sh.mu.Unlock()
 				return nil, ErrConnectionClosed
 			}
-			// A new connection on the 4-tuple: its queue entry goes stale
-			// and is skipped.
-			delete(sh.graves, h)
+			// A new connection on the 4-tuple.
+			sh.graves.forget(pos)
 		}
 		if !t.reserve() {
 			sh.mu.Unlock()
@@ -336,31 +227,24 @@ func (t *connTable) unlink(sh *shard, c *connection, free *connFreeList) {
 	free.put(c)
 }
 
-// trimIndexes shrinks the shards' indexes left mostly empty by a burst.
+// trimIndexes shrinks the shards' indexes and graveyards left mostly
+// empty by a burst.
 func (t *connTable) trimIndexes() {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		sh.idx.trim()
+		sh.graves.trim()
 		sh.mu.Unlock()
 	}
 }
 
-// reapGraves forgets the graves of connections retired before cutoff (all
-// of them when all is set), oldest first, so that the cost is per expired
-// grave.
-func (t *connTable) reapGraves(cutoff time.Time, all bool) {
-	cutoffNs := nanos(cutoff)
+// reapGraves forgets every grave.
+func (t *connTable) reapGraves() {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for sh.ghosts.len() > 0 {
-			r := sh.ghosts.peek()
-			if g, ok := sh.graves[r.hash]; ok && g.id == r.id && !all && g.retired >= cutoffNs {
-				break
-			}
-			sh.forgetOldest()
-		}
+		sh.graves.reap(0, true)
 		sh.mu.Unlock()
 	}
 }
@@ -387,11 +271,15 @@ func (t *connTable) snapshot(buf []connRef) []connRef {
 // snapshotDue appends the live connections a flush with thresholds tNs
 // and tcNs (nanos) may have work for: buffered bytes seen at or before tNs,
 // or no packet since tcNs. The hints it reads only err on the side of a
-// visit, so a flush costs per due connection, not per connection.
+// visit, so a flush costs per due connection, not per connection. Under
+// the same lock it forgets the graves retired before tcNs.
 func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
+		if tcNs != math.MinInt64 {
+			sh.graves.reap(tcNs, false)
+		}
 		for c := range sh.idx.entries() {
 			if c.lastSeenNs.Load() <= tcNs ||
 				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs {
@@ -420,7 +308,7 @@ func (t *connTable) counts() (live, graves, created, removed int64) {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		live += sh.live
-		graves += int64(len(sh.graves))
+		graves += int64(sh.graves.live)
 		created += sh.created
 		removed += sh.removed
 		sh.mu.Unlock()

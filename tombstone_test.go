@@ -144,9 +144,10 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 	require.Equal(t, maxGravesPerShard+100, n)
 	sh := &pool.t.shards[target]
 	sh.mu.Lock()
-	graves := len(sh.graves)
+	graves, ring := sh.graves.live, len(sh.graves.ring)
 	sh.mu.Unlock()
 	assert.LessOrEqual(t, graves, maxGravesPerShard)
+	assert.LessOrEqual(t, ring, maxGravesPerShard)
 	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxGravesPerShard))
 	assert.Len(t, f.streams, n)
 }
@@ -154,7 +155,7 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 // Property: a completed connection leaves only its small grave behind (its
 // connection object goes back to the shard's free list), and reopening the
 // same 4-tuple again and again without a flush keeps the shard's grave
-// queue within twice the cap.
+// ring at its smallest: the slots the reopened graves leave are reused.
 func TestGravesAreSmallAndBounded(t *testing.T) {
 	f := &tbFactory{}
 	pool, a := tbAssembler(t, f)
@@ -168,7 +169,7 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	tbConn(t, a, c, s, 1000, t0)
 	sh.mu.Lock()
 	live := sh.idx.get(pool.t.hash(&k), &k) != nil
-	_, buried := sh.graves[pool.t.hash(&k)]
+	buried := sh.graves.find(pool.t.hash(&k), &k) >= 0
 	sh.mu.Unlock()
 	free := len(a.eng.free.free)
 	assert.False(t, live, "a completed connection stays in the live map")
@@ -181,10 +182,10 @@ func TestGravesAreSmallAndBounded(t *testing.T) {
 	}
 	require.Len(t, f.streams, rounds+1, "every new SYN opens a connection")
 	sh.mu.Lock()
-	queued, graves := sh.ghosts.len(), len(sh.graves)
+	ring, graves := len(sh.graves.ring), sh.graves.live
 	sh.mu.Unlock()
 	assert.Equal(t, 1, graves)
-	assert.LessOrEqual(t, queued, 2*maxGravesPerShard+1)
+	assert.LessOrEqual(t, ring, minGraveRing)
 	assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
 }
 

@@ -1,0 +1,217 @@
+package reassembly
+
+import (
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+// graveTTL is how long, in capture time, a completed connection is
+// remembered: late copies of its packets are dropped instead of opening a
+// phantom connection. TCP's TIME_WAIT lasts 2 MSL, 60 s on Linux.
+const graveTTL = 60 * time.Second
+
+// maxGravesPerShard bounds that memory whatever the traffic: the
+// oldest grave goes first.
+const maxGravesPerShard = 1024
+
+// minGraveRing is the ring a shard's first grave gets.
+const minGraveRing = 16
+
+// grave is what a completed connection leaves behind for graveTTL:
+// enough to tell a late copy of its packets from a new connection on the
+// same 4-tuple, in a few dozen bytes instead of a whole connection.
+type grave struct {
+	key     connKey
+	hash    uint64 // 0: the slot holds no grave
+	retired int64  // capture time of the last packet (ns)
+	// next is, per sender (0: the key's lower endpoint), the sequence
+	// number after the last byte delivered, invalidSequence if that
+	// direction never started.
+	next [2]Sequence
+}
+
+// lateCopy reports whether a packet of a completed connection is a late
+// copy of its traffic, to be dropped, rather than the start of a new
+// connection: a SYN without ACK, data past the old end, or any packet after
+// graveTTL starts anew.
+func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
+	// The difference is taken unsigned: it cannot overflow however odd
+	// the capture's timestamps.
+	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) || tcp.SYN && !tcp.ACK {
+		return false
+	}
+	if len(tcp.Payload) == 0 {
+		return true
+	}
+	next := g.next[1]
+	if fromLo {
+		next = g.next[0]
+	}
+	end := Sequence(tcp.Seq).Add(len(tcp.Payload))
+	if tcp.SYN {
+		end = end.Add(1)
+	}
+	return next != invalidSequence && next.Difference(end) <= 0
+}
+
+// graveyard holds a shard's graves oldest first in a ring, found through
+// an open-addressing index by key hash. Both are flat arrays: burying and
+// forgetting allocate nothing once the ring has grown, the index keeps no
+// deletion markers to slow later probes, and the ring never holds more than
+// maxGravesPerShard graves. A grave reopened by a new connection leaves an
+// empty slot in the ring, skipped when its turn to go comes.
+type graveyard struct {
+	ring []grave // len a power of two; the i-th oldest is ring[(head+i)&mask]
+	head int
+	used int // ring slots from head on, empty ones included
+	live int // graves that can be found
+	// index has twice as many slots as ring; each is 0 (empty) or the
+	// position in ring plus one, tagged with bits of the grave's hash so
+	// that most mismatches are told without reading the ring.
+	index []uint32
+}
+
+// Index slots pack a 16-bit tag above the ring position plus one.
+const (
+	graveTagShift = 16
+	gravePosMask  = 1<<graveTagShift - 1
+)
+
+// A ring position plus one must fit below the tag.
+var _ [gravePosMask - maxGravesPerShard]struct{}
+
+// graveTag is the tag of hash h: bits the shard (top) and the home slot
+// (bottom) do not already share.
+func graveTag(h uint64) uint32 { return uint32(h>>32) &^ gravePosMask }
+
+// find returns the ring position of the grave of k, or -1.
+func (y *graveyard) find(h uint64, k *connKey) int {
+	if y.live == 0 {
+		return -1
+	}
+	mask := uint64(len(y.index) - 1)
+	tag := graveTag(h)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := y.index[i]
+		if s == 0 {
+			return -1
+		}
+		if s&^gravePosMask == tag {
+			pos := int(s&gravePosMask) - 1
+			if g := &y.ring[pos]; g.hash == h && g.key == *k {
+				return pos
+			}
+		}
+	}
+}
+
+// bury records g, which must not be in the graveyard already; beyond the
+// cap the oldest grave goes.
+func (y *graveyard) bury(g grave) {
+	if y.used == len(y.ring) {
+		switch {
+		case y.used > 0 && 2*y.live <= y.used:
+			// Mostly empty slots: squeezing them out costs one pass over
+			// the ring per half ring of burials.
+			y.resize(len(y.ring))
+		case len(y.ring) < maxGravesPerShard:
+			y.resize(max(2*len(y.ring), minGraveRing))
+		default:
+			y.forgetOldest()
+		}
+	}
+	pos := (y.head + y.used) & (len(y.ring) - 1)
+	y.ring[pos] = g
+	y.used++
+	y.live++
+	y.link(g.hash, pos)
+}
+
+// forget takes the grave at pos out; its slot stays until its turn.
+func (y *graveyard) forget(pos int) {
+	y.unlink(y.ring[pos].hash, pos)
+	y.ring[pos] = grave{}
+	y.live--
+}
+
+// forgetOldest takes the oldest slot out of the ring, with its grave if it
+// holds one.
+func (y *graveyard) forgetOldest() {
+	if y.ring[y.head].hash != 0 {
+		y.forget(y.head)
+	}
+	y.head = (y.head + 1) & (len(y.ring) - 1)
+	y.used--
+}
+
+// reap forgets the graves retired before cutoffNs (all of them when all
+// is set), oldest first, so that the cost is per expired grave.
+func (y *graveyard) reap(cutoffNs int64, all bool) {
+	for y.used > 0 {
+		if g := &y.ring[y.head]; g.hash != 0 && !all && g.retired >= cutoffNs {
+			break
+		}
+		y.forgetOldest()
+	}
+}
+
+// trim shrinks a ring left mostly empty by a burst of completions, and
+// releases an empty one.
+func (y *graveyard) trim() {
+	if y.live == 0 {
+		*y = graveyard{}
+	} else if len(y.ring) > minGraveRing && 8*y.live < len(y.ring) {
+		y.resize(max(minGraveRing, len(y.ring)/4))
+	}
+}
+
+// resize moves the graves, oldest first, into a ring of n slots (n a power
+// of two holding them all) and rebuilds the index.
+func (y *graveyard) resize(n int) {
+	ring := make([]grave, n)
+	kept := 0
+	for i := range y.used {
+		if g := &y.ring[(y.head+i)&(len(y.ring)-1)]; g.hash != 0 {
+			ring[kept] = *g
+			kept++
+		}
+	}
+	y.ring, y.head, y.used, y.live = ring, 0, kept, kept
+	y.index = make([]uint32, 2*n)
+	for pos := range kept {
+		y.link(ring[pos].hash, pos)
+	}
+}
+
+// link enters ring position pos into the index under hash h.
+func (y *graveyard) link(h uint64, pos int) {
+	mask := uint64(len(y.index) - 1)
+	i := h & mask
+	for y.index[i] != 0 {
+		i = (i + 1) & mask
+	}
+	y.index[i] = graveTag(h) | uint32(pos+1)
+}
+
+// unlink takes ring position pos, entered under hash h, out of the index,
+// shifting later entries of its probe run back so that no lookup needs a
+// deletion marker.
+func (y *graveyard) unlink(h uint64, pos int) {
+	mask := uint64(len(y.index) - 1)
+	want := uint32(pos + 1)
+	i := h & mask
+	for y.index[i]&gravePosMask != want {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; y.index[j] != 0; j = (j + 1) & mask {
+		home := y.ring[int(y.index[j]&gravePosMask)-1].hash & mask
+		// The entry at j may move to the hole at i if its home is not in
+		// the cyclic range (i, j].
+		if (j-home)&mask >= (j-i)&mask {
+			y.index[i] = y.index[j]
+			i = j
+		}
+	}
+	y.index[i] = 0
+}
