@@ -57,9 +57,10 @@ func (k *connKey) flows(fromLo bool) (gopacket.Flow, gopacket.Flow) {
 	return netFlow, tcpFlow
 }
 
-// halfConnection is the state of one direction of a connection. The fields
-// every packet and every delivery use come first, in the first three cache
-// lines; the rest, used when buffering or rarely, follow.
+// halfConnection is the state of one direction of a connection. What an
+// in-order packet reads and writes fills its first two cache lines, which
+// the CPU fetches as a pair; the rest, used when buffering, at depth limits
+// or rarely, follows.
 type halfConnection struct {
 	dir       TCPFlowDirection
 	anchored  bool
@@ -69,6 +70,9 @@ type halfConnection struct {
 	// hasOrigin is set once origin is known; depthDone once the direction
 	// delivered its depth: from then on it buffers nothing.
 	hasOrigin, depthDone bool
+	// statsPending is set when a counter for the next ScatterGather's
+	// Stats is not zero, so that deliveries in order do not read them.
+	statsPending bool
 
 	// nextSeq is the sequence number of the next byte to deliver, or
 	// invalidSequence while the start of the direction is unknown; nextPos
@@ -80,31 +84,30 @@ type halfConnection struct {
 	// number within 2^31 of anchorSeq is at anchorPos plus the difference.
 	anchorSeq Sequence
 	anchorPos int64
-	ackSeq    Sequence
 	lastSeen  time.Time
 
 	// finPos is the offset just past the last byte before a FIN or RST,
 	// or -1: reaching it closes the direction even when the FIN arrived
 	// out of order without data.
 	finPos int64
-
-	queue segmentTree // out-of-order bytes, offsets above nextPos
+	queue  segmentTree // out-of-order bytes, offsets above nextPos
 	// oldestQueued is at most the capture time (nanos) of every chunk in
 	// queue, math.MaxInt64 when it is empty. Flushes read it without the
 	// connection's lock to skip connections that cannot be due.
 	oldestQueued atomic.Int64
+	kept         *chunk // bytes kept by KeepFrom, in order
 
-	kept *chunk // bytes kept by KeepFrom, in order
-	// Counters reported in the next ScatterGather's Stats.
-	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
+	// depth is the reassembly depth in bytes, 0 for none; it is only set
+	// when the engine has a depth or the Stream overrides it.
+	depth int64
 	// origin is the offset of the direction's first byte, once hasOrigin
 	// is set: stream offsets reported to users count from it.
 	origin int64
-	// depth is the reassembly depth in bytes, 0 for none.
-	depth int64
 	// win keeps delivered bytes for conflict detection (Safe face, with a
 	// ConflictWindow), made on the first delivery.
 	win *deliveredWindow
+	// Counters reported in the next ScatterGather's Stats.
+	queuedBytes, queuedPackets, overlapBytes, overlapPackets int
 
 	keptN   int   // chunks in kept
 	pages   int   // chunks held by queue and kept
@@ -113,14 +116,42 @@ type halfConnection struct {
 	created time.Time
 	// The size is a multiple of the cache line, so the hot fields of the
 	// second direction start a line too.
-	_ [8]byte
+	_ [16]byte
+}
+
+// countQueued counts a packet's bytes going into the queue.
+func (h *halfConnection) countQueued(bytes int) {
+	h.queuedPackets++
+	h.queuedBytes += bytes
+	h.statsPending = true
+}
+
+// countOverlap counts bytes, from packets new copies of them, that overlap
+// bytes already delivered or buffered.
+func (h *halfConnection) countOverlap(packets, bytes int) {
+	h.overlapPackets += packets
+	h.overlapBytes += bytes
+	h.statsPending = true
+}
+
+// takeStats returns the pending counters and zeroes them.
+func (h *halfConnection) takeStats() TCPAssemblyStats {
+	if !h.statsPending {
+		return TCPAssemblyStats{}
+	}
+	st := TCPAssemblyStats{
+		QueuedBytes: h.queuedBytes, QueuedPackets: h.queuedPackets,
+		OverlapBytes: h.overlapBytes, OverlapPackets: h.overlapPackets,
+	}
+	h.queuedBytes, h.queuedPackets, h.overlapBytes, h.overlapPackets = 0, 0, 0, 0
+	h.statsPending = false
+	return st
 }
 
 func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time, queued *atomic.Int64) {
 	*h = halfConnection{
 		dir:       dir,
 		nextSeq:   invalidSequence,
-		ackSeq:    invalidSequence,
 		created:   ts,
 		lastSeen:  ts,
 		finPos:    -1,

@@ -41,6 +41,13 @@ func (sg *scatterGather) DepthReached() bool { return sg.depth }
 
 var _ DepthReporter = (*scatterGather)(nil)
 
+// mayLimitDepth reports whether a direction of conn can have a reassembly
+// depth: only then is the half's depth, on a cache line that packets in
+// order do not otherwise touch, worth reading.
+func (e *engine) mayLimitDepth(conn *connection) bool {
+	return e.ev.depth > 0 || conn.depthOv != nil
+}
+
 // screen applies the Safe face's rules to a packet accepted for a direction
 // that is open, before anything is buffered: the Stream's depth override,
 // the payload of an RST, and a direction past its depth, whose packets only

@@ -134,6 +134,33 @@ func TestDepthOverrider(t *testing.T) {
 	opConserved(t, h.a.Stats())
 }
 
+// Property: a Stream's depth applies when the assembler has none of its
+// own, to the bytes delivered in order as to those buffered first.
+func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
+	t.Parallel()
+	data := []byte(strings.Repeat("abcdefghij", 10))
+	h := newOPHarness(t, reassembly.SafeAssemblerOptions{})
+	h.f.depth = func(reassembly.TCPFlowDirection) int { return 25 }
+	c := h.conn(0)
+	c.send("S", 0, nil)
+	c.send("", 0, data[:20])
+	c.send("", 20, data[20:40])
+	s := c.stream()
+	require.Equal(t, string(data[:25]), string(s.out), "in order")
+	require.Equal(t, 1, s.depthHits)
+
+	c = h.conn(1)
+	c.send("S", 0, nil)
+	c.send("", 20, data[20:40])
+	c.send("", 0, data[:20])
+	s = c.stream()
+	require.Equal(t, string(data[:25]), string(s.out), "out of order")
+	require.Equal(t, 1, s.depthHits)
+	st := h.a.Stats()
+	require.Equal(t, int64(30), st.BytesBeyondDepth)
+	opConserved(t, st)
+}
+
 // Property: after its depth, a direction's RST still ends the connection,
 // and its packets still count as activity, so that the connection closes
 // as usual.

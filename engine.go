@@ -215,9 +215,6 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			return
 		}
 	}
-	if t.ACK {
-		half.ackSeq = Sequence(t.Ack)
-	}
 	seq := Sequence(t.Seq)
 	// The SYN takes one sequence number, so its data starts one later,
 	// also on a retransmitted SYN (upstream lost a byte there).
@@ -249,7 +246,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	}
 	e.seg = span{pos, pos + int64(len(payload))}
 	if e.ev.active && len(payload) > 0 {
-		if half.depth > 0 {
+		if e.mayLimitDepth(conn) && half.depth > 0 {
 			payload = e.clipDepth(half, payload, pos)
 			if e.depthDue(conn, half, ac) {
 				return
@@ -314,8 +311,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			if len(payload) > 0 {
 				// TCPAssemblyStats counts the distance behind nextSeq, as
 				// upstream does; AssemblerStats counts the bytes.
-				half.overlapPackets++
-				half.overlapBytes += d
+				half.countOverlap(1, d)
 				e.ctr.overlapBytes += int64(n)
 			}
 			payload = payload[n:]
@@ -412,8 +408,7 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 	}
 	before := half.queue.runStartsIn(pos, end)
 	e.trimQueued(half, pos, end)
-	half.queuedPackets++
-	half.queuedBytes += len(data)
+	half.countQueued(len(data))
 	e.insertChunks(half, data, seq, pos, ac, ts, true, pos, end)
 	half.runs += half.queue.runStartsIn(pos, end) - before
 }
@@ -460,10 +455,11 @@ func (e *engine) trimQueued(half *halfConnection, from, to int64) {
 		next := q.after(c.pos)
 		switch {
 		case c.pos >= from && c.end() <= to:
+			packets := 0
 			if c.packetStart {
-				half.overlapPackets++
+				packets = 1
 			}
-			half.overlapBytes += len(c.bytes)
+			half.countOverlap(packets, len(c.bytes))
 			e.ctr.overwrittenBytes += int64(len(c.bytes))
 			q.remove(c)
 			e.release(half, c)
@@ -640,7 +636,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		last, lastSeq = e.cutAt(half, half.finPos, discardAfterEnd)
 		sg.end, sg.rst = true, half.rstEnd
 	}
-	if half.depth > 0 {
+	if e.mayLimitDepth(conn) && half.depth > 0 {
 		last, lastSeq = e.cutAtDepth(half, last, lastSeq)
 	}
 	// Delivered bytes count once, when first handed over.
@@ -656,11 +652,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		}
 	}
 	e.prependKept(half, first)
-	sg.stats = TCPAssemblyStats{
-		QueuedBytes: half.queuedBytes, QueuedPackets: half.queuedPackets,
-		OverlapBytes: half.overlapBytes, OverlapPackets: half.overlapPackets,
-	}
-	half.queuedBytes, half.queuedPackets, half.overlapBytes, half.overlapPackets = 0, 0, 0, 0
+	sg.stats = half.takeStats()
 	half.delivered = true
 	if !half.started() || last > half.nextPos {
 		half.setNext(lastSeq, last)

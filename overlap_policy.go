@@ -295,16 +295,14 @@ func (e *engine) enqueuePolicy(half *halfConnection, data []byte, seq Sequence, 
 		won += n
 	}
 	half.runs += half.queue.runStartsIn(at, to) - before
-	half.queuedPackets++
-	half.queuedBytes += len(data)
+	half.countQueued(len(data))
 	e.lostOverlap(half, len(data)-won)
 }
 
 // lostOverlap counts new bytes that lost to buffered ones.
 func (e *engine) lostOverlap(half *halfConnection, n int) {
 	if n > 0 {
-		half.overlapPackets++
-		half.overlapBytes += n
+		half.countOverlap(1, n)
 		e.ctr.overwrittenBytes += int64(n)
 	}
 }
