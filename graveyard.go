@@ -114,7 +114,7 @@ func (y *graveyard) bury(g grave) {
 		case y.used > 0 && 2*y.live <= y.used:
 			// Mostly empty slots: squeezing them out costs one pass over
 			// the ring per half ring of burials.
-			y.resize(len(y.ring))
+			y.compact()
 		case len(y.ring) < maxGravesPerShard:
 			y.resize(max(2*len(y.ring), minGraveRing))
 		default:
@@ -163,6 +163,31 @@ func (y *graveyard) trim() {
 		*y = graveyard{}
 	} else if len(y.ring) > minGraveRing && 8*y.live < len(y.ring) {
 		y.resize(max(minGraveRing, len(y.ring)/4))
+	}
+}
+
+// compact moves the graves together, oldest first, in place, and rebuilds
+// the index.
+func (y *graveyard) compact() {
+	mask := len(y.ring) - 1
+	kept := 0
+	for i := range y.used {
+		from := (y.head + i) & mask
+		if y.ring[from].hash == 0 {
+			continue
+		}
+		// Graves only move back, into slots already read.
+		if to := (y.head + kept) & mask; to != from {
+			y.ring[to] = y.ring[from]
+			y.ring[from] = grave{}
+		}
+		kept++
+	}
+	y.used = kept
+	clear(y.index)
+	for i := range kept {
+		pos := (y.head + i) & mask
+		y.link(y.ring[pos].hash, pos)
 	}
 }
 

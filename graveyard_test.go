@@ -149,8 +149,30 @@ func TestGraveyardMatchesModel(t *testing.T) {
 }
 
 // Property: once its ring has grown, the graveyard buries, finds and
-// forgets without allocating.
+// forgets without allocating, also when reopened graves leave most of the
+// ring empty.
 func TestGraveyardSteadyStateAllocs(t *testing.T) {
+	t.Run("reopened", func(t *testing.T) {
+		var y graveyard
+		k := indexConn(1).key
+		n := 0
+		reopen := func() {
+			n++
+			if pos := y.find(7, &k); pos >= 0 {
+				y.forget(pos)
+			}
+			y.bury(grave{key: k, hash: 7, retired: int64(n)})
+		}
+		reopen()
+		// Each run fills the ring once: AllocsPerRun rounds down.
+		require.Zero(t, testing.AllocsPerRun(100, func() {
+			for range minGraveRing {
+				reopen()
+			}
+		}))
+		require.Equal(t, 1, y.live)
+		require.Len(t, y.ring, minGraveRing)
+	})
 	var y graveyard
 	keys := make([]connKey, 4*maxGravesPerShard)
 	for i := range keys {
