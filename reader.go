@@ -122,15 +122,27 @@ type readerTotals struct {
 }
 
 // readerBlockSize is the size of the blocks a ReaderStream buffers bytes
-// in. Blocks come from a shared pool and go back as soon as they are read,
-// so an idle stream holds no memory.
+// in. Blocks come from a pool shared by the factory's streams (or the
+// pair's) and go back as soon as they are read, so an idle stream holds no
+// memory.
 const readerBlockSize = 4096
 
 // gapMarkCost is what a pending gap counts toward MaxBuffered, so that
 // alternating bytes and gaps cannot grow the bookkeeping past the cap.
 const gapMarkCost = 32
 
-var readerBlocks = sync.Pool{New: func() any { return new([readerBlockSize]byte) }}
+// blockPool recycles the buffer blocks of the ReaderStreams of one
+// ReaderFactory, or of one ReaderPair made on its own.
+type blockPool struct{ p sync.Pool }
+
+func (b *blockPool) get() *[readerBlockSize]byte {
+	if x, ok := b.p.Get().(*[readerBlockSize]byte); ok {
+		return x
+	}
+	return new([readerBlockSize]byte)
+}
+
+func (b *blockPool) put(x *[readerBlockSize]byte) { b.p.Put(x) }
 
 // gapMark is a gap pending at stream offset at.
 type gapMark struct {
@@ -174,6 +186,7 @@ type ReaderStream struct {
 	max  int
 	wait time.Duration
 
+	pool   *blockPool
 	blocks []*[readerBlockSize]byte
 	head   int   // read offset in blocks[0]
 	tail   int   // write offset in the last block
@@ -195,8 +208,9 @@ type ReaderStream struct {
 	tot  *readerTotals
 }
 
-func newReaderStream(opts ReaderOptions, tot *readerTotals) *ReaderStream {
+func newReaderStream(opts ReaderOptions, tot *readerTotals, pool *blockPool) *ReaderStream {
 	r := &ReaderStream{
+		pool:     pool,
 		space:    make(chan struct{}, 1),
 		closedCh: make(chan struct{}),
 		max:      opts.MaxBuffered,
@@ -242,7 +256,7 @@ func (r *ReaderStream) push(data []byte) int {
 	total := len(data)
 	for len(data) > 0 {
 		if len(r.blocks) == 0 || r.tail == readerBlockSize {
-			r.blocks = append(r.blocks, readerBlocks.Get().(*[readerBlockSize]byte))
+			r.blocks = append(r.blocks, r.pool.get())
 			r.tail = 0
 		}
 		k := copy(r.blocks[len(r.blocks)-1][r.tail:], data)
@@ -278,7 +292,7 @@ func (r *ReaderStream) pop(p []byte) int {
 }
 
 func (r *ReaderStream) dropFirstBlock() {
-	readerBlocks.Put(r.blocks[0])
+	r.pool.put(r.blocks[0])
 	copy(r.blocks, r.blocks[1:])
 	r.blocks[len(r.blocks)-1] = nil
 	r.blocks = r.blocks[:len(r.blocks)-1]
@@ -528,15 +542,15 @@ var _ Stream = (*ReaderPair)(nil)
 // client-to-server flows are netFlow and tcpFlow, as StreamFactory.New
 // receives them.
 func NewReaderPair(netFlow, tcpFlow gopacket.Flow, opts ReaderOptions) *ReaderPair {
-	return newReaderPair(netFlow, tcpFlow, opts, nil)
+	return newReaderPair(netFlow, tcpFlow, opts, nil, new(blockPool))
 }
 
-func newReaderPair(netFlow, tcpFlow gopacket.Flow, opts ReaderOptions, tot *readerTotals) *ReaderPair {
+func newReaderPair(netFlow, tcpFlow gopacket.Flow, opts ReaderOptions, tot *readerTotals, pool *blockPool) *ReaderPair {
 	return &ReaderPair{
 		NetFlow:    netFlow,
 		TCPFlow:    tcpFlow,
-		Client:     newReaderStream(opts, tot),
-		Server:     newReaderStream(opts, tot),
+		Client:     newReaderStream(opts, tot, pool),
+		Server:     newReaderStream(opts, tot, pool),
 		forceStart: opts.ForceStart,
 	}
 }
@@ -599,7 +613,8 @@ type ReaderFactory struct {
 	// closed and their bytes discarded.
 	OnConnection func(p *ReaderPair)
 
-	tot readerTotals
+	tot    readerTotals
+	blocks blockPool
 }
 
 var _ StreamFactory = (*ReaderFactory)(nil)
@@ -607,7 +622,7 @@ var _ StreamFactory = (*ReaderFactory)(nil)
 // New returns a ReaderPair for the new connection after handing it to
 // OnConnection.
 func (f *ReaderFactory) New(netFlow, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
-	p := newReaderPair(netFlow, tcpFlow, f.Options, &f.tot)
+	p := newReaderPair(netFlow, tcpFlow, f.Options, &f.tot, &f.blocks)
 	if f.OnConnection != nil {
 		f.OnConnection(p)
 	} else {
