@@ -66,6 +66,9 @@ type graveyard struct {
 	head int
 	used int // ring slots from head on, empty ones included
 	live int // graves that can be found
+	// quiet is set by a trim and cleared by a burial: a ring empty at two
+	// trims in a row, with no burial between them, is released.
+	quiet bool
 	// index has twice as many slots as ring; each is 0 (empty) or the
 	// position in ring plus one, tagged with bits of the grave's hash so
 	// that most mismatches are told without reading the ring.
@@ -109,6 +112,7 @@ func (y *graveyard) find(h uint64, k *connKey) int {
 // bury records g, which must not be in the graveyard already; beyond the
 // cap the oldest grave goes.
 func (y *graveyard) bury(g grave) {
+	y.quiet = false
 	if y.used == len(y.ring) {
 		switch {
 		case y.used > 0 && 2*y.live <= y.used:
@@ -157,13 +161,16 @@ func (y *graveyard) reap(cutoffNs int64, all bool) {
 }
 
 // trim shrinks a ring left mostly empty by a burst of completions, and
-// releases an empty one.
+// releases one that stayed empty since the previous trim: a ring emptied by
+// reaps but still in use is kept, so that it is not made again and again.
 func (y *graveyard) trim() {
-	if y.live == 0 {
+	switch {
+	case y.live == 0 && y.quiet:
 		*y = graveyard{}
-	} else if len(y.ring) > minGraveRing && 8*y.live < len(y.ring) {
+	case len(y.ring) > minGraveRing && 8*y.live < len(y.ring):
 		y.resize(max(minGraveRing, len(y.ring)/4))
 	}
+	y.quiet = true
 }
 
 // compact moves the graves together, oldest first, in place, and rebuilds

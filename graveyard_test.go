@@ -143,9 +143,23 @@ func TestGraveyardMatchesModel(t *testing.T) {
 		}
 	}
 	require.Positive(t, evicted, "the cap was never reached")
-	y.reap(0, true)
+}
+
+// Property: a ring emptied by reaps is kept while burials go on between
+// trims, and released once a whole trim period passes without one.
+func TestGraveyardTrimReleasesQuietRing(t *testing.T) {
+	t.Parallel()
+	var y graveyard
+	k := indexConn(1).key
+	for i := range 5 {
+		y.bury(grave{key: k, hash: 7, retired: int64(i)})
+		y.reap(0, true)
+		y.trim()
+		require.NotNil(t, y.ring, "round %d: a ring in use was released", i)
+	}
 	y.trim()
-	require.Nil(t, y.ring, "an empty graveyard keeps its ring after a trim")
+	require.Nil(t, y.ring, "a quiet empty ring was kept")
+	require.Nil(t, y.index)
 }
 
 // Property: once its ring has grown, the graveyard buries, finds and
