@@ -324,6 +324,12 @@ func (t *trace) split(n int) []*benchLane {
 		l.global = append(l.global, i)
 	}
 	for _, l := range lanes {
+		if n > 1 {
+			// Each lane's packets in memory of their own, in its order, as
+			// from a NIC queue per core: reading every other packet of the
+			// shared trace would measure the trace's layout instead.
+			compact(l.pkts)
+		}
 		l.ctxs = make([]benchCtx, len(l.pkts))
 		for i := range l.ctxs {
 			l.ctxs[i] = benchCtx{ci: l.pkts[i].ci, scratch: &l.scratch}
