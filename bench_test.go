@@ -88,6 +88,7 @@ func (f *upCountingFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstr
 type benchCtx struct {
 	ci      gopacket.CaptureInfo
 	scratch *[]byte // copy buffer of the goroutine that feeds the packet (suite only)
+	lane    int     // that goroutine's lane, whose Streams the factory hands out
 }
 
 func (c *benchCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
@@ -430,7 +431,7 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery 
 	switch impl {
 	case "ours", "safe":
 		f := &benchFactory{copyBytes: copyBytes}
-		f.streams = make([]benchStream, slab)
+		f.init(len(r.lanes), slab)
 		f.scratch = make([]byte, 0, 64<<10)
 		r.resetStreams = f.reset
 		r.delivered = func() int64 { return f.delivered(func(s *benchStream) *streamCore { return &s.streamCore }) }
@@ -463,7 +464,7 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery 
 		}
 	case "upstream":
 		f := &upBenchFactory{copyBytes: copyBytes}
-		f.streams = make([]upBenchStream, slab)
+		f.init(len(r.lanes), slab)
 		f.scratch = make([]byte, 0, 64<<10)
 		r.resetStreams = f.reset
 		r.delivered = func() int64 { return f.delivered(func(s *upBenchStream) *streamCore { return &s.streamCore }) }

@@ -297,11 +297,13 @@ func flowLane(p *testPacket, n int) int {
 // benchLane is one goroutine's share of a trace, with its own contexts
 // (their timestamps move forward on every replay) and its own copy buffer.
 type benchLane struct {
+	_         [64]byte // the copy consumer writes scratch on every delivery:
 	pkts      []testPacket
 	ctxs      []benchCtx
 	global    []int // index in the whole trace, for partial replays
 	scratch   []byte
-	countdown int // packets before the next periodic flush
+	countdown int      // packets before the next periodic flush
+	_         [64]byte // no other lane's fields on these cache lines
 }
 
 // split returns the trace cut into n lanes by flowLane (cached).
@@ -323,7 +325,7 @@ func (t *trace) split(n int) []*benchLane {
 		l.pkts = append(l.pkts, t.pkts[i])
 		l.global = append(l.global, i)
 	}
-	for _, l := range lanes {
+	for lane, l := range lanes {
 		if n > 1 {
 			// Each lane's packets in memory of their own, in its order, as
 			// from a NIC queue per core: reading every other packet of the
@@ -332,7 +334,7 @@ func (t *trace) split(n int) []*benchLane {
 		}
 		l.ctxs = make([]benchCtx, len(l.pkts))
 		for i := range l.ctxs {
-			l.ctxs[i] = benchCtx{ci: l.pkts[i].ci, scratch: &l.scratch}
+			l.ctxs[i] = benchCtx{ci: l.pkts[i].ci, scratch: &l.scratch, lane: lane}
 		}
 	}
 	t.lanes[n] = lanes
@@ -375,14 +377,35 @@ func (s *streamCore) init(copyBytes bool, ac any, fallback *[]byte) {
 	}
 }
 
+// streamSlab hands out Streams from one array per lane, so that the
+// goroutines feeding a shared pool never write to the same cache line: a
+// factory allocating each Stream with new gets that from the allocator's
+// per-core caches.
 type streamSlab[T any] struct {
-	streams []T
-	next    atomic.Int64
+	lanes []slabLane[T]
 }
 
-func (s *streamSlab[T]) take() *T {
-	if i := s.next.Add(1) - 1; i < int64(len(s.streams)) {
-		return &s.streams[i]
+type slabLane[T any] struct {
+	streams []T
+	next    atomic.Int64
+	_       [56]byte
+}
+
+func (s *streamSlab[T]) init(lanes, perLane int) {
+	s.lanes = make([]slabLane[T], lanes)
+	for i := range s.lanes {
+		s.lanes[i].streams = make([]T, perLane)
+	}
+}
+
+func (s *streamSlab[T]) take(ac any) *T {
+	lane := 0
+	if c, ok := ac.(*benchCtx); ok {
+		lane = c.lane
+	}
+	l := &s.lanes[lane]
+	if i := l.next.Add(1) - 1; i < int64(len(l.streams)) {
+		return &l.streams[i]
 	}
 	return new(T)
 }
@@ -410,7 +433,7 @@ type benchFactory struct {
 }
 
 func (f *benchFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac AssemblerContext) Stream {
-	s := f.take()
+	s := f.take(ac)
 	s.init(f.copyBytes, ac, &f.scratch)
 	return s
 }
@@ -438,7 +461,7 @@ type upBenchFactory struct {
 }
 
 func (f *upBenchFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac upstream.AssemblerContext) upstream.Stream {
-	s := f.take()
+	s := f.take(ac)
 	s.init(f.copyBytes, ac, &f.scratch)
 	return s
 }
@@ -446,13 +469,20 @@ func (f *upBenchFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac upstream.Asse
 // delivered sums the bytes the slab's streams received since reset.
 func (s *streamSlab[T]) delivered(core func(*T) *streamCore) int64 {
 	var n int64
-	for i := range min(s.next.Load(), int64(len(s.streams))) {
-		n += core(&s.streams[i]).bytes
+	for j := range s.lanes {
+		l := &s.lanes[j]
+		for i := range min(l.next.Load(), int64(len(l.streams))) {
+			n += core(&l.streams[i]).bytes
+		}
 	}
 	return n
 }
 
-func (s *streamSlab[T]) reset() { s.next.Store(0) }
+func (s *streamSlab[T]) reset() {
+	for i := range s.lanes {
+		s.lanes[i].next.Store(0)
+	}
+}
 
 // TestBenchTraffic checks the generators on a small scale: every packet
 // decodes, both directions of a connection land in the same lane, and a
