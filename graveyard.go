@@ -84,9 +84,9 @@ const (
 // A ring position plus one must fit below the tag.
 var _ [gravePosMask - maxGravesPerShard]struct{}
 
-// graveTag is the tag of hash h: bits the shard (top) and the home slot
-// (bottom) do not already share.
-func graveTag(h uint64) uint32 { return uint32(h>>32) &^ gravePosMask }
+// graveTag is the tag of hash h: its bits 32 to 47, which neither the
+// shard (the top bits) nor the home slot (the bottom ones) depend on.
+func graveTag(h uint64) uint32 { return uint32(h>>16) &^ gravePosMask }
 
 // find returns the ring position of the grave of k, or -1.
 func (y *graveyard) find(h uint64, k *connKey) int {
