@@ -457,7 +457,7 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 	st.keep = nil
 	fresh := data[saved:]
 	h.seenFresh += int64(len(fresh))
-	s.locate(st, sg, ac, gd, skip, start, fresh)
+	s.locate(st, sg, gd, skip, fresh)
 	if d, ok := sg.(DepthReporter); end || (ok && d.DepthReached()) {
 		st.ended = true // the direction's last delivery
 	}
@@ -494,24 +494,24 @@ func (s *fzStream) keepFrom(avail int) int {
 // locate checks the fresh bytes of a delivery against what was sent, at the
 // offsets Skip leads to, or, for the first bytes of a direction, anywhere
 // in the packet that carried the first of them.
-func (s *fzStream) locate(st *fzDirState, sg ScatterGather, ac AssemblerContext, gd, skip int, start bool, fresh []byte) {
+func (s *fzStream) locate(st *fzDirState, sg ScatterGather, gd, skip int, fresh []byte) {
 	h := s.h
 	if st.lost {
 		return
 	}
 	if !st.known {
-		var id int
-		if len(fresh) > 0 {
-			_, saved := sg.Lengths()
-			id = sg.CaptureInfo(saved).InterfaceIndex - 1
-		} else if start && ac != nil {
-			id = ac.GetCaptureInfo().InterfaceIndex - 1
-		} else {
+		if len(fresh) == 0 {
+			// An empty delivery, even one that starts the direction, is not
+			// always where its packet's bytes were: a SYN whose bytes lie
+			// before a start forced earlier reports the start at the forced
+			// one. The first bytes delivered place the direction instead.
 			return
 		}
+		_, saved := sg.Lengths()
+		id := sg.CaptureInfo(saved).InterfaceIndex - 1
 		if id == -1 {
 			// A packet handed in without context: its bytes cannot be placed.
-			st.lost = len(fresh) > 0
+			st.lost = true
 			return
 		}
 		if id < 0 || id >= len(h.packets) {
@@ -524,12 +524,8 @@ func (s *fzStream) locate(st *fzDirState, sg ScatterGather, ac AssemblerContext,
 			return
 		}
 		st.cands = st.cands[:0]
-		if len(fresh) == 0 {
-			st.cands = append(st.cands, p.off)
-		} else {
-			for o := p.off; o < p.off+int64(p.n); o++ {
-				st.cands = append(st.cands, o)
-			}
+		for o := p.off; o < p.off+int64(p.n); o++ {
+			st.cands = append(st.cands, o)
 		}
 		skip = 0
 		st.known = true
