@@ -161,11 +161,13 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			err = ErrNilStream
 		}
 		if err != nil {
-			// TotalCreated counts Streams: this connection never had one.
+			// TotalCreated counts Streams: this connection never had one,
+			// so it counts as neither created nor removed.
 			sh.mu.Lock()
+			t.unlink(sh, c, free)
 			sh.created--
+			sh.removed--
 			sh.mu.Unlock()
-			t.remove(c, free)
 			c.mu.Unlock()
 			return nil, err
 		}

@@ -96,7 +96,8 @@ func TestSafeStreamPoolNilStream(t *testing.T) {
 
 // Property: PoolStats.TotalCreated counts connections created "each with
 // one Stream" (stats.go): a factory that returns nil or panics creates no
-// Stream, so it must not count.
+// Stream, so it must not count, nor count as removed: ActiveConnections
+// stays TotalCreated - ConnectionsRemoved.
 func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 	sfNoLeaks(t)
 	for _, mode := range []string{"nil", "panic"} {
@@ -117,6 +118,7 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 			ps := pool.Stats()
 			require.Zero(t, ps.ActiveConnections)
 			assert.EqualValues(t, len(f.all()), ps.TotalCreated, "TotalCreated counts a connection that got no Stream")
+			assert.Equal(t, ps.TotalCreated-ps.ConnectionsRemoved, ps.ActiveConnections, "the counters do not add up")
 			require.NoError(t, a.Close())
 		})
 	}
