@@ -246,7 +246,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	}
 	e.seg = span{pos, pos + int64(len(payload))}
 	if e.ev.active && len(payload) > 0 {
-		if e.mayLimitDepth(conn) && half.depth > 0 {
+		if e.mayLimitDepth(conn) {
 			payload = e.clipDepth(half, payload, pos)
 			if e.depthDue(conn, half, ac) {
 				return
@@ -636,7 +636,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		last, lastSeq = e.cutAt(half, half.finPos, discardAfterEnd)
 		sg.end, sg.rst = true, half.rstEnd
 	}
-	if e.mayLimitDepth(conn) && half.depth > 0 {
+	if e.mayLimitDepth(conn) {
 		last, lastSeq = e.cutAtDepth(half, last, lastSeq)
 	}
 	// Delivered bytes count once, when first handed over.
@@ -1041,12 +1041,13 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 }
 
 // trimPeriod is how often, in the time flushes are given, a flush also
-// releases free pages: trimming on every flush would drop pages that the
-// next packets need again.
+// releases what went unused: trimming on every flush would drop pages and
+// objects that the next packets need again.
 const trimPeriod = 10 * time.Second
 
-// trimEvery releases idle free pages if trimPeriod has passed since the
-// last time, judged by the flush's own time now.
+// trimEvery releases idle free pages and connection objects, and shrinks
+// indexes and graveyards left mostly empty, if trimPeriod has passed since
+// the last time, judged by the flush's own time now.
 func (e *engine) trimEvery(now time.Time) {
 	if now.IsZero() {
 		return
