@@ -1357,11 +1357,9 @@ func TestAttackGarbage(t *testing.T) {
 
 // TestAttackKeepFromBounded: a Stream that keeps what it cannot parse yet
 // (KeepFrom(0), as a parser waiting for the end of a header does) lets a
-// peer that never ends its header grow the kept bytes. Those pages count
-// in PagesInUse but are never held to MaxBufferedPagesTotal nor
-// MaxBufferedBytesPerConnection: PagesInUse passes the budget, and with it
-// memory. The Safe face should bound them (refuse to keep past the budget,
-// with a reported skip), as §3.4 of DESIGN.md requires.
+// peer that never ends its header grow the kept bytes. The Safe face holds
+// them to MaxBufferedPagesTotal and MaxBufferedBytesPerConnection: past a
+// limit the oldest kept bytes are let go and counted in KeptBytesDropped.
 func TestAttackKeepFromBounded(t *testing.T) {
 	const budget = 8
 	pool := NewSafeStreamPool(atkKeepFactory{}, 0)
@@ -1377,14 +1375,18 @@ func TestAttackKeepFromBounded(t *testing.T) {
 	ts := time.Unix(1_700_000_000, 0)
 	c := atkClient(0)
 	_ = a.AssembleWithContext(g.packet(c, atkServer, 0, 0, atkSYN, 0, nil, ts))
-	peak := int64(0)
+	peak, peakBytes := int64(0), int64(0)
 	for i := 0; i < 100; i++ {
 		_ = a.AssembleWithContext(g.packet(c, atkServer, 1+uint32(i*1460), 0, atkACK, 1460, atkFill(0, 0, int64(i*1460)), ts))
-		peak = max(peak, a.Stats().PageCache.PagesInUse)
+		pc := a.Stats().PageCache
+		peak, peakBytes = max(peak, pc.PagesInUse), max(peakBytes, pc.BytesInUse)
 	}
-	if peak > budget {
+	if peak > budget || peakBytes > 4*atkChargedPage {
 		t.Errorf("KeepFrom(0) on every delivery: %d pages in use (%d bytes charged), MaxBufferedPagesTotal %d, MaxBufferedBytesPerConnection %d",
-			peak, a.Stats().PageCache.BytesInUse, budget, 4*atkChargedPage)
+			peak, peakBytes, budget, 4*atkChargedPage)
+	}
+	if st := a.Stats(); st.KeptBytesDropped == 0 {
+		t.Error("KeptBytesDropped is 0: nothing kept was let go, yet the limits held")
 	}
 }
 
