@@ -207,3 +207,27 @@ func TestGraveyardSteadyStateAllocs(t *testing.T) {
 	}
 	require.Zero(t, testing.AllocsPerRun(10_000, step))
 }
+
+// Property: a ring grown by a burst shrinks back to minGraveRing over the
+// trims once most of its graves are reaped, and the graves left stay
+// findable throughout.
+func TestGraveyardTrimShrinksAfterBurst(t *testing.T) {
+	t.Parallel()
+	var y graveyard
+	keys := make([]connKey, 600)
+	hash := func(i int) uint64 { return uint64(i)*0x9e3779b97f4a7c15 | 1 }
+	for i := range keys {
+		keys[i] = indexConn(i).key
+		y.bury(grave{key: keys[i], hash: hash(i), retired: int64(i)})
+	}
+	require.Len(t, y.ring, maxGravesPerShard)
+	y.reap(int64(len(keys)-3), false) // the last three stay
+	require.Equal(t, 3, y.live)
+	for range 10 {
+		y.trim()
+		for i := len(keys) - 3; i < len(keys); i++ {
+			require.GreaterOrEqual(t, y.find(hash(i), &keys[i]), 0, "grave %d lost by a trim", i)
+		}
+	}
+	require.Len(t, y.ring, minGraveRing)
+}

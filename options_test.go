@@ -119,7 +119,8 @@ func TestSafeOptionsNilPool(t *testing.T) {
 }
 
 // Property: Validate fills every zero numeric field with a positive
-// default — the documented ones for the four DESIGN.md fields, a
+// default, except ConflictWindow and ReassemblyDepth, whose zero means
+// off — the documented ones for the four limits of the design, a
 // per-connection default never above the total, a flush interval never
 // above the timeout — and a logger; it keeps the fields set, accepts the
 // boundary cases (equal limits, interval equal to the timeout), and is

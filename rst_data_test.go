@@ -57,7 +57,7 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 			st := h.a.Stats()
 			require.Equal(t, int64(8+8+15), st.BytesOnReset)
 			require.Equal(t, int64(10), st.BytesDelivered)
-			opConserved(t, st)
+			sfRequireConserved(t, st)
 		}
 	}
 }

@@ -444,6 +444,9 @@ func sfRequireConserved(t *testing.T, st reassembly.AssemblerStats) {
 	require.Equal(t, st.BytesProcessed,
 		st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
 		"conservation: %+v", st)
+	require.Equal(t, st.BytesDiscarded,
+		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset,
+		"discards add up: %+v", st)
 }
 
 // sfLogBuffer is a bytes.Buffer safe for a logger and a test to share.

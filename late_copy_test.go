@@ -67,7 +67,7 @@ func tbAssembler(t *testing.T, f StreamFactory) (*SafeStreamPool, *SafeAssembler
 // Property: after a connection completed, a late copy of its data opens no
 // new Stream and is counted as dropped; a new SYN on the same 4-tuple, new
 // data past the old end, or any packet after graveTTL opens a new one.
-func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
+func TestGraveDropsLateCopiesAndReopens(t *testing.T) {
 	c := netip.MustParseAddrPort("10.1.0.1:40000")
 	s := netip.MustParseAddrPort("10.1.0.2:80")
 	t0 := time.Unix(1_700_000_000, 0)
@@ -86,6 +86,25 @@ func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
 		assert.Len(t, f.streams, 1, "a late copy opened a phantom Stream")
 		assert.EqualValues(t, 5, a.Stats().BytesAfterClose)
 		assert.Equal(t, "hello", string(f.streams[0].data))
+	})
+	t.Run("late SYN-ACK with data dropped", func(t *testing.T) {
+		f := &tbFactory{}
+		_, a := tbAssembler(t, f)
+		tbConn(t, a, c, s, 1000, t0)
+		p := segment{client: c, server: s, fromServer: true, seq: 9000, ack: 1001, syn: true, hasAck: true,
+			payload: []byte("x"), ts: t0}.build()
+		assert.ErrorIs(t, replay(a, p, t0.Add(time.Second)), ErrConnectionClosed)
+		assert.Len(t, f.streams, 1, "a late SYN-ACK opened a phantom Stream")
+	})
+	t.Run("new data past the old end reopens", func(t *testing.T) {
+		f := &tbFactory{}
+		_, a := tbAssembler(t, f)
+		tbConn(t, a, c, s, 1000, t0)
+		// The client's FIN took 1006: new bytes start at 1007.
+		p := segment{client: c, server: s, seq: 1007, ack: 9002, hasAck: true, payload: []byte("more"), ts: t0}.build()
+		require.NoError(t, replay(a, p, t0.Add(time.Second)))
+		require.Len(t, f.streams, 2, "new data did not open a new connection")
+		assert.Equal(t, "more", string(f.streams[1].data))
 	})
 	t.Run("new SYN reopens", func(t *testing.T) {
 		f := &tbFactory{}
@@ -107,17 +126,18 @@ func TestTombstoneDropsLateCopiesAndReopens(t *testing.T) {
 		pool, a := tbAssembler(t, f)
 		tbConn(t, a, c, s, 1000, t0)
 		a.FlushCloseOlderThan(t0.Add(time.Second))
-		assert.Zero(t, pool.Stats().RecentlyClosed, "a flush past the close keeps the tombstone")
+		assert.Zero(t, pool.Stats().RecentlyClosed, "a flush past the close keeps the grave")
 	})
 }
 
-// Property: no shard holds more than maxGravesPerShard tombstones,
-// however many connections complete in it; the oldest go first.
-func TestTombstonesCappedPerShard(t *testing.T) {
+// Property: no shard holds more than maxGravesPerShard graves, however many
+// connections complete in it (that the oldest go first is
+// TestGraveyardMatchesModel's).
+func TestGravesCappedPerShard(t *testing.T) {
 	f := &tbFactory{}
 	pool, a := tbAssembler(t, f)
 	s := netip.MustParseAddrPort("10.2.0.2:80")
-	target := -1
+	var target *shard
 	n := 0
 	t0 := time.Unix(1_700_000_000, 0)
 	for host := 1; host < 255 && n < maxGravesPerShard+100; host++ {
@@ -125,13 +145,8 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 			c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 1, byte(host)}), uint16(port))
 			p := segment{client: c, server: s, seq: 1, syn: true}.build()
 			k, _ := makeKey(p.netFlow, p.tcp)
-			sh := -1
-			for i := range pool.t.shards {
-				if pool.t.shardOf(&k) == &pool.t.shards[i].shard {
-					sh = i
-				}
-			}
-			if target < 0 {
+			sh := pool.t.shardOf(&k)
+			if target == nil {
 				target = sh
 			}
 			if sh != target {
@@ -142,18 +157,17 @@ func TestTombstonesCappedPerShard(t *testing.T) {
 		}
 	}
 	require.Equal(t, maxGravesPerShard+100, n)
-	sh := &pool.t.shards[target]
-	sh.mu.Lock()
-	graves, ring := sh.graves.live, len(sh.graves.ring)
-	sh.mu.Unlock()
-	assert.LessOrEqual(t, graves, maxGravesPerShard)
+	target.mu.Lock()
+	graves, ring := target.graves.live, len(target.graves.ring)
+	target.mu.Unlock()
+	assert.Equal(t, maxGravesPerShard, graves, "the shard does not hold exactly the cap")
 	assert.LessOrEqual(t, ring, maxGravesPerShard)
-	assert.LessOrEqual(t, pool.Stats().RecentlyClosed, int64(maxGravesPerShard))
+	assert.EqualValues(t, maxGravesPerShard, pool.Stats().RecentlyClosed)
 	assert.Len(t, f.streams, n)
 }
 
 // Property: a completed connection leaves only its small grave behind (its
-// connection object goes back to the shard's free list), and reopening the
+// connection object goes back to the assembler's free list), and reopening the
 // same 4-tuple again and again without a flush keeps the shard's grave
 // ring at its smallest: the slots the reopened graves leave are reused.
 func TestGravesAreSmallAndBounded(t *testing.T) {
