@@ -571,10 +571,8 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 		t.Fatal(err)
 	}
 	budgetPages := int64(cfg.opts.MaxBufferedPagesTotal)
-	charge := int64(atkChargedPage)
-	if cfg.size <= 64 {
-		charge = atkChargedSmall
-	}
+	// Each segment is one chunk, charged for the buffer class it takes.
+	charge := costFor(cfg.size)
 	budget := uint64(budgetPages * charge)
 	var heap atkHeap
 	calls := 0
@@ -594,8 +592,8 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 		if pc.PagesInUse > budgetPages {
 			t.Fatalf("%d pages in use, budget %d", pc.PagesInUse, budgetPages)
 		}
-		if pc.BytesInUse > budgetPages*atkChargedPage {
-			t.Fatalf("%d bytes charged, budget %d pages", pc.BytesInUse, budgetPages)
+		if pc.BytesInUse > int64(budget) {
+			t.Fatalf("%d bytes charged, budget %d pages of %d B", pc.BytesInUse, budgetPages, charge)
 		}
 	})
 	heap.live()
@@ -644,15 +642,32 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 
 // TestAttackManyHoles: one connection sends 100k (scaled) one-byte
 // segments, each after a one-byte hole, so that each opens a hole of its
-// own, with the Safe face's defaults. The holes a direction waits on never
-// pass MaxGapsPerConnection, its pages MaxBufferedPagesPerConnection and
-// its charged bytes MaxBufferedBytesPerConnection; the oldest holes are
+// own, with the Safe face's defaults and with each per-direction limit set
+// low enough to bind first. The holes a direction waits on never pass
+// MaxGapsPerConnection, its pages MaxBufferedPagesPerConnection and its
+// charged bytes MaxBufferedBytesPerConnection; the oldest holes are
 // skipped and reported instead, and every byte delivered is right.
 func TestAttackManyHoles(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts SafeAssemblerOptions
+	}{
+		{"defaults (holes bind)", SafeAssemblerOptions{}},
+		{"bytes bind", SafeAssemblerOptions{MaxBufferedBytesPerConnection: 100 * int(costFor(1))}},
+		{"pages bind", SafeAssemblerOptions{MaxBufferedPagesPerConnection: 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.DisableBackgroundFlush = true
+			atkManyHoles(t, tc.opts)
+		})
+	}
+}
+
+func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 	n := 100_000 / atkScale()
 	f := newAtkFactory()
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
+	a, err := NewSafeAssembler(pool, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -668,7 +683,7 @@ func TestAttackManyHoles(t *testing.T) {
 	for i := 0; i < n; i++ {
 		off := int64(1 + 2*i)
 		_ = a.AssembleWithContext(g.packet(atkClient(0), atkServer, isn+1+uint32(off), 0, atkACK, 1, atkFill(0, 0, off), ts))
-		if i%256 == 0 || i == n-1 {
+		if i%64 == 0 || i == n-1 {
 			refs := pool.t.snapshot(nil)
 			if len(refs) != 1 || !refs[0].lock() {
 				t.Fatalf("%d connections", len(refs))
@@ -685,7 +700,10 @@ func TestAttackManyHoles(t *testing.T) {
 		t.Errorf("limits passed: %d holes (max %d), %d pages (max %d), %d bytes (max %d)",
 			maxRuns, o.MaxGapsPerConnection, maxPages, o.MaxBufferedPagesPerConnection, maxCost, o.MaxBufferedBytesPerConnection)
 	}
-	if want := int64(n - min(n, o.MaxGapsPerConnection)); st.ForcedSkips < want {
+	// Each hole holds one one-byte chunk: the tightest limit says how many
+	// can wait, and every other one is skipped.
+	held := min(o.MaxGapsPerConnection, o.MaxBufferedPagesPerConnection, o.MaxBufferedBytesPerConnection/int(costFor(1)))
+	if want := int64(n - min(n, held)); st.ForcedSkips < want {
 		t.Errorf("%d forced skips, want at least %d", st.ForcedSkips, want)
 	}
 	a.Close()
@@ -738,14 +756,6 @@ func atkOrder(n int, descending bool, seed uint64) []int {
 	return order
 }
 
-// atkHeight is the height of a segment tree.
-func atkHeight(c *chunk) int {
-	if c == nil {
-		return 0
-	}
-	return 1 + max(atkHeight(c.left), atkHeight(c.right))
-}
-
 // atkSafeInsertOptions hold 100k one-byte segments, in as many holes as
 // random order makes, without forcing anything.
 var atkSafeInsertOptions = SafeAssemblerOptions{
@@ -766,7 +776,7 @@ func TestAttackInsertionOrder(t *testing.T) {
 	n := 100_000 / atkScale()
 	for _, order := range []string{"descending", "random"} {
 		for _, safe := range []bool{false, true} {
-			t.Run(order+"/safe="+strconvBool(safe), func(t *testing.T) {
+			t.Run(order+"/safe="+strconv.FormatBool(safe), func(t *testing.T) {
 				f := newAtkFactory()
 				var feeder atkFeeder
 				var table *connTable
@@ -787,15 +797,12 @@ func TestAttackInsertionOrder(t *testing.T) {
 				}
 				maxRatio := 0.0
 				atkInsertion(feeder, atkOrder(n, order == "descending", 7), func(i int) {
-					if i < 1024 {
-						return
-					}
 					refs := table.snapshot(nil)
 					if len(refs) != 1 || !refs[0].lock() {
 						t.Fatalf("%d connections", len(refs))
 					}
 					q := &refs[0].c.halves[0].queue
-					h, cnt := atkHeight(q.root), q.count
+					h, cnt := stHeight(q.root), q.count
 					refs[0].c.mu.Unlock()
 					if cnt != i {
 						t.Fatalf("after %d segments %d queued", i, cnt)
@@ -832,13 +839,6 @@ func log2(n int) int {
 }
 
 func log2f(n int) float64 { return float64(log2(n)) }
-
-func strconvBool(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
-}
 
 // --- overlap flood ---------------------------------------------------------
 
@@ -1024,7 +1024,7 @@ func TestAttackSequenceSpaceISNs(t *testing.T) {
 	for _, isn := range []uint32{0, 1, 0xFFFFFFFF, 0xFFFFFFF5} {
 		for _, swap := range []bool{false, true} {
 			for _, safe := range []bool{false, true} {
-				name := "isn=" + strconv.Itoa(int(isn)) + "/swap=" + strconvBool(swap) + "/safe=" + strconvBool(safe)
+				name := "isn=" + strconv.Itoa(int(isn)) + "/swap=" + strconv.FormatBool(swap) + "/safe=" + strconv.FormatBool(safe)
 				t.Run(name, func(t *testing.T) {
 					var s atkCRCStream
 					var feeder atkFeeder
@@ -1210,7 +1210,7 @@ func (s *atkCRCStream) verify(t testing.TB, total int64, crc uint32) {
 // accounted, every Stream completed once, nothing left buffered.
 func TestAttackGarbage(t *testing.T) {
 	for _, safe := range []bool{false, true} {
-		t.Run("safe="+strconvBool(safe), func(t *testing.T) {
+		t.Run("safe="+strconv.FormatBool(safe), func(t *testing.T) {
 			f := newAtkFactory()
 			var feed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 			var stats func() AssemblerStats

@@ -1848,14 +1848,6 @@ func TestUpstreamBug41_NoLeakAcrossTupleReuse(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Row 43: descending insertion stays logarithmic (structure, not timing).
 
-// rgTreeHeight returns the height of a segmentTree.
-func rgTreeHeight(c *chunk) int {
-	if c == nil {
-		return 0
-	}
-	return 1 + max(rgTreeHeight(c.left), rgTreeHeight(c.right))
-}
-
 // rgOnlyConn returns the single connection of a pool.
 func rgOnlyConn(t testing.TB, tb *connTable) *connection {
 	t.Helper()
@@ -1887,7 +1879,7 @@ func TestUpstreamBug43_DescendingInsertIsLogarithmic(t *testing.T) {
 	c := rgOnlyConn(t, &pool.t)
 	c.mu.Lock()
 	q := &c.halves[0].queue
-	count, height := q.count, rgTreeHeight(q.root)
+	count, height := q.count, stHeight(q.root)
 	c.mu.Unlock()
 	require.Equal(t, n, count, "queued segments")
 	bound := int(4 * math.Log2(n))

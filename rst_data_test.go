@@ -18,7 +18,7 @@ import (
 // connection, with an end delivery, once its position is reached.
 func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 	t.Parallel()
-	for _, p := range []reassembly.OverlapPolicy{reassembly.OverlapDefault, reassembly.OverlapFirst, reassembly.OverlapLinux} {
+	for _, p := range opAllPolicies() {
 		for _, isn := range opISNs {
 			h := newOPHarness(t, reassembly.SafeAssemblerOptions{OverlapPolicy: p})
 
