@@ -83,8 +83,8 @@ func (f *upCountingFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstr
 	return &f.s
 }
 
-// ctxOf gives each packet its own context before timing, as a capture loop
-// that keeps its CaptureInfo would.
+// benchCtx gives each packet its own context before timing, as a capture
+// loop that keeps its CaptureInfo would.
 type benchCtx struct {
 	ci      gopacket.CaptureInfo
 	scratch *[]byte // copy buffer of the goroutine that feeds the packet (suite only)
@@ -335,8 +335,8 @@ func benchReplays(b *testing.B, r *benchRun) {
 		debug.FreeOSMemory()
 	}
 	var am allocMeter
+	am.start() // ReadMemStats stops the world: not on the clock
 	b.ResetTimer()
-	am.start()
 	for left := b.N; left > 0; {
 		if r.pos == size {
 			b.StopTimer()
@@ -432,7 +432,6 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery 
 	case "ours", "safe":
 		f := &benchFactory{copyBytes: copyBytes}
 		f.init(len(r.lanes), slab)
-		f.scratch = make([]byte, 0, 64<<10)
 		r.resetStreams = f.reset
 		r.delivered = func() int64 { return f.delivered(func(s *benchStream) *streamCore { return &s.streamCore }) }
 		if impl == "ours" {
@@ -465,7 +464,6 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery 
 	case "upstream":
 		f := &upBenchFactory{copyBytes: copyBytes}
 		f.init(len(r.lanes), slab)
-		f.scratch = make([]byte, 0, 64<<10)
 		r.resetStreams = f.reset
 		r.delivered = func() int64 { return f.delivered(func(s *upBenchStream) *streamCore { return &s.streamCore }) }
 		pool := upstream.NewStreamPool(f)

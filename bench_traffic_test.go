@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"sort"
@@ -370,11 +371,20 @@ type streamCore struct {
 	scratch   *[]byte
 }
 
-func (s *streamCore) init(copyBytes bool, ac any, fallback *[]byte) {
-	*s = streamCore{copyBytes: copyBytes, scratch: fallback}
-	if c, ok := ac.(*benchCtx); ok && c.scratch != nil {
-		s.scratch = c.scratch
+// init readies a Stream for the connection whose first packet came with
+// ac: its copies go to the copy buffer of the goroutine feeding it.
+func (s *streamCore) init(copyBytes bool, ac any) {
+	*s = streamCore{copyBytes: copyBytes, scratch: benchCtxOf(ac).scratch}
+}
+
+// benchCtxOf returns the suite's context of a packet; every packet of the
+// suite has one, made by trace.split.
+func benchCtxOf(ac any) *benchCtx {
+	c, ok := ac.(*benchCtx)
+	if !ok || c.scratch == nil {
+		panic(fmt.Sprintf("bench: packet context %T is not the suite's", ac))
 	}
+	return c
 }
 
 // streamSlab hands out Streams from one array per lane, so that the
@@ -399,11 +409,7 @@ func (s *streamSlab[T]) init(lanes, perLane int) {
 }
 
 func (s *streamSlab[T]) take(ac any) *T {
-	lane := 0
-	if c, ok := ac.(*benchCtx); ok {
-		lane = c.lane
-	}
-	l := &s.lanes[lane]
+	l := &s.lanes[benchCtxOf(ac).lane]
 	if i := l.next.Add(1) - 1; i < int64(len(l.streams)) {
 		return &l.streams[i]
 	}
@@ -429,12 +435,11 @@ func (s *benchStream) ReassemblyComplete(AssemblerContext) bool { return true }
 type benchFactory struct {
 	streamSlab[benchStream]
 	copyBytes bool
-	scratch   []byte
 }
 
 func (f *benchFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac AssemblerContext) Stream {
 	s := f.take(ac)
-	s.init(f.copyBytes, ac, &f.scratch)
+	s.init(f.copyBytes, ac)
 	return s
 }
 
@@ -457,12 +462,11 @@ func (s *upBenchStream) ReassemblyComplete(upstream.AssemblerContext) bool { ret
 type upBenchFactory struct {
 	streamSlab[upBenchStream]
 	copyBytes bool
-	scratch   []byte
 }
 
 func (f *upBenchFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac upstream.AssemblerContext) upstream.Stream {
 	s := f.take(ac)
-	s.init(f.copyBytes, ac, &f.scratch)
+	s.init(f.copyBytes, ac)
 	return s
 }
 
@@ -511,6 +515,11 @@ func TestBenchTraffic(t *testing.T) {
 				if n != len(tr.pkts) {
 					t.Fatalf("goroutines=%d: lanes hold %d packets, want %d", g, n, len(tr.pkts))
 				}
+				for li, l := range lanes {
+					if len(l.pkts) == 0 && tr.conns > 1 {
+						t.Fatalf("goroutines=%d: lane %d has no packet", g, li)
+					}
+				}
 				for _, impl := range benchImpls {
 					if impl == "upstream" && g > 1 {
 						// Upstream's shared pool races (UPSTREAM-BUGS.md row 11):
@@ -534,7 +543,8 @@ func TestBenchTraffic(t *testing.T) {
 							if got > tr.unique || got < tr.unique*9/10 {
 								t.Errorf("goroutines=%d impl=%s: delivered %d, want between 90%% and 100%% of %d", g, impl, got, tr.unique)
 							}
-						case impl != "upstream" && got != tr.unique:
+						case (impl != "upstream" || sc.name == "inorder" || sc.name == "http") && got != tr.unique:
+							// Upstream's overlap faults show with reordering.
 							t.Errorf("goroutines=%d impl=%s: delivered %d, want %d", g, impl, got, tr.unique)
 						}
 					}
