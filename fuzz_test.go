@@ -786,28 +786,26 @@ func (h *fzHarness) checkAll() {
 	if d := s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd + s.BytesBeyondDepth + s.BytesOnReset; d != s.BytesDiscarded {
 		h.fail("BytesDiscarded %d is not the sum of its parts %d", s.BytesDiscarded, d)
 	}
-	{
-		if s.BytesDelivered != h.seenFresh {
-			h.fail("BytesDelivered %d, Streams saw %d new bytes", s.BytesDelivered, h.seenFresh)
-		}
-		if s.Deliveries != h.seenDeliveries {
-			h.fail("Deliveries %d, Streams saw %d", s.Deliveries, h.seenDeliveries)
-		}
-		if s.Gaps != h.seenGaps || s.GapBytes != h.seenGapBytes {
-			h.fail("Gaps %d (%d bytes), Streams saw %d (%d bytes)", s.Gaps, s.GapBytes, h.seenGaps, h.seenGapBytes)
-		}
-		if s.KeptBytesDropped < h.seenKeptShort {
-			h.fail("KeptBytesDropped %d, but %d kept bytes did not come back", s.KeptBytesDropped, h.seenKeptShort)
-		}
-		if s.StreamsCompleted != h.seenCompletes {
-			h.fail("StreamsCompleted %d, Streams saw %d", s.StreamsCompleted, h.seenCompletes)
-		}
-		if h.safe && (s.OverlapConflicts != h.seenConflicts || s.ConflictBytes != h.seenConflictBytes) {
-			h.fail("OverlapConflicts %d (%d bytes), OnConflict saw %d (%d bytes)",
-				s.OverlapConflicts, s.ConflictBytes, h.seenConflicts, h.seenConflictBytes)
-		}
+	if s.BytesDelivered != h.seenFresh {
+		h.fail("BytesDelivered %d, Streams saw %d new bytes", s.BytesDelivered, h.seenFresh)
 	}
-	if s.ForcedSkips > 0 && s.ForcedGapBytes > s.GapBytes {
+	if s.Deliveries != h.seenDeliveries {
+		h.fail("Deliveries %d, Streams saw %d", s.Deliveries, h.seenDeliveries)
+	}
+	if s.Gaps != h.seenGaps || s.GapBytes != h.seenGapBytes {
+		h.fail("Gaps %d (%d bytes), Streams saw %d (%d bytes)", s.Gaps, s.GapBytes, h.seenGaps, h.seenGapBytes)
+	}
+	if s.KeptBytesDropped < h.seenKeptShort {
+		h.fail("KeptBytesDropped %d, but %d kept bytes did not come back", s.KeptBytesDropped, h.seenKeptShort)
+	}
+	if s.StreamsCompleted != h.seenCompletes {
+		h.fail("StreamsCompleted %d, Streams saw %d", s.StreamsCompleted, h.seenCompletes)
+	}
+	if h.safe && (s.OverlapConflicts != h.seenConflicts || s.ConflictBytes != h.seenConflictBytes) {
+		h.fail("OverlapConflicts %d (%d bytes), OnConflict saw %d (%d bytes)",
+			s.OverlapConflicts, s.ConflictBytes, h.seenConflicts, h.seenConflictBytes)
+	}
+	if s.ForcedGapBytes > s.GapBytes {
 		h.fail("ForcedGapBytes %d > GapBytes %d", s.ForcedGapBytes, s.GapBytes)
 	}
 	if s.PageCache.QueuedBytes < 0 || s.PageCache.PagesInUse < 0 || s.PageCache.BytesInUse < 0 {
@@ -1591,20 +1589,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	for name, data := range fzSeeds() {
 		content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(data)) + ")\n"
 		for _, target := range []string{"FuzzAssembler", "FuzzSafeAssembler"} {
-			path := filepath.Join("testdata", "fuzz", target, name)
-			if write {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			got, err := os.ReadFile(path)
-			if err != nil || string(got) != content {
-				t.Errorf("%s is missing or stale: run REASSEMBLY_WRITE_SEEDS=1 go test -run TestFuzzSeedCorpus", path)
-			}
+			fzSyncSeed(t, filepath.Join("testdata", "fuzz", target, name), content, write)
 		}
 		for _, safe := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/safe=%v", name, safe), func(t *testing.T) { fzRun(t, data, safe) })
@@ -1612,19 +1597,25 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	}
 	for name, sd := range fzSequenceSeeds() {
 		content := fmt.Sprintf("go test fuzz v1\nuint32(%d)\nuint16(%d)\n[]byte(%s)\n", sd.isn, sd.size, strconv.Quote(string(sd.order)))
-		path := filepath.Join("testdata", "fuzz", "FuzzSequence", name)
-		if write {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
+		fzSyncSeed(t, filepath.Join("testdata", "fuzz", "FuzzSequence", name), content, write)
+	}
+}
+
+// fzSyncSeed writes the seed file at path when write is set, and otherwise
+// reports it if it is missing or differs from content.
+func fzSyncSeed(t *testing.T, path, content string, write bool) {
+	t.Helper()
+	if write {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
 		}
-		got, err := os.ReadFile(path)
-		if err != nil || string(got) != content {
-			t.Errorf("%s is missing or stale: run REASSEMBLY_WRITE_SEEDS=1 go test -run TestFuzzSeedCorpus", path)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
+		return
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != content {
+		t.Errorf("%s is missing or stale: run REASSEMBLY_WRITE_SEEDS=1 go test -run TestFuzzSeedCorpus", path)
 	}
 }

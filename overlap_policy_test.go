@@ -630,3 +630,33 @@ func TestOverlapPolicyWithinLimits(t *testing.T) {
 		sfRequireConserved(t, st)
 	}
 }
+
+// Property: ParseOverlapPolicy reads every policy's String and the names
+// Snort 3 and Suricata configurations use; an unknown name or value is
+// invalid, also in the options.
+func TestParseOverlapPolicy(t *testing.T) {
+	t.Parallel()
+	for _, p := range opAllPolicies() {
+		got, err := reassembly.ParseOverlapPolicy(p.String())
+		require.NoError(t, err)
+		require.Equal(t, p, got)
+	}
+	for name, want := range map[string]reassembly.OverlapPolicy{
+		"BSD": reassembly.OverlapBSD, "bsd-right": reassembly.OverlapBSD, "old_linux": reassembly.OverlapOldLinux,
+		"win_2003": reassembly.OverlapWindows2003, "windows2k3": reassembly.OverlapWindows2003,
+		"old-solaris": reassembly.OverlapSolaris, "hpux": reassembly.OverlapHPUX11, " Vista ": reassembly.OverlapVista,
+		"": reassembly.OverlapDefault,
+	} {
+		got, err := reassembly.ParseOverlapPolicy(name)
+		require.NoError(t, err, name)
+		require.Equal(t, want, got, name)
+	}
+	_, err := reassembly.ParseOverlapPolicy("plan9")
+	require.True(t, errors.Is(err, reassembly.ErrInvalidOptions))
+	require.Equal(t, "OverlapPolicy(200)", reassembly.OverlapPolicy(200).String())
+
+	o := reassembly.SafeAssemblerOptions{OverlapPolicy: 200}
+	err = o.Validate()
+	require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
+	require.Contains(t, err.Error(), "OverlapPolicy")
+}

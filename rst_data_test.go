@@ -1,7 +1,6 @@
 package reassembly_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -62,31 +61,11 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 	}
 }
 
-// rstStream records the bytes of the drop-in face.
-type rstStream struct{ out []byte }
-
-func (s *rstStream) Accept(*layers.TCP, gopacket.CaptureInfo, reassembly.TCPFlowDirection, reassembly.Sequence, *bool, reassembly.AssemblerContext) bool {
-	return true
-}
-
-func (s *rstStream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
-	n, _ := sg.Lengths()
-	s.out = append(s.out, sg.Fetch(n)...)
-}
-
-func (s *rstStream) ReassemblyComplete(reassembly.AssemblerContext) bool { return true }
-
-type rstFactory struct{ s *rstStream }
-
-func (f *rstFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, reassembly.AssemblerContext) reassembly.Stream {
-	return f.s
-}
-
 // Property: the drop-in face keeps upstream's behaviour and delivers the
 // payload of an RST (see MIGRATION.md).
 func TestDropInRSTPayloadDelivered(t *testing.T) {
 	t.Parallel()
-	f := &rstFactory{s: &rstStream{}}
+	f := &opFactory{streams: map[uint16]*opStream{}}
 	a := reassembly.NewAssembler(reassembly.NewStreamPool(f))
 	netFlow := gopacket.NewFlow(layers.EndpointIPv4, []byte{1, 2, 3, 4}, []byte{5, 6, 7, 8})
 	ts := time.Unix(1_700_000_000, 0)
@@ -98,35 +77,5 @@ func TestDropInRSTPayloadDelivered(t *testing.T) {
 		ts = ts.Add(time.Millisecond)
 		a.AssembleWithTimestamp(netFlow, p, ts)
 	}
-	require.Equal(t, "helloRST data", string(f.s.out))
-}
-
-// Property: ParseOverlapPolicy reads every policy's String and the names
-// Snort 3 and Suricata configurations use; an unknown name or value is
-// invalid, also in the options.
-func TestParseOverlapPolicy(t *testing.T) {
-	t.Parallel()
-	for _, p := range opAllPolicies() {
-		got, err := reassembly.ParseOverlapPolicy(p.String())
-		require.NoError(t, err)
-		require.Equal(t, p, got)
-	}
-	for name, want := range map[string]reassembly.OverlapPolicy{
-		"BSD": reassembly.OverlapBSD, "bsd-right": reassembly.OverlapBSD, "old_linux": reassembly.OverlapOldLinux,
-		"win_2003": reassembly.OverlapWindows2003, "windows2k3": reassembly.OverlapWindows2003,
-		"old-solaris": reassembly.OverlapSolaris, "hpux": reassembly.OverlapHPUX11, " Vista ": reassembly.OverlapVista,
-		"": reassembly.OverlapDefault,
-	} {
-		got, err := reassembly.ParseOverlapPolicy(name)
-		require.NoError(t, err, name)
-		require.Equal(t, want, got, name)
-	}
-	_, err := reassembly.ParseOverlapPolicy("plan9")
-	require.True(t, errors.Is(err, reassembly.ErrInvalidOptions))
-	require.Equal(t, "OverlapPolicy(200)", reassembly.OverlapPolicy(200).String())
-
-	o := reassembly.SafeAssemblerOptions{OverlapPolicy: 200}
-	err = o.Validate()
-	require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
-	require.Contains(t, err.Error(), "OverlapPolicy")
+	require.Equal(t, "helloRST data", string(f.streams[1000].out))
 }
