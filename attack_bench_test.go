@@ -35,7 +35,7 @@ import (
 // SYN flood and hold reach several GB of heap).
 
 // atkUpSink is upstream's Stream for every connection: it counts, and
-// keeps the CRC of the client's bytes when crc is set.
+// keeps the CRC of the client's bytes when doCRC is set.
 type atkUpSink struct {
 	news, completes, deliveries, bytes, skips int64
 	crc                                       uint32
@@ -182,7 +182,7 @@ func BenchmarkAttackSYNFlood(b *testing.B) {
 					heap.start()
 					b.StartTimer()
 					calls := 0
-					if _, err := atkSYNFlood(b, cfg, im.feeder, func(int) {
+					if _, err := atkSYNFlood(cfg, im.feeder, func(int) {
 						if calls++; calls%64 == 0 {
 							b.StopTimer()
 							heap.live()

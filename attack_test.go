@@ -395,7 +395,7 @@ type atkSYNFloodConfig struct {
 
 // atkSYNFlood runs the flood through f; sample is called every 4096 tuples
 // (and receives the tuple index).
-func atkSYNFlood(t testing.TB, cfg atkSYNFloodConfig, f atkFeeder, sample func(i int)) (*atkEstablished, error) {
+func atkSYNFlood(cfg atkSYNFloodConfig, f atkFeeder, sample func(i int)) (*atkEstablished, error) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, cfg.est, ts)
@@ -457,7 +457,7 @@ func TestAttackSYNFlood(t *testing.T) {
 	heap.start()
 	peakLive := int64(0)
 	calls := 0
-	est, err := atkSYNFlood(t, cfg, atkSafeFeeder{a}, func(int) {
+	est, err := atkSYNFlood(cfg, atkSafeFeeder{a}, func(int) {
 		if calls++; calls%32 == 0 {
 			heap.live()
 		} else {
@@ -508,8 +508,9 @@ type atkHoldConfig struct {
 	opts              SafeAssemblerOptions
 }
 
-// atkHold runs the hold through f; sample is called every 1024 packets.
-func atkHold(cfg atkHoldConfig, f atkFeeder, sample func()) *atkEstablished {
+// atkHold runs the hold through f; sample is called once the connections
+// are open, then every 1024 packets.
+func atkHold(cfg atkHoldConfig, f atkFeeder, sample func()) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, cfg.conns, ts)
@@ -531,7 +532,6 @@ func atkHold(cfg atkHoldConfig, f atkFeeder, sample func()) *atkEstablished {
 			}
 		}
 	}
-	return est
 }
 
 // atkChargedPage is what one full page is charged; a full page of a
@@ -577,7 +577,7 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 	var heap atkHeap
 	calls := 0
 	every := max(1, cfg.conns*cfg.segs/1024/8) // 8 live samples a run
-	est := atkHold(cfg, atkSafeFeeder{a}, func() {
+	atkHold(cfg, atkSafeFeeder{a}, func() {
 		if calls++; calls == 1 {
 			// The connections are open: what grows from here is buffering.
 			heap.start()
@@ -637,7 +637,6 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 	if gaps == 0 || int64(gaps) != a.Stats().Gaps {
 		t.Errorf("Streams saw %d holes, stats say %d", gaps, a.Stats().Gaps)
 	}
-	_ = est
 }
 
 // TestAttackManyHoles: one connection sends 100k (scaled) one-byte
@@ -1080,7 +1079,7 @@ func TestAttackSequenceSpace4GiB(t *testing.T) {
 // is atkPattern[o % len]; the length is prime, so that the pattern never
 // lines up with segment or sequence-space boundaries.
 var atkPattern = func() []byte {
-	const n = 65521
+	const n = atkPatternLen
 	p := make([]byte, 2*n)
 	for i := 0; i < n; i++ {
 		x := uint64(i) * 0x9E3779B97F4A7C15
