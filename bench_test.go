@@ -101,33 +101,8 @@ func contexts(pkts []testPacket) []benchCtx {
 	return out
 }
 
-// BenchmarkInOrder replays one long in-order connection; ns/op is per
-// packet. The connection is re-created each pass (the FINs close it).
-func BenchmarkInOrder(b *testing.B) {
-	pkts := inOrderTraffic(2000, 1460)
-	ctxs := contexts(pkts)
-	b.Run("impl=ours", func(b *testing.B) {
-		f := &countingFactory{}
-		a := NewAssembler(NewStreamPool(f))
-		b.ReportAllocs()
-		b.SetBytes(1460 / 2)
-		for i := 0; i < b.N; i++ {
-			j := i % len(pkts)
-			a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
-		}
-	})
-	b.Run("impl=upstream", func(b *testing.B) {
-		f := &upCountingFactory{}
-		a := upstream.NewAssembler(upstream.NewStreamPool(f))
-		b.ReportAllocs()
-		b.SetBytes(1460 / 2)
-		for i := 0; i < b.N; i++ {
-			j := i % len(pkts)
-			a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
-		}
-	})
-}
-
+// Property: once its connection is open, an in-order packet allocates
+// nothing (drop-in face).
 func TestInOrderPathDoesNotAllocate(t *testing.T) {
 	pkts := inOrderTraffic(200, 1460)
 	ctxs := contexts(pkts)
