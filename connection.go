@@ -208,7 +208,7 @@ type connection struct {
 	halves [2]halfConnection
 	// endCtx is the context handed to ReassemblyComplete when no packet
 	// ends the connection: it lives here so that completing allocates
-	// nothing.
+	// nothing, and is valid during that call only (MIGRATION.md).
 	endCtx captureContext
 }
 
