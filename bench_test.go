@@ -463,7 +463,8 @@ func (r *benchRun) replay(from, to int) {
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < len(r.lanes); i++ {
-		wg.Go(func() { r.run(i, from, to) })
+		wg.Add(1)
+		go func() { defer wg.Done(); r.run(i, from, to) }()
 	}
 	r.run(0, from, to)
 	wg.Wait()

@@ -1,7 +1,6 @@
 package reassembly
 
 import (
-	"iter"
 	"sync/atomic"
 )
 
@@ -144,35 +143,33 @@ func (x *connIndex) rebuild(n int) *indexTable {
 	}
 	nt := &indexTable{mask: uint64(size - 1), slots: make([]indexSlot, size)}
 	used := 0
-	for c, h := range x.entries() {
+	x.each(func(c *connection, h uint64) bool {
 		for i := h & nt.mask; ; i = (i + 1) & nt.mask {
 			s := &nt.slots[i]
 			if s.hash.Load() == 0 {
 				s.hash.Store(h)
 				s.conn.Store(c)
 				used++
-				break
+				return true
 			}
 		}
-	}
+	})
 	x.used = used
 	x.tab.Store(nt)
 	return nt
 }
 
-// entries yields every indexed connection with its hash. The shard must be
-// locked.
-func (x *connIndex) entries() iter.Seq2[*connection, uint64] {
-	return func(yield func(*connection, uint64) bool) {
-		t := x.tab.Load()
-		if t == nil {
+// each calls f with every indexed connection and its hash, until f
+// returns false. The shard must be locked.
+func (x *connIndex) each(f func(c *connection, h uint64) bool) {
+	t := x.tab.Load()
+	if t == nil {
+		return
+	}
+	for i := range t.slots {
+		s := &t.slots[i]
+		if c := s.conn.Load(); c != nil && !f(c, s.hash.Load()) {
 			return
-		}
-		for i := range t.slots {
-			s := &t.slots[i]
-			if c := s.conn.Load(); c != nil && !yield(c, s.hash.Load()) {
-				return
-			}
 		}
 	}
 }

@@ -39,10 +39,11 @@ func TestConnIndexMatchesMap(t *testing.T) {
 			require.Same(t, c, x.get(h, &c.key))
 		}
 		seen := 0
-		for c, h := range x.entries() {
+		x.each(func(c *connection, h uint64) bool {
 			require.Equal(t, model[c], h)
 			seen++
-		}
+			return true
+		})
 		require.Equal(t, len(model), seen)
 		require.Equal(t, len(model), x.live)
 		tab := x.tab.Load()
@@ -101,7 +102,9 @@ func TestConnIndexLockFreeReaders(t *testing.T) {
 
 	var misses, stale, wrong, reads atomic.Int64
 	for r := range 2 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(r), 9))
 			for !stop.Load() {
 				reads.Add(1)
@@ -127,7 +130,7 @@ func TestConnIndexLockFreeReaders(t *testing.T) {
 					c.mu.Unlock()
 				}
 			}
-		})
+		}()
 	}
 	// The readers run before the writer starts, so that they overlap.
 	for reads.Load() < 2 {

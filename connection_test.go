@@ -28,7 +28,7 @@ func TestHalfConnectionHotFieldsInTwoLines(t *testing.T) {
 		{"kept", unsafe.Offsetof(h.kept), unsafe.Sizeof(h.kept)},
 	}
 	for _, f := range hot {
-		assert.LessOrEqual(t, f.off+f.size, uintptr(128), "%s ends past the second cache line", f.name)
+		assert.LessOrEqual(t, int(f.off+f.size), 128, "%s ends past the second cache line", f.name)
 	}
 	assert.Zero(t, unsafe.Sizeof(h)%64, "halfConnection is not a whole number of cache lines")
 	var c connection

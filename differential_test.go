@@ -829,7 +829,9 @@ func TestDifferentialAgainstUpstream(t *testing.T) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for {
 				k := int(next.Add(1)) - 1
 				if k >= len(results) {
@@ -852,7 +854,7 @@ func TestDifferentialAgainstUpstream(t *testing.T) {
 					results[k] = append(results[k], o)
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	tally := diffTally{known: map[string]int{}}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -211,7 +212,7 @@ func fzDecodeConfig(in *fzInput, safe bool) fzConfig {
 		c.opts.ConnectionTimeout = time.Duration(t%16+1) * 50 * time.Millisecond
 	}
 	c.opts.DisableBackgroundFlush = true
-	c.opts.Logger = slog.New(slog.DiscardHandler) // the planned panics are logged
+	c.opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil)) // the planned panics are logged
 	// The Safe face's overlap policy, reassembly depth and conflict window.
 	pol, depth, window := in.u8(), in.u8(), in.u8()
 	if safe {

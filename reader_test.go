@@ -927,7 +927,7 @@ func BenchmarkReaderPairThroughput(b *testing.B) {
 	}()
 	b.SetBytes(int64(len(sg.data)))
 	b.ReportAllocs()
-	for b.Loop() {
+	for i := 0; i < b.N; i++ {
 		p.ReassembledSG(sg, nil)
 		sg.start = false
 	}

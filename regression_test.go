@@ -590,9 +590,11 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 				a *Assembler
 				p rgPacket
 			}{{a1, p1}, {a2, p2}} {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					panics[i] = rgRecover(func() { job.a.AssembleWithContext(job.p.flow, job.p.tcp, job.p.ctx) })
-				})
+				}()
 			}
 			wg.Wait()
 			assert.Nil(t, panics[0], "assembler 1 panicked")
@@ -614,8 +616,10 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 			p1, p2 := rgMake(t, first, rgBase), rgMake(t, tc.second, rgBase.Add(time.Millisecond))
 			var wg sync.WaitGroup
 			panics := make([]any, 2)
-			wg.Go(func() { panics[0] = rgFeedUp(a1, []rgPacket{p1}) })
-			wg.Go(func() { panics[1] = rgFeedUp(a2, []rgPacket{p2}) })
+			wg.Add(1)
+			go func() { defer wg.Done(); panics[0] = rgFeedUp(a1, []rgPacket{p1}) }()
+			wg.Add(1)
+			go func() { defer wg.Done(); panics[1] = rgFeedUp(a2, []rgPacket{p2}) }()
 			wg.Wait()
 			require.Equal(t, 2, r.news, "upstream calls New from both assemblers")
 			if !tc.second.rev {
@@ -688,7 +692,9 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var flushPanic any
-	wg.Go(func() {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		flushPanic = rgRecover(func() {
 			for i := 0; ; i++ {
 				select {
@@ -703,7 +709,7 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 				}
 			}
 		})
-	})
+	}()
 	rgFeed(t, a, pkts)
 	close(done)
 	wg.Wait()
@@ -1000,12 +1006,16 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 			}
 		})
 	}
-	wg.Go(func() { feed(0, a1, c2s, ccut) })
-	wg.Go(func() { feed(1, a2, s2c, scut) })
+	wg.Add(1)
+	go func() { defer wg.Done(); feed(0, a1, c2s, ccut) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); feed(1, a2, s2c, scut) }()
 	stop := make(chan struct{})
 	var flushes atomic.Int64
 	var flushWG sync.WaitGroup
-	flushWG.Go(func() {
+	flushWG.Add(1)
+	go func() {
+		defer flushWG.Done()
 		panics[2] = rgRecover(func() {
 			for {
 				select {
@@ -1024,7 +1034,7 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 				runtime.Gosched()
 			}
 		})
-	})
+	}()
 	wg.Wait()
 	close(stop)
 	flushWG.Wait()
@@ -1855,10 +1865,11 @@ func rgOnlyConn(t testing.TB, tb *connTable) *connection {
 	for i := range tb.shards {
 		sh := &tb.shards[i]
 		sh.mu.Lock()
-		for c := range sh.idx.entries() {
+		sh.idx.each(func(c *connection, _ uint64) bool {
 			require.Nil(t, found, "more than one connection")
 			found = c
-		}
+			return true
+		})
 		sh.mu.Unlock()
 	}
 	require.NotNil(t, found, "no connection")

@@ -262,9 +262,10 @@ func (t *connTable) snapshot(buf []connRef) []connRef {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for c := range sh.idx.entries() {
+		sh.idx.each(func(c *connection, _ uint64) bool {
 			buf = append(buf, connRef{c, c.gen})
-		}
+			return true
+		})
 		sh.mu.Unlock()
 	}
 	return buf
@@ -282,12 +283,13 @@ func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
 		if tcNs != math.MinInt64 {
 			sh.graves.reap(tcNs, false)
 		}
-		for c := range sh.idx.entries() {
+		sh.idx.each(func(c *connection, _ uint64) bool {
 			if c.lastSeenNs.Load() <= tcNs ||
 				c.halves[0].oldestQueued.Load() <= tNs || c.halves[1].oldestQueued.Load() <= tNs {
 				buf = append(buf, connRef{c, c.gen})
 			}
-		}
+			return true
+		})
 		sh.mu.Unlock()
 	}
 	return buf
