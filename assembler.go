@@ -96,6 +96,17 @@ func (a *Assembler) lock() {
 	}
 }
 
+// SetSkipAckedHoles makes the assembler skip a hole as soon as the peer
+// acknowledges bytes past it, instead of waiting for a flush as upstream
+// does: the host received those bytes, so the hole is a capture gap that
+// will never fill. The bytes after it are delivered with the skip, and a
+// FIN so reached completes its direction. Off by default.
+func (a *Assembler) SetSkipAckedHoles(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.eng.life.ackGaps = on
+}
+
 // Assemble reassembles a packet stamped with the current time, for packets
 // read off the wire.
 func (a *Assembler) Assemble(netFlow gopacket.Flow, t *layers.TCP) {

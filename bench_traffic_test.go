@@ -222,6 +222,27 @@ func httpConn(k int, cfg *httpConfig, rng *rand.Rand) (segs []genSeg, unique int
 			}
 		}
 	}
+	// Receivers acknowledge only what reached them: after reordering, an
+	// ACK sent before a delayed segment arrived cannot cover it (the
+	// engine takes an acknowledgement past a hole as a capture gap).
+	var got [2][]bool
+	got[0], got[1] = make([]bool, len(req)), make([]bool, len(resp))
+	var contig [2]int
+	for i := range segs {
+		s := &segs[i]
+		d := dirOf(s)
+		if o := 1 - d; s.hasAck && !s.syn && contig[o] < len(got[o]) {
+			if lim := isn[o] + uint32(contig[o]); int32(lim-s.ack) < 0 {
+				s.ack = lim
+			}
+		}
+		for b := s.off; b < s.off+len(s.payload); b++ {
+			got[d][b] = true
+		}
+		for contig[d] < len(got[d]) && got[d][contig[d]] {
+			contig[d]++
+		}
+	}
 	if cfg.loss > 0 {
 		kept := segs[:3]
 		for _, s := range segs[3:] {

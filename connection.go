@@ -114,9 +114,12 @@ type halfConnection struct {
 	cost    int64 // memory charged for them
 	runs    int   // runs of adjacent queued chunks: the holes waiting to fill
 	created time.Time
-	// The size is a multiple of the cache line, so the hot fields of the
-	// second direction start a line too.
-	_ [16]byte
+	// pickedUp is set when the direction started mid-stream, without a
+	// SYN, by the Safe face's Midstream option.
+	pickedUp bool
+	// ackedHoleAt is nextPos when the peer first acknowledged past the
+	// hole there, or -1: a second acknowledgement declares the gap.
+	ackedHoleAt int64
 }
 
 // countQueued counts a packet's bytes going into the queue.
@@ -150,13 +153,14 @@ func (h *halfConnection) takeStats() TCPAssemblyStats {
 
 func (h *halfConnection) reset(dir TCPFlowDirection, ts time.Time, queued *atomic.Int64) {
 	*h = halfConnection{
-		dir:       dir,
-		nextSeq:   invalidSequence,
-		created:   ts,
-		lastSeen:  ts,
-		finPos:    -1,
-		queue:     segmentTree{rng: uint64(ts.UnixNano()), pooled: queued},
-		anchorPos: 1 << 40,
+		dir:         dir,
+		nextSeq:     invalidSequence,
+		created:     ts,
+		lastSeen:    ts,
+		finPos:      -1,
+		queue:       segmentTree{rng: uint64(ts.UnixNano()), pooled: queued},
+		anchorPos:   1 << 40,
+		ackedHoleAt: -1,
 	}
 	h.oldestQueued.Store(math.MaxInt64)
 }

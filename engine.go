@@ -71,6 +71,10 @@ type engine struct {
 	free     connFreeList
 	// ev are the Safe face's overlap, conflict, depth and RST settings.
 	ev evasion
+	// life are the rules that end connections early or move directions
+	// on; acking is set while an acknowledgement moves one over a hole.
+	life   lifecycle
+	acking bool
 	// seg is the extent of the packet being processed, as it arrived, and
 	// spans the ranges an overlap policy lets it buffer.
 	seg   span
@@ -101,24 +105,40 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	create := t.SYN || len(payload) > 0
 	sp, dp := uint16(t.SrcPort), uint16(t.DstPort)
 	conn, fromLo := e.cached(netFlow, sp, dp)
-	if conn == nil {
-		k, lo := makeKey(netFlow, t)
-		var err error
-		conn, err = e.table.getConnection(k, lo, create, ts, t, ac, e.newStream, &e.free)
+	var k connKey
+	keyed := false
+	for pass := 0; ; pass++ {
 		if conn == nil {
-			switch {
-			case err == ErrConnectionClosed:
-				// A late copy of a completed connection's packet.
-				e.ctr.discard(discardClosed, len(payload))
-				e.droppedClosed = len(payload) > 0
-				return nil
-			case err != nil:
-				e.ctr.discard(discardRefused, len(payload))
+			if !keyed {
+				k, fromLo = makeKey(netFlow, t)
 			}
-			return err
+			var err error
+			conn, err = e.table.getConnection(k, fromLo, create, ts, t, ac, e.newStream, &e.free)
+			if conn == nil {
+				switch {
+				case err == ErrConnectionClosed:
+					// A late copy of a completed connection's packet.
+					e.ctr.discard(discardClosed, len(payload))
+					e.droppedClosed = len(payload) > 0
+					return nil
+				case err != nil:
+					e.ctr.discard(discardRefused, len(payload))
+				}
+				return err
+			}
+			e.remember(netFlow, sp, dp, conn, fromLo)
 		}
-		fromLo = lo
-		e.remember(netFlow, sp, dp, conn, lo)
+		if pass > 0 {
+			break
+		}
+		// A connection idle past the timeout, or a SYN that reuses the
+		// 4-tuple, ends the connection: the packet starts a new one.
+		reuse, idle := e.restarts(conn, fromLo, t, ts)
+		if !reuse && !idle {
+			break
+		}
+		k, keyed = e.restart(conn, reuse), true
+		conn = nil
 	}
 	defer conn.mu.Unlock()
 	e.packet(conn, fromLo, t, ci, ac)
@@ -173,7 +193,7 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 
 // packet processes a packet of a locked connection.
 func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
-	half, _ := conn.half(fromLo)
+	half, peer := conn.half(fromLo)
 	payload := t.Payload
 	if e.clock != nil {
 		conn.wallLast = e.clock.Load()
@@ -186,7 +206,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	}
 	// start lives in the engine: its address goes to user code, and a
 	// local would be allocated for every packet.
-	e.start = !half.started() && t.SYN
+	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(payload) > 0 || t.FIN))
 	accepted := e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &e.start, ac)
 	if conn.poisoned {
 		// Accept panicked (recovered by the Safe face): close at once.
@@ -197,6 +217,15 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if !accepted {
 		e.ctr.discard(discardRejected, len(payload))
 		return
+	}
+	if e.life.ackGaps && t.ACK && peer.mayHoldHole() {
+		e.ackedPast(conn, peer, Sequence(t.Ack), ac)
+		if conn.removed {
+			// The acknowledgement completed the connection.
+			e.ctr.discard(discardClosed, len(payload))
+			e.droppedClosed = len(payload) > 0
+			return
+		}
 	}
 	if half.closed {
 		e.ctr.discard(discardClosed, len(payload))
@@ -226,6 +255,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if !half.started() {
 		if t.SYN || e.start {
 			e.startAt(half, dataSeq)
+			half.pickedUp = !t.SYN && e.life.midstream
 			queue = false
 		} else if t.RST && e.refuses(conn, half, t) {
 			// A connection refused, or aborted before this direction sent
@@ -600,7 +630,10 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	first := sg.parts[0]
 	sg.dir = half.dir
 	sg.skip = -1
-	if half.started() {
+	if !half.delivered && half.pickedUp {
+		// Picked up mid-stream: what came before is unknown, as upstream
+		// reports a start it did not see.
+	} else if half.started() {
 		sg.skip = int(first.pos - half.nextPos)
 	} else {
 		half.origin, half.hasOrigin = first.pos, true
@@ -610,6 +643,9 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		e.ctr.gapBytes += int64(sg.skip)
 		if e.forcing {
 			e.ctr.forcedGapBytes += int64(sg.skip)
+		}
+		if e.acking {
+			e.ctr.ackedGapBytes += int64(sg.skip)
 		}
 	}
 	tail := &sg.parts[len(sg.parts)-1] // several parts when a policy mixed copies
@@ -1064,9 +1100,10 @@ func (e *engine) trimEvery(now time.Time) {
 	}
 }
 
-// flushAll delivers everything buffered and closes every connection.
+// flushAll delivers everything buffered and closes every connection. It
+// forgets the graves too, those it leaves included: what comes after it,
+// such as the same capture replayed, is new traffic.
 func (e *engine) flushAll() int {
-	e.table.reapGraves()
 	e.refs = e.table.snapshot(e.refs[:0])
 	n := 0
 	for _, r := range e.refs {
@@ -1083,6 +1120,7 @@ func (e *engine) flushAll() int {
 		conn.mu.Unlock()
 	}
 	clear(e.refs)
+	e.table.reapGraves()
 	e.pc.trim()
 	return n
 }

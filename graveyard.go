@@ -18,6 +18,13 @@ const maxGravesPerShard = 1024
 // minGraveRing is the ring a shard's first grave gets.
 const minGraveRing = 16
 
+// graveWindow bounds the final window of each direction that a grave
+// remembers: a late copy is a retransmission of the last bytes the sender
+// had in flight, and the smaller the window, the less likely a new
+// conversation's random sequence numbers fall in it by chance (for both
+// directions' windows at once, 2^-16 at most).
+const graveWindow = 16 << 20
+
 // grave is what a completed connection leaves behind for graveTTL:
 // enough to tell a late copy of its packets from a new connection on the
 // same 4-tuple, in a few dozen bytes instead of a whole connection.
@@ -26,33 +33,45 @@ type grave struct {
 	hash    uint64 // 0: the slot holds no grave
 	retired int64  // capture time of the last packet (ns)
 	// next is, per sender (0: the key's lower endpoint), the sequence
-	// number after the last byte delivered, invalidSequence if that
-	// direction never started.
-	next [2]Sequence
+	// number after the last byte delivered (and the FIN), invalidSequence
+	// if that direction never started; from is where its final window
+	// begins: its first byte, or graveWindow before next.
+	next, from [2]Sequence
 }
 
 // lateCopy reports whether a packet of a completed connection is a late
 // copy of its traffic, to be dropped, rather than the start of a new
-// connection: a SYN without ACK, data past the old end, or any packet after
-// graveTTL starts anew.
+// conversation on the 4-tuple. A copy lies within the sender's final
+// window (a SYN: is the sender's own SYN again), and acknowledges within
+// the peer's; anything else, and any packet after graveTTL, starts anew:
+// a new conversation's sequence numbers are unrelated to the old ones.
 func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
 	// The difference is taken unsigned: it cannot overflow however odd
 	// the capture's timestamps.
-	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) || tcp.SYN && !tcp.ACK {
+	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) {
 		return false
 	}
-	if len(tcp.Payload) == 0 {
-		return true
-	}
-	next := g.next[1]
+	s, p := 1, 0
 	if fromLo {
-		next = g.next[0]
+		s, p = 0, 1
 	}
-	end := Sequence(tcp.Seq).Add(len(tcp.Payload))
+	if g.next[s] == invalidSequence {
+		return false // the sender never started: nothing of it to copy
+	}
+	seq := Sequence(tcp.Seq)
 	if tcp.SYN {
-		end = end.Add(1)
+		if seq.Add(1) != g.from[s] {
+			return false
+		}
+	} else if !g.within(s, seq, seq.Add(len(tcp.Payload))) {
+		return false
 	}
-	return next != invalidSequence && next.Difference(end) <= 0
+	return !tcp.ACK || g.next[p] == invalidSequence || g.within(p, Sequence(tcp.Ack), Sequence(tcp.Ack))
+}
+
+// within reports whether [from, to] lies in the final window of sender i.
+func (g *grave) within(i int, from, to Sequence) bool {
+	return g.from[i].Difference(from) >= 0 && to.Difference(g.next[i]) >= 0 && from.Difference(to) >= 0
 }
 
 // graveyard holds a shard's graves oldest first in a ring, found through

@@ -81,6 +81,19 @@ type SafeAssemblerOptions struct {
 	// it. A Stream that implements DepthOverrider sets its own, per
 	// direction. 0, the default, is no depth.
 	ReassemblyDepth int
+
+	// IgnoreAcks turns off gaps declared by acknowledgements: by default,
+	// when a peer acknowledges bytes past a hole the capture missed (the
+	// host received them), the hole is skipped at once and the bytes after
+	// it delivered, where upstream waits for a flush or, here, the timeout.
+	IgnoreAcks bool
+	// Midstream starts a direction whose SYN was not captured at its first
+	// packet with data or FIN, as Suricata's stream.midstream does, for
+	// connections already open when capture began; the first delivery
+	// reports Skip -1 (what came before is unknown). A Stream's Accept
+	// can still refuse by clearing start. Off by default: such a direction
+	// delivers only when a flush, a limit or the timeout skips to its bytes.
+	Midstream bool
 }
 
 // Validate fills in defaults and reports invalid values with an error that

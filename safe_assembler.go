@@ -66,6 +66,11 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 		depth:      int64(opts.ReassemblyDepth),
 		dropRST:    true,
 	}
+	a.eng.life = lifecycle{
+		idle:      opts.ConnectionTimeout,
+		ackGaps:   !opts.IgnoreAcks,
+		midstream: opts.Midstream,
+	}
 	a.eng.clock = &a.clock
 	a.clock.Store(time.Now().UnixNano())
 	pool.logger.CompareAndSwap(nil, opts.Logger)

@@ -35,6 +35,9 @@ type counters struct {
 	flushedHalves    int64
 	closedByFlush    int64
 	timedOut         int64
+	reused           int64 // connections ended by a SYN reusing their 4-tuple
+	ackedGaps        int64 // holes skipped because the peer acknowledged past them
+	ackedGapBytes    int64
 	panics           int64
 	keptDropped      int64 // bytes kept by KeepFrom let go at a limit
 	errors           int64
@@ -80,12 +83,18 @@ type AssemblerStats struct {
 	GapBytes       int64 // bytes in those holes
 	ForcedSkips    int64 // holes skipped because a buffer limit was reached
 	ForcedGapBytes int64 // bytes in those holes
+	// AckedGaps counts holes skipped as soon as the peer acknowledged
+	// bytes past them (the capture missed bytes the host received);
+	// AckedGapBytes the bytes in those holes.
+	AckedGaps     int64
+	AckedGapBytes int64
 
 	Deliveries         int64 // ReassembledSG calls
 	StreamsCompleted   int64 // ReassemblyComplete calls
 	ConnectionsFlush   int64 // directions a flush pushed over a hole
 	ConnectionsClosed  int64 // directions a flush closed
 	ConnectionTimeouts int64 // directions closed for being idle past ConnectionTimeout
+	ConnectionsReused  int64 // connections completed because a SYN opened a new conversation on their 4-tuple
 	PanicsRecovered    int64 // panics of Stream or StreamFactory code recovered
 	// KeptBytesDropped counts bytes a Stream asked to keep with KeepFrom
 	// that the Safe face's limits did not leave room for; they had been
@@ -116,11 +125,14 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		GapBytes:           c.gapBytes,
 		ForcedSkips:        c.forcedFlushes,
 		ForcedGapBytes:     c.forcedGapBytes,
+		AckedGaps:          c.ackedGaps,
+		AckedGapBytes:      c.ackedGapBytes,
 		Deliveries:         c.deliveries,
 		StreamsCompleted:   c.completed,
 		ConnectionsFlush:   c.flushedHalves,
 		ConnectionsClosed:  c.closedByFlush,
 		ConnectionTimeouts: c.timedOut,
+		ConnectionsReused:  c.reused,
 		PanicsRecovered:    c.panics,
 		KeptBytesDropped:   c.keptDropped,
 		PageCache:          pc.Stats(),

@@ -47,7 +47,12 @@ func (sh *shard) bury(c *connection) {
 	if !c.c2sFromLo {
 		lo, hi = hi, lo
 	}
-	g.next = [2]Sequence{lo.nextSeq, hi.nextSeq}
+	for i, h := range [2]*halfConnection{lo, hi} {
+		g.next[i], g.from[i] = h.nextSeq, h.nextSeq
+		if h.started() && h.hasOrigin {
+			g.from[i] = h.nextSeq.Add(-int(min(h.nextPos-h.origin, graveWindow)))
+		}
+	}
 	if pos := sh.graves.find(c.hash, &c.key); pos >= 0 {
 		sh.graves.forget(pos)
 	}
@@ -239,6 +244,16 @@ func (t *connTable) trimIndexes() {
 		sh.graves.trim()
 		sh.mu.Unlock()
 	}
+}
+
+// forgetGrave forgets the grave of k, if it has one.
+func (t *connTable) forgetGrave(h uint64, k *connKey) {
+	sh := t.shard(h)
+	sh.mu.Lock()
+	if pos := sh.graves.find(h, k); pos >= 0 {
+		sh.graves.forget(pos)
+	}
+	sh.mu.Unlock()
 }
 
 // reapGraves forgets every grave.

@@ -1,0 +1,149 @@
+package reassembly
+
+import (
+	"math"
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+// lifecycle are the rules that end a connection early or move a direction
+// on without a flush: a new conversation on the 4-tuple (port reuse), an
+// idle timeout applied before the packet, holes the peer acknowledged, and
+// the pickup of directions whose SYN was not captured.
+type lifecycle struct {
+	// idle, when positive, is the Safe face's ConnectionTimeout in capture
+	// time: a packet for a connection idle longer completes it first.
+	idle time.Duration
+	// ackGaps skips a hole as soon as the peer acknowledges past it.
+	ackGaps bool
+	// midstream starts a direction whose SYN was not seen at its first
+	// packet, unless the Stream's Accept clears start.
+	midstream bool
+}
+
+// restarts reports whether the packet belongs to a new conversation
+// rather than to conn, which must then be completed first: conn was idle
+// past the timeout, or the packet is a SYN that reuses the 4-tuple.
+func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.Time) (reuse, idle bool) {
+	if e.life.idle > 0 {
+		if last := conn.lastSeenNs.Load(); last != math.MinInt64 {
+			if ns := nanos(ts); ns > last && uint64(ns)-uint64(last) > uint64(e.life.idle) {
+				return false, true
+			}
+		}
+	}
+	if !t.SYN || t.ACK {
+		return false, false
+	}
+	half, _ := conn.half(fromLo)
+	return half.reusedBy(Sequence(t.Seq)), false
+}
+
+// reusedBy reports whether a SYN (without ACK) with sequence number syn
+// opens a new conversation on a direction that has started: its first data
+// byte lies outside the range of sequence numbers the direction has used,
+// as a new ISN does. A retransmitted SYN, or one inside that range, does
+// not: TCP answers those with an ACK on the open connection (RFC 5961).
+func (h *halfConnection) reusedBy(syn Sequence) bool {
+	if !h.started() || !h.hasOrigin {
+		return false
+	}
+	pos := h.posOf(syn.Add(1))
+	if pos < h.origin {
+		return true
+	}
+	hi := h.nextPos
+	if c := h.queue.floor(math.MaxInt64); c != nil && c.end() > hi {
+		hi = c.end()
+	}
+	if h.finPos >= hi {
+		hi = h.finPos + 1
+	}
+	return pos > hi
+}
+
+// finish completes conn now, delivering what it buffers over its holes,
+// and takes it out of the pool, for a new conversation on its 4-tuple. It
+// returns how many directions it closed.
+func (e *engine) finish(conn *connection) int {
+	closed := 0
+	for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
+		if !half.closed {
+			closed++
+		}
+		for !half.closed && !conn.removed {
+			e.skipFlush(conn, half)
+		}
+	}
+	if !conn.removed {
+		// Completed but kept by its Stream: the new conversation replaces it.
+		e.table.remove(conn, &e.free)
+	}
+	return closed
+}
+
+// restart completes the locked conn for a packet of a new conversation on
+// its 4-tuple, unlocks it, and returns its key for the new connection.
+func (e *engine) restart(conn *connection, reuse bool) connKey {
+	k, h := conn.key, conn.hash
+	closed := e.finish(conn)
+	if reuse {
+		e.ctr.reused++
+	} else {
+		e.ctr.timedOut += int64(closed)
+	}
+	conn.mu.Unlock()
+	// The grave just left would judge the packet by the old conversation.
+	e.table.forgetGrave(h, &k)
+	return k
+}
+
+// ackedPast moves half on when the peer acknowledged bytes up to ack past
+// a hole: the host received bytes the capture missed, so the hole before
+// the first buffered bytes (or before the FIN) will never fill. The hole is
+// skipped at once, reported to the Stream as Skip and counted, and the
+// bytes after it are delivered; a FIN so reached closes the direction.
+func (e *engine) ackedPast(conn *connection, half *halfConnection, ack Sequence, ac AssemblerContext) {
+	acked := half.posOf(ack)
+	for acked > half.nextPos && !half.closed && !conn.removed {
+		sg := &e.sg
+		sg.reset()
+		if c := half.queue.min(); c != nil {
+			// The host must have received some of the buffered bytes, not
+			// only those of the hole: a capture that merges two links can
+			// show an ACK a little before the data it acknowledges.
+			if c.pos >= acked {
+				return
+			}
+			// One acknowledgement could still come before the data in a
+			// capture that shuffled packets; a second, or one that covers
+			// the FIN, leaves no doubt.
+			if (half.finPos < 0 || half.finPos >= acked) && half.ackedHoleAt != half.nextPos {
+				half.ackedHoleAt = half.nextPos
+				return
+			}
+			e.ctr.ackedGaps++
+			e.takeFirst(half)
+		} else {
+			if half.finPos < half.nextPos || half.finPos >= acked {
+				return
+			}
+			// Only the FIN is left: an empty delivery ends the direction.
+			e.ctr.ackedGaps++
+			seq := half.anchorSeq.Add(int(half.finPos - half.anchorPos))
+			sg.add(sgPart{seq: seq, pos: half.finPos, ac: ac})
+			sg.end, sg.rst = true, half.rstEnd
+		}
+		e.acking = true
+		e.send(conn, half, sg.parts[0].ac)
+		e.acking = false
+		sg.reset()
+	}
+}
+
+// mayHoldHole reports, cheaply, whether an acknowledgement could move half
+// over a hole: it started, is open, and buffers bytes or knows its end.
+func (h *halfConnection) mayHoldHole() bool {
+	return h.started() && !h.closed && (!h.queue.empty() || h.finPos >= 0)
+}
