@@ -526,8 +526,18 @@ func TestLifecycleMidstream(t *testing.T) {
 			p := s.build()
 			require.NoError(t, a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci}))
 		}
-		// Both readers end before any flush or Close.
-		texts := []string{<-got, <-got}
+		// Both readers end before any flush or Close. The wait is bounded
+		// only so that a broken pickup fails instead of hanging the suite.
+		var texts []string
+		for range 2 {
+			select {
+			case s := <-got:
+				texts = append(texts, s)
+			case <-time.After(time.Minute):
+				require.NoError(t, a.Close()) // ends the readers
+				t.Fatalf("the readers did not end without a flush (got %q)", texts)
+			}
+		}
 		assert.ElementsMatch(t, []string{"GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK\r\n\r\n"}, texts)
 		require.NoError(t, a.Close())
 		require.NoError(t, pool.Close())
