@@ -47,9 +47,10 @@ type Part struct {
 	// Context is the AssemblerContext the packet was handed in with.
 	Context AssemblerContext
 	// Skip is the number of bytes missing from the stream right before the
-	// part: the skip of Info on the first part that was not kept, -1 there
-	// when the start of the direction is unknown, and 0 elsewhere (the
-	// parts of one delivery follow each other without a hole).
+	// part: on the first part, the skip of Info (-1 when the start of the
+	// direction is unknown); 0 on the others, as the parts of a delivery
+	// follow each other without a hole. Kept bytes are handed over again
+	// only when no bytes are missing after them.
 	Skip int
 	// Kept tells that the part was delivered before, and is handed over
 	// again because the Stream asked for it with KeepFrom.
@@ -154,7 +155,7 @@ func (sg *scatterGather) Part(i int) Part {
 	}
 	p := &sg.parts[i]
 	skip := 0
-	if !p.kept && (i == 0 || sg.parts[i-1].kept) {
+	if i == 0 {
 		skip = sg.skip
 	}
 	return Part{
