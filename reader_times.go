@@ -6,9 +6,9 @@ import "time"
 // that a reader learns when the bytes it just read were captured.
 
 // timeRun says that the buffered bytes from offset at up to the next run
-// were captured at first (their first byte) to last (their last byte):
-// one packet, consecutive packets captured at the same time, or, past
-// maxTimeRuns, several packets merged.
+// were captured at one time, first == last (one packet, or consecutive
+// packets captured at the same time), or, past the cap on runs, from first
+// to last (several packets merged).
 type timeRun struct {
 	at          int64
 	first, last time.Time
@@ -31,7 +31,13 @@ func (r *ReaderStream) markTime(ts time.Time) {
 			return // the same time: the run goes on
 		}
 		if k-r.timeHead >= max(minTimeRuns, r.max/timeRunsPer) {
-			last.last = ts // merged: the run spans several times
+			// Merged: the run spans the earliest to the latest time.
+			if ts.Before(last.first) {
+				last.first = ts
+			}
+			if ts.After(last.last) {
+				last.last = ts
+			}
 			return
 		}
 	}
@@ -57,10 +63,8 @@ func (r *ReaderStream) readTimes(from, to int64) {
 	if from >= to {
 		return
 	}
+	// Runs read to their end are gone: the first run holds from.
 	i := r.timeHead
-	for i < len(r.times) && r.runEnd(i) <= from {
-		i++
-	}
 	if i < len(r.times) {
 		r.readFirst = r.times[i].first
 	}
