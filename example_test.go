@@ -612,6 +612,22 @@ func ExamplePartWalker() {
 	// server->client part 1/1: 12:00:00.005 seq 900001 ack 1048 ACK "HTTP/1.1 204 No Content\r\n\r\n"
 }
 
+// exampleReplay reassembles packets with a SafeAssembler and closes it and
+// its pool: every Stream is completed, every ReaderStream ends.
+func exampleReplay(f reassembly.StreamFactory, packets []gopacket.Packet) {
+	pool := reassembly.NewSafeStreamPool(f, 0)
+	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
+	if err != nil {
+		panic(err)
+	}
+	for _, packet := range packets {
+		tcp := packet.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		_ = a.AssembleWithContext(packet.NetworkLayer().NetworkFlow(), tcp, &exampleContext{CaptureInfo: packet.Metadata().CaptureInfo})
+	}
+	a.Close()
+	pool.Close()
+}
+
 // exampleTimed is an io.Reader over a ReaderStream read with
 // SplitReadsByTime: it remembers the capture time of every Read, so that
 // the time of any byte read so far can be looked up by its offset.
@@ -706,25 +722,13 @@ func ExampleReaderStream_ReadTimes() {
 			go read(conn.Server, "server", response)
 		},
 	}
-	pool := reassembly.NewSafeStreamPool(factory, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	packets := exampleCapture(exampleConn{
+	exampleReplay(factory, exampleCapture(exampleConn{
 		client: "10.0.0.1:40000", server: "10.0.0.9:80",
 		request: "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n" +
 			"GET /style.css HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		response: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" +
 			"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
-	})
-	for _, packet := range packets {
-		tcp := packet.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		_ = a.AssembleWithTimestamp(packet.NetworkLayer().NetworkFlow(), tcp, packet.Metadata().Timestamp)
-	}
-	a.Close()
-	pool.Close() // every reader gets io.EOF
+	}))
 	wg.Wait()
 	slices.SortStableFunc(events, func(x, y event) int { return x.first.Compare(y.first) })
 	for _, e := range events {

@@ -112,29 +112,10 @@ func (f TCPFlags) String() string {
 // flagsOf returns the flags of t.
 func flagsOf(t *layers.TCP) TCPFlags {
 	var f TCPFlags
-	if t.FIN {
-		f |= TCPFlagFIN
-	}
-	if t.SYN {
-		f |= TCPFlagSYN
-	}
-	if t.RST {
-		f |= TCPFlagRST
-	}
-	if t.PSH {
-		f |= TCPFlagPSH
-	}
-	if t.ACK {
-		f |= TCPFlagACK
-	}
-	if t.URG {
-		f |= TCPFlagURG
-	}
-	if t.ECE {
-		f |= TCPFlagECE
-	}
-	if t.CWR {
-		f |= TCPFlagCWR
+	for i, set := range [...]bool{t.FIN, t.SYN, t.RST, t.PSH, t.ACK, t.URG, t.ECE, t.CWR} {
+		if set {
+			f |= 1 << i
+		}
 	}
 	return f
 }
