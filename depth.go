@@ -140,7 +140,7 @@ func (e *engine) depthDue(conn *connection, half *halfConnection, ac AssemblerCo
 		return false
 	}
 	e.sg.reset()
-	e.sg.add(sgPart{seq: half.nextSeq, pos: half.nextPos, ac: ac})
+	e.sg.add(sgPart{seq: half.nextSeq, ack: e.meta.ack, pos: half.nextPos, ac: ac, flags: e.meta.flags})
 	e.send(conn, half, ac)
 	return true
 }

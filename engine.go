@@ -79,6 +79,9 @@ type engine struct {
 	// spans the ranges an overlap policy lets it buffer.
 	seg   span
 	spans []span
+	// meta is the acknowledgement number and flags of the packet being
+	// processed, which its parts carry.
+	meta pktMeta
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -195,6 +198,7 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
 	half, peer := conn.half(fromLo)
 	payload := t.Payload
+	e.meta = pktMeta{ack: t.Ack, flags: flagsOf(t)}
 	if e.clock != nil {
 		conn.wallLast = e.clock.Load()
 	}
@@ -313,7 +317,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			e.ctr.forcedFlushes++
 			e.forcing = true
 			queue = false
-			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
+			sg.add(livePart(payload, dataSeq, pos, ac, e.meta))
 			sg.end = end && half.finPos == pos+int64(len(payload))
 			sg.rst = sg.end && t.RST
 		} else if half.started() && pos <= half.nextPos {
@@ -362,7 +366,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			sg.end = end
 			sg.rst = t.RST
 		} else if len(payload) > 0 || end || (t.SYN && !half.delivered) {
-			sg.add(sgPart{bytes: payload, seq: dataSeq, pos: pos, ac: ac, packet: true})
+			sg.add(livePart(payload, dataSeq, pos, ac, e.meta))
 			sg.start = t.SYN && !half.delivered
 			sg.end = end
 			sg.rst = t.RST
@@ -433,19 +437,20 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 	// A buffered chunk that holds all of the new bytes takes them in place.
 	if c := q.floor(pos); c != nil && c.end() >= end && !(c.pos == pos && c.end() == end) {
 		copy(c.bytes[pos-c.pos:], data)
+		c.rewritten = true
 		e.ctr.overwrittenBytes += int64(len(data))
 		return
 	}
 	before := half.queue.runStartsIn(pos, end)
 	e.trimQueued(half, pos, end)
 	half.countQueued(len(data))
-	e.insertChunks(half, data, seq, pos, ac, ts, true, pos, end)
+	e.insertChunks(half, data, seq, pos, ac, e.meta, ts, true, pos, end)
 	half.runs += half.queue.runStartsIn(pos, end) - before
 }
 
 // insertChunks copies data into chunks of at most pageBytes and queues them;
 // the segment [segStart, segEnd) supplied the bytes.
-func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, ts time.Time, packet bool, segStart, segEnd int64) {
+func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, m pktMeta, ts time.Time, packet bool, segStart, segEnd int64) {
 	for first := true; len(data) > 0; first = false {
 		n := min(len(data), pageBytes)
 		var c *chunk
@@ -457,6 +462,7 @@ func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, p
 		}
 		copy(c.bytes, data[:n])
 		c.pos, c.seq, c.ac, c.seen = pos, seq, ac, ts
+		c.ack, c.flags = m.ack, m.flags
 		c.segStart, c.segEnd = segStart, segEnd
 		c.packetStart = packet && first
 		half.queue.insert(c)
@@ -497,7 +503,7 @@ func (e *engine) trimQueued(half *halfConnection, from, to int64) {
 			// The new bytes fall inside c: keep c's head, and its tail as
 			// a chunk of its own.
 			tail := c.bytes[to-c.pos:]
-			e.insertChunks(half, tail, c.seq.Add(int(to-c.pos)), to, c.ac, c.seen, false, c.segStart, c.segEnd)
+			e.insertChunks(half, tail, c.seq.Add(int(to-c.pos)), to, c.ac, pktMeta{c.ack, c.flags}, c.seen, false, c.segStart, c.segEnd)
 			cut := int(c.end() - from)
 			c.bytes = c.bytes[:len(c.bytes)-cut]
 			q.resized(-cut)
@@ -619,7 +625,7 @@ func (e *engine) takeFirst(half *halfConnection) {
 		return
 	}
 	half.popMin(c)
-	e.sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
+	e.sg.add(chunkPart(c, false))
 }
 
 // send completes the delivery prepared in e.sg: it prepends kept bytes,
@@ -662,7 +668,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 				break
 			}
 			half.popMin(c)
-			sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
+			sg.add(chunkPart(c, false))
 			last = c.end()
 			lastSeq = c.seq.Add(len(c.bytes))
 		}
@@ -774,7 +780,7 @@ func (e *engine) prependKept(half *halfConnection, first sgPart) {
 	for c := half.kept; c != nil; {
 		next := c.next
 		c.next = nil
-		parts = append(parts, sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c, kept: true})
+		parts = append(parts, chunkPart(c, true))
 		c = next
 	}
 	half.kept, half.keptN = nil, 0
@@ -830,6 +836,7 @@ func (e *engine) keep(half *halfConnection) {
 			c := e.pc.get(n)
 			copy(c.bytes, data[:n])
 			c.pos, c.seq, c.ac = pos, seq, p.ac
+			c.ack, c.flags, c.rewritten = p.ack, p.flags, p.rewritten
 			c.packetStart = firstPiece
 			half.pages++
 			half.cost += c.cost()

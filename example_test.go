@@ -558,3 +558,185 @@ func ExampleAssemblerStats_Metrics() {
 	// reassembly_page_cache_pages_in_use 0
 	// pool map: 1
 }
+
+// exampleWho is a Stream that prints each packet's contribution to the
+// deliveries: who sent which bytes when.
+type exampleWho struct{}
+
+func (exampleWho) Accept(*layers.TCP, gopacket.CaptureInfo, reassembly.TCPFlowDirection, reassembly.Sequence, *bool, reassembly.AssemblerContext) bool {
+	return true
+}
+
+func (exampleWho) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
+	parts, ok := sg.(reassembly.PartWalker)
+	if !ok {
+		return
+	}
+	dir, _, _, _ := sg.Info()
+	for i := 0; i < parts.NumParts(); i++ {
+		p := parts.Part(i)
+		if len(p.Bytes) == 0 {
+			continue // a SYN's or a FIN's
+		}
+		at := p.CaptureInfo().Timestamp.Format("15:04:05.000")
+		fmt.Printf("%v part %d/%d: %s seq %d ack %d %v %q\n", dir, i+1, parts.NumParts(), at, p.Seq, p.Ack, p.Flags, p.Bytes)
+	}
+}
+
+func (exampleWho) ReassemblyComplete(reassembly.AssemblerContext) bool { return true }
+
+func (exampleWho) New(gopacket.Flow, gopacket.Flow, *layers.TCP, reassembly.AssemblerContext) reassembly.Stream {
+	return exampleWho{}
+}
+
+// A delivery taken apart: each part is one packet's bytes, with that
+// packet's capture time, sequence and acknowledgement numbers and flags.
+// The request's two segments arrive swapped, so its delivery holds both:
+// the one buffered out of order, captured first, and the one that filled
+// the hole before it.
+func ExamplePartWalker() {
+	a := reassembly.NewAssembler(reassembly.NewStreamPool(exampleWho{}))
+	packets := exampleCapture(exampleConn{
+		client: "10.0.0.1:40000", server: "10.0.0.9:80",
+		request:  "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n",
+		response: "HTTP/1.1 204 No Content\r\n\r\n",
+	})
+	for _, packet := range packets {
+		tcp := packet.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		a.AssembleWithContext(packet.NetworkLayer().NetworkFlow(), tcp, &exampleContext{CaptureInfo: packet.Metadata().CaptureInfo})
+	}
+	a.FlushAll()
+	// Output:
+	// client->server part 1/2: 12:00:00.004 seq 1001 ack 900001 ACK "GET /index.html HTTP/1.1\r\nHost: "
+	// client->server part 2/2: 12:00:00.003 seq 1033 ack 900001 ACK "example.com\r\n\r\n"
+	// server->client part 1/1: 12:00:00.005 seq 900001 ack 1048 ACK "HTTP/1.1 204 No Content\r\n\r\n"
+}
+
+// exampleReplay reassembles packets with a SafeAssembler and closes it and
+// its pool: every Stream is completed, every ReaderStream ends.
+func exampleReplay(f reassembly.StreamFactory, packets []gopacket.Packet) {
+	pool := reassembly.NewSafeStreamPool(f, 0)
+	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
+	if err != nil {
+		panic(err)
+	}
+	for _, packet := range packets {
+		tcp := packet.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		_ = a.AssembleWithContext(packet.NetworkLayer().NetworkFlow(), tcp, &exampleContext{CaptureInfo: packet.Metadata().CaptureInfo})
+	}
+	a.Close()
+	pool.Close()
+}
+
+// exampleTimed is an io.Reader over a ReaderStream read with
+// SplitReadsByTime: it remembers the capture time of every Read, so that
+// the time of any byte read so far can be looked up by its offset.
+type exampleTimed struct {
+	r     *reassembly.ReaderStream
+	n     int64       // bytes read so far
+	ends  []int64     // ends[i]: the offset where Read i ended
+	times []time.Time // times[i]: the capture time of the bytes of Read i
+}
+
+func (t *exampleTimed) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		at, _ := t.r.ReadTimes() // one time per Read: first == last
+		t.n += int64(n)
+		t.ends, t.times = append(t.ends, t.n), append(t.times, at)
+	}
+	return n, err
+}
+
+// span returns the earliest and the latest capture time of the bytes
+// [from, to). A long-lived reader would also forget the Reads before from.
+func (t *exampleTimed) span(from, to int64) (first, last time.Time) {
+	start := int64(0)
+	for i, end := range t.ends {
+		if end > from && start < to {
+			if first.IsZero() || t.times[i].Before(first) {
+				first = t.times[i]
+			}
+			if t.times[i].After(last) {
+				last = t.times[i]
+			}
+		}
+		start = end
+	}
+	return first, last
+}
+
+// Who sent what when: the requests and responses of an HTTP connection
+// with the capture times of their bytes, from ReaderStream.ReadTimes. The
+// offset of a message in its direction is what the reader read minus what
+// bufio still buffers; SplitReadsByTime makes each Read one packet's
+// bytes, so the times are exact. (The request's first two segments were
+// captured swapped.)
+func ExampleReaderStream_ReadTimes() {
+	type event struct {
+		first, last time.Time
+		what        string
+	}
+	var (
+		mu     sync.Mutex
+		events []event
+		wg     sync.WaitGroup
+	)
+	read := func(r *reassembly.ReaderStream, who string, parse func(*bufio.Reader) (string, error)) {
+		defer wg.Done()
+		t := &exampleTimed{r: r}
+		buf := bufio.NewReader(t)
+		for {
+			from := t.n - int64(buf.Buffered())
+			what, err := parse(buf)
+			if err != nil {
+				return // io.EOF at the end; a gap or garbage ends this example too
+			}
+			first, last := t.span(from, t.n-int64(buf.Buffered()))
+			mu.Lock()
+			events = append(events, event{first, last, who + " " + what})
+			mu.Unlock()
+		}
+	}
+	request := func(b *bufio.Reader) (string, error) {
+		req, err := http.ReadRequest(b)
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(io.Discard, req.Body)
+		return req.Method + " " + req.URL.String(), err
+	}
+	response := func(b *bufio.Reader) (string, error) {
+		resp, err := http.ReadResponse(b, nil)
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		return resp.Status, err
+	}
+	factory := &reassembly.ReaderFactory{
+		Options: reassembly.ReaderOptions{SplitReadsByTime: true},
+		OnConnection: func(conn *reassembly.ReaderPair) {
+			wg.Add(2)
+			go read(conn.Client, "client", request)
+			go read(conn.Server, "server", response)
+		},
+	}
+	exampleReplay(factory, exampleCapture(exampleConn{
+		client: "10.0.0.1:40000", server: "10.0.0.9:80",
+		request: "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n" +
+			"GET /style.css HTTP/1.1\r\nHost: example.com\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" +
+			"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+	}))
+	wg.Wait()
+	slices.SortStableFunc(events, func(x, y event) int { return x.first.Compare(y.first) })
+	for _, e := range events {
+		fmt.Println(e.first.Format("15:04:05.000"), "to", e.last.Format("15:04:05.000"), e.what)
+	}
+	// Output:
+	// 12:00:00.003 to 12:00:00.004 client GET /index.html
+	// 12:00:00.003 to 12:00:00.005 client GET /style.css
+	// 12:00:00.006 to 12:00:00.006 server 200 OK
+	// 12:00:00.006 to 12:00:00.007 server 404 Not Found
+}

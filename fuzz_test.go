@@ -158,6 +158,11 @@ type fzPacket struct {
 	conn, dir int
 	off       int64 // stream offset of the payload's first byte
 	n         int
+	// What the parts of a delivery must show of the packet.
+	dataSeq Sequence // sequence number of the payload's first byte
+	ack     uint32
+	flags   TCPFlags
+	version int
 }
 
 type fzCtx struct{ ci gopacket.CaptureInfo }
@@ -455,6 +460,7 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 		h.seenKeptShort += int64(len(st.keep) - saved)
 	}
 	st.keep = nil
+	s.checkParts(sg, data, saved, skip, gd)
 	fresh := data[saved:]
 	h.seenFresh += int64(len(fresh))
 	s.locate(st, sg, gd, skip, fresh)
@@ -468,6 +474,69 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 		sg.KeepFrom(k)
 	}
 	s.maybePanic(2)
+}
+
+// checkParts checks the parts walk of a delivery of data (saved of them
+// kept): the parts are data, in sequence order, kept ones first, the skip
+// on the first, and each part with a context shows its own packet's
+// acknowledgement number, flags and bytes (unless rewritten).
+func (s *fzStream) checkParts(sg ScatterGather, data []byte, saved, skip, gd int) {
+	h := s.h
+	w, ok := sg.(PartWalker)
+	if !ok {
+		h.fail("stream %d: the ScatterGather is no PartWalker", s.id)
+		return
+	}
+	at, kept := 0, 0
+	var next Sequence
+	for i := 0; i < w.NumParts(); i++ {
+		p := w.Part(i)
+		if at+len(p.Bytes) > len(data) || !bytes.Equal(p.Bytes, data[at:at+len(p.Bytes)]) {
+			h.fail("stream %d: part %d is not bytes [%d, %d) of Fetch", s.id, i, at, at+len(p.Bytes))
+			return
+		}
+		wantSkip := 0
+		if i == 0 {
+			wantSkip = skip
+		}
+		if p.Kept != (at < saved) || p.Skip != wantSkip || i > 0 && p.Seq != next {
+			h.fail("stream %d: part %d at %d (saved %d): kept %v, skip %d (delivery %d), seq %d (want %d)", s.id, i, at, saved, p.Kept, p.Skip, skip, p.Seq, next)
+			return
+		}
+		if p.Kept {
+			kept += len(p.Bytes)
+		}
+		at += len(p.Bytes)
+		next = p.Seq.Add(len(p.Bytes))
+		id := p.CaptureInfo().InterfaceIndex - 1
+		if id < 0 {
+			continue // a packet handed in without context
+		}
+		if id >= len(h.packets) {
+			h.fail("stream %d: part %d names packet %d, which was never sent", s.id, i, id)
+			return
+		}
+		pk := h.packets[id]
+		off := pk.dataSeq.Difference(p.Seq)
+		switch {
+		case pk.conn != s.conn || pk.dir != gd:
+			h.fail("stream %d (conn %d dir %d): part %d from packet %d of conn %d dir %d", s.id, s.conn, gd, i, id, pk.conn, pk.dir)
+		case p.Ack != Sequence(pk.ack) || p.Flags != pk.flags:
+			h.fail("stream %d: part %d of packet %d: ack %d flags %v, want %d %v", s.id, i, id, p.Ack, p.Flags, pk.ack, pk.flags)
+		case len(p.Bytes) > 0 && (off < 0 || off+len(p.Bytes) > pk.n):
+			h.fail("stream %d: part %d holds bytes [%d, %d) of packet %d, which carried %d", s.id, i, off, off+len(p.Bytes), id, pk.n)
+		case len(p.Bytes) > 0 && !p.Rewritten:
+			for j, b := range p.Bytes {
+				if b != fzTruth(pk.conn, pk.dir, pk.off+int64(off+j))^fzVersions[pk.version] {
+					h.fail("stream %d: part %d byte %d is not packet %d's", s.id, i, j, id)
+					return
+				}
+			}
+		}
+	}
+	if at != len(data) || kept != saved || saved > 0 && skip != 0 {
+		h.fail("stream %d: parts hold %d of %d bytes, %d kept of %d saved, skip %d", s.id, at, len(data), kept, saved, skip)
+	}
 }
 
 // keepFrom picks the KeepFrom offset of a delivery; -2 means no call.
@@ -751,7 +820,8 @@ func (h *fzHarness) packet(in *fzInput, nilCtx bool) {
 		payload: payload, ts: h.now,
 	}.build()
 	id := len(h.packets)
-	h.packets = append(h.packets, fzPacket{conn: conn, dir: dir, off: off, n: n})
+	h.packets = append(h.packets, fzPacket{conn: conn, dir: dir, off: off, n: n,
+		dataSeq: Sequence(isn + 1 + uint32(off)), ack: ackNo, flags: ptFlags(segment{syn: syn, fin: fin, rst: rst, psh: flags&16 != 0, hasAck: ack}), version: version})
 	var ac AssemblerContext
 	if !nilCtx {
 		ci := pkt.ci
@@ -1124,7 +1194,7 @@ func FuzzSequence(f *testing.F) {
 		}
 		pkts = append(pkts, segment{client: client, server: server, seq: isn + 1 + uint32(n), fin: true, hasAck: true, ts: ts}.build())
 		for _, safe := range []bool{false, true} {
-			rec := &fzSeqStream{}
+			rec := &fzSeqStream{first: Sequence(isn).Add(1)}
 			var feed func(p *testPacket)
 			var end func()
 			if safe {
@@ -1173,6 +1243,7 @@ func fzFirstDiff(a, b []byte) int {
 }
 
 type fzSeqStream struct {
+	first     Sequence // the sequence number of the stream's first byte
 	got       []byte
 	ended     bool
 	completes int
@@ -1201,7 +1272,26 @@ func (s *fzSeqStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		s.err = fmt.Errorf("delivery after the end")
 	}
 	n, _ := sg.Lengths()
-	s.got = append(s.got, sg.Fetch(n)...)
+	data := sg.Fetch(n)
+	// The parts are the delivery, each where its sequence number says and
+	// marked as a data packet's (only the ACK flag).
+	at, w := 0, sg.(PartWalker)
+	for i := 0; i < w.NumParts() && s.err == nil; i++ {
+		p := w.Part(i)
+		switch {
+		case !bytes.Equal(p.Bytes, data[at:min(len(data), at+len(p.Bytes))]):
+			s.err = fmt.Errorf("part %d is not bytes [%d, %d) of the delivery", i, at, at+len(p.Bytes))
+		case p.Seq != s.first.Add(len(s.got)+at):
+			s.err = fmt.Errorf("part %d at stream offset %d has sequence number %d", i, len(s.got)+at, p.Seq)
+		case len(p.Bytes) > 0 && p.Flags != TCPFlagACK:
+			s.err = fmt.Errorf("part %d has flags %v", i, p.Flags)
+		}
+		at += len(p.Bytes)
+	}
+	if at != n && s.err == nil {
+		s.err = fmt.Errorf("parts hold %d of %d bytes", at, n)
+	}
+	s.got = append(s.got, data...)
 	s.ended = s.ended || end
 }
 
@@ -1406,6 +1496,16 @@ func fzSeeds() map[string][]byte {
 		b.pkt(fzPkt{ack: true, mode: 5, arg: 1000, n: 300, version: 2})
 		b.pkt(fzPkt{ack: true, mode: 3, arg: 30, n: 200, version: 3})
 		add("overlap-versions", b)
+	}
+	// 4b. A copy of bytes inside a buffered chunk, rewritten in place by
+	// the default policy: the part that holds them says it was rewritten.
+	{
+		b := (&fzBuilder{}).header(fzHdr{conns: 1})
+		b.handshake(0)
+		b.pkt(fzPkt{ack: true, mode: 4, arg: 50, n: 100})
+		b.pkt(fzPkt{ack: true, mode: 3, arg: 80, n: 20, version: 1})
+		b.pkt(fzPkt{ack: true, mode: 5, arg: 1000, n: 50, version: 2})
+		add("overlap-in-place", b)
 	}
 	// 5. Garbage flags: SYN+FIN+RST, data on RST, bare ACKs, zero length.
 	{

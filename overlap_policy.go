@@ -291,7 +291,7 @@ func (e *engine) enqueuePolicy(half *halfConnection, data []byte, seq Sequence, 
 	for i, s := range spans {
 		e.trimQueued(half, s.from, s.to)
 		off, n := int(s.from-at), int(s.to-s.from)
-		e.insertChunks(half, data[off:off+n], seq.Add(off), s.from, ac, ts, i == 0, seg.from, seg.to)
+		e.insertChunks(half, data[off:off+n], seq.Add(off), s.from, ac, e.meta, ts, i == 0, seg.from, seg.to)
 		won += n
 	}
 	half.runs += half.queue.runStartsIn(at, to) - before
@@ -332,7 +332,9 @@ func (e *engine) resolveInOrder(half *halfConnection, payload []byte, seq Sequen
 		if i < len(spans) && spans[i].from == p {
 			s := spans[i]
 			off := int(s.from - pos)
-			sg.add(sgPart{bytes: payload[off : off+int(s.to-s.from)], seq: seq.Add(off), pos: p, ac: ac, packet: packet})
+			part := livePart(payload[off:off+int(s.to-s.from)], seq.Add(off), p, ac, e.meta)
+			part.packet = packet
+			sg.add(part)
 			packet = false
 			p = s.to
 			i++
@@ -345,7 +347,7 @@ func (e *engine) resolveInOrder(half *halfConnection, payload []byte, seq Sequen
 			break // cannot happen: every byte of [pos, to) is held
 		}
 		half.popMin(c)
-		sg.add(sgPart{bytes: c.bytes, seq: c.seq, pos: c.pos, ac: c.ac, packet: c.packetStart, chunk: c})
+		sg.add(chunkPart(c, false))
 		p = c.end()
 	}
 	return true

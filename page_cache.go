@@ -34,6 +34,10 @@ type chunk struct {
 	// packet in TCPAssemblyStats.
 	packetStart bool
 	class       int8
+	flags       TCPFlags // the TCP flags of the packet
+	// rewritten is set when a later copy replaced some of the bytes in place.
+	rewritten bool
+	ack       uint32 // the acknowledgement number of the packet
 	// segStart and segEnd are the offsets of the segment that supplied the
 	// bytes, as it arrived: overlap policies compare segments, not chunks.
 	segStart, segEnd int64
@@ -165,7 +169,7 @@ func (pc *pageCache) put(c *chunk) {
 	c.bytes = nil
 	c.ac = nil
 	c.left, c.right = nil, nil
-	c.packetStart = false
+	c.packetStart, c.rewritten = false, false
 	cl := c.class
 	c.next = pc.free[cl]
 	pc.free[cl] = c

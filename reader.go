@@ -81,6 +81,11 @@ type ReaderOptions struct {
 	// size). Without it such a direction delivers nothing until a flush
 	// or the pool's close skips to its buffered bytes.
 	ForceStart bool
+	// SplitReadsByTime makes Read return bytes of one capture time at a
+	// time (one packet's, or consecutive packets' captured at the same
+	// instant), so that ReadTimes gives the exact time of every byte read,
+	// at the cost of a Read per packet.
+	SplitReadsByTime bool
 }
 
 // readerStat indexes the counters of a ReaderStream.
@@ -197,6 +202,13 @@ type ReaderStream struct {
 	gaps    []gapMark // pending gaps, from gapHead on, in offset order
 	gapHead int
 
+	times    []timeRun // capture times of the buffered bytes, from timeHead on
+	timeHead int
+	split    bool // SplitReadsByTime
+	// readFirst and readLast are the capture times of the first and the
+	// last byte the latest Read returned.
+	readFirst, readLast time.Time
+
 	begun        bool // a delivery was made
 	unknownStart bool // the first delivery did not start the direction
 	ended        bool // no more bytes will come
@@ -215,6 +227,7 @@ func newReaderStream(opts ReaderOptions, tot *readerTotals, pool *blockPool) *Re
 		closedCh: make(chan struct{}),
 		max:      opts.MaxBuffered,
 		wait:     max(opts.BlockTimeout, 0),
+		split:    opts.SplitReadsByTime,
 		tot:      tot,
 	}
 	if r.max <= 0 {
@@ -249,11 +262,14 @@ func (r *ReaderStream) room() int {
 	return r.max - r.n - (len(r.gaps)-r.gapHead)*gapMarkCost
 }
 
-// push copies as much of data as fits into the buffer and returns how
-// much it copied.
-func (r *ReaderStream) push(data []byte) int {
+// push copies as much of data, captured at ts, as fits into the buffer and
+// returns how much it copied.
+func (r *ReaderStream) push(data []byte, ts time.Time) int {
 	data = data[:max(0, min(len(data), r.room()))]
 	total := len(data)
+	if total > 0 {
+		r.markTime(ts)
+	}
 	for len(data) > 0 {
 		if len(r.blocks) == 0 || r.tail == readerBlockSize {
 			r.blocks = append(r.blocks, r.pool.get())
@@ -311,6 +327,7 @@ func (r *ReaderStream) discardAll() {
 	}
 	r.rpos = r.wpos
 	r.gaps, r.gapHead = nil, 0
+	r.forgetTimes()
 }
 
 // gap records bytes missing at the write position (bytes < 0: unknown),
@@ -334,21 +351,26 @@ func (r *ReaderStream) gap(bytes, dropped int64) {
 	r.count(readerStatGaps, 1)
 }
 
-// deliver buffers the bytes of one delivery. It is called by the
-// assembler, one delivery at a time per direction.
-func (r *ReaderStream) deliver(data []byte, start bool, skip int, end bool) {
+// deliver buffers the bytes of one delivery, parts holds them with their
+// capture times. It is called by the assembler, one delivery at a time per
+// direction.
+func (r *ReaderStream) deliver(parts PartWalker, start bool, skip int, end bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.readable.Broadcast()
 	if !r.begun {
 		r.begun, r.unknownStart = true, !start
 	}
-	r.count(readerStatIn, int64(len(data)))
+	n := 0
+	for i := 0; i < parts.NumParts(); i++ {
+		n += len(parts.Part(i).Bytes)
+	}
+	r.count(readerStatIn, int64(n))
 	if r.closed || r.ended {
-		r.count(readerStatDiscarded, int64(len(data)))
+		r.count(readerStatDiscarded, int64(n))
 		return
 	}
-	if r.unknownStart && (len(data) > 0 || skip != 0) {
+	if r.unknownStart && (n > 0 || skip != 0) {
 		r.unknownStart = false
 		r.gap(-1, 0)
 	}
@@ -359,26 +381,39 @@ func (r *ReaderStream) deliver(data []byte, start bool, skip int, end bool) {
 		r.gap(-1, 0)
 	}
 	var timer *time.Timer
-	for len(data) > 0 {
-		k := r.push(data)
-		data = data[k:]
-		if k > 0 {
-			r.readable.Broadcast()
+	left := n // bytes not buffered yet
+	for i := 0; i < parts.NumParts() && left > 0; i++ {
+		p := parts.Part(i)
+		data := p.Bytes
+		if len(data) == 0 {
+			continue
 		}
-		if len(data) == 0 || !r.waitForRoom(&timer) {
-			break
+		ts := p.CaptureInfo().Timestamp
+		for len(data) > 0 {
+			k := r.push(data, ts)
+			data = data[k:]
+			left -= k
+			if k > 0 {
+				r.readable.Broadcast()
+			}
+			if len(data) == 0 || !r.waitForRoom(&timer) {
+				break
+			}
+			if r.closed {
+				r.count(readerStatDiscarded, int64(left))
+				data, left = nil, 0
+			}
 		}
-		if r.closed {
-			r.count(readerStatDiscarded, int64(len(data)))
-			data = nil
+		if len(data) > 0 {
+			break // no room: the rest of the delivery is dropped
 		}
 	}
 	if timer != nil {
 		timer.Stop()
 	}
-	if n := int64(len(data)); n > 0 {
-		r.count(readerStatDropped, n)
-		r.gap(n, n)
+	if left > 0 {
+		r.count(readerStatDropped, int64(left))
+		r.gap(int64(left), int64(left))
 	}
 	if end {
 		r.ended = true
@@ -433,9 +468,11 @@ func (r *ReaderStream) Read(p []byte) (int, error) {
 	defer r.mu.Unlock()
 	for {
 		if r.closed {
+			r.readTimes(0, 0)
 			return 0, io.EOF
 		}
 		if r.gapHead < len(r.gaps) && r.gaps[r.gapHead].at == r.rpos {
+			r.readTimes(0, 0)
 			g := r.gaps[r.gapHead].gap
 			r.gaps[r.gapHead] = gapMark{}
 			r.gapHead++
@@ -447,21 +484,29 @@ func (r *ReaderStream) Read(p []byte) (int, error) {
 		}
 		if r.n > 0 {
 			if len(p) == 0 {
+				r.readTimes(0, 0)
 				return 0, nil
 			}
 			limit := r.n
 			if r.gapHead < len(r.gaps) {
 				limit = min(limit, int(r.gaps[r.gapHead].at-r.rpos))
 			}
+			if r.split && r.timeHead < len(r.times) {
+				limit = min(limit, int(r.runEnd(r.timeHead)-r.rpos))
+			}
+			from := r.rpos
 			k := r.pop(p[:min(len(p), limit)])
+			r.readTimes(from, r.rpos)
 			r.count(readerStatRead, int64(k))
 			r.signalSpace()
 			return k, nil
 		}
 		if r.ended {
+			r.readTimes(0, 0)
 			return 0, io.EOF
 		}
 		if len(p) == 0 {
+			r.readTimes(0, 0)
 			return 0, nil
 		}
 		r.readable.Wait()
@@ -575,13 +620,34 @@ func (p *ReaderPair) Accept(_ *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDire
 // ReassembledSG copies the delivered bytes into the buffer of their
 // direction's ReaderStream, recording a gap before them when bytes were
 // skipped, and ends that ReaderStream at the end of its direction.
-func (p *ReaderPair) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+func (p *ReaderPair) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 	dir, start, end, skip := sg.Info()
-	var data []byte
-	if n, _ := sg.Lengths(); n > 0 {
-		data = sg.Fetch(n)
+	parts, ok := sg.(PartWalker)
+	if !ok {
+		// Not the assembler's: its bytes as one part, at ac's time.
+		one := &onePart{ac: ac}
+		if n, _ := sg.Lengths(); n > 0 {
+			one.data = sg.Fetch(n)
+		}
+		parts = one
 	}
-	p.Reader(dir).deliver(data, start, skip, end)
+	p.Reader(dir).deliver(parts, start, skip, end)
+}
+
+// onePart is a PartWalker of a ScatterGather that is none: all its bytes as
+// one part with the delivery's context.
+type onePart struct {
+	data []byte
+	ac   AssemblerContext
+}
+
+func (o *onePart) NumParts() int { return 1 }
+
+func (o *onePart) Part(i int) Part {
+	if i != 0 {
+		return Part{}
+	}
+	return Part{Bytes: o.data, Context: o.ac}
 }
 
 // ReassemblyComplete ends both ReaderStreams (their readers get io.EOF

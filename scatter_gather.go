@@ -9,9 +9,25 @@ type sgPart struct {
 	seq    Sequence
 	pos    int64
 	ac     AssemblerContext
-	packet bool   // the buffer starts a packet (counted in Stats.Packets)
 	chunk  *chunk // owning chunk, nil for the live packet
+	packet bool   // the buffer starts a packet (counted in Stats.Packets)
 	kept   bool   // delivered before, kept by KeepFrom
+	// rewritten tells that a later copy replaced some of the bytes.
+	rewritten bool
+	flags     TCPFlags // the packet's, as its acknowledgement number
+	ack       uint32
+}
+
+// chunkPart is the part of a delivery that chunk c holds.
+func chunkPart(c *chunk, kept bool) sgPart {
+	return sgPart{bytes: c.bytes, seq: c.seq, ack: c.ack, pos: c.pos, ac: c.ac, chunk: c,
+		packet: c.packetStart, kept: kept, rewritten: c.rewritten, flags: c.flags}
+}
+
+// livePart is the part of a delivery that the packet being processed, of
+// metadata m, gives without being buffered.
+func livePart(data []byte, seq Sequence, pos int64, ac AssemblerContext, m pktMeta) sgPart {
+	return sgPart{bytes: data, seq: seq, ack: m.ack, pos: pos, ac: ac, packet: true, flags: m.flags}
 }
 
 // scatterGather is the ScatterGather handed to Stream.ReassembledSG. One per
