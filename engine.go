@@ -104,7 +104,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	if conn == nil {
 		k, lo := makeKey(netFlow, t)
 		var err error
-		conn, err = e.table.getConnection(k, lo, create, ts, t, ac, e.newStream, &e.free)
+		conn, err = e.connect(k, lo, create, ts, t, ac)
 		if conn == nil {
 			switch {
 			case err == ErrConnectionClosed:

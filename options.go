@@ -81,6 +81,12 @@ type SafeAssemblerOptions struct {
 	// it. A Stream that implements DepthOverrider sets its own, per
 	// direction. 0, the default, is no depth.
 	ReassemblyDepth int
+	// EmergencyTimeout closes unanswered connections (whose other side
+	// never sent a packet) idle that long in capture time while their
+	// pool is in emergency mode, from its high-water mark until it is
+	// back to its low-water mark (SafeStreamPoolOptions). 0 means a tenth
+	// of ConnectionTimeout.
+	EmergencyTimeout time.Duration
 }
 
 // Validate fills in defaults and reports invalid values with an error that
@@ -98,6 +104,7 @@ func (o *SafeAssemblerOptions) Validate() error {
 		{"FlushInterval", int64(o.FlushInterval)},
 		{"ConflictWindow", int64(o.ConflictWindow)},
 		{"ReassemblyDepth", int64(o.ReassemblyDepth)},
+		{"EmergencyTimeout", int64(o.EmergencyTimeout)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
@@ -124,6 +131,13 @@ func (o *SafeAssemblerOptions) Validate() error {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = min(DefaultFlushInterval, o.ConnectionTimeout)
 	}
+	if o.EmergencyTimeout == 0 {
+		o.EmergencyTimeout = max(o.ConnectionTimeout/emergencyDivisor, 1)
+	}
+	if o.EmergencyTimeout > o.ConnectionTimeout {
+		return fmt.Errorf("%w: EmergencyTimeout (%v) exceeds ConnectionTimeout (%v)",
+			ErrInvalidOptions, o.EmergencyTimeout, o.ConnectionTimeout)
+	}
 	if o.MaxBufferedPagesPerConnection > o.MaxBufferedPagesTotal {
 		return fmt.Errorf("%w: MaxBufferedPagesPerConnection (%d) exceeds MaxBufferedPagesTotal (%d)",
 			ErrInvalidOptions, o.MaxBufferedPagesPerConnection, o.MaxBufferedPagesTotal)
@@ -134,6 +148,64 @@ func (o *SafeAssemblerOptions) Validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// SafeStreamPoolOptions configure a SafeStreamPool made by
+// NewSafeStreamPoolWithOptions: its cap and what happens near and at it.
+// Zero fields take the defaults; negative values are invalid.
+type SafeStreamPoolOptions struct {
+	// MaxConnections caps the live connections; 0 is no cap, and then
+	// the other fields must be zero.
+	MaxConnections int
+	// RefuseAtLimit refuses a new connection at the cap with
+	// ErrConnectionLimit, leaving the pool as it is. By default it evicts
+	// one instead: a connection whose other side never sent a packet (or
+	// that completed), the oldest first, else the least recently seen;
+	// the victim's buffered bytes are delivered, with the holes before
+	// them skipped, and its Stream completed, as on a timeout.
+	RefuseAtLimit bool
+	// HighWaterMark is the number of live connections at which the pool
+	// enters emergency mode, where unanswered connections close after
+	// SafeAssemblerOptions.EmergencyTimeout; 0 means 90% of the cap.
+	HighWaterMark int
+	// LowWaterMark is the number of live connections at which the pool
+	// leaves emergency mode; 0 means 70% of the cap (at most
+	// HighWaterMark).
+	LowWaterMark int
+}
+
+// Validate fills in defaults and reports invalid values with an error that
+// wraps ErrInvalidOptions and names the field.
+func (o *SafeStreamPoolOptions) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxConnections", o.MaxConnections},
+		{"HighWaterMark", o.HighWaterMark},
+		{"LowWaterMark", o.LowWaterMark},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
+		}
+	}
+	if o.MaxConnections == 0 {
+		if o.HighWaterMark != 0 || o.LowWaterMark != 0 || o.RefuseAtLimit {
+			return fmt.Errorf("%w: HighWaterMark, LowWaterMark and RefuseAtLimit need MaxConnections", ErrInvalidOptions)
+		}
+		return nil
+	}
+	high, low := waterMarks(int64(o.MaxConnections), int64(o.HighWaterMark), int64(o.LowWaterMark))
+	o.HighWaterMark, o.LowWaterMark = int(high), int(low)
+	if o.HighWaterMark > o.MaxConnections {
+		return fmt.Errorf("%w: HighWaterMark (%d) exceeds MaxConnections (%d)",
+			ErrInvalidOptions, o.HighWaterMark, o.MaxConnections)
+	}
+	if o.LowWaterMark > o.HighWaterMark {
+		return fmt.Errorf("%w: LowWaterMark (%d) exceeds HighWaterMark (%d)",
+			ErrInvalidOptions, o.LowWaterMark, o.HighWaterMark)
 	}
 	return nil
 }
