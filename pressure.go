@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,9 @@ const (
 	emergencyDivisor = 10
 	// victimLooks is how many list heads a shard's pass examines.
 	victimLooks = 8
+	// victimSamples is how many shards' oldest unanswered connections
+	// an eviction compares.
+	victimSamples = 4
 	// maxEvictions is how many slots one packet may free, when other
 	// assemblers take them first, before it is refused.
 	maxEvictions = 4
@@ -207,18 +211,19 @@ func (e *engine) connect(k connKey, fromLo, create bool, ts time.Time, tcp *laye
 		if err != ErrConnectionLimit {
 			return c, err
 		}
-		if t.press.refuse || tries == maxEvictions || !e.evictOne(int(t.hash(&k)>>(64-shardBits))) {
+		if t.press.refuse || tries == maxEvictions || !e.evictOne(t.hash(&k)) {
 			t.refused.Add(1)
 			return nil, err
 		}
 	}
 }
 
-// evictOne frees a slot of a full pool: an unanswered connection if there
-// is one, else the least recently seen answered one, looking first in
-// shard home (the newcomer's) and on round the shards. It reports whether
-// it evicted one.
-func (e *engine) evictOne(home int) bool {
+// evictOne frees a slot of a full pool for a newcomer whose key hashes to
+// h: an unanswered connection if there is one, else an answered one; the
+// victim is the least recently seen of the heads of a few shards, picked
+// by h, for the unanswered class (under a flood, the hot path), of every
+// shard for the answered class. It reports whether it evicted one.
+func (e *engine) evictOne(h uint64) bool {
 	t := e.table
 	if !t.press.emergency.Swap(true) {
 		t.press.emergencies.Add(1)
@@ -229,8 +234,16 @@ func (e *engine) evictOne(home int) bool {
 	for pass := 0; pass < 2*numClasses; pass++ {
 		class := uint8(pass % numClasses)
 		force := pass >= numClasses
+		samples := numShards
+		if class == classUnanswered {
+			samples = victimSamples
+		}
+		first := t.stalestHead(class, h, samples)
+		if first < 0 {
+			first = int(h >> (64 - shardBits))
+		}
 		for i := 0; i < numShards; i++ {
-			sh := &t.shards[(home+i)%numShards].shard
+			sh := &t.shards[(first+i)%numShards].shard
 			if sh.press.lists[class].n.Load() == 0 {
 				continue
 			}
@@ -246,6 +259,41 @@ func (e *engine) evictOne(home int) bool {
 		}
 	}
 	return false
+}
+
+// stalestHead returns the shard whose list of class has the head seen
+// least recently, of samples shards: all of them, or the newcomer's and
+// others chosen by bits of its hash h. Each list is roughly in that order,
+// so its head stands for the shard's least recently seen connection, and
+// comparing a few shards' heads keeps the pool's victims close to the
+// oldest overall: evicting in the newcomer's shard alone would freeze
+// each shard's share of the pool, and a shard left with few unanswered
+// connections would evict a fresh SYN before its answer came. It
+// returns -1 when the lists sampled are empty.
+func (t *connTable) stalestHead(class uint8, h uint64, samples int) int {
+	best, bestSeen := -1, int64(math.MaxInt64)
+	for k := 0; k < samples; k++ {
+		i := k
+		if samples < numShards {
+			i = int(h>>(64-shardBits-shardBits*k)) & (numShards - 1)
+		}
+		sh := &t.shards[i].shard
+		if sh.press.lists[class].n.Load() == 0 {
+			continue
+		}
+		sh.mu.Lock()
+		l := &sh.press.lists[class]
+		// Heads seen since they were queued get their second chance
+		// here, so that the head compared was not.
+		for look := 0; look < victimLooks && l.head != nil && l.head.lastSeenNs.Load() > l.head.lru.stamp; look++ {
+			sh.press.requeue(l.head, class)
+		}
+		if c := l.head; c != nil && c.lru.stamp < bestSeen {
+			best, bestSeen = i, c.lru.stamp
+		}
+		sh.mu.Unlock()
+	}
+	return best
 }
 
 // evict completes a locked connection as a timeout does, its buffered

@@ -1,0 +1,457 @@
+package reassembly
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of the pressure policy at the connection cap (pressure.go): a
+// flood of one-packet spoofed tuples that fills the cap must not keep
+// legitimate connections out.
+
+// flConfig sizes a flood: packets handed in, share of them spoofed
+// one-packet tuples (100 bytes of data, no handshake, never answered),
+// the rest from concurrent legitimate connections (handshake, 4-64 data
+// segments of 100-1460 bytes in random directions, FINs) that are
+// replaced as they finish; step is the capture time between packets.
+type flConfig struct {
+	packets    int
+	share      float64
+	concurrent int
+	step       time.Duration
+	seed       uint64
+}
+
+// flLegit is a legitimate connection in progress: the next packet it
+// sends (0 SYN, 1 SYN-ACK, 2 ACK, 3 data, 4 client FIN, 5 server FIN) and
+// the data segments it has left.
+type flLegit struct {
+	id          uint32
+	phase, left int
+}
+
+// flTraffic is what a flood run sent: per legitimate connection, the
+// bytes of each direction.
+type flTraffic struct {
+	sent    [][2]int64
+	begun   int // legitimate connections that sent their SYN
+	refused int // legitimate packets refused with ErrConnectionLimit
+}
+
+func (tr *flTraffic) legitBytes() int64 {
+	n := int64(0)
+	for _, s := range tr.sent {
+		n += s[0] + s[1]
+	}
+	return n
+}
+
+// flRun feeds the flood to f; sample is called every 4096 packets.
+func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
+	rng := rand.New(rand.NewPCG(cfg.seed, 17))
+	g := newAtkGen()
+	tr := &flTraffic{sent: make([][2]int64, 0, cfg.packets/8)}
+	ts := time.Unix(1_700_000_000, 0)
+	slots := make([]flLegit, cfg.concurrent)
+	open := func(s *flLegit) {
+		*s = flLegit{id: uint32(len(tr.sent)), left: 4 + rng.IntN(61)}
+		tr.sent = append(tr.sent, [2]int64{})
+	}
+	for i := range slots {
+		open(&slots[i])
+	}
+	fill := func(b []byte) {
+		for i := range b {
+			b[i] = byte(i)
+		}
+	}
+	spoofed := 0
+	for i := 0; i < cfg.packets; i++ {
+		ts = ts.Add(cfg.step)
+		if sample != nil && i%4096 == 0 {
+			sample(i)
+		}
+		if rng.Float64() < cfg.share {
+			c := atkFloodClient(spoofed)
+			spoofed++
+			_ = f.feed(g.packet(c, atkServer, rng.Uint32(), rng.Uint32(), atkACK|atkPSH, 100, fill, ts))
+			continue
+		}
+		s := &slots[rng.IntN(len(slots))]
+		c := atkClient(s.id)
+		off := &tr.sent[s.id]
+		isn := [2]uint32{atkISN(s.id, 0), atkISN(s.id, 1)}
+		seq := func(dir int) uint32 { return isn[dir] + 1 + uint32(off[dir]) }
+		var err error
+		switch s.phase {
+		case 0:
+			tr.begun++
+			err = f.feed(g.packet(c, atkServer, isn[0], 0, atkSYN, 0, nil, ts))
+		case 1:
+			err = f.feed(g.packet(atkServer, c, isn[1], isn[0]+1, atkSYN|atkACK, 0, nil, ts))
+		case 2:
+			err = f.feed(g.packet(c, atkServer, seq(0), seq(1), atkACK, 0, nil, ts))
+		case 3:
+			dir, n := rng.IntN(2), 100+rng.IntN(1361)
+			src, dst := c, atkServer
+			if dir == 1 {
+				src, dst = dst, src
+			}
+			p0 := off[dir]
+			s0 := seq(dir)
+			off[dir] += int64(n)
+			err = f.feed(g.packet(src, dst, s0, seq(1-dir), atkACK|atkPSH, n, atkFill(s.id, dir, p0), ts))
+			if s.left--; s.left > 0 {
+				s.phase--
+			}
+		case 4:
+			err = f.feed(g.packet(c, atkServer, seq(0), seq(1), atkFIN|atkACK, 0, nil, ts))
+		case 5:
+			err = f.feed(g.packet(atkServer, c, seq(1), seq(0)+1, atkFIN|atkACK, 0, nil, ts))
+		}
+		if errors.Is(err, ErrConnectionLimit) {
+			tr.refused++
+		}
+		if s.phase++; s.phase > 5 {
+			open(s)
+		}
+	}
+	return tr
+}
+
+// flStream receives a legitimate connection: it counts the bytes of
+// deliveries from a known start and, when check is set, checks each
+// against atkByte.
+type flStream struct {
+	f         *flFactory
+	id        uint32
+	next      [2]int64
+	bytes     [2]int64
+	gaps      int
+	unstarted int // deliveries without a known start (no SYN seen)
+	completes int
+}
+
+func (s *flStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
+	return true
+}
+
+func (s *flStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	dir, _, _, skip := sg.Info()
+	d := fzDirIndex(dir)
+	n, _ := sg.Lengths()
+	if s.completes > 0 {
+		s.f.failf("legit %d: delivery after ReassemblyComplete", s.id)
+	}
+	if skip < 0 {
+		s.unstarted++
+		return
+	}
+	if skip > 0 {
+		s.gaps++
+	}
+	off := s.next[d] + int64(skip)
+	if s.f.check {
+		for i, b := range sg.Fetch(n) {
+			if b != atkByte(s.id, d, off+int64(i)) {
+				s.f.failf("legit %d dir %d: wrong byte at offset %d", s.id, d, off+int64(i))
+				break
+			}
+		}
+	}
+	s.next[d] = off + int64(n)
+	s.bytes[d] += int64(n)
+	s.f.legitBytes += int64(n)
+}
+
+func (s *flStream) ReassemblyComplete(AssemblerContext) bool {
+	if s.completes++; s.completes > 1 {
+		s.f.failf("legit %d: ReassemblyComplete %d times", s.id, s.completes)
+	}
+	return true
+}
+
+// flFactory makes an flStream for each legitimate connection (either
+// endpoint in 10.0.0.0/8) and hands the flood the shared sink.
+type flFactory struct {
+	atkFactory
+	check      bool
+	legit      []*flStream // by id; the last Stream made for it
+	streams    int         // legitimate Streams made
+	legitBytes int64
+}
+
+func (f *flFactory) New(netFlow, _ gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
+	for _, ep := range [2]gopacket.Endpoint{netFlow.Src(), netFlow.Dst()} {
+		if a := ep.Raw(); len(a) == 4 && a[0] == 10 {
+			id := uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+			for uint32(len(f.legit)) <= id {
+				f.legit = append(f.legit, nil)
+			}
+			if f.legit[id] != nil && f.check {
+				f.failf("legit %d: a second Stream", id)
+			}
+			s := &flStream{f: f, id: id}
+			f.legit[id] = s
+			f.streams++
+			return s
+		}
+	}
+	f.sink.news++
+	return &f.sink
+}
+
+// flPool runs a flood through a Safe assembler on a pool capped at cap.
+func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAssemblerOptions, check bool, sample func(i int, pool *SafeStreamPool)) (*flFactory, *flTraffic, PoolStats, AssemblerStats) {
+	f := &flFactory{check: check}
+	pool, err := NewSafeStreamPoolWithOptions(f, popts)
+	require.NoError(t, err)
+	a, err := NewSafeAssembler(pool, opts)
+	require.NoError(t, err)
+	tr := flRun(cfg, atkSafeFeeder{a}, func(i int) {
+		if sample != nil {
+			sample(i, pool)
+		}
+	})
+	require.NoError(t, a.Close()) // the pool's last assembler: it completes every connection
+	st := a.Stats()
+	require.NoError(t, pool.Close())
+	return f, tr, pool.Stats(), st
+}
+
+// Property: under a flood of one-packet spoofed tuples that fills a cap of
+// 1000 many times over, every legitimate connection interleaved with it is
+// reassembled byte-exact, without a hole, with one Stream completed once;
+// live connections never pass the cap; the evicted tuples are counted,
+// each completed once; bytes are conserved. With RefuseAtLimit the same
+// traffic loses legitimate connections: the property can fail.
+func TestPressureFloodKeepsLegitimate(t *testing.T) {
+	t.Parallel()
+	cfg := flConfig{packets: 200_000 / atkScale(), share: 0.5, concurrent: 50, step: 20 * time.Microsecond, seed: 1}
+	opts := SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: 30 * time.Second}
+	for _, refuse := range []bool{false, true} {
+		t.Run("refuse="+strconv.FormatBool(refuse), func(t *testing.T) {
+			const maxConns = 1000
+			peak := int64(0)
+			f, tr, ps, st := flPool(t, cfg, SafeStreamPoolOptions{MaxConnections: maxConns, RefuseAtLimit: refuse}, opts, true,
+				func(_ int, pool *SafeStreamPool) { peak = max(peak, pool.Stats().ActiveConnections) })
+			require.LessOrEqual(t, int(peak), maxConns, "live connections passed the cap")
+			closing := ps.Closing
+			atkConserved(t, st)
+			require.Zero(t, closing.BytesProcessed+closing.BytesDelivered+closing.BytesDiscarded, "the assembler's Close left work to the pool's")
+			require.Equal(t, f.sink.news, f.sink.completes, "flood Streams completed once each")
+			sent := tr.legitBytes()
+			t.Logf("legit %d bytes sent, %d delivered; refused %d legit packets; evicted %d unanswered, %d idle",
+				sent, f.legitBytes, tr.refused, ps.EvictedUnanswered, ps.EvictedIdle)
+			if refuse {
+				require.Positive(t, tr.refused, "the cap never refused a legitimate packet: the test proves nothing")
+				require.Less(t, f.legitBytes, sent, "refusal lost nothing: the flood does not fill the cap")
+				return
+			}
+			require.NoError(t, f.err)
+			require.Zero(t, tr.refused)
+			require.Zero(t, ps.ConnectionsRefused)
+			require.Positive(t, ps.EvictedUnanswered, "nothing evicted: the flood did not fill the cap")
+			require.Equal(t, ps.EvictedUnanswered, st.EvictedUnanswered+closing.EvictedUnanswered)
+			require.Zero(t, ps.EvictedIdle, "an answered connection was evicted while unanswered ones were left")
+			require.Equal(t, tr.begun, f.streams, "one Stream per legitimate connection")
+			for id, want := range tr.sent {
+				var s *flStream
+				if id < len(f.legit) {
+					s = f.legit[id]
+				}
+				if s == nil && want == [2]int64{} {
+					continue // its SYN was not sent yet
+				}
+				require.NotNil(t, s, "legit %d has no Stream", id)
+				require.Equal(t, want, s.bytes, "legit %d bytes", id)
+				require.Zero(t, s.gaps+s.unstarted, "legit %d holes", id)
+				require.Equal(t, 1, s.completes, "legit %d completions", id)
+			}
+			require.Equal(t, sent, f.legitBytes)
+		})
+	}
+}
+
+// flConn drives one small connection of the victim-order tests.
+type flConn struct {
+	g  *atkGen
+	a  *SafeAssembler
+	id uint32
+}
+
+func (c flConn) send(t *testing.T, fromServer bool, flags byte, payload int, ts time.Time) {
+	t.Helper()
+	src, dst := atkClient(c.id), atkServer
+	seq := atkISN(c.id, 0)
+	if fromServer {
+		src, dst, seq = dst, src, atkISN(c.id, 1)
+	}
+	if flags&atkSYN == 0 {
+		seq++
+	}
+	require.NoError(t, c.a.AssembleWithContext(c.g.packet(src, dst, seq, 0, flags, payload, atkFill(c.id, 0, 0), ts)))
+}
+
+// Property: at the cap a newcomer evicts an unanswered connection before
+// any answered one, even a younger one; with none left, the answered
+// connection seen least recently goes, not one seen since; each victim
+// is completed once, its buffered out-of-order bytes delivered first,
+// after a hole.
+func TestPressureVictimOrder(t *testing.T) {
+	t.Parallel()
+	f := &flFactory{}
+	pool := NewSafeStreamPool(f, 3)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
+	require.NoError(t, err)
+	g := newAtkGen()
+	t0 := time.Unix(1_700_000_000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	conn := func(id uint32) flConn { return flConn{g, a, id} }
+	answered := func(id uint32, ts time.Time) {
+		conn(id).send(t, false, atkSYN, 0, ts)
+		conn(id).send(t, true, atkSYN|atkACK, 0, ts)
+	}
+	answered(0, at(0))
+	answered(1, at(0))
+	// Unanswered, with 10 bytes buffered behind a hole of 1000.
+	u := conn(2)
+	u.send(t, false, atkSYN, 0, at(1))
+	src := atkClient(2)
+	require.NoError(t, a.AssembleWithContext(g.packet(src, atkServer, atkISN(2, 0)+1001, 0, atkACK, 10, nil, at(1))))
+
+	answered(3, at(2)) // the cap: 2 goes, though younger than 0 and 1
+	ps := pool.Stats()
+	assert.EqualValues(t, 1, ps.EvictedUnanswered)
+	assert.Zero(t, ps.EvictedIdle)
+	v := f.legit[2]
+	require.NotNil(t, v)
+	assert.Equal(t, 1, v.completes, "the victim is completed")
+	assert.Equal(t, [2]int64{10, 0}, v.bytes, "its buffered bytes delivered")
+	assert.Equal(t, 1, v.gaps, "after their hole")
+	for _, id := range []uint32{0, 1, 3} {
+		assert.Zero(t, f.legit[id].completes, "answered connection %d evicted", id)
+	}
+
+	// 0 is seen again: 1 is now the least recently seen.
+	conn(0).send(t, false, atkACK|atkPSH, 5, at(3))
+	answered(4, at(4))
+	ps = pool.Stats()
+	assert.EqualValues(t, 1, ps.EvictedIdle)
+	assert.Equal(t, 1, f.legit[1].completes, "the least recently seen connection goes")
+	for _, id := range []uint32{0, 3, 4} {
+		assert.Zero(t, f.legit[id].completes, "connection %d evicted", id)
+	}
+	st := a.Stats()
+	assert.EqualValues(t, 1, st.EvictedUnanswered)
+	assert.EqualValues(t, 1, st.EvictedIdle)
+	atkConserved(t, st)
+	require.NoError(t, a.Close())
+	require.NoError(t, pool.Close())
+	for id, s := range f.legit {
+		assert.Equal(t, 1, s.completes, "connection %d completions", id)
+	}
+}
+
+// Property: once the pool reaches its high-water mark, unanswered
+// connections idle past EmergencyTimeout are closed (counted as
+// EmergencyTimeouts), answered ones are kept, and the pool leaves
+// emergency mode at its low-water mark; below the high-water mark nothing
+// closes before ConnectionTimeout.
+func TestPressureEmergencyMode(t *testing.T) {
+	t.Parallel()
+	f := &flFactory{}
+	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: 100, HighWaterMark: 20, LowWaterMark: 10})
+	require.NoError(t, err)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{
+		DisableBackgroundFlush: true, ConnectionTimeout: time.Minute, EmergencyTimeout: 4 * time.Second,
+	})
+	require.NoError(t, err)
+	g := newAtkGen()
+	t0 := time.Unix(1_700_000_000, 0)
+	unanswered := func(id uint32, ts time.Time) { flConn{g, a, id}.send(t, false, atkSYN, 0, ts) }
+	for id := uint32(0); id < 5; id++ { // answered, kept throughout
+		flConn{g, a, id}.send(t, false, atkSYN, 0, t0)
+		flConn{g, a, id}.send(t, true, atkSYN|atkACK, 0, t0)
+	}
+	// 13 unanswered, then one 10 s later: 19 live, below the high-water
+	// mark, so none closes though idle past EmergencyTimeout.
+	for id := uint32(5); id < 18; id++ {
+		unanswered(id, t0)
+	}
+	unanswered(100, t0.Add(10*time.Second))
+	ps := pool.Stats()
+	require.EqualValues(t, 19, ps.ActiveConnections)
+	require.Zero(t, ps.EmergencyTimeouts)
+	require.False(t, ps.Emergency)
+	// At 20 live the next check enters emergency mode and closes the 13
+	// unanswered connections idle since t0; 100 (idle 1 s) and the
+	// answered ones stay.
+	unanswered(101, t0.Add(11*time.Second))
+	ps = pool.Stats()
+	assert.True(t, ps.Emergency)
+	assert.EqualValues(t, 1, ps.Emergencies)
+	assert.EqualValues(t, 13, ps.EmergencyTimeouts)
+	assert.EqualValues(t, 13, a.Stats().EmergencyTimeouts)
+	assert.EqualValues(t, 7, ps.ActiveConnections)
+	for _, id := range []uint32{0, 1, 2, 3, 4, 100, 101} {
+		assert.Zero(t, f.legit[id].completes, "connection %d closed", id)
+	}
+	for id := uint32(5); id < 18; id++ {
+		assert.Equal(t, 1, f.legit[id].completes, "unanswered connection %d", id)
+	}
+	// 8 live, below the low-water mark: the next check leaves emergency
+	// mode.
+	unanswered(102, t0.Add(12*time.Second))
+	ps = pool.Stats()
+	assert.False(t, ps.Emergency)
+	assert.EqualValues(t, 13, ps.EmergencyTimeouts)
+	require.NoError(t, a.Close())
+	require.NoError(t, pool.Close())
+}
+
+// Property: SafeStreamPoolOptions.Validate fills the water marks from the
+// cap and rejects negatives, marks above the cap or crossed, and pressure
+// settings without a cap, naming the field.
+func TestSafeStreamPoolOptionsValidate(t *testing.T) {
+	t.Parallel()
+	o := SafeStreamPoolOptions{MaxConnections: 1000}
+	require.NoError(t, o.Validate())
+	assert.Equal(t, 900, o.HighWaterMark)
+	assert.Equal(t, 700, o.LowWaterMark)
+	p, err := NewSafeStreamPoolWithOptions(nil, SafeStreamPoolOptions{MaxConnections: 1000, HighWaterMark: 500})
+	require.NoError(t, err)
+	ps := p.Stats()
+	assert.EqualValues(t, 500, ps.HighWaterMark)
+	assert.EqualValues(t, 500, ps.LowWaterMark, "the default low-water mark is at most the high one")
+	for _, c := range []struct {
+		o     SafeStreamPoolOptions
+		field string
+	}{
+		{SafeStreamPoolOptions{MaxConnections: -1}, "MaxConnections"},
+		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: -1}, "HighWaterMark"},
+		{SafeStreamPoolOptions{MaxConnections: 10, LowWaterMark: -1}, "LowWaterMark"},
+		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: 11}, "HighWaterMark"},
+		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: 5, LowWaterMark: 6}, "LowWaterMark"},
+		{SafeStreamPoolOptions{RefuseAtLimit: true}, "MaxConnections"},
+	} {
+		_, err := NewSafeStreamPoolWithOptions(nil, c.o)
+		require.ErrorIs(t, err, ErrInvalidOptions, "%+v", c.o)
+		assert.Contains(t, err.Error(), c.field)
+	}
+	bad := SafeAssemblerOptions{ConnectionTimeout: time.Second, EmergencyTimeout: 2 * time.Second}
+	require.ErrorIs(t, bad.Validate(), ErrInvalidOptions)
+	neg := SafeAssemblerOptions{EmergencyTimeout: -1}
+	require.ErrorIs(t, neg.Validate(), ErrInvalidOptions)
+	def := SafeAssemblerOptions{ConnectionTimeout: 30 * time.Second}
+	require.NoError(t, def.Validate())
+	assert.Equal(t, 3*time.Second, def.EmergencyTimeout)
+}
