@@ -455,3 +455,32 @@ func TestSafeStreamPoolOptionsValidate(t *testing.T) {
 	require.NoError(t, def.Validate())
 	assert.Equal(t, 3*time.Second, def.EmergencyTimeout)
 }
+
+// Property: at the cap, a spoofed tuple that evicts another allocates
+// nothing in steady state: the victim's object is reused, and its lists
+// are intrusive.
+func TestPressureEvictionDoesNotAllocate(t *testing.T) {
+	f := &flFactory{}
+	pool := NewSafeStreamPool(f, 1000)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
+	require.NoError(t, err)
+	g := newAtkGen()
+	ts := time.Unix(1_700_000_000, 0)
+	i := 0
+	spoof := func() {
+		ts = ts.Add(20 * time.Microsecond)
+		_ = a.AssembleWithContext(g.packet(atkFloodClient(i), atkServer, uint32(i), 0, atkACK|atkPSH, 100, nil, ts))
+		i++
+	}
+	// Warm up: fill the cap, then evict long enough that graves, free
+	// lists and page caches have grown to their steady size.
+	for range 200_000 {
+		spoof()
+	}
+	before := pool.Stats().EvictedUnanswered
+	allocs := testing.AllocsPerRun(10_000, spoof)
+	require.Greater(t, pool.Stats().EvictedUnanswered-before, int64(10_000), "no eviction measured")
+	require.Zero(t, allocs, "allocations per evicting packet")
+	require.NoError(t, a.Close())
+	require.NoError(t, pool.Close())
+}
