@@ -159,6 +159,18 @@ func (h *atkHeap) live() {
 	}
 }
 
+// tick samples the heap in a benchmark: after a GC, with b's timer
+// stopped meanwhile, when full is set.
+func (h *atkHeap) tick(b *testing.B, full bool) {
+	if !full {
+		h.sample()
+		return
+	}
+	b.StopTimer()
+	h.live()
+	b.StartTimer()
+}
+
 // atkChecked is a Stream that checks every byte against atkByte, following
 // Skip from the start its SYN gave.
 type atkChecked struct {

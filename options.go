@@ -92,10 +92,7 @@ type SafeAssemblerOptions struct {
 // Validate fills in defaults and reports invalid values with an error that
 // wraps ErrInvalidOptions and names the field.
 func (o *SafeAssemblerOptions) Validate() error {
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
+	if err := rejectNegative([]optionValue{
 		{"MaxBufferedPagesTotal", int64(o.MaxBufferedPagesTotal)},
 		{"MaxBufferedPagesPerConnection", int64(o.MaxBufferedPagesPerConnection)},
 		{"MaxBufferedBytesPerConnection", int64(o.MaxBufferedBytesPerConnection)},
@@ -105,10 +102,8 @@ func (o *SafeAssemblerOptions) Validate() error {
 		{"ConflictWindow", int64(o.ConflictWindow)},
 		{"ReassemblyDepth", int64(o.ReassemblyDepth)},
 		{"EmergencyTimeout", int64(o.EmergencyTimeout)},
-	} {
-		if f.v < 0 {
-			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
-		}
+	}); err != nil {
+		return err
 	}
 	if o.OverlapPolicy >= numOverlapPolicies {
 		return fmt.Errorf("%w: OverlapPolicy %v is unknown", ErrInvalidOptions, o.OverlapPolicy)
@@ -135,16 +130,13 @@ func (o *SafeAssemblerOptions) Validate() error {
 		o.EmergencyTimeout = max(o.ConnectionTimeout/emergencyDivisor, 1)
 	}
 	if o.EmergencyTimeout > o.ConnectionTimeout {
-		return fmt.Errorf("%w: EmergencyTimeout (%v) exceeds ConnectionTimeout (%v)",
-			ErrInvalidOptions, o.EmergencyTimeout, o.ConnectionTimeout)
+		return exceeds("EmergencyTimeout", o.EmergencyTimeout, "ConnectionTimeout", o.ConnectionTimeout)
 	}
 	if o.MaxBufferedPagesPerConnection > o.MaxBufferedPagesTotal {
-		return fmt.Errorf("%w: MaxBufferedPagesPerConnection (%d) exceeds MaxBufferedPagesTotal (%d)",
-			ErrInvalidOptions, o.MaxBufferedPagesPerConnection, o.MaxBufferedPagesTotal)
+		return exceeds("MaxBufferedPagesPerConnection", o.MaxBufferedPagesPerConnection, "MaxBufferedPagesTotal", o.MaxBufferedPagesTotal)
 	}
 	if o.FlushInterval > o.ConnectionTimeout {
-		return fmt.Errorf("%w: FlushInterval (%v) exceeds ConnectionTimeout (%v)",
-			ErrInvalidOptions, o.FlushInterval, o.ConnectionTimeout)
+		return exceeds("FlushInterval", o.FlushInterval, "ConnectionTimeout", o.ConnectionTimeout)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -179,17 +171,12 @@ type SafeStreamPoolOptions struct {
 // Validate fills in defaults and reports invalid values with an error that
 // wraps ErrInvalidOptions and names the field.
 func (o *SafeStreamPoolOptions) Validate() error {
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"MaxConnections", o.MaxConnections},
-		{"HighWaterMark", o.HighWaterMark},
-		{"LowWaterMark", o.LowWaterMark},
-	} {
-		if f.v < 0 {
-			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
-		}
+	if err := rejectNegative([]optionValue{
+		{"MaxConnections", int64(o.MaxConnections)},
+		{"HighWaterMark", int64(o.HighWaterMark)},
+		{"LowWaterMark", int64(o.LowWaterMark)},
+	}); err != nil {
+		return err
 	}
 	if o.MaxConnections == 0 {
 		if o.HighWaterMark != 0 || o.LowWaterMark != 0 || o.RefuseAtLimit {
@@ -200,12 +187,31 @@ func (o *SafeStreamPoolOptions) Validate() error {
 	high, low := waterMarks(int64(o.MaxConnections), int64(o.HighWaterMark), int64(o.LowWaterMark))
 	o.HighWaterMark, o.LowWaterMark = int(high), int(low)
 	if o.HighWaterMark > o.MaxConnections {
-		return fmt.Errorf("%w: HighWaterMark (%d) exceeds MaxConnections (%d)",
-			ErrInvalidOptions, o.HighWaterMark, o.MaxConnections)
+		return exceeds("HighWaterMark", o.HighWaterMark, "MaxConnections", o.MaxConnections)
 	}
 	if o.LowWaterMark > o.HighWaterMark {
-		return fmt.Errorf("%w: LowWaterMark (%d) exceeds HighWaterMark (%d)",
-			ErrInvalidOptions, o.LowWaterMark, o.HighWaterMark)
+		return exceeds("LowWaterMark", o.LowWaterMark, "HighWaterMark", o.HighWaterMark)
 	}
 	return nil
+}
+
+// optionValue is an option's name and value, as validation reports it.
+type optionValue struct {
+	name string
+	v    int64
+}
+
+// rejectNegative returns an error naming the first option that is negative.
+func rejectNegative(opts []optionValue) error {
+	for _, o := range opts {
+		if o.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, o.name, o.v)
+		}
+	}
+	return nil
+}
+
+// exceeds is the error for option a, of value av, above option b.
+func exceeds(a string, av any, b string, bv any) error {
+	return fmt.Errorf("%w: %s (%v) exceeds %s (%v)", ErrInvalidOptions, a, av, b, bv)
 }

@@ -600,13 +600,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 							flush(now)
 							lastFlush = now
 						}
-						if i%(64*4096) == 0 {
-							b.StopTimer()
-							heap.live()
-							b.StartTimer()
-						} else {
-							heap.sample()
-						}
+						heap.tick(b, i%(64*4096) == 0)
 					})
 					b.StopTimer()
 					heap.live()
