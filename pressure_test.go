@@ -2,9 +2,12 @@ package reassembly
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +36,11 @@ type flConfig struct {
 	step       time.Duration
 	seed       uint64
 	fill       bool
+	base       int // first legitimate id and spoofed tuple index, so that runs can share a pool
+	// clock, when set, counts the packets of every run sharing it, and
+	// stamps each packet step times its count: runs on several
+	// goroutines then share one capture clock, as NIC queues do.
+	clock *atomic.Int64
 }
 
 // flLegit is a legitimate connection in progress: the next packet it
@@ -43,8 +51,8 @@ type flLegit struct {
 	phase, left int
 }
 
-// flTraffic is what a flood run sent: per legitimate connection, the
-// bytes of each direction.
+// flTraffic is what a flood run sent: per legitimate connection (id
+// base+i at index i), the bytes of each direction.
 type flTraffic struct {
 	sent    [][2]int64
 	begun   int // legitimate connections that sent their SYN
@@ -67,7 +75,7 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 	ts := time.Unix(1_700_000_000, 0)
 	slots := make([]flLegit, cfg.concurrent)
 	open := func(s *flLegit) {
-		*s = flLegit{id: uint32(len(tr.sent)), left: 4 + rng.IntN(61)}
+		*s = flLegit{id: uint32(cfg.base + len(tr.sent)), left: 4 + rng.IntN(61)}
 		tr.sent = append(tr.sent, [2]int64{})
 	}
 	for i := range slots {
@@ -78,9 +86,13 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 			b[i] = byte(i)
 		}
 	}
-	spoofed := 0
+	spoofed := cfg.base
+	t0 := ts
 	for i := 0; i < cfg.packets; i++ {
 		ts = ts.Add(cfg.step)
+		if cfg.clock != nil {
+			ts = t0.Add(time.Duration(cfg.clock.Add(1)) * cfg.step)
+		}
 		if sample != nil && i%4096 == 0 {
 			sample(i)
 		}
@@ -92,7 +104,7 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 		}
 		s := &slots[rng.IntN(len(slots))]
 		c := atkClient(s.id)
-		off := &tr.sent[s.id]
+		off := &tr.sent[int(s.id)-cfg.base]
 		isn := [2]uint32{atkISN(s.id, 0), atkISN(s.id, 1)}
 		seq := func(dir int) uint32 { return isn[dir] + 1 + uint32(off[dir]) }
 		var err error
@@ -154,6 +166,8 @@ func (s *flStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, S
 }
 
 func (s *flStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
 	dir, _, _, skip := sg.Info()
 	d := fzDirIndex(dir)
 	n, _ := sg.Lengths()
@@ -182,30 +196,68 @@ func (s *flStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 }
 
 func (s *flStream) ReassemblyComplete(AssemblerContext) bool {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.legitCompletes++
 	if s.completes++; s.completes > 1 {
 		s.f.failf("legit %d: ReassemblyComplete %d times", s.id, s.completes)
 	}
 	return true
 }
 
+// flJunk is the Stream of every spoofed tuple: it counts.
+type flJunk struct{ f *flFactory }
+
+func (j flJunk) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
+	return true
+}
+
+func (j flJunk) ReassembledSG(ScatterGather, AssemblerContext) {}
+
+func (j flJunk) ReassemblyComplete(AssemblerContext) bool {
+	j.f.mu.Lock()
+	j.f.junkCompletes++
+	j.f.mu.Unlock()
+	return true
+}
+
 // flFactory makes an flStream for each legitimate connection (either
-// endpoint in 10.0.0.0/8) and hands the flood the shared sink.
+// endpoint in 10.0.0.0/8) and an flJunk for the flood. One lock guards it
+// and its Streams, which assemblers sharing a pool call from their
+// goroutines (an eviction completes another assembler's connection).
 type flFactory struct {
-	atkFactory
-	check      bool
-	legit      []*flStream // by id; the last Stream made for it
-	streams    int         // legitimate Streams made
-	legitBytes int64
+	mu             sync.Mutex
+	check          bool
+	legit          map[uint32]*flStream // by id; the last Stream made for it
+	streams        int                  // legitimate Streams made
+	legitCompletes int
+	// oneStream makes a second Stream for a legitimate connection a
+	// failure: it was evicted.
+	oneStream     bool
+	legitBytes    int64
+	junk          int // spoofed tuples' Streams made
+	junkCompletes int
+	err           error
+}
+
+func newFlFactory(check bool) *flFactory {
+	return &flFactory{check: check, oneStream: check, legit: map[uint32]*flStream{}}
+}
+
+// failf records the first failure; the lock must be held.
+func (f *flFactory) failf(format string, args ...any) {
+	if f.err == nil {
+		f.err = fmt.Errorf(format, args...)
+	}
 }
 
 func (f *flFactory) New(netFlow, _ gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, ep := range [2]gopacket.Endpoint{netFlow.Src(), netFlow.Dst()} {
 		if a := ep.Raw(); len(a) == 4 && a[0] == 10 {
 			id := uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-			for uint32(len(f.legit)) <= id {
-				f.legit = append(f.legit, nil)
-			}
-			if f.legit[id] != nil && f.check {
+			if f.legit[id] != nil && f.oneStream {
 				f.failf("legit %d: a second Stream", id)
 			}
 			s := &flStream{f: f, id: id}
@@ -214,13 +266,33 @@ func (f *flFactory) New(netFlow, _ gopacket.Flow, _ *layers.TCP, _ AssemblerCont
 			return s
 		}
 	}
-	f.sink.news++
-	return &f.sink
+	f.junk++
+	return flJunk{f}
+}
+
+// verify checks that every legitimate connection of tr that sent its SYN
+// had one Stream, got every byte sent without a hole and completed once.
+func (f *flFactory) verify(t testing.TB, tr *flTraffic, base int) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.NoError(t, f.err)
+	for i, want := range tr.sent {
+		id := uint32(base + i)
+		s := f.legit[id]
+		if s == nil && want == [2]int64{} {
+			continue // its SYN was not sent yet
+		}
+		require.NotNil(t, s, "legit %d has no Stream", id)
+		require.Equal(t, want, s.bytes, "legit %d bytes", id)
+		require.Zero(t, s.gaps+s.unstarted, "legit %d holes", id)
+		require.Equal(t, 1, s.completes, "legit %d completions", id)
+	}
 }
 
 // flPool runs a flood through a Safe assembler on a pool capped at cap.
 func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAssemblerOptions, check bool, sample func(i int, pool *SafeStreamPool)) (*flFactory, *flTraffic, PoolStats, AssemblerStats) {
-	f := &flFactory{check: check}
+	f := newFlFactory(check)
 	pool, err := NewSafeStreamPoolWithOptions(f, popts)
 	require.NoError(t, err)
 	a, err := NewSafeAssembler(pool, opts)
@@ -256,7 +328,7 @@ func TestPressureFloodKeepsLegitimate(t *testing.T) {
 			closing := ps.Closing
 			atkConserved(t, st)
 			require.Zero(t, closing.BytesProcessed+closing.BytesDelivered+closing.BytesDiscarded, "the assembler's Close left work to the pool's")
-			require.Equal(t, f.sink.news, f.sink.completes, "flood Streams completed once each")
+			require.Equal(t, f.junk, f.junkCompletes, "flood Streams completed once each")
 			sent := tr.legitBytes()
 			t.Logf("legit %d bytes sent, %d delivered; refused %d legit packets; evicted %d unanswered, %d idle",
 				sent, f.legitBytes, tr.refused, ps.EvictedUnanswered, ps.EvictedIdle)
@@ -265,29 +337,84 @@ func TestPressureFloodKeepsLegitimate(t *testing.T) {
 				require.Less(t, f.legitBytes, sent, "refusal lost nothing: the flood does not fill the cap")
 				return
 			}
-			require.NoError(t, f.err)
 			require.Zero(t, tr.refused)
 			require.Zero(t, ps.ConnectionsRefused)
 			require.Positive(t, ps.EvictedUnanswered, "nothing evicted: the flood did not fill the cap")
 			require.Equal(t, ps.EvictedUnanswered, st.EvictedUnanswered+closing.EvictedUnanswered)
 			require.Zero(t, ps.EvictedIdle, "an answered connection was evicted while unanswered ones were left")
 			require.Equal(t, tr.begun, f.streams, "one Stream per legitimate connection")
-			for id, want := range tr.sent {
-				var s *flStream
-				if id < len(f.legit) {
-					s = f.legit[id]
-				}
-				if s == nil && want == [2]int64{} {
-					continue // its SYN was not sent yet
-				}
-				require.NotNil(t, s, "legit %d has no Stream", id)
-				require.Equal(t, want, s.bytes, "legit %d bytes", id)
-				require.Zero(t, s.gaps+s.unstarted, "legit %d holes", id)
-				require.Equal(t, 1, s.completes, "legit %d completions", id)
-			}
+			f.verify(t, tr, 0)
 			require.Equal(t, sent, f.legitBytes)
 		})
 	}
+}
+
+// Property: two SafeAssemblers on one capped pool, each fed its own flood
+// and legitimate connections from its own goroutine on one capture clock
+// (victims are told by capture time), evict each other's connections at
+// the cap: no race, live connections never pass the cap, no legitimate
+// packet is refused, every byte delivered is right, every Stream is
+// completed once, bytes are conserved over the two, and the pool's
+// evictions are the sum of theirs. (That legitimate connections are not
+// the ones evicted is TestPressureFloodKeepsLegitimate's property: here a
+// goroutine the scheduler holds back sees its connections age on the
+// other's clock, and a SYN that waits for its answer longer than the
+// flood takes to fill the cap is evicted.)
+func TestPressureSharedPoolRace(t *testing.T) {
+	t.Parallel()
+	const maxConns, workers = 300, 2
+	f := newFlFactory(true)
+	f.oneStream = false
+	pool := NewSafeStreamPool(f, maxConns)
+	var asms [workers]*SafeAssembler
+	var trs [workers]*flTraffic
+	var peak [workers]int64
+	for w := range asms {
+		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: 30 * time.Second})
+		require.NoError(t, err)
+		asms[w] = a
+	}
+	var wg sync.WaitGroup
+	var clock atomic.Int64
+	for w := range asms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := flConfig{packets: 100_000 / atkScale(), share: 0.5, concurrent: 10, step: 20 * time.Microsecond,
+				seed: uint64(w + 1), fill: true, base: w << 20, clock: &clock}
+			trs[w] = flRun(cfg, atkSafeFeeder{asms[w]}, func(int) {
+				// The reservation is what the cap holds exactly; Stats sums
+				// the shards one by one, so while connections come and go
+				// its ActiveConnections can pass the cap by a few.
+				peak[w] = max(peak[w], pool.t.reserved.Load())
+			})
+		}()
+	}
+	wg.Wait()
+	var evicted, processed, accounted int64
+	for w, a := range asms {
+		require.NoError(t, a.Close()) // the last one completes the pool's connections
+		st := a.Stats()
+		processed += st.BytesProcessed
+		accounted += st.BytesDelivered + st.BytesOverlap + st.BytesOverwritten + st.BytesDiscarded
+		evicted += st.EvictedUnanswered + st.EvictedIdle
+		require.LessOrEqual(t, int(peak[w]), maxConns)
+		require.Zero(t, trs[w].refused, "worker %d: legitimate packets refused", w)
+	}
+	require.NoError(t, pool.Close())
+	ps := pool.Stats()
+	require.Zero(t, ps.PageCache.QueuedBytes)
+	require.Equal(t, processed, accounted, "conservation over the pool's assemblers")
+	require.Positive(t, ps.EvictedUnanswered, "nothing evicted: the test proves nothing")
+	require.Equal(t, ps.EvictedUnanswered+ps.EvictedIdle, evicted)
+	require.NoError(t, f.err)
+	require.Equal(t, f.streams, f.legitCompletes, "legitimate Streams completed once each")
+	require.Equal(t, f.junk, f.junkCompletes, "flood Streams completed once each")
+	var sent int64
+	for _, tr := range trs {
+		sent += tr.legitBytes()
+	}
+	t.Logf("legit %d bytes sent, %d delivered; evicted %d", sent, f.legitBytes, evicted)
 }
 
 // flConn drives one small connection of the victim-order tests.
@@ -317,7 +444,7 @@ func (c flConn) send(t *testing.T, fromServer bool, flags byte, payload int, ts 
 // after a hole.
 func TestPressureVictimOrder(t *testing.T) {
 	t.Parallel()
-	f := &flFactory{}
+	f := newFlFactory(false)
 	pool := NewSafeStreamPool(f, 3)
 	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
@@ -377,7 +504,7 @@ func TestPressureVictimOrder(t *testing.T) {
 // closes before ConnectionTimeout.
 func TestPressureEmergencyMode(t *testing.T) {
 	t.Parallel()
-	f := &flFactory{}
+	f := newFlFactory(false)
 	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: 100, HighWaterMark: 20, LowWaterMark: 10})
 	require.NoError(t, err)
 	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{
@@ -469,7 +596,7 @@ func TestSafeStreamPoolOptionsValidate(t *testing.T) {
 // nothing in steady state: the victim's object is reused, and its lists
 // are intrusive.
 func TestPressureEvictionDoesNotAllocate(t *testing.T) {
-	f := &flFactory{}
+	f := newFlFactory(false)
 	pool := NewSafeStreamPool(f, 1000)
 	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
@@ -564,7 +691,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 					var flush func(now time.Time)
 					switch impl {
 					case "safe", "evict-only", "refuse-only":
-						f := &flFactory{}
+						f := newFlFactory(false)
 						pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: maxConns, RefuseAtLimit: impl == "refuse-only"})
 						require.NoError(b, err)
 						opts := SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: timeout}
