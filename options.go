@@ -156,7 +156,10 @@ type SafeStreamPoolOptions struct {
 	// one instead: a connection whose other side never sent a packet (or
 	// that completed), the oldest first, else the least recently seen;
 	// the victim's buffered bytes are delivered, with the holes before
-	// them skipped, and its Stream completed, as on a timeout.
+	// them skipped, and its Stream completed, as on a timeout, by the
+	// assembler that needed the slot, on its goroutine (as a flush by
+	// another assembler of the pool would). Victims are told apart by
+	// capture time: assemblers sharing a pool must see the same clock.
 	RefuseAtLimit bool
 	// HighWaterMark is the number of live connections at which the pool
 	// enters emergency mode, where unanswered connections close after

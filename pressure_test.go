@@ -497,6 +497,38 @@ func TestPressureVictimOrder(t *testing.T) {
 	}
 }
 
+// Property: among answered connections the least recently seen goes, even
+// when it was queued after one that was seen since (its second chance):
+// A, B, D answered at 0, 1, 2 s; E evicts A; B is seen at 4 s; F then
+// evicts D, not B.
+func TestPressureSecondChance(t *testing.T) {
+	t.Parallel()
+	f := newFlFactory(false)
+	pool := NewSafeStreamPool(f, 3)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
+	require.NoError(t, err)
+	g := newAtkGen()
+	t0 := time.Unix(1_700_000_000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	answered := func(id uint32, ts time.Time) {
+		flConn{g, a, id}.send(t, false, atkSYN, 0, ts)
+		flConn{g, a, id}.send(t, true, atkSYN|atkACK, 0, ts)
+	}
+	const A, B, D, E, F = 1, 2, 4, 5, 6
+	answered(A, at(0))
+	answered(B, at(1))
+	answered(D, at(2))
+	answered(E, at(3))
+	require.Equal(t, 1, f.legit[A].completes, "the least recently seen goes first")
+	flConn{g, a, B}.send(t, false, atkACK|atkPSH, 5, at(4))
+	answered(F, at(5))
+	assert.Equal(t, 1, f.legit[D].completes, "D, seen at 2 s, is now the least recently seen")
+	assert.Zero(t, f.legit[B].completes, "B, seen at 4 s, was evicted")
+	assert.EqualValues(t, 2, pool.Stats().EvictedIdle)
+	require.NoError(t, a.Close())
+	require.NoError(t, pool.Close())
+}
+
 // Property: once the pool reaches its high-water mark, unanswered
 // connections idle past EmergencyTimeout are closed (counted as
 // EmergencyTimeouts), answered ones are kept, and the pool leaves
