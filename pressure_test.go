@@ -417,24 +417,56 @@ func TestPressureSharedPoolRace(t *testing.T) {
 	t.Logf("legit %d bytes sent, %d delivered; evicted %d", sent, f.legitBytes, evicted)
 }
 
-// flConn drives one small connection of the victim-order tests.
-type flConn struct {
-	g  *atkGen
-	a  *SafeAssembler
-	id uint32
+// flRig is a small pool driven connection by connection, for the tests
+// of victim order and emergency mode; its clock starts at flT0.
+type flRig struct {
+	f    *flFactory
+	pool *SafeStreamPool
+	a    *SafeAssembler
+	g    *atkGen
 }
 
-func (c flConn) send(t *testing.T, fromServer bool, flags byte, payload int, ts time.Time) {
+var flT0 = time.Unix(1_700_000_000, 0)
+
+// flAt is s seconds after flT0.
+func flAt(s int) time.Time { return flT0.Add(time.Duration(s) * time.Second) }
+
+func newFlRig(t *testing.T, popts SafeStreamPoolOptions, opts SafeAssemblerOptions) *flRig {
+	r := &flRig{f: newFlFactory(false), g: newAtkGen()}
+	var err error
+	r.pool, err = NewSafeStreamPoolWithOptions(r.f, popts)
+	require.NoError(t, err)
+	opts.DisableBackgroundFlush = true
+	r.a, err = NewSafeAssembler(r.pool, opts)
+	require.NoError(t, err)
+	return r
+}
+
+// send hands in a packet of connection id (atkClient's), from its client
+// or its server, of payload bytes after the SYN.
+func (r *flRig) send(t *testing.T, id uint32, fromServer bool, flags byte, payload int, ts time.Time) {
 	t.Helper()
-	src, dst := atkClient(c.id), atkServer
-	seq := atkISN(c.id, 0)
+	src, dst := atkClient(id), atkServer
+	seq := atkISN(id, 0)
 	if fromServer {
-		src, dst, seq = dst, src, atkISN(c.id, 1)
+		src, dst, seq = dst, src, atkISN(id, 1)
 	}
 	if flags&atkSYN == 0 {
 		seq++
 	}
-	require.NoError(t, c.a.AssembleWithContext(c.g.packet(src, dst, seq, 0, flags, payload, atkFill(c.id, 0, 0), ts)))
+	require.NoError(t, r.a.AssembleWithContext(r.g.packet(src, dst, seq, 0, flags, payload, atkFill(id, 0, 0), ts)))
+}
+
+// answered opens connection id with a SYN and its SYN-ACK.
+func (r *flRig) answered(t *testing.T, id uint32, ts time.Time) {
+	t.Helper()
+	r.send(t, id, false, atkSYN, 0, ts)
+	r.send(t, id, true, atkSYN|atkACK, 0, ts)
+}
+
+func (r *flRig) close(t *testing.T) {
+	require.NoError(t, r.a.Close())
+	require.NoError(t, r.pool.Close())
 }
 
 // Property: at the cap a newcomer evicts an unanswered connection before
@@ -444,23 +476,13 @@ func (c flConn) send(t *testing.T, fromServer bool, flags byte, payload int, ts 
 // after a hole.
 func TestPressureVictimOrder(t *testing.T) {
 	t.Parallel()
-	f := newFlFactory(false)
-	pool := NewSafeStreamPool(f, 3)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
-	g := newAtkGen()
-	t0 := time.Unix(1_700_000_000, 0)
-	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	conn := func(id uint32) flConn { return flConn{g, a, id} }
-	answered := func(id uint32, ts time.Time) {
-		conn(id).send(t, false, atkSYN, 0, ts)
-		conn(id).send(t, true, atkSYN|atkACK, 0, ts)
-	}
+	r := newFlRig(t, SafeStreamPoolOptions{MaxConnections: 3}, SafeAssemblerOptions{})
+	f, pool, a, g, at := r.f, r.pool, r.a, r.g, flAt
+	answered := func(id uint32, ts time.Time) { r.answered(t, id, ts) }
 	answered(0, at(0))
 	answered(1, at(0))
 	// Unanswered, with 10 bytes buffered behind a hole of 1000.
-	u := conn(2)
-	u.send(t, false, atkSYN, 0, at(1))
+	r.send(t, 2, false, atkSYN, 0, at(1))
 	src := atkClient(2)
 	require.NoError(t, a.AssembleWithContext(g.packet(src, atkServer, atkISN(2, 0)+1001, 0, atkACK, 10, nil, at(1))))
 
@@ -478,7 +500,7 @@ func TestPressureVictimOrder(t *testing.T) {
 	}
 
 	// 0 is seen again: 1 is now the least recently seen.
-	conn(0).send(t, false, atkACK|atkPSH, 5, at(3))
+	r.send(t, 0, false, atkACK|atkPSH, 5, at(3))
 	answered(4, at(4))
 	ps = pool.Stats()
 	assert.EqualValues(t, 1, ps.EvictedIdle)
@@ -503,30 +525,21 @@ func TestPressureVictimOrder(t *testing.T) {
 // evicts D, not B.
 func TestPressureSecondChance(t *testing.T) {
 	t.Parallel()
-	f := newFlFactory(false)
-	pool := NewSafeStreamPool(f, 3)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
-	g := newAtkGen()
-	t0 := time.Unix(1_700_000_000, 0)
-	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	answered := func(id uint32, ts time.Time) {
-		flConn{g, a, id}.send(t, false, atkSYN, 0, ts)
-		flConn{g, a, id}.send(t, true, atkSYN|atkACK, 0, ts)
-	}
+	r := newFlRig(t, SafeStreamPoolOptions{MaxConnections: 3}, SafeAssemblerOptions{})
+	f, at := r.f, flAt
+	answered := func(id uint32, ts time.Time) { r.answered(t, id, ts) }
 	const A, B, D, E, F = 1, 2, 4, 5, 6
 	answered(A, at(0))
 	answered(B, at(1))
 	answered(D, at(2))
 	answered(E, at(3))
 	require.Equal(t, 1, f.legit[A].completes, "the least recently seen goes first")
-	flConn{g, a, B}.send(t, false, atkACK|atkPSH, 5, at(4))
+	r.send(t, B, false, atkACK|atkPSH, 5, at(4))
 	answered(F, at(5))
 	assert.Equal(t, 1, f.legit[D].completes, "D, seen at 2 s, is now the least recently seen")
 	assert.Zero(t, f.legit[B].completes, "B, seen at 4 s, was evicted")
-	assert.EqualValues(t, 2, pool.Stats().EvictedIdle)
-	require.NoError(t, a.Close())
-	require.NoError(t, pool.Close())
+	assert.EqualValues(t, 2, r.pool.Stats().EvictedIdle)
+	r.close(t)
 }
 
 // Property: once the pool reaches its high-water mark, unanswered
@@ -536,19 +549,12 @@ func TestPressureSecondChance(t *testing.T) {
 // closes before ConnectionTimeout.
 func TestPressureEmergencyMode(t *testing.T) {
 	t.Parallel()
-	f := newFlFactory(false)
-	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: 100, HighWaterMark: 20, LowWaterMark: 10})
-	require.NoError(t, err)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{
-		DisableBackgroundFlush: true, ConnectionTimeout: time.Minute, EmergencyTimeout: 4 * time.Second,
-	})
-	require.NoError(t, err)
-	g := newAtkGen()
-	t0 := time.Unix(1_700_000_000, 0)
-	unanswered := func(id uint32, ts time.Time) { flConn{g, a, id}.send(t, false, atkSYN, 0, ts) }
+	r := newFlRig(t, SafeStreamPoolOptions{MaxConnections: 100, HighWaterMark: 20, LowWaterMark: 10},
+		SafeAssemblerOptions{ConnectionTimeout: time.Minute, EmergencyTimeout: 4 * time.Second})
+	f, pool, a, t0 := r.f, r.pool, r.a, flT0
+	unanswered := func(id uint32, ts time.Time) { r.send(t, id, false, atkSYN, 0, ts) }
 	for id := uint32(0); id < 5; id++ { // answered, kept throughout
-		flConn{g, a, id}.send(t, false, atkSYN, 0, t0)
-		flConn{g, a, id}.send(t, true, atkSYN|atkACK, 0, t0)
+		r.answered(t, id, t0)
 	}
 	// 13 unanswered, then one 10 s later: 19 live, below the high-water
 	// mark, so none closes though idle past EmergencyTimeout.
