@@ -183,13 +183,8 @@ func BenchmarkAttackSYNFlood(b *testing.B) {
 					b.StartTimer()
 					calls := 0
 					if _, err := atkSYNFlood(cfg, im.feeder, func(int) {
-						if calls++; calls%64 == 0 {
-							b.StopTimer()
-							heap.live()
-							b.StartTimer()
-						} else {
-							heap.sample()
-						}
+						calls++
+						heap.tick(b, calls%64 == 0)
 					}); err != nil {
 						b.Fatal(err)
 					}
@@ -243,12 +238,8 @@ func BenchmarkAttackOutOfOrderHold(b *testing.B) {
 							b.StopTimer()
 							heap.start() // the connections are open
 							b.StartTimer()
-						} else if calls%256 == 0 {
-							b.StopTimer()
-							heap.live()
-							b.StartTimer()
 						} else {
-							heap.sample()
+							heap.tick(b, calls%256 == 0)
 						}
 					})
 					b.StopTimer()

@@ -159,6 +159,18 @@ func (h *atkHeap) live() {
 	}
 }
 
+// tick samples the heap in a benchmark: after a GC, with b's timer
+// stopped meanwhile, when full is set.
+func (h *atkHeap) tick(b *testing.B, full bool) {
+	if !full {
+		h.sample()
+		return
+	}
+	b.StopTimer()
+	h.live()
+	b.StartTimer()
+}
+
 // atkChecked is a Stream that checks every byte against atkByte, following
 // Skip from the start its SYN gave.
 type atkChecked struct {
@@ -441,14 +453,24 @@ func atkSYNFlood(cfg atkSYNFloodConfig, f atkFeeder, sample func(i int)) (*atkEs
 
 // TestAttackSYNFlood: 1M spoofed tuples (scaled), each a SYN and an
 // out-of-order segment, against a SafeStreamPool capped at a tenth of
-// them. Live connections never exceed the cap, the heap stays within a
-// bound proportional to the cap, and 100 established connections keep
-// being reassembled byte-exact throughout.
+// them, which evicts (the default) or refuses at the cap. Live connections
+// never exceed the cap, the heap stays within a bound proportional to the
+// cap, 100 established connections keep being reassembled byte-exact
+// throughout, and every tuple beyond the cap is evicted once, or refused.
 func TestAttackSYNFlood(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run("refuse="+strconv.FormatBool(refuse), func(t *testing.T) { atkSYNFloodRun(t, refuse) })
+	}
+}
+
+func atkSYNFloodRun(t *testing.T, refuse bool) {
 	scale := atkScale()
 	cfg := atkSYNFloodConfig{tuples: 1_000_000 / scale, maxConns: 100_000 / scale, est: 100, estEvery: 100 / min(scale, 10), payload: 100}
 	f := newAtkFactory()
-	pool := NewSafeStreamPool(f, cfg.maxConns)
+	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: cfg.maxConns, RefuseAtLimit: refuse})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	if err != nil {
 		t.Fatal(err)
@@ -475,9 +497,15 @@ func TestAttackSYNFlood(t *testing.T) {
 	heap.live()
 	ps, st := pool.Stats(), a.Stats()
 	atkConserved(t, st)
-	// Every tuple beyond the cap was refused, twice (SYN and data).
-	if want := int64(cfg.tuples - (cfg.maxConns - cfg.est)); ps.ConnectionsRefused != 2*want {
-		t.Errorf("refused %d connection attempts, want %d", ps.ConnectionsRefused, 2*want)
+	// Every tuple beyond the cap was refused, twice (SYN and data), or
+	// evicted an unanswered tuple once; no established one went.
+	want, refused, evicted := int64(cfg.tuples-(cfg.maxConns-cfg.est)), 2*int64(cfg.tuples-(cfg.maxConns-cfg.est)), int64(0)
+	if !refuse {
+		refused, evicted = 0, want
+	}
+	if ps.ConnectionsRefused != refused || ps.EvictedUnanswered != evicted || st.EvictedUnanswered != evicted || ps.EvictedIdle != 0 {
+		t.Errorf("refused %d connection attempts, evicted %d (assembler: %d) unanswered and %d idle; want %d refused, %d unanswered evicted",
+			ps.ConnectionsRefused, ps.EvictedUnanswered, st.EvictedUnanswered, ps.EvictedIdle, refused, evicted)
 	}
 	if peakLive != int64(cfg.maxConns) {
 		t.Errorf("peak live connections %d, want the cap %d", peakLive, cfg.maxConns)

@@ -102,33 +102,47 @@ func contexts(pkts []testPacket) []benchCtx {
 }
 
 // Property: once its connection is open, an in-order packet allocates
-// nothing (drop-in face).
+// nothing, in the drop-in face and in the Safe face on a capped pool
+// (whose eviction lists a packet never touches).
 func TestInOrderPathDoesNotAllocate(t *testing.T) {
 	pkts := inOrderTraffic(200, 1460)
-	ctxs := contexts(pkts)
-	f := &countingFactory{}
-	a := NewAssembler(NewStreamPool(f))
-	// Warm up: the first pass creates the connection and its buffers.
-	for j := range pkts {
-		a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
-	}
-	steady := pkts[3 : len(pkts)-2]
-	sctx := ctxs[3 : len(ctxs)-2]
-	// Re-open the connection so that steady-state packets find it.
-	for j := 0; j < 3; j++ {
-		a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
-	}
-	i := 0
-	allocs := testing.AllocsPerRun(len(steady), func() {
-		j := i % len(steady)
-		a.AssembleWithContext(steady[j].netFlow, steady[j].tcp, &sctx[j])
-		i++
-	})
-	if allocs != 0 {
-		t.Fatalf("in-order packet allocates %.2f times, want 0", allocs)
-	}
-	if f.s.bytes == 0 {
-		t.Fatal("no bytes delivered")
+	for _, face := range []string{"drop-in", "safe-capped"} {
+		t.Run(face, func(t *testing.T) {
+			ctxs := contexts(pkts)
+			f := &countingFactory{}
+			var feed func(j int, p []testPacket, c []benchCtx)
+			if face == "drop-in" {
+				a := NewAssembler(NewStreamPool(f))
+				feed = func(j int, p []testPacket, c []benchCtx) { a.AssembleWithContext(p[j].netFlow, p[j].tcp, &c[j]) }
+			} else {
+				a, err := NewSafeAssembler(NewSafeStreamPool(f, 10), SafeAssemblerOptions{DisableBackgroundFlush: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				feed = func(j int, p []testPacket, c []benchCtx) { _ = a.AssembleWithContext(p[j].netFlow, p[j].tcp, &c[j]) }
+			}
+			// Warm up: the first pass creates the connection and its buffers.
+			for j := range pkts {
+				feed(j, pkts, ctxs)
+			}
+			steady := pkts[3 : len(pkts)-2]
+			sctx := ctxs[3 : len(ctxs)-2]
+			// Re-open the connection so that steady-state packets find it.
+			for j := 0; j < 3; j++ {
+				feed(j, pkts, ctxs)
+			}
+			i := 0
+			allocs := testing.AllocsPerRun(len(steady), func() {
+				feed(i%len(steady), steady, sctx)
+				i++
+			})
+			if allocs != 0 {
+				t.Fatalf("in-order packet allocates %.2f times, want 0", allocs)
+			}
+			if f.s.bytes == 0 {
+				t.Fatal("no bytes delivered")
+			}
+		})
 	}
 }
 

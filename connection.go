@@ -214,6 +214,8 @@ type connection struct {
 	// ends the connection: it lives here so that completing allocates
 	// nothing, and is valid during that call only (MIGRATION.md).
 	endCtx captureContext
+	// lru links the connection into its shard's eviction list.
+	lru lruNode
 }
 
 func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queued *atomic.Int64) {

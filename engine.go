@@ -116,7 +116,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 				k, fromLo = makeKey(netFlow, t)
 			}
 			var err error
-			conn, err = e.table.getConnection(k, fromLo, create, ts, t, ac, e.newStream, &e.free)
+			conn, err = e.connect(k, fromLo, create, ts, t, ac)
 			if conn == nil {
 				switch {
 				case err == ErrConnectionClosed:

@@ -16,7 +16,8 @@ var (
 	// ErrAssemblerClosed means the SafeAssembler was closed.
 	ErrAssemblerClosed = errors.New("reassembly: assembler closed")
 	// ErrConnectionLimit means a new connection was refused because the
-	// pool holds its maximum number of connections.
+	// pool holds its maximum number of connections: with RefuseAtLimit,
+	// or when no connection could be evicted.
 	ErrConnectionLimit = errors.New("reassembly: connection limit reached")
 	// ErrNilPacket means the TCP layer passed in was nil.
 	ErrNilPacket = errors.New("reassembly: nil TCP packet")

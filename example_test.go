@@ -189,10 +189,16 @@ func Example_dropIn() {
 // The Safe face: validated options with limits, a connection cap, and
 // errors to handle instead of panics.
 func ExampleNewSafeAssembler() {
-	pool := reassembly.NewSafeStreamPool(exampleCounterFactory{report: examplePrint}, 2) // at most 2 live connections
+	// At most 2 live connections; beyond them, refuse (the default evicts).
+	pool, err := reassembly.NewSafeStreamPoolWithOptions(exampleCounterFactory{report: examplePrint},
+		reassembly.SafeStreamPoolOptions{MaxConnections: 2, RefuseAtLimit: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer pool.Close()
 
-	_, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{
+	_, err = reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{
 		MaxBufferedPagesTotal:         100,
 		MaxBufferedPagesPerConnection: 1000, // more than the total: refused
 	})

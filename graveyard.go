@@ -56,7 +56,10 @@ func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
 		s, p = 0, 1
 	}
 	if g.next[s] == invalidSequence {
-		return false // the sender never started: nothing of it to copy
+		// The sender never started: only a late answer to the peer's SYN
+		// can be a copy of this connection's traffic.
+		return tcp.SYN && tcp.ACK && len(tcp.Payload) == 0 && g.next[p] != invalidSequence &&
+			Sequence(tcp.Ack) == g.from[p]
 	}
 	seq := Sequence(tcp.Seq)
 	if tcp.SYN {

@@ -94,15 +94,18 @@ type SafeAssemblerOptions struct {
 	// can still refuse by clearing start. Off by default: such a direction
 	// delivers only when a flush, a limit or the timeout skips to its bytes.
 	Midstream bool
+	// EmergencyTimeout closes unanswered connections (whose other side
+	// never sent a packet) idle that long in capture time while their
+	// pool is in emergency mode, from its high-water mark until it is
+	// back to its low-water mark (SafeStreamPoolOptions). 0 means a tenth
+	// of ConnectionTimeout.
+	EmergencyTimeout time.Duration
 }
 
 // Validate fills in defaults and reports invalid values with an error that
 // wraps ErrInvalidOptions and names the field.
 func (o *SafeAssemblerOptions) Validate() error {
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
+	if err := rejectNegative([]optionValue{
 		{"MaxBufferedPagesTotal", int64(o.MaxBufferedPagesTotal)},
 		{"MaxBufferedPagesPerConnection", int64(o.MaxBufferedPagesPerConnection)},
 		{"MaxBufferedBytesPerConnection", int64(o.MaxBufferedBytesPerConnection)},
@@ -111,10 +114,9 @@ func (o *SafeAssemblerOptions) Validate() error {
 		{"FlushInterval", int64(o.FlushInterval)},
 		{"ConflictWindow", int64(o.ConflictWindow)},
 		{"ReassemblyDepth", int64(o.ReassemblyDepth)},
-	} {
-		if f.v < 0 {
-			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, f.name, f.v)
-		}
+		{"EmergencyTimeout", int64(o.EmergencyTimeout)},
+	}); err != nil {
+		return err
 	}
 	if o.OverlapPolicy >= numOverlapPolicies {
 		return fmt.Errorf("%w: OverlapPolicy %v is unknown", ErrInvalidOptions, o.OverlapPolicy)
@@ -137,16 +139,95 @@ func (o *SafeAssemblerOptions) Validate() error {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = min(DefaultFlushInterval, o.ConnectionTimeout)
 	}
+	if o.EmergencyTimeout == 0 {
+		o.EmergencyTimeout = max(o.ConnectionTimeout/emergencyDivisor, 1)
+	}
+	if o.EmergencyTimeout > o.ConnectionTimeout {
+		return exceeds("EmergencyTimeout", o.EmergencyTimeout, "ConnectionTimeout", o.ConnectionTimeout)
+	}
 	if o.MaxBufferedPagesPerConnection > o.MaxBufferedPagesTotal {
-		return fmt.Errorf("%w: MaxBufferedPagesPerConnection (%d) exceeds MaxBufferedPagesTotal (%d)",
-			ErrInvalidOptions, o.MaxBufferedPagesPerConnection, o.MaxBufferedPagesTotal)
+		return exceeds("MaxBufferedPagesPerConnection", o.MaxBufferedPagesPerConnection, "MaxBufferedPagesTotal", o.MaxBufferedPagesTotal)
 	}
 	if o.FlushInterval > o.ConnectionTimeout {
-		return fmt.Errorf("%w: FlushInterval (%v) exceeds ConnectionTimeout (%v)",
-			ErrInvalidOptions, o.FlushInterval, o.ConnectionTimeout)
+		return exceeds("FlushInterval", o.FlushInterval, "ConnectionTimeout", o.ConnectionTimeout)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	return nil
+}
+
+// SafeStreamPoolOptions configure a SafeStreamPool made by
+// NewSafeStreamPoolWithOptions: its cap and what happens near and at it.
+// Zero fields take the defaults; negative values are invalid.
+type SafeStreamPoolOptions struct {
+	// MaxConnections caps the live connections; 0 is no cap, and then
+	// the other fields must be zero.
+	MaxConnections int
+	// RefuseAtLimit refuses a new connection at the cap with
+	// ErrConnectionLimit, leaving the pool as it is. By default it evicts
+	// one instead: a connection whose other side never sent a packet (or
+	// that completed), the oldest first, else the least recently seen;
+	// the victim's buffered bytes are delivered, with the holes before
+	// them skipped, and its Stream completed, as on a timeout, by the
+	// assembler that needed the slot, on its goroutine (as a flush by
+	// another assembler of the pool would). Victims are told apart by
+	// capture time: assemblers sharing a pool must see the same clock.
+	RefuseAtLimit bool
+	// HighWaterMark is the number of live connections at which the pool
+	// enters emergency mode, where unanswered connections close after
+	// SafeAssemblerOptions.EmergencyTimeout; 0 means 90% of the cap.
+	HighWaterMark int
+	// LowWaterMark is the number of live connections at which the pool
+	// leaves emergency mode; 0 means 70% of the cap (at most
+	// HighWaterMark).
+	LowWaterMark int
+}
+
+// Validate fills in defaults and reports invalid values with an error that
+// wraps ErrInvalidOptions and names the field.
+func (o *SafeStreamPoolOptions) Validate() error {
+	if err := rejectNegative([]optionValue{
+		{"MaxConnections", int64(o.MaxConnections)},
+		{"HighWaterMark", int64(o.HighWaterMark)},
+		{"LowWaterMark", int64(o.LowWaterMark)},
+	}); err != nil {
+		return err
+	}
+	if o.MaxConnections == 0 {
+		if o.HighWaterMark != 0 || o.LowWaterMark != 0 || o.RefuseAtLimit {
+			return fmt.Errorf("%w: HighWaterMark, LowWaterMark and RefuseAtLimit need MaxConnections", ErrInvalidOptions)
+		}
+		return nil
+	}
+	high, low := waterMarks(int64(o.MaxConnections), int64(o.HighWaterMark), int64(o.LowWaterMark))
+	o.HighWaterMark, o.LowWaterMark = int(high), int(low)
+	if o.HighWaterMark > o.MaxConnections {
+		return exceeds("HighWaterMark", o.HighWaterMark, "MaxConnections", o.MaxConnections)
+	}
+	if o.LowWaterMark > o.HighWaterMark {
+		return exceeds("LowWaterMark", o.LowWaterMark, "HighWaterMark", o.HighWaterMark)
+	}
+	return nil
+}
+
+// optionValue is an option's name and value, as validation reports it.
+type optionValue struct {
+	name string
+	v    int64
+}
+
+// rejectNegative returns an error naming the first option that is negative.
+func rejectNegative(opts []optionValue) error {
+	for _, o := range opts {
+		if o.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidOptions, o.name, o.v)
+		}
+	}
+	return nil
+}
+
+// exceeds is the error for option a, of value av, above option b.
+func exceeds(a string, av any, b string, bv any) error {
+	return fmt.Errorf("%w: %s (%v) exceeds %s (%v)", ErrInvalidOptions, a, av, b, bv)
 }

@@ -372,7 +372,10 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 	)
 	f := newSFFactory()
 	f.checkContent = true
-	pool := reassembly.NewSafeStreamPool(f, maxConns)
+	// Refusal keeps each worker's connections its own; eviction across
+	// assemblers is raced by TestRaceManyAssemblersManyConnections.
+	pool, err := reassembly.NewSafeStreamPoolWithOptions(f, reassembly.SafeStreamPoolOptions{MaxConnections: maxConns, RefuseAtLimit: true})
+	require.NoError(t, err)
 	opts := reassembly.SafeAssemblerOptions{
 		MaxBufferedPagesTotal: maxPages, MaxBufferedPagesPerConnection: perConn, Logger: sfQuietLogger(),
 	}

@@ -1245,7 +1245,8 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 
 	t.Run("safe cap", func(t *testing.T) {
 		r := &rgRec{}
-		pool := NewSafeStreamPool(rgFactory{r}, 5)
+		pool, err := NewSafeStreamPoolWithOptions(rgFactory{r}, SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
+		require.NoError(t, err)
 		sa, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		require.NoError(t, err)
 		refused := 0

@@ -141,6 +141,9 @@ func (a *SafeAssembler) sweepByCaptureTime(now time.Time) {
 		return
 	}
 	ns := now.UnixNano()
+	if a.pool.t.maxConns > 0 {
+		a.eng.relieve(ns, a.opts.EmergencyTimeout)
+	}
 	next := a.pool.nextSweep.Load()
 	if next == 0 {
 		a.pool.nextSweep.CompareAndSwap(0, ns+int64(a.opts.ConnectionTimeout/4))

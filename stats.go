@@ -41,6 +41,7 @@ type counters struct {
 	panics           int64
 	keptDropped      int64 // bytes kept by KeepFrom let go at a limit
 	errors           int64
+	evicted          [numEvictReasons]int64 // connections evicted under pressure
 }
 
 func (c *counters) discard(r discardReason, n int) {
@@ -102,6 +103,12 @@ type AssemblerStats struct {
 	KeptBytesDropped int64
 
 	PageCache PageCacheStats // the pool's page budget
+
+	// Connections this assembler evicted under pressure, each completed
+	// once as a timeout completes it (see SafeStreamPoolOptions).
+	EvictedUnanswered int64 // at the cap: never heard from the other side
+	EvictedIdle       int64 // at the cap: answered, the least recently seen
+	EmergencyTimeouts int64 // unanswered and idle past EmergencyTimeout in emergency mode
 }
 
 func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
@@ -136,6 +143,9 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		PanicsRecovered:    c.panics,
 		KeptBytesDropped:   c.keptDropped,
 		PageCache:          pc.Stats(),
+		EvictedUnanswered:  c.evicted[evictUnanswered],
+		EvictedIdle:        c.evicted[evictIdle],
+		EmergencyTimeouts:  c.evicted[evictEmergency],
 	}
 	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd +
 		s.BytesBeyondDepth + s.BytesOnReset
@@ -156,4 +166,14 @@ type PoolStats struct {
 	// Closing counts what Close delivered and dropped when it flushed the
 	// pool's connections; add it to the assemblers' stats for conservation.
 	Closing AssemblerStats
+
+	// Pressure (see SafeStreamPoolOptions): the evictions of all the
+	// pool's assemblers, by reason, and the emergency mode.
+	EvictedUnanswered int64 // at the cap: never heard from the other side
+	EvictedIdle       int64 // at the cap: answered, the least recently seen
+	EmergencyTimeouts int64 // unanswered and idle past EmergencyTimeout in emergency mode
+	Emergency         bool  // in emergency mode: reached HighWaterMark, not yet back to LowWaterMark
+	Emergencies       int64 // times the pool entered emergency mode
+	HighWaterMark     int64 // live connections that start emergency mode, 0 without a cap
+	LowWaterMark      int64 // live connections that end it
 }

@@ -91,6 +91,9 @@ var metricInfos = map[reflect.Type]map[string]metricInfo{
 		"ConnectionsReused":  counterInfo("Connections completed because a SYN opened a new conversation on their 4-tuple."),
 		"PanicsRecovered":    counterInfo("Panics of Stream or StreamFactory code recovered by the assembler."),
 		"KeptBytesDropped":   counterInfo("Bytes kept with KeepFrom that the limits did not leave room for (delivered already)."),
+		"EvictedUnanswered":  counterInfo("Connections evicted at the connection limit that never heard from the other side."),
+		"EvictedIdle":        counterInfo("Answered connections evicted at the connection limit, the least recently seen first."),
+		"EmergencyTimeouts":  counterInfo("Unanswered connections closed after the emergency timeout in emergency mode."),
 	},
 	reflect.TypeFor[PoolStats](): {
 		"ActiveConnections":  gaugeInfo("Connections in the pool."),
@@ -101,6 +104,13 @@ var metricInfos = map[reflect.Type]map[string]metricInfo{
 		"MaxConnections":     gaugeInfo("The pool's connection limit, 0 when there is none."),
 		"PoolClosed":         gaugeInfo("1 once the pool was closed."),
 		"PanicsRecovered":    counterInfo("Panics of Stream code recovered while the pool closed."),
+		"EvictedUnanswered":  counterInfo("Connections evicted at the connection limit that never heard from the other side."),
+		"EvictedIdle":        counterInfo("Answered connections evicted at the connection limit, the least recently seen first."),
+		"EmergencyTimeouts":  counterInfo("Unanswered connections closed after the emergency timeout in emergency mode."),
+		"Emergency":          gaugeInfo("1 while the pool is in emergency mode (between its high-water and low-water marks)."),
+		"Emergencies":        counterInfo("Times the pool entered emergency mode."),
+		"HighWaterMark":      gaugeInfo("Live connections at which the pool enters emergency mode, 0 without a limit."),
+		"LowWaterMark":       gaugeInfo("Live connections at which the pool leaves emergency mode."),
 	},
 	reflect.TypeFor[PageCacheStats](): {
 		"PagesInUse":    gaugeInfo("Pages holding buffered bytes."),

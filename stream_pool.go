@@ -30,6 +30,8 @@ type shard struct {
 	// under the lock already held, rather than in atomics that every
 	// assembler of the pool would write.
 	live, created, removed int64
+	// press holds the shard's eviction lists (capped pools only).
+	press shardPressure
 }
 
 // paddedShard keeps each shard on cache lines of its own, so that
@@ -75,12 +77,14 @@ type connTable struct {
 	_        [64]byte
 	reserved atomic.Int64
 	_        [64]byte
+	press    tablePressure
 }
 
 func (t *connTable) init(factory StreamFactory, maxConns int) {
 	t.factory = factory
 	t.maxConns = int64(maxConns)
 	t.seed = maphash.MakeSeed()
+	t.press.configure(t.maxConns, false, 0, 0)
 }
 
 // hash is the seeded hash of a key (never 0): its top bits pick the shard,
@@ -152,12 +156,12 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 		}
 		if !t.reserve() {
 			sh.mu.Unlock()
-			t.refused.Add(1)
 			return nil, ErrConnectionLimit
 		}
 		c = free.get()
 		c.reset(k, h, fromLo, ts, &t.budget.queued)
 		sh.idx.insert(h, c)
+		t.track(sh, c)
 		sh.live++
 		sh.created++
 		sh.mu.Unlock()
@@ -223,6 +227,7 @@ func (t *connTable) remove(c *connection, free *connFreeList) {
 // must be locked.
 func (t *connTable) unlink(sh *shard, c *connection, free *connFreeList) {
 	sh.idx.delete(c.hash, c)
+	t.untrack(sh, c)
 	c.removed = true
 	c.gen++
 	c.stream = nil
@@ -403,13 +408,24 @@ type SafeStreamPool struct {
 }
 
 // NewSafeStreamPool returns a pool that creates Streams with factory and
-// holds at most maxConnections connections (no cap when <= 0). Connections
-// beyond the cap are refused with ErrConnectionLimit; those already in the
-// pool are unaffected.
+// holds at most maxConnections connections (no cap when <= 0). At the cap
+// a new connection evicts one, unanswered connections first, then the
+// least recently seen; the other defaults of SafeStreamPoolOptions apply.
 func NewSafeStreamPool(factory StreamFactory, maxConnections int) *SafeStreamPool {
 	p := &SafeStreamPool{}
 	p.t.init(factory, maxConnections)
 	return p
+}
+
+// NewSafeStreamPoolWithOptions is NewSafeStreamPool with the pressure
+// policy of opts. The error wraps ErrInvalidOptions.
+func NewSafeStreamPoolWithOptions(factory StreamFactory, opts SafeStreamPoolOptions) (*SafeStreamPool, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	p := NewSafeStreamPool(factory, opts.MaxConnections)
+	p.t.press.configure(p.t.maxConns, opts.RefuseAtLimit, int64(opts.HighWaterMark), int64(opts.LowWaterMark))
+	return p, nil
 }
 
 // Stats returns the pool's counters.
@@ -429,6 +445,13 @@ func (p *SafeStreamPool) Stats() PoolStats {
 		PoolClosed:         p.t.closed.Load(),
 		PanicsRecovered:    p.panics.Load(),
 		PageCache:          p.t.budget.Stats(),
+		EvictedUnanswered:  p.t.press.evicted[evictUnanswered].Load(),
+		EvictedIdle:        p.t.press.evicted[evictIdle].Load(),
+		EmergencyTimeouts:  p.t.press.evicted[evictEmergency].Load(),
+		Emergency:          p.t.press.emergency.Load(),
+		Emergencies:        p.t.press.emergencies.Load(),
+		HighWaterMark:      p.t.press.high,
+		LowWaterMark:       p.t.press.low,
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 	"github.com/safepacket/reassembly"
 )
 
-// Property: with maxConnections 2, a third connection is refused with
-// ErrConnectionLimit, never reaches StreamFactory.New (so never has a
+// Property: with maxConnections 2 and RefuseAtLimit, a third connection is
+// refused with ErrConnectionLimit, never reaches StreamFactory.New (so never has a
 // Stream to complete), is counted in ConnectionsRefused and its payload in
 // BytesAfterClose; packets of either direction of the established
 // connections are unaffected; once one of them closes, a new connection is
@@ -21,7 +21,8 @@ import (
 func TestSafeStreamPoolConnectionCap(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 2)
+	pool, err := reassembly.NewSafeStreamPoolWithOptions(f, reassembly.SafeStreamPoolOptions{MaxConnections: 2, RefuseAtLimit: true})
+	require.NoError(t, err)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 	c1, c2, c3 := sfConnN(1), sfConnN(2), sfConnN(3)
 	c1.open(t, a, sfT0)

@@ -104,7 +104,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, int, bool) {
 	fs := flag.NewFlagSet("reassemble", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.outDir, "o", "out", "output `directory`")
-	fs.IntVar(&cfg.maxConns, "max-conns", 0, "most connections reassembled at once, 0 for no limit; packets of further connections are refused and counted")
+	fs.IntVar(&cfg.maxConns, "max-conns", 0, "most connections reassembled at once, 0 for no limit; a new connection beyond it evicts one (unanswered first, then the least recently seen), counted")
 	fs.IntVar(&cfg.maxPages, "max-pages", 0, fmt.Sprintf("page budget: most out-of-order pages (1900 bytes each) buffered over all connections; past it, holes are skipped (0: the library default, %d)", reassembly.DefaultMaxBufferedPagesTotal))
 	fs.IntVar(&cfg.maxPagesPerConn, "max-pages-per-conn", 0, fmt.Sprintf("most out-of-order pages buffered by one direction of a connection; past it, its first hole is skipped (0: the library default, %d, or -max-pages if lower)", reassembly.DefaultMaxBufferedPagesPerConnection))
 	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "close connections idle this long in capture time, 0 to keep them until the end of the capture")
