@@ -132,7 +132,10 @@ func (e *engine) ackedPast(conn *connection, half *halfConnection, ack Sequence,
 			// Only the FIN is left: an empty delivery ends the direction.
 			e.ctr.ackedGaps++
 			seq := half.anchorSeq.Add(int(half.finPos - half.anchorPos))
-			sg.add(sgPart{seq: seq, pos: half.finPos, ac: ac})
+			// No packet of this direction carries it: its context is the
+			// capture time of the acknowledgement alone.
+			conn.endCtx = captureContext{Timestamp: ac.GetCaptureInfo().Timestamp}
+			sg.add(sgPart{seq: seq, pos: half.finPos, ac: &conn.endCtx})
 			sg.end, sg.rst = true, half.rstEnd
 		}
 		e.acking = true
