@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Differential test: every registered driver is fed the same generated
 // scenarios as the reference driver ("upstream", the original

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Concurrency tests, meant for -race: the creation race, many assemblers
 // sharing a pool under concurrent flushes, stats and Close, and the limits
@@ -19,11 +19,9 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
-type sfFeed func(gopacket.Flow, *layers.TCP, reassembly.AssemblerContext) error
+type sfFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 
 func sfQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -44,19 +42,19 @@ func TestRaceCreationBothDirections(t *testing.T) {
 			var feed [2]sfFeed
 			var finish func()
 			if face == "SafeAssembler" {
-				pool := reassembly.NewSafeStreamPool(f, 0)
-				a1 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
-				a2 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+				pool := NewSafeStreamPool(f, 0)
+				a1 := newSFAssembler(t, pool, SafeAssemblerOptions{})
+				a2 := newSFAssembler(t, pool, SafeAssemblerOptions{})
 				feed[0], feed[1] = a1.AssembleWithContext, a2.AssembleWithContext
 				finish = func() {
 					require.NoError(t, a1.Close())
 					require.NoError(t, a2.Close())
 				}
 			} else {
-				pool := reassembly.NewStreamPool(f)
-				d1, d2 := reassembly.NewAssembler(pool), reassembly.NewAssembler(pool)
-				for i, d := range []*reassembly.Assembler{d1, d2} {
-					feed[i] = func(fl gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) error {
+				pool := NewStreamPool(f)
+				d1, d2 := NewAssembler(pool), NewAssembler(pool)
+				for i, d := range []*Assembler{d1, d2} {
+					feed[i] = func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
 						d.AssembleWithContext(fl, tcp, ac)
 						return nil
 					}
@@ -174,13 +172,13 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 	)
 	f := newSFFactory()
 	f.checkContent = true
-	pool := reassembly.NewSafeStreamPool(f, maxConns)
-	opts := reassembly.SafeAssemblerOptions{
+	pool := NewSafeStreamPool(f, maxConns)
+	opts := SafeAssemblerOptions{
 		MaxBufferedPagesTotal: 64, MaxBufferedPagesPerConnection: 8,
 		ConnectionTimeout: 40 * time.Millisecond, FlushInterval: 10 * time.Millisecond,
 		Logger: sfQuietLogger(),
 	}
-	asms := make([]*reassembly.SafeAssembler, nWorkers+1) // the last one is closed midway
+	asms := make([]*SafeAssembler, nWorkers+1) // the last one is closed midway
 	for i := range asms {
 		asms[i] = newSFAssembler(t, pool, opts)
 	}
@@ -205,7 +203,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 				}
 				ts := sfT0.Add(time.Duration(k) * time.Millisecond)
 				err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, sfAt(ts))
-				if !sfAllowed(err, reassembly.ErrConnectionClosed, reassembly.ErrConnectionLimit, reassembly.ErrAssemblerClosed) {
+				if !sfAllowed(err, ErrConnectionClosed, ErrConnectionLimit, ErrAssemblerClosed) {
 					unexpected.Store(err.Error(), true)
 				}
 				progress.Add(1)
@@ -227,9 +225,9 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 				at := func() time.Time { return sfT0.Add(time.Duration(r.Intn(600)) * time.Millisecond) }
 				switch i % 6 {
 				case 0:
-					a.FlushWithOptions(reassembly.FlushOptions{T: at(), TC: at()})
+					a.FlushWithOptions(FlushOptions{T: at(), TC: at()})
 				case 1:
-					a.FlushWithOptions(reassembly.FlushOptions{T: at()})
+					a.FlushWithOptions(FlushOptions{T: at()})
 				case 2:
 					a.FlushCloseOlderThan(at())
 				case 3:
@@ -293,10 +291,10 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 	const nWorkers = 3
 	f := newSFFactory()
 	f.checkContent = true
-	pool := reassembly.NewStreamPool(f)
-	asms := make([]*reassembly.Assembler, nWorkers)
+	pool := NewStreamPool(f)
+	asms := make([]*Assembler, nWorkers)
 	for i := range asms {
-		asms[i] = reassembly.NewAssembler(pool)
+		asms[i] = NewAssembler(pool)
 		asms[i].MaxBufferedPagesPerConnection = 6
 		asms[i].MaxBufferedPagesTotal = 30
 	}
@@ -325,7 +323,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 			a := asms[i%nWorkers]
 			at := sfT0.Add(time.Duration(r.Intn(300)) * time.Millisecond)
 			if i%2 == 0 {
-				a.FlushWithOptions(reassembly.FlushOptions{T: at, TC: at})
+				a.FlushWithOptions(FlushOptions{T: at, TC: at})
 			} else {
 				a.FlushCloseOlderThan(at)
 			}
@@ -372,11 +370,11 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 	)
 	f := newSFFactory()
 	f.checkContent = true
-	pool := reassembly.NewSafeStreamPool(f, maxConns)
-	opts := reassembly.SafeAssemblerOptions{
+	pool := NewSafeStreamPool(f, maxConns)
+	opts := SafeAssemblerOptions{
 		MaxBufferedPagesTotal: maxPages, MaxBufferedPagesPerConnection: perConn, Logger: sfQuietLogger(),
 	}
-	asms := make([]*reassembly.SafeAssembler, nWorkers)
+	asms := make([]*SafeAssembler, nWorkers)
 	for i := range asms {
 		asms[i] = newSFAssembler(t, pool, opts)
 	}
@@ -435,7 +433,7 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 				for j := range n {
 					c := sfConnN(10000*(w+1) + 10*round + j)
 					err := send(c, false, c.seqAt(false, -1), "S", nil)
-					if errors.Is(err, reassembly.ErrConnectionLimit) {
+					if errors.Is(err, ErrConnectionLimit) {
 						continue
 					}
 					note(err)
@@ -463,7 +461,7 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 	require.Empty(t, errs, "unexpected errors")
 
 	ps := pool.Stats()
-	var sum reassembly.AssemblerStats
+	var sum AssemblerStats
 	for _, a := range asms {
 		st := a.Stats()
 		sum.BytesProcessed += st.BytesProcessed

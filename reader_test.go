@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Tests of the io.Reader face (ReaderStream, ReaderPair, ReaderFactory):
 // bytes in order, gaps surfaced and resumed from, io.EOF, a bounded buffer
@@ -25,8 +25,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-
-	"github.com/safepacket/reassembly"
 )
 
 // ---------------------------------------------------------------------------
@@ -91,7 +89,7 @@ func (c rdConn) seg(fromServer bool, flags string, off int, payload []byte) *lay
 // rdFeeder hands packets to an assembler with increasing capture times.
 type rdFeeder struct {
 	t  testing.TB
-	a  *reassembly.SafeAssembler
+	a  *SafeAssembler
 	ts time.Time
 }
 
@@ -127,10 +125,10 @@ func rdNoLeaks(t *testing.T) {
 }
 
 // rdSetup returns an assembler and its pool, closed at the end of the test.
-func rdSetup(t *testing.T, f reassembly.StreamFactory) (*reassembly.SafeAssembler, *reassembly.SafeStreamPool, *rdFeeder) {
+func rdSetup(t *testing.T, f StreamFactory) (*SafeAssembler, *SafeStreamPool, *rdFeeder) {
 	t.Helper()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{DisableBackgroundFlush: true})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		a.Close()
@@ -142,7 +140,7 @@ func rdSetup(t *testing.T, f reassembly.StreamFactory) (*reassembly.SafeAssemble
 // rdPiece is what one or more Reads returned: bytes, or a gap.
 type rdPiece struct {
 	data string
-	gap  *reassembly.GapError
+	gap  *GapError
 }
 
 func (p rdPiece) String() string {
@@ -166,11 +164,11 @@ func rdReadAll(r io.Reader, bufSize int) ([]rdPiece, error) {
 				out = append(out, rdPiece{data: string(buf[:n])})
 			}
 		}
-		var g *reassembly.GapError
+		var g *GapError
 		switch {
 		case err == nil:
 		case errors.As(err, &g):
-			if !errors.Is(err, reassembly.ErrGap) {
+			if !errors.Is(err, ErrGap) {
 				return out, fmt.Errorf("GapError does not match ErrGap: %w", err)
 			}
 			if n != 0 {
@@ -201,15 +199,15 @@ func rdCollect(r io.Reader, bufSize int) <-chan rdResult {
 
 // rdPairs is a ReaderFactory that keeps the pairs it made.
 type rdPairs struct {
-	reassembly.ReaderFactory
+	ReaderFactory
 	mu    sync.Mutex
-	pairs []*reassembly.ReaderPair
+	pairs []*ReaderPair
 }
 
-func newRDPairs(opts reassembly.ReaderOptions, onConn func(*reassembly.ReaderPair)) *rdPairs {
+func newRDPairs(opts ReaderOptions, onConn func(*ReaderPair)) *rdPairs {
 	f := &rdPairs{}
 	f.Options = opts
-	f.OnConnection = func(p *reassembly.ReaderPair) {
+	f.OnConnection = func(p *ReaderPair) {
 		f.mu.Lock()
 		f.pairs = append(f.pairs, p)
 		f.mu.Unlock()
@@ -220,7 +218,7 @@ func newRDPairs(opts reassembly.ReaderOptions, onConn func(*reassembly.ReaderPai
 	return f
 }
 
-func (f *rdPairs) pair(t *testing.T, i int) *reassembly.ReaderPair {
+func (f *rdPairs) pair(t *testing.T, i int) *ReaderPair {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -230,7 +228,7 @@ func (f *rdPairs) pair(t *testing.T, i int) *reassembly.ReaderPair {
 
 // rdSG is a hand-made ScatterGather, to drive a ReaderPair directly.
 type rdSG struct {
-	dir        reassembly.TCPFlowDirection
+	dir        TCPFlowDirection
 	start, end bool
 	skip       int
 	data       []byte
@@ -240,16 +238,16 @@ func (s *rdSG) Lengths() (int, int)                  { return len(s.data), 0 }
 func (s *rdSG) Fetch(n int) []byte                   { return s.data[:max(0, min(n, len(s.data)))] }
 func (s *rdSG) KeepFrom(int)                         {}
 func (s *rdSG) CaptureInfo(int) gopacket.CaptureInfo { return gopacket.CaptureInfo{} }
-func (s *rdSG) Stats() reassembly.TCPAssemblyStats   { return reassembly.TCPAssemblyStats{} }
-func (s *rdSG) Info() (reassembly.TCPFlowDirection, bool, bool, int) {
+func (s *rdSG) Stats() TCPAssemblyStats              { return TCPAssemblyStats{} }
+func (s *rdSG) Info() (TCPFlowDirection, bool, bool, int) {
 	return s.dir, s.start, s.end, s.skip
 }
 
-func rdDeliver(p *reassembly.ReaderPair, dir reassembly.TCPFlowDirection, start bool, skip int, data string, end bool) {
+func rdDeliver(p *ReaderPair, dir TCPFlowDirection, start bool, skip int, data string, end bool) {
 	p.ReassembledSG(&rdSG{dir: dir, start: start, end: end, skip: skip, data: []byte(data)}, nil)
 }
 
-func rdConserved(t *testing.T, s reassembly.ReaderStats) {
+func rdConserved(t *testing.T, s ReaderStats) {
 	t.Helper()
 	assert.Equal(t, s.BytesIn, s.BytesRead+s.Buffered+s.BytesDropped+s.BytesDiscarded,
 		"BytesIn = BytesRead + Buffered + BytesDropped + BytesDiscarded: %+v", s)
@@ -268,8 +266,8 @@ func rdPattern(n int, seed byte) []byte {
 
 func TestReaderGapThenResume(t *testing.T) {
 	rdNoLeaks(t)
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
-	c2s := reassembly.TCPDirClientToServer
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
+	c2s := TCPDirClientToServer
 	rdDeliver(p, c2s, true, 0, "", false) // the SYN
 	rdDeliver(p, c2s, false, 0, "abc", false)
 	rdDeliver(p, c2s, false, 5, "def", false)
@@ -284,8 +282,8 @@ func TestReaderGapThenResume(t *testing.T) {
 
 	n, err = r.Read(buf)
 	assert.Zero(t, n)
-	require.ErrorIs(t, err, reassembly.ErrGap)
-	var g *reassembly.GapError
+	require.ErrorIs(t, err, ErrGap)
+	var g *GapError
 	require.ErrorAs(t, err, &g)
 	assert.Equal(t, int64(5), g.Bytes)
 	assert.Zero(t, g.Dropped)
@@ -308,7 +306,7 @@ func TestReaderGapThenResume(t *testing.T) {
 		assert.Equal(t, io.EOF, err, "io.EOF after the end, every time")
 	}
 	s := r.Stats()
-	assert.Equal(t, reassembly.ReaderStats{
+	assert.Equal(t, ReaderStats{
 		BytesIn: 8, BytesRead: 8, Gaps: 2, BytesSkipped: 10, PeakBuffered: 8,
 	}, s)
 
@@ -320,12 +318,12 @@ func TestReaderGapThenResume(t *testing.T) {
 }
 
 func TestReaderUnknownStartIsAGap(t *testing.T) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	// The assembler's way of saying the start is unknown: Skip -1.
-	rdDeliver(p, reassembly.TCPDirClientToServer, false, -1, "xyz", true)
+	rdDeliver(p, TCPDirClientToServer, false, -1, "xyz", true)
 	// A forced start: Skip 0 but no start flag on the first delivery.
-	rdDeliver(p, reassembly.TCPDirServerToClient, false, 0, "uvw", true)
-	for _, r := range []*reassembly.ReaderStream{p.Client, p.Server} {
+	rdDeliver(p, TCPDirServerToClient, false, 0, "uvw", true)
+	for _, r := range []*ReaderStream{p.Client, p.Server} {
 		pieces, err := rdReadAll(r, 10)
 		require.Equal(t, io.EOF, err)
 		require.Len(t, pieces, 2)
@@ -337,11 +335,11 @@ func TestReaderUnknownStartIsAGap(t *testing.T) {
 }
 
 func TestReaderZeroLengthReadDoesNotBlock(t *testing.T) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	n, err := p.Client.Read(nil)
 	assert.Zero(t, n)
 	assert.NoError(t, err)
-	rdDeliver(p, reassembly.TCPDirClientToServer, true, 0, "ab", false)
+	rdDeliver(p, TCPDirClientToServer, true, 0, "ab", false)
 	n, err = p.Client.Read(nil)
 	assert.Zero(t, n)
 	assert.NoError(t, err)
@@ -349,8 +347,8 @@ func TestReaderZeroLengthReadDoesNotBlock(t *testing.T) {
 }
 
 func TestReaderBoundedBufferDropsAndReportsGap(t *testing.T) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{MaxBuffered: 10})
-	c2s := reassembly.TCPDirClientToServer
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{MaxBuffered: 10})
+	c2s := TCPDirClientToServer
 	rdDeliver(p, c2s, true, 0, "0123456", false)
 	rdDeliver(p, c2s, false, 0, "789ABCDEF", false) // 3 fit, 6 dropped
 	rdDeliver(p, c2s, false, 4, "GHIJ", false)      // all dropped: one gap with the hole
@@ -369,9 +367,9 @@ func TestReaderBoundedBufferDropsAndReportsGap(t *testing.T) {
 	}
 	assert.Equal(t, "0123456789", string(got))
 	_, err := p.Client.Read(buf)
-	var g *reassembly.GapError
+	var g *GapError
 	require.ErrorAs(t, err, &g)
-	assert.Equal(t, reassembly.GapError{Bytes: 14, Dropped: 10}, *g)
+	assert.Equal(t, GapError{Bytes: 14, Dropped: 10}, *g)
 	assert.Contains(t, g.Error(), "fell behind")
 
 	// Room again: bytes after the gap flow.
@@ -386,16 +384,16 @@ func TestReaderPendingGapsCountTowardTheCap(t *testing.T) {
 	// One byte and one hole, over and over: the gap records must not grow
 	// past what MaxBuffered allows.
 	const maxBuf = 1000
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{MaxBuffered: maxBuf})
-	rdDeliver(p, reassembly.TCPDirClientToServer, true, 0, "", false)
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{MaxBuffered: maxBuf})
+	rdDeliver(p, TCPDirClientToServer, true, 0, "", false)
 	for range 10000 {
-		rdDeliver(p, reassembly.TCPDirClientToServer, false, 1, "x", false)
+		rdDeliver(p, TCPDirClientToServer, false, 1, "x", false)
 	}
 	s := p.Client.Stats()
 	assert.LessOrEqual(t, s.Buffered, int64(maxBuf))
 	assert.LessOrEqual(t, s.Gaps*32+s.Buffered, int64(maxBuf+32), "gap records are charged against MaxBuffered")
 	rdConserved(t, s)
-	rdDeliver(p, reassembly.TCPDirClientToServer, false, 0, "", true)
+	rdDeliver(p, TCPDirClientToServer, false, 0, "", true)
 	pieces, err := rdReadAll(p.Client, 7)
 	require.Equal(t, io.EOF, err)
 	// Every byte and every hole is accounted for in what the reader saw.
@@ -412,18 +410,18 @@ func TestReaderPendingGapsCountTowardTheCap(t *testing.T) {
 
 func TestReaderCloseDiscardsAndEndsRead(t *testing.T) {
 	rdNoLeaks(t)
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	r := p.Client
 	// A Read blocked in another goroutine returns when the stream is closed.
 	res := rdCollect(r, 16)
-	rdDeliver(p, reassembly.TCPDirClientToServer, true, 0, "hello", false)
+	rdDeliver(p, TCPDirClientToServer, true, 0, "hello", false)
 	require.Eventually(t, func() bool { return r.Stats().BytesRead == 5 }, 10*time.Second, time.Millisecond)
 	require.NoError(t, r.Close())
 	out := <-res
 	assert.Equal(t, io.EOF, out.err)
 	assert.Equal(t, []rdPiece{{data: "hello"}}, out.pieces)
 
-	rdDeliver(p, reassembly.TCPDirClientToServer, false, 3, "later", true)
+	rdDeliver(p, TCPDirClientToServer, false, 3, "later", true)
 	require.NoError(t, r.Close(), "Close is idempotent")
 	n, err := r.Read(make([]byte, 4))
 	assert.Zero(t, n)
@@ -440,7 +438,7 @@ func TestReaderCloseDiscardsAndEndsRead(t *testing.T) {
 func TestReaderBytesInOrderBothDirections(t *testing.T) {
 	rdNoLeaks(t)
 	results := make(chan [2]<-chan rdResult, 1)
-	f := newRDPairs(reassembly.ReaderOptions{}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) {
 		results <- [2]<-chan rdResult{rdCollect(p.Client, 7), rdCollect(p.Server, 4096)}
 	})
 	a, _, fd := rdSetup(t, f)
@@ -467,8 +465,8 @@ func TestReaderBytesInOrderBothDirections(t *testing.T) {
 	p := f.pair(t, 0)
 	assert.Equal(t, c.flow(false), p.NetFlow)
 	assert.Equal(t, "30001->80", p.TCPFlow.String())
-	assert.Same(t, p.Client, p.Reader(reassembly.TCPDirClientToServer))
-	assert.Same(t, p.Server, p.Reader(reassembly.TCPDirServerToClient))
+	assert.Same(t, p.Client, p.Reader(TCPDirClientToServer))
+	assert.Same(t, p.Server, p.Reader(TCPDirServerToClient))
 
 	tot := f.Stats()
 	assert.Equal(t, int64(len(req)+len(resp)), tot.BytesIn)
@@ -480,7 +478,7 @@ func TestReaderBytesInOrderBothDirections(t *testing.T) {
 
 func TestReaderEOFPerDirection(t *testing.T) {
 	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{}, nil)
+	f := newRDPairs(ReaderOptions{}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(2)
 	fd.open(c)
@@ -504,7 +502,7 @@ func TestReaderEOFPerDirection(t *testing.T) {
 
 func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
 	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{}, func(p *reassembly.ReaderPair) { p.Server.Close() })
+	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) { p.Server.Close() })
 	a, _, fd := rdSetup(t, f)
 	c := rdConnN(3)
 	fd.open(c)
@@ -517,7 +515,7 @@ func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
 	require.Equal(t, io.EOF, out.err)
 	assert.Equal(t, []rdPiece{
 		{data: "0123456789"},
-		{gap: &reassembly.GapError{Bytes: 10}},
+		{gap: &GapError{Bytes: 10}},
 		{data: "KLMNOPQRST"},
 	}, out.pieces)
 	assert.Equal(t, int64(10), a.Stats().GapBytes)
@@ -528,7 +526,7 @@ func TestReaderForceStart(t *testing.T) {
 	rdNoLeaks(t)
 	for _, force := range []bool{false, true} {
 		t.Run(fmt.Sprint("ForceStart=", force), func(t *testing.T) {
-			f := newRDPairs(reassembly.ReaderOptions{ForceStart: force}, nil)
+			f := newRDPairs(ReaderOptions{ForceStart: force}, nil)
 			a, _, fd := rdSetup(t, f)
 			c := rdConnN(4)
 			// Capture began mid-connection: no handshake.
@@ -555,7 +553,7 @@ func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
 	const maxBuf = 1000
 	// The reader never reads, and a second connection must go on being
 	// reassembled meanwhile.
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: maxBuf}, nil)
+	f := newRDPairs(ReaderOptions{MaxBuffered: maxBuf}, nil)
 	a, _, fd := rdSetup(t, f)
 	stalled, other := rdConnN(5), rdConnN(6)
 	data := rdPattern(20000, 1)
@@ -593,14 +591,14 @@ func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
 	require.Equal(t, io.EOF, err)
 	require.Len(t, pieces, 2)
 	assert.Equal(t, string(data[:maxBuf]), pieces[0].data)
-	assert.Equal(t, reassembly.GapError{Bytes: int64(len(data) - maxBuf), Dropped: int64(len(data) - maxBuf)}, *pieces[1].gap)
+	assert.Equal(t, GapError{Bytes: int64(len(data) - maxBuf), Dropped: int64(len(data) - maxBuf)}, *pieces[1].gap)
 }
 
 func TestReaderBlockTimeoutIsLosslessForAReaderThatKeepsUp(t *testing.T) {
 	rdNoLeaks(t)
 	const maxBuf = 512
 	var res <-chan rdResult
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: maxBuf, BlockTimeout: time.Hour}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{MaxBuffered: maxBuf, BlockTimeout: time.Hour}, func(p *ReaderPair) {
 		p.Server.Close()
 		res = rdCollect(p.Client, 13) // small reads: the reader is slower than the assembler
 	})
@@ -621,7 +619,7 @@ func TestReaderBlockTimeoutIsLosslessForAReaderThatKeepsUp(t *testing.T) {
 
 func TestReaderBlockTimeoutExpiresOnce(t *testing.T) {
 	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Millisecond}, nil)
+	f := newRDPairs(ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Millisecond}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(8)
 	fd.open(c)
@@ -642,7 +640,7 @@ func TestReaderBlockTimeoutExpiresOnce(t *testing.T) {
 
 func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Hour}, nil)
+	f := newRDPairs(ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Hour}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(9)
 	fd.open(c)
@@ -651,7 +649,7 @@ func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 		defer close(done)
 		fd.send(c, false, "A", 0, rdPattern(300, 0))
 	}()
-	var p *reassembly.ReaderPair
+	var p *ReaderPair
 	require.Eventually(t, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -679,7 +677,7 @@ func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 func TestReaderStopsEarly(t *testing.T) {
 	rdNoLeaks(t)
 	got := make(chan string, 1)
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 4096}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{MaxBuffered: 4096}, func(p *ReaderPair) {
 		p.Server.Close()
 		go func() {
 			// Read a header, then lose interest.
@@ -709,13 +707,13 @@ func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
 	rdNoLeaks(t)
 	var mu sync.Mutex
 	var results []<-chan rdResult
-	f := newRDPairs(reassembly.ReaderOptions{}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) {
 		mu.Lock()
 		defer mu.Unlock()
 		results = append(results, rdCollect(p.Client, 100), rdCollect(p.Server, 100))
 	})
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{})
 	require.NoError(t, err)
 	fd := &rdFeeder{t: t, a: a, ts: rdT0}
 	for i := range 20 {
@@ -746,11 +744,11 @@ func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
 func TestReaderWithDropInAssembler(t *testing.T) {
 	rdNoLeaks(t)
 	var res <-chan rdResult
-	f := &reassembly.ReaderFactory{OnConnection: func(p *reassembly.ReaderPair) {
+	f := &ReaderFactory{OnConnection: func(p *ReaderPair) {
 		p.Server.Close()
 		res = rdCollect(p.Client, 10)
 	}}
-	a := reassembly.NewAssembler(reassembly.NewStreamPool(f))
+	a := NewAssembler(NewStreamPool(f))
 	c := rdConnN(11)
 	ts := rdT0
 	a.AssembleWithTimestamp(c.flow(false), c.seg(false, "S", 0, nil), ts)
@@ -762,7 +760,7 @@ func TestReaderWithDropInAssembler(t *testing.T) {
 }
 
 func TestReaderNilOnConnectionDiscards(t *testing.T) {
-	f := &reassembly.ReaderFactory{}
+	f := &ReaderFactory{}
 	a, _, fd := rdSetup(t, f)
 	c := rdConnN(12)
 	fd.open(c)
@@ -781,7 +779,7 @@ func TestReaderParsesHTTPRequests(t *testing.T) {
 		method, url, host, body string
 	}
 	got := make(chan []request, 1)
-	f := &reassembly.ReaderFactory{OnConnection: func(p *reassembly.ReaderPair) {
+	f := &ReaderFactory{OnConnection: func(p *ReaderPair) {
 		p.Server.Close()
 		go func() {
 			var reqs []request
@@ -844,12 +842,12 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	outcomes := make(chan outcome, 2*conns)
-	f := &reassembly.ReaderFactory{
-		Options: reassembly.ReaderOptions{MaxBuffered: 300},
-		OnConnection: func(p *reassembly.ReaderPair) {
+	f := &ReaderFactory{
+		Options: ReaderOptions{MaxBuffered: 300},
+		OnConnection: func(p *ReaderPair) {
 			src, _ := p.NetFlow.Endpoints()
 			id := int(src.Raw()[3])
-			for dir, r := range []*reassembly.ReaderStream{p.Client, p.Server} {
+			for dir, r := range []*ReaderStream{p.Client, p.Server} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -859,8 +857,8 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 			}
 		},
 	}
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{DisableBackgroundFlush: true})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
 
 	payload := func(id, dir int) []byte { return rdPattern(3000+id*50, byte(id*2+dir)) }
@@ -918,8 +916,8 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 // BenchmarkReaderPairThroughput measures a delivery of one 1460-byte
 // segment and its Read by another goroutine.
 func BenchmarkReaderPairThroughput(b *testing.B) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{BlockTimeout: time.Minute})
-	sg := &rdSG{dir: reassembly.TCPDirClientToServer, start: true, data: rdPattern(1460, 0)}
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{BlockTimeout: time.Minute})
+	sg := &rdSG{dir: TCPDirClientToServer, start: true, data: rdPattern(1460, 0)}
 	done := make(chan int64)
 	go func() {
 		n, _ := io.Copy(io.Discard, p.Client)

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Tests of the Safe face (SafeAssembler): errors instead of panics,
 // exactly-once completion on every path, recovered Stream panics, and byte
@@ -24,8 +24,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-
-	"github.com/safepacket/reassembly"
 )
 
 // ---------------------------------------------------------------------------
@@ -45,7 +43,7 @@ type sfCtx struct{ ci gopacket.CaptureInfo }
 
 func (c *sfCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
 
-func sfAt(ts time.Time) reassembly.AssemblerContext {
+func sfAt(ts time.Time) AssemblerContext {
 	return &sfCtx{ci: gopacket.CaptureInfo{Timestamp: ts}}
 }
 
@@ -124,7 +122,7 @@ func (c sfConn) seg(fromServer bool, seq uint32, flags string, payload []byte) *
 
 // send hands one segment to a: a segment with S starts at the ISN, others
 // at byte off of the direction.
-func (c sfConn) send(a *reassembly.SafeAssembler, fromServer bool, flags string, off int, payload string, ts time.Time) error {
+func (c sfConn) send(a *SafeAssembler, fromServer bool, flags string, off int, payload string, ts time.Time) error {
 	if strings.Contains(flags, "S") {
 		off = -1
 	}
@@ -136,7 +134,7 @@ func (c sfConn) send(a *reassembly.SafeAssembler, fromServer bool, flags string,
 }
 
 // open sends the SYN and the SYN-ACK.
-func (c sfConn) open(t *testing.T, a *reassembly.SafeAssembler, ts time.Time) {
+func (c sfConn) open(t *testing.T, a *SafeAssembler, ts time.Time) {
 	t.Helper()
 	require.NoError(t, c.send(a, false, "S", 0, "", ts))
 	require.NoError(t, c.send(a, true, "SA", 0, "", ts))
@@ -211,7 +209,7 @@ func (f *sfFactory) maybePanic(where, key string) {
 	}
 }
 
-func (f *sfFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ reassembly.AssemblerContext) reassembly.Stream {
+func (f *sfFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ AssemblerContext) Stream {
 	f.newCalls.Add(1)
 	key := sfKey(netFlow, tcpFlow)
 	f.mu.Lock()
@@ -290,9 +288,9 @@ type sfStream struct {
 	completes atomic.Int32
 }
 
-func (s *sfStream) realDir(d reassembly.TCPFlowDirection) int {
+func (s *sfStream) realDir(d TCPFlowDirection) int {
 	r := 0
-	if d == reassembly.TCPDirServerToClient {
+	if d == TCPDirServerToClient {
 		r = 1
 	}
 	if s.fromServer {
@@ -301,7 +299,7 @@ func (s *sfStream) realDir(d reassembly.TCPFlowDirection) int {
 	return r
 }
 
-func (s *sfStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, _ reassembly.Sequence, _ *bool, _ reassembly.AssemblerContext) bool {
+func (s *sfStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
 	s.f.maybePanic("Stream.Accept", s.key)
 	rd := s.realDir(dir)
 	if want := sfBtoi(tcp.SrcPort == sfServerPort); rd != want {
@@ -313,7 +311,7 @@ func (s *sfStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembl
 	return !(s.f.rejectWindow1 && tcp.Window == 1 && !tcp.SYN)
 }
 
-func (s *sfStream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
+func (s *sfStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	dir, start, end, skip := sg.Info()
 	total, saved := sg.Lengths()
 	rd := s.realDir(dir)
@@ -382,7 +380,7 @@ func (s *sfStream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.Assem
 	s.f.maybePanic("Stream.ReassembledSG", s.key)
 }
 
-func (s *sfStream) ReassemblyComplete(_ reassembly.AssemblerContext) bool {
+func (s *sfStream) ReassemblyComplete(_ AssemblerContext) bool {
 	s.completes.Add(1)
 	s.f.mu.Lock()
 	s.f.live[s.key]--
@@ -425,21 +423,21 @@ func sfNoLeaks(t *testing.T) goleak.Option {
 	return ign
 }
 
-func newSFAssembler(t *testing.T, pool *reassembly.SafeStreamPool, opts reassembly.SafeAssemblerOptions) *reassembly.SafeAssembler {
+func newSFAssembler(t *testing.T, pool *SafeStreamPool, opts SafeAssemblerOptions) *SafeAssembler {
 	t.Helper()
-	a, err := reassembly.NewSafeAssembler(pool, opts)
+	a, err := NewSafeAssembler(pool, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	return a
 }
 
 // sfReplayOpts turns the wall-clock flusher off: only capture time counts.
-func sfReplayOpts() reassembly.SafeAssemblerOptions {
-	return reassembly.SafeAssemblerOptions{DisableBackgroundFlush: true}
+func sfReplayOpts() SafeAssemblerOptions {
+	return SafeAssemblerOptions{DisableBackgroundFlush: true}
 }
 
 // sfRequireConserved checks the conservation equation of AssemblerStats.
-func sfRequireConserved(t *testing.T, st reassembly.AssemblerStats) {
+func sfRequireConserved(t *testing.T, st AssemblerStats) {
 	t.Helper()
 	require.Equal(t, st.BytesProcessed,
 		st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
@@ -476,14 +474,14 @@ func (s *sfLogBuffer) String() string {
 func TestSafeAssembleNilPacket(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+	pool := NewSafeStreamPool(f, 0)
+	a := newSFAssembler(t, pool, SafeAssemblerOptions{})
 	c := sfConnN(1)
 
-	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), nil, sfAt(sfT0)), reassembly.ErrNilPacket)
-	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), nil, nil), reassembly.ErrNilPacket)
-	require.ErrorIs(t, a.Assemble(c.flow(false), nil), reassembly.ErrNilPacket)
-	require.ErrorIs(t, a.AssembleWithTimestamp(c.flow(false), nil, sfT0), reassembly.ErrNilPacket)
+	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), nil, sfAt(sfT0)), ErrNilPacket)
+	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), nil, nil), ErrNilPacket)
+	require.ErrorIs(t, a.Assemble(c.flow(false), nil), ErrNilPacket)
+	require.ErrorIs(t, a.AssembleWithTimestamp(c.flow(false), nil, sfT0), ErrNilPacket)
 
 	require.EqualValues(t, 4, a.Stats().Errors)
 	require.Zero(t, f.newCalls.Load())
@@ -497,8 +495,8 @@ func TestSafeAssembleNilPacket(t *testing.T) {
 func TestSafeAssembleNilContext(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+	pool := NewSafeStreamPool(f, 0)
+	a := newSFAssembler(t, pool, SafeAssemblerOptions{})
 	c := sfConnN(1)
 	send := func(fromServer bool, flags string, off int, payload string) error {
 		seq := c.seqAt(fromServer, off)
@@ -530,7 +528,7 @@ func TestSafeAssembleNilContext(t *testing.T) {
 func TestSafeAssembleZeroLength(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 	c := sfConnN(1)
 
@@ -566,7 +564,7 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 func TestSafeAssembleSequenceWrap(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 	c := sfConnN(1)
 	isn := uint32(0xFFFFFFFA)
@@ -597,8 +595,8 @@ func TestSafeAssembleSequenceWrap(t *testing.T) {
 func TestSafeAssemblerUseAfterClose(t *testing.T) {
 	ign := sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
 	require.NoError(t, err)
 	c := sfConnN(1)
 	c.open(t, a, sfT0)
@@ -608,11 +606,11 @@ func TestSafeAssemblerUseAfterClose(t *testing.T) {
 	require.NoError(t, goleak.Find(ign), "goroutines left after Close")
 	require.EqualValues(t, 1, f.stream(c).completes.Load(), "the last assembler's Close completes the Stream")
 
-	require.ErrorIs(t, c.send(a, false, "A", 0, "late", sfT0), reassembly.ErrAssemblerClosed)
-	require.ErrorIs(t, a.Assemble(c.flow(false), c.seg(false, 1, "A", []byte("x"))), reassembly.ErrAssemblerClosed)
-	require.ErrorIs(t, a.AssembleWithTimestamp(c.flow(false), c.seg(false, 1, "S", nil), sfT0), reassembly.ErrAssemblerClosed)
-	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), c.seg(false, 1, "S", nil), nil), reassembly.ErrAssemblerClosed)
-	fl, cl := a.FlushWithOptions(reassembly.FlushOptions{T: sfT0.Add(time.Hour), TC: sfT0.Add(time.Hour)})
+	require.ErrorIs(t, c.send(a, false, "A", 0, "late", sfT0), ErrAssemblerClosed)
+	require.ErrorIs(t, a.Assemble(c.flow(false), c.seg(false, 1, "A", []byte("x"))), ErrAssemblerClosed)
+	require.ErrorIs(t, a.AssembleWithTimestamp(c.flow(false), c.seg(false, 1, "S", nil), sfT0), ErrAssemblerClosed)
+	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), c.seg(false, 1, "S", nil), nil), ErrAssemblerClosed)
+	fl, cl := a.FlushWithOptions(FlushOptions{T: sfT0.Add(time.Hour), TC: sfT0.Add(time.Hour)})
 	require.Zero(t, fl+cl)
 	fl, cl = a.FlushCloseOlderThan(sfT0.Add(time.Hour))
 	require.Zero(t, fl+cl)
@@ -637,7 +635,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	sfNoLeaks(t)
 
 	// finish closes everything and checks no second completion happened.
-	finish := func(t *testing.T, f *sfFactory, pool *reassembly.SafeStreamPool, as ...*reassembly.SafeAssembler) {
+	finish := func(t *testing.T, f *sfFactory, pool *SafeStreamPool, as ...*SafeAssembler) {
 		t.Helper()
 		for _, a := range as {
 			_ = a.FlushAll()
@@ -652,7 +650,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("FIN both ways", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		a := newSFAssembler(t, pool, sfReplayOpts())
 		c := sfConnN(1)
 		c.open(t, a, sfT0)
@@ -674,7 +672,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("RST closes both directions", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		a := newSFAssembler(t, pool, sfReplayOpts())
 		c := sfConnN(1)
 		c.open(t, a, sfT0)
@@ -693,7 +691,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("capture-time timeout", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		opts := sfReplayOpts()
 		opts.ConnectionTimeout = time.Minute
 		a := newSFAssembler(t, pool, opts)
@@ -716,8 +714,8 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("wall-clock timeout", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
-		a := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{
+		pool := NewSafeStreamPool(f, 0)
+		a := newSFAssembler(t, pool, SafeAssemblerOptions{
 			FlushInterval: 20 * time.Millisecond, ConnectionTimeout: 50 * time.Millisecond,
 		})
 		c := sfConnN(1)
@@ -737,21 +735,21 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("FlushWithOptions", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		a := newSFAssembler(t, pool, sfReplayOpts())
 		c := sfConnN(1)
 		c.open(t, a, sfT0)
 		require.NoError(t, c.send(a, false, "A", 0, "ab", sfT0.Add(time.Second)))
 		require.NoError(t, c.send(a, false, "A", 10, "zz", sfT0.Add(2*time.Second)))
 		require.NoError(t, c.send(a, true, "A", 0, "x", sfT0.Add(3*time.Second)))
-		fl, cl := a.FlushWithOptions(reassembly.FlushOptions{T: sfT0.Add(2500 * time.Millisecond)})
+		fl, cl := a.FlushWithOptions(FlushOptions{T: sfT0.Add(2500 * time.Millisecond)})
 		require.Equal(t, 1, fl)
 		require.Zero(t, cl)
 		s := f.stream(c)
 		require.Equal(t, "abzz", s.bytes(0))
 		require.Equal(t, 8, s.gap(0))
 		require.Zero(t, s.completes.Load(), "a flush without TC closes nothing")
-		fl, cl = a.FlushWithOptions(reassembly.FlushOptions{T: sfT0.Add(time.Hour), TC: sfT0.Add(time.Hour)})
+		fl, cl = a.FlushWithOptions(FlushOptions{T: sfT0.Add(time.Hour), TC: sfT0.Add(time.Hour)})
 		require.Zero(t, fl)
 		require.Equal(t, 2, cl)
 		require.EqualValues(t, 1, s.completes.Load())
@@ -760,7 +758,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("FlushCloseOlderThan", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		a := newSFAssembler(t, pool, sfReplayOpts())
 		old, young := sfConnN(1), sfConnN(2)
 		old.open(t, a, sfT0)
@@ -775,7 +773,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("FlushAll", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		a := newSFAssembler(t, pool, sfReplayOpts())
 		c1, c2 := sfConnN(1), sfConnN(2)
 		c1.open(t, a, sfT0)
@@ -792,9 +790,9 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 
 	t.Run("last SafeAssembler Close", func(t *testing.T) {
 		f := newSFFactory()
-		pool := reassembly.NewSafeStreamPool(f, 0)
-		a1 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
-		a2 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+		pool := NewSafeStreamPool(f, 0)
+		a1 := newSFAssembler(t, pool, SafeAssemblerOptions{})
+		a2 := newSFAssembler(t, pool, SafeAssemblerOptions{})
 		x, y := sfConnN(1), sfConnN(2)
 		x.open(t, a1, sfT0)
 		require.NoError(t, x.send(a1, false, "A", 4, "held", sfT0))
@@ -819,8 +817,8 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{
+	pool := NewSafeStreamPool(f, 0)
+	a := newSFAssembler(t, pool, SafeAssemblerOptions{
 		FlushInterval: 5 * time.Millisecond, ConnectionTimeout: time.Hour,
 	})
 	c := sfConnN(1)
@@ -841,12 +839,12 @@ func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 func TestSafeFlushCountedInStats(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 	c := sfConnN(1)
 	c.open(t, a, sfT0)
 	require.NoError(t, c.send(a, false, "A", 10, "zz", sfT0))
-	fl, cl := a.FlushWithOptions(reassembly.FlushOptions{T: sfT0.Add(time.Second)})
+	fl, cl := a.FlushWithOptions(FlushOptions{T: sfT0.Add(time.Second)})
 	require.Equal(t, 1, fl)
 	fl2, cl2 := a.FlushCloseOlderThan(sfT0.Add(time.Second))
 	require.Equal(t, 2, cl+cl2)
@@ -874,7 +872,7 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 			f := newSFFactory()
 			bad, good := sfConnN(1), sfConnN(2)
 			f.panicIn, f.panicKey = where, bad.key()
-			pool := reassembly.NewSafeStreamPool(f, 0)
+			pool := NewSafeStreamPool(f, 0)
 			opts := sfReplayOpts()
 			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			a := newSFAssembler(t, pool, opts)
@@ -900,7 +898,7 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 				}
 			}
 			require.True(t, f.panicked.Load(), "the callback was never reached")
-			require.ErrorIs(t, err, reassembly.ErrStreamPanic)
+			require.ErrorIs(t, err, ErrStreamPanic)
 			require.EqualValues(t, 1, a.Stats().PanicsRecovered)
 			require.Contains(t, logs.String(), where, "the recovered panic is logged")
 			assert.Zero(t, pool.Stats().ActiveConnections, "the panicking connection is closed at once")
@@ -939,7 +937,7 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 func TestSafePageBudgetLargeSegment(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
 	a := newSFAssembler(t, pool, opts)
@@ -964,7 +962,7 @@ func TestSafePageBudgetLargeSegment(t *testing.T) {
 func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
 	a := newSFAssembler(t, pool, opts)
@@ -992,7 +990,7 @@ func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 func TestSafePagesPeakWithinBudget(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
 	a := newSFAssembler(t, pool, opts)
@@ -1016,7 +1014,7 @@ func TestSafePagesPeakWithinBudget(t *testing.T) {
 func TestSafeNoPagesLeakedWhenMakingRoomClosesDirection(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 100, 2
 	a := newSFAssembler(t, pool, opts)
@@ -1056,7 +1054,7 @@ func TestSafeMakeRoomThenSegmentInOrder(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
 	f.checkContent = true
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 100, 2
 	a := newSFAssembler(t, pool, opts)
@@ -1207,7 +1205,7 @@ func sfInterleave(r *rand.Rand, lists [][]sfPkt) []sfPkt {
 // queued and no page is in use.
 func TestSafeConservationRandomTraffic(t *testing.T) {
 	sfNoLeaks(t)
-	var total reassembly.AssemblerStats
+	var total AssemblerStats
 	for seed := int64(1); seed <= 24; seed++ {
 		r := rand.New(rand.NewSource(seed))
 		f := newSFFactory()
@@ -1219,14 +1217,14 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 			}
 			return -1
 		}
-		pool := reassembly.NewSafeStreamPool(f, 0)
+		pool := NewSafeStreamPool(f, 0)
 		opts := sfReplayOpts()
 		opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 10, 4
 		opts.ConnectionTimeout = time.Hour
 		if seed%2 == 0 {
 			opts.ConnectionTimeout = 40 * time.Millisecond // packets are 1ms apart in capture time
 		}
-		a, err := reassembly.NewSafeAssembler(pool, opts)
+		a, err := NewSafeAssembler(pool, opts)
 		require.NoError(t, err)
 
 		pkts := sfTraffic(r, 1, 6)
@@ -1234,7 +1232,7 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 			ts := sfT0.Add(time.Duration(i) * time.Millisecond)
 			err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, sfAt(ts))
 			if err != nil {
-				require.ErrorIs(t, err, reassembly.ErrConnectionClosed, "seed %d packet %d", seed, i)
+				require.ErrorIs(t, err, ErrConnectionClosed, "seed %d packet %d", seed, i)
 			}
 			st := a.Stats()
 			require.Equal(t, st.BytesProcessed,

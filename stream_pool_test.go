@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"io"
@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // Property: with maxConnections 2, a third connection is refused with
@@ -21,14 +19,14 @@ import (
 func TestSafeStreamPoolConnectionCap(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 2)
+	pool := NewSafeStreamPool(f, 2)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 	c1, c2, c3 := sfConnN(1), sfConnN(2), sfConnN(3)
 	c1.open(t, a, sfT0)
 	c2.open(t, a, sfT0)
 
-	require.ErrorIs(t, c3.send(a, false, "S", 0, "", sfT0), reassembly.ErrConnectionLimit)
-	require.ErrorIs(t, c3.send(a, true, "A", 0, "data", sfT0), reassembly.ErrConnectionLimit)
+	require.ErrorIs(t, c3.send(a, false, "S", 0, "", sfT0), ErrConnectionLimit)
+	require.ErrorIs(t, c3.send(a, true, "A", 0, "data", sfT0), ErrConnectionLimit)
 	require.EqualValues(t, 2, f.newCalls.Load(), "a refused connection never reaches the factory")
 	require.Nil(t, f.stream(c3))
 	ps := pool.Stats()
@@ -73,13 +71,13 @@ func TestSafeStreamPoolNilStream(t *testing.T) {
 	f := newSFFactory()
 	bad, good := sfConnN(1), sfConnN(2)
 	f.nilFor = bad.key()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 
 	var err error
 	require.NotPanics(t, func() { err = bad.send(a, false, "S", 0, "", sfT0) })
-	require.ErrorIs(t, err, reassembly.ErrNilStream)
-	require.ErrorIs(t, bad.send(a, false, "A", 0, "data", sfT0), reassembly.ErrNilStream)
+	require.ErrorIs(t, err, ErrNilStream)
+	require.ErrorIs(t, bad.send(a, false, "A", 0, "data", sfT0), ErrNilStream)
 	require.Zero(t, pool.Stats().ActiveConnections)
 	sfRequireConserved(t, a.Stats())
 
@@ -109,7 +107,7 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 			} else {
 				f.panicIn = "StreamFactory.New"
 			}
-			pool := reassembly.NewSafeStreamPool(f, 0)
+			pool := NewSafeStreamPool(f, 0)
 			opts := sfReplayOpts()
 			opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 			a := newSFAssembler(t, pool, opts)
@@ -133,8 +131,8 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 func TestSafeStreamPoolClose(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+	pool := NewSafeStreamPool(f, 0)
+	a := newSFAssembler(t, pool, SafeAssemblerOptions{})
 	c1, c2, c3 := sfConnN(1), sfConnN(2), sfConnN(3)
 	c1.open(t, a, sfT0)
 	require.NoError(t, c1.send(a, false, "A", 3, "held", sfT0))
@@ -149,11 +147,11 @@ func TestSafeStreamPoolClose(t *testing.T) {
 	require.Zero(t, ps.ActiveConnections)
 	require.Zero(t, ps.PageCache.PagesInUse)
 
-	require.ErrorIs(t, c3.send(a, false, "S", 0, "", sfT0), reassembly.ErrPoolClosed)
-	require.ErrorIs(t, c1.send(a, false, "A", 7, "more", sfT0), reassembly.ErrPoolClosed)
-	assert.ErrorIs(t, c1.send(a, false, "A", 7, "", sfT0), reassembly.ErrPoolClosed, "a bare ACK after pool Close")
-	a2, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
-	require.ErrorIs(t, err, reassembly.ErrPoolClosed)
+	require.ErrorIs(t, c3.send(a, false, "S", 0, "", sfT0), ErrPoolClosed)
+	require.ErrorIs(t, c1.send(a, false, "A", 7, "more", sfT0), ErrPoolClosed)
+	assert.ErrorIs(t, c1.send(a, false, "A", 7, "", sfT0), ErrPoolClosed, "a bare ACK after pool Close")
+	a2, err := NewSafeAssembler(pool, SafeAssemblerOptions{})
+	require.ErrorIs(t, err, ErrPoolClosed)
 	require.Nil(t, a2)
 	require.NoError(t, pool.Close())
 	require.NoError(t, a.Close())
@@ -170,7 +168,7 @@ func TestSafeStreamPoolClosePanic(t *testing.T) {
 	f := newSFFactory()
 	bad, good := sfConnN(1), sfConnN(2)
 	f.panicIn, f.panicKey = "Stream.ReassemblyComplete", bad.key()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := newSFAssembler(t, pool, opts)
@@ -192,7 +190,7 @@ func TestSafeStreamPoolClosePanic(t *testing.T) {
 func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	a := newSFAssembler(t, pool, sfReplayOpts())
 	c := sfConnN(1)
 	c.open(t, a, sfT0)
@@ -218,7 +216,7 @@ func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
 	sfNoLeaks(t)
 	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
+	pool := NewSafeStreamPool(f, 0)
 	opts := sfReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 4, 4
 	a1 := newSFAssembler(t, pool, opts)
