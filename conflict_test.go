@@ -175,7 +175,7 @@ func TestConflictHandlerPanicRecovered(t *testing.T) {
 	st := h.a.Stats()
 	require.Equal(t, int64(1), st.PanicsRecovered)
 	require.Equal(t, 1, c.stream().completes)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Equal(t, 1, c.stream().completes)
 }

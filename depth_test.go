@@ -55,7 +55,7 @@ func TestDepthStopsDirection(t *testing.T) {
 			require.Equal(t, int64(s.depthHits), st.DepthReached)
 			require.Equal(t, int64(300-depth+max(0, 120-depth)), st.BytesBeyondDepth)
 			require.Zero(t, st.PageCache.QueuedBytes)
-			sfRequireConserved(t, st)
+			kitRequireConserved(t, st)
 		}
 	}
 }
@@ -78,7 +78,7 @@ func TestDepthCountsHolesAndEnds(t *testing.T) {
 	require.Contains(t, s.sgs[len(s.sgs)-1], "end=true depth=true")
 	st := h.a.Stats()
 	require.Equal(t, int64(5), st.BytesBeyondDepth)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 }
 
 // Property: a Stream that implements DepthOverrider sets the depth of each
@@ -123,7 +123,7 @@ func TestDepthOverrider(t *testing.T) {
 	require.Equal(t, string(data[:40]), string(s.out))
 	require.Equal(t, 1, s.depthHits)
 	require.Contains(t, s.sgs[len(s.sgs)-1], `depth=true skip=0 ""`)
-	sfRequireConserved(t, h.a.Stats())
+	kitRequireConserved(t, h.a.Stats())
 }
 
 // Property: a Stream's depth applies when the assembler has none of its
@@ -150,7 +150,7 @@ func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 	require.Equal(t, 1, s.depthHits)
 	st := h.a.Stats()
 	require.Equal(t, int64(30), st.BytesBeyondDepth)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 }
 
 // Property: after its depth, a direction's RST still ends the connection,
@@ -167,7 +167,7 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 	require.Equal(t, 1, c.stream().completes)
 	st := h.a.Stats()
 	require.Equal(t, int64(2), st.BytesOnReset)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 
 	c = h.conn(10)
 	c.send("S", 0, nil)
@@ -206,7 +206,7 @@ func TestDepthOverriderPanicRecovered(t *testing.T) {
 	require.True(t, errors.Is(err, ErrStreamPanic), "%v", err)
 	require.Contains(t, logs.String(), "ReassemblyDepth")
 	require.Equal(t, 1, c.stream().completes)
-	sfRequireConserved(t, h.a.Stats())
+	kitRequireConserved(t, h.a.Stats())
 }
 
 // Property: a direction picked up midstream (no SYN) counts its depth from
@@ -231,7 +231,7 @@ func TestDepthMidstreamForcedDelivery(t *testing.T) {
 	require.Equal(t, int64(1), st.DepthReached)
 	require.Equal(t, int64(20), st.BytesBeyondDepth)
 	require.Zero(t, st.PageCache.PagesInUse)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Len(t, s.sgs, 1)
 	require.Equal(t, 1, s.completes)

@@ -30,7 +30,7 @@ func init() {
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *recContext) {
+			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) {
 				a.AssembleWithContext(netFlow, tcp, ac)
 			},
 			flushWithOptions: func(t, tc time.Time) (int, int) {

@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// sfNumericOptionFields lists the int and time.Duration fields of
+// kitNumericOptionFields lists the int and time.Duration fields of
 // SafeAssemblerOptions, found by reflection so that fields added later are
 // covered too.
-func sfNumericOptionFields(t *testing.T) []string {
+func kitNumericOptionFields(t *testing.T) []string {
 	t.Helper()
 	var names []string
 	typ := reflect.TypeFor[SafeAssemblerOptions]()
@@ -29,15 +29,15 @@ func sfNumericOptionFields(t *testing.T) []string {
 	return names
 }
 
-// sfOffByDefault are the numeric options whose zero value is their
+// kitOffByDefault are the numeric options whose zero value is their
 // documented default, meaning off: no delivered bytes kept, no depth.
-var sfOffByDefault = map[string]bool{"ConflictWindow": true, "ReassemblyDepth": true}
+var kitOffByDefault = map[string]bool{"ConflictWindow": true, "ReassemblyDepth": true}
 
-func sfSetField(o *SafeAssemblerOptions, name string, v int64) {
+func kitSetField(o *SafeAssemblerOptions, name string, v int64) {
 	reflect.ValueOf(o).Elem().FieldByName(name).SetInt(v)
 }
 
-func sfGetField(o SafeAssemblerOptions, name string) int64 {
+func kitGetField(o SafeAssemblerOptions, name string) int64 {
 	return reflect.ValueOf(o).FieldByName(name).Int()
 }
 
@@ -47,22 +47,22 @@ func sfGetField(o SafeAssemblerOptions, name string) int64 {
 // assembler is returned.
 func TestSafeOptionsNegative(t *testing.T) {
 	t.Parallel()
-	for _, name := range sfNumericOptionFields(t) {
+	for _, name := range kitNumericOptionFields(t) {
 		for _, base := range []SafeAssemblerOptions{
 			{},
 			{MaxBufferedPagesTotal: 10, MaxBufferedPagesPerConnection: 5, ConnectionTimeout: time.Minute, FlushInterval: time.Second},
 		} {
 			for _, v := range []int64{-1, -1 << 40} {
 				o := base
-				sfSetField(&o, name, v)
+				kitSetField(&o, name, v)
 				err := o.Validate()
 				require.Error(t, err, "%s = %d", name, v)
 				require.True(t, errors.Is(err, ErrInvalidOptions), "%s: error %q does not wrap ErrInvalidOptions", name, err)
 				require.Contains(t, err.Error(), name, "the message names the field")
 
 				o = base
-				sfSetField(&o, name, v)
-				pool := NewSafeStreamPool(newSFFactory(), 0)
+				kitSetField(&o, name, v)
+				pool := NewSafeStreamPool(newKitFactory(), 0)
 				a, err := NewSafeAssembler(pool, o)
 				require.ErrorIs(t, err, ErrInvalidOptions, "%s", name)
 				require.Contains(t, err.Error(), name)
@@ -96,7 +96,7 @@ func TestSafeOptionsContradictions(t *testing.T) {
 			require.True(t, errors.Is(err, ErrInvalidOptions), "error %q does not wrap ErrInvalidOptions", err)
 			require.Contains(t, err.Error(), tc.field, "the message names the field")
 
-			pool := NewSafeStreamPool(newSFFactory(), 0)
+			pool := NewSafeStreamPool(newKitFactory(), 0)
 			a, err := NewSafeAssembler(pool, tc.opts)
 			require.ErrorIs(t, err, ErrInvalidOptions)
 			require.Contains(t, err.Error(), tc.field)
@@ -125,7 +125,7 @@ func TestSafeOptionsNilPool(t *testing.T) {
 // idempotent.
 func TestSafeOptionsDefaults(t *testing.T) {
 	t.Parallel()
-	fields := sfNumericOptionFields(t)
+	fields := kitNumericOptionFields(t)
 	for _, tc := range []struct {
 		name string
 		in   SafeAssemblerOptions
@@ -160,13 +160,13 @@ func TestSafeOptionsDefaults(t *testing.T) {
 			require.NotNil(t, o.Logger, "a logger is filled in")
 			require.Equal(t, tc.in.DisableBackgroundFlush, o.DisableBackgroundFlush)
 			for _, name := range fields {
-				if sfOffByDefault[name] {
-					require.Equal(t, sfGetField(tc.in, name), sfGetField(o, name), "%s is off at zero and kept", name)
+				if kitOffByDefault[name] {
+					require.Equal(t, kitGetField(tc.in, name), kitGetField(o, name), "%s is off at zero and kept", name)
 					continue
 				}
-				require.Positive(t, sfGetField(o, name), "%s left without a default", name)
+				require.Positive(t, kitGetField(o, name), "%s left without a default", name)
 				if want, ok := tc.want[name]; ok {
-					require.Equal(t, want, sfGetField(o, name), name)
+					require.Equal(t, want, kitGetField(o, name), name)
 				}
 			}
 			again := o

@@ -525,7 +525,7 @@ func TestOverlapPoliciesExhaustive(t *testing.T) {
 				st := h.a.Stats()
 				require.Equal(t, conflicts, st.OverlapConflicts, "OverlapConflicts")
 				require.Equal(t, conflictBytes, st.ConflictBytes, "ConflictBytes")
-				sfRequireConserved(t, st)
+				kitRequireConserved(t, st)
 				require.Zero(t, st.PageCache.QueuedBytes)
 				if window != 0 {
 					require.Equal(t, 4*(13*3+409*4), runs)
@@ -587,7 +587,7 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 				}
 			}
 			st := h.a.Stats()
-			sfRequireConserved(t, st)
+			kitRequireConserved(t, st)
 		})
 	}
 }
@@ -625,7 +625,7 @@ func TestOverlapPolicyWithinLimits(t *testing.T) {
 		}
 		st := h.a.Stats()
 		require.Positive(t, st.ForcedSkips, "the limits were reached")
-		sfRequireConserved(t, st)
+		kitRequireConserved(t, st)
 	}
 }
 

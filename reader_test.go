@@ -24,7 +24,6 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // ---------------------------------------------------------------------------
@@ -116,12 +115,6 @@ func (f *rdFeeder) stream(c rdConn, fromServer bool, off int, data []byte, seg i
 		data = data[n:]
 	}
 	return off
-}
-
-func rdNoLeaks(t *testing.T) {
-	t.Helper()
-	ign := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ign) })
 }
 
 // rdSetup returns an assembler and its pool, closed at the end of the test.
@@ -265,7 +258,7 @@ func rdPattern(n int, seed byte) []byte {
 // The ReaderStream contract, driven directly
 
 func TestReaderGapThenResume(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	c2s := TCPDirClientToServer
 	rdDeliver(p, c2s, true, 0, "", false) // the SYN
@@ -409,7 +402,7 @@ func TestReaderPendingGapsCountTowardTheCap(t *testing.T) {
 }
 
 func TestReaderCloseDiscardsAndEndsRead(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	r := p.Client
 	// A Read blocked in another goroutine returns when the stream is closed.
@@ -436,7 +429,7 @@ func TestReaderCloseDiscardsAndEndsRead(t *testing.T) {
 // Through the assembler
 
 func TestReaderBytesInOrderBothDirections(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	results := make(chan [2]<-chan rdResult, 1)
 	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) {
 		results <- [2]<-chan rdResult{rdCollect(p.Client, 7), rdCollect(p.Server, 4096)}
@@ -477,7 +470,7 @@ func TestReaderBytesInOrderBothDirections(t *testing.T) {
 }
 
 func TestReaderEOFPerDirection(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	f := newRDPairs(ReaderOptions{}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(2)
@@ -501,7 +494,7 @@ func TestReaderEOFPerDirection(t *testing.T) {
 }
 
 func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) { p.Server.Close() })
 	a, _, fd := rdSetup(t, f)
 	c := rdConnN(3)
@@ -523,7 +516,7 @@ func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
 }
 
 func TestReaderForceStart(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	for _, force := range []bool{false, true} {
 		t.Run(fmt.Sprint("ForceStart=", force), func(t *testing.T) {
 			f := newRDPairs(ReaderOptions{ForceStart: force}, nil)
@@ -549,7 +542,7 @@ func TestReaderForceStart(t *testing.T) {
 }
 
 func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	const maxBuf = 1000
 	// The reader never reads, and a second connection must go on being
 	// reassembled meanwhile.
@@ -595,7 +588,7 @@ func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
 }
 
 func TestReaderBlockTimeoutIsLosslessForAReaderThatKeepsUp(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	const maxBuf = 512
 	var res <-chan rdResult
 	f := newRDPairs(ReaderOptions{MaxBuffered: maxBuf, BlockTimeout: time.Hour}, func(p *ReaderPair) {
@@ -618,7 +611,7 @@ func TestReaderBlockTimeoutIsLosslessForAReaderThatKeepsUp(t *testing.T) {
 }
 
 func TestReaderBlockTimeoutExpiresOnce(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	f := newRDPairs(ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Millisecond}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(8)
@@ -639,7 +632,7 @@ func TestReaderBlockTimeoutExpiresOnce(t *testing.T) {
 }
 
 func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	f := newRDPairs(ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Hour}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(9)
@@ -675,7 +668,7 @@ func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 }
 
 func TestReaderStopsEarly(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	got := make(chan string, 1)
 	f := newRDPairs(ReaderOptions{MaxBuffered: 4096}, func(p *ReaderPair) {
 		p.Server.Close()
@@ -704,7 +697,7 @@ func TestReaderStopsEarly(t *testing.T) {
 }
 
 func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	var mu sync.Mutex
 	var results []<-chan rdResult
 	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) {
@@ -742,7 +735,7 @@ func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
 }
 
 func TestReaderWithDropInAssembler(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	var res <-chan rdResult
 	f := &ReaderFactory{OnConnection: func(p *ReaderPair) {
 		p.Server.Close()
@@ -774,7 +767,7 @@ func TestReaderNilOnConnectionDiscards(t *testing.T) {
 // HTTP from packets
 
 func TestReaderParsesHTTPRequests(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	type request struct {
 		method, url, host, body string
 	}
@@ -834,7 +827,7 @@ func TestReaderParsesHTTPRequests(t *testing.T) {
 // Concurrency
 
 func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	const conns = 40
 	type outcome struct {
 		id  int

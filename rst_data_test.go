@@ -54,7 +54,7 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 			st := h.a.Stats()
 			require.Equal(t, int64(8+8+15), st.BytesOnReset)
 			require.Equal(t, int64(10), st.BytesDelivered)
-			sfRequireConserved(t, st)
+			kitRequireConserved(t, st)
 		}
 	}
 }
