@@ -49,7 +49,6 @@ func atkScale() int {
 	return 1
 }
 
-
 // TCP header flags as on the wire.
 const (
 	atkFIN = 1 << iota

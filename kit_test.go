@@ -27,7 +27,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-
 // kitT0 is the capture time the tests start from: well in the past, so that
 // any comparison of capture time with the wall clock shows.
 var kitT0 = time.Date(2021, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -463,4 +462,3 @@ func (s *kitLogBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
