@@ -51,6 +51,14 @@ type kitConn struct {
 	id       int
 	cli, srv net.IP
 	cport    layers.TCPPort
+	isns     [2]uint32 // client's and server's ISN; zero: kitCISN, kitSISN
+}
+
+// withISNs returns c with other ISNs, such as ones just below 2^32 so that
+// the streams cross the wrap.
+func (c kitConn) withISNs(client, server uint32) kitConn {
+	c.isns = [2]uint32{client, server}
+	return c
 }
 
 func kitConnN(i int) kitConn {
@@ -91,7 +99,19 @@ func (c kitConn) seqAt(fromServer bool, off int) uint32 {
 	if fromServer {
 		isn = kitSISN
 	}
+	if c.isns != [2]uint32{} {
+		isn = c.isns[kitBtoi(fromServer)]
+	}
 	return isn + 1 + uint32(off)
+}
+
+// segOff builds a segment carrying payload at byte off of its direction; a
+// SYN is placed at the ISN.
+func (c kitConn) segOff(fromServer bool, flags string, off int, payload []byte) *layers.TCP {
+	if strings.Contains(flags, "S") {
+		off = -1
+	}
+	return c.seg(fromServer, c.seqAt(fromServer, off), flags, payload)
 }
 
 // seg builds a TCP segment; flags holds any of S, A, F, R.
@@ -121,14 +141,11 @@ func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) 
 // send hands one segment to a: a segment with S starts at the ISN, others
 // at byte off of the direction.
 func (c kitConn) send(a *SafeAssembler, fromServer bool, flags string, off int, payload string, ts time.Time) error {
-	if strings.Contains(flags, "S") {
-		off = -1
-	}
 	var p []byte
 	if payload != "" {
 		p = []byte(payload)
 	}
-	return a.AssembleWithContext(c.flow(fromServer), c.seg(fromServer, c.seqAt(fromServer, off), flags, p), kitAt(ts))
+	return a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
 }
 
 // open sends the SYN and the SYN-ACK.

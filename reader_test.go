@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -36,54 +34,9 @@ const (
 	rdSISN uint32 = 7000
 )
 
-// rdConn is a connection between client 10.1.x.y:port and 192.168.7.1:80.
-type rdConn struct {
-	cli, srv     net.IP
-	cport, sport layers.TCPPort
-}
-
-func rdConnN(i int) rdConn {
-	return rdConn{
-		cli:   net.IPv4(10, 1, byte(i>>8), byte(i)).To4(),
-		srv:   net.IPv4(192, 168, 7, 1).To4(),
-		cport: layers.TCPPort(30000 + i),
-		sport: 80,
-	}
-}
-
-func (c rdConn) flow(fromServer bool) gopacket.Flow {
-	if fromServer {
-		return gopacket.NewFlow(layers.EndpointIPv4, c.srv, c.cli)
-	}
-	return gopacket.NewFlow(layers.EndpointIPv4, c.cli, c.srv)
-}
-
-// seg builds a segment carrying payload at byte off of its direction;
-// flags holds any of S, A, F, R, and a SYN is placed at the ISN.
-func (c rdConn) seg(fromServer bool, flags string, off int, payload []byte) *layers.TCP {
-	isn := rdCISN
-	t := &layers.TCP{SrcPort: c.cport, DstPort: c.sport, Window: 65535}
-	if fromServer {
-		isn = rdSISN
-		t.SrcPort, t.DstPort = c.sport, c.cport
-	}
-	t.Seq = isn + 1 + uint32(off)
-	for _, f := range flags {
-		switch f {
-		case 'S':
-			t.SYN = true
-			t.Seq = isn
-		case 'A':
-			t.ACK = true
-		case 'F':
-			t.FIN = true
-		case 'R':
-			t.RST = true
-		}
-	}
-	t.Payload = payload
-	return t
-}
+// rdConnN is connection i of the reader tests (client port 30000+i), with
+// a client ISN close to the wrap, so that streams cross it.
+func rdConnN(i int) kitConn { return kitConnN(10000+i).withISNs(rdCISN, rdSISN) }
 
 // rdFeeder hands packets to an assembler with increasing capture times.
 type rdFeeder struct {
@@ -92,21 +45,21 @@ type rdFeeder struct {
 	ts time.Time
 }
 
-func (f *rdFeeder) send(c rdConn, fromServer bool, flags string, off int, payload []byte) {
+func (f *rdFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {
 	f.t.Helper()
 	f.ts = f.ts.Add(time.Millisecond)
-	require.NoError(f.t, f.a.AssembleWithTimestamp(c.flow(fromServer), c.seg(fromServer, flags, off, payload), f.ts))
+	require.NoError(f.t, f.a.AssembleWithTimestamp(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), f.ts))
 }
 
 // open sends the handshake.
-func (f *rdFeeder) open(c rdConn) {
+func (f *rdFeeder) open(c kitConn) {
 	f.t.Helper()
 	f.send(c, false, "S", 0, nil)
 	f.send(c, true, "SA", 0, nil)
 }
 
 // stream sends data as segments of at most seg bytes, from offset off.
-func (f *rdFeeder) stream(c rdConn, fromServer bool, off int, data []byte, seg int) int {
+func (f *rdFeeder) stream(c kitConn, fromServer bool, off int, data []byte, seg int) int {
 	f.t.Helper()
 	for len(data) > 0 {
 		n := min(seg, len(data))
@@ -744,8 +697,8 @@ func TestReaderWithDropInAssembler(t *testing.T) {
 	a := NewAssembler(NewStreamPool(f))
 	c := rdConnN(11)
 	ts := rdT0
-	a.AssembleWithTimestamp(c.flow(false), c.seg(false, "S", 0, nil), ts)
-	a.AssembleWithTimestamp(c.flow(false), c.seg(false, "A", 0, []byte("drop-in")), ts)
+	a.AssembleWithTimestamp(c.flow(false), c.segOff(false, "S", 0, nil), ts)
+	a.AssembleWithTimestamp(c.flow(false), c.segOff(false, "A", 0, []byte("drop-in")), ts)
 	a.FlushAll()
 	out := <-res
 	require.Equal(t, io.EOF, out.err)
@@ -838,8 +791,8 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 	f := &ReaderFactory{
 		Options: ReaderOptions{MaxBuffered: 300},
 		OnConnection: func(p *ReaderPair) {
-			src, _ := p.NetFlow.Endpoints()
-			id := int(src.Raw()[3])
+			src, _ := p.TCPFlow.Endpoints() // the client's port, 30000+id
+			id := int(src.Raw()[0])<<8 | int(src.Raw()[1]) - 30000
 			for dir, r := range []*ReaderStream{p.Client, p.Server} {
 				wg.Add(1)
 				go func() {
