@@ -73,7 +73,7 @@ func (f atkUpFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.As
 
 type atkUpFeeder struct{ a *upstream.Assembler }
 
-func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
 	f.a.AssembleWithContext(flow, tcp, ac)
 	return nil
 }
@@ -265,13 +265,13 @@ func BenchmarkAttackOutOfOrderHold(b *testing.B) {
 type atkPacket struct {
 	flow gopacket.Flow
 	tcp  *layers.TCP
-	ctx  atkCtx
+	ctx  kitCtx
 }
 
 // atkInsertionPackets are atkInsertion's packets, built ahead.
 func atkInsertionPackets(order []int) []atkPacket {
 	var out []atkPacket
-	keep := func(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+	keep := func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
 		raw := append([]byte(nil), tcp.Contents...)
 		raw = append(raw, tcp.Payload...)
 		p := atkPacket{flow: flow, tcp: &layers.TCP{}, ctx: *ac}
@@ -285,9 +285,9 @@ func atkInsertionPackets(order []int) []atkPacket {
 	return out
 }
 
-type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error
+type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
 
-func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
 	return f(flow, tcp, ac)
 }
 
@@ -429,7 +429,7 @@ func BenchmarkAttackSequenceSpace(b *testing.B) {
 // atkGarbagePacket makes packet i of the garbage flood: 100k tuples, flags
 // from every combination of SYN, FIN, RST and ACK, zero to 100 bytes,
 // sequence numbers that now and then jump by a billion.
-func atkGarbagePacket(g *atkGen, i int) (gopacket.Flow, *layers.TCP, *atkCtx) {
+func atkGarbagePacket(g *atkGen, i int) (gopacket.Flow, *layers.TCP, *kitCtx) {
 	h := uint64(i) * 0x9E3779B97F4A7C15
 	c := atkFloodClient(int(h>>40) % 100_000)
 	flags := byte(h>>8) & (atkSYN | atkFIN | atkRST | atkACK | atkPSH)

@@ -49,13 +49,6 @@ func atkScale() int {
 	return 1
 }
 
-// atkCtx is the AssemblerContext of every packet of a run: one object,
-// updated before each packet, as a capture loop that reuses its
-// CaptureInfo does; it satisfies upstream's AssemblerContext too.
-type atkCtx struct{ ci gopacket.CaptureInfo }
-
-func (c *atkCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
-
 // TCP header flags as on the wire.
 const (
 	atkFIN = 1 << iota
@@ -72,14 +65,14 @@ const (
 type atkGen struct {
 	buf []byte
 	tcp layers.TCP
-	ctx atkCtx
+	ctx kitCtx
 }
 
 func newAtkGen() *atkGen { return &atkGen{buf: make([]byte, 0, 20+4096)} }
 
 // packet makes a packet from src to dst. The payload is written by fill
 // (nil: none) into a buffer of n bytes.
-func (g *atkGen) packet(src, dst netip.AddrPort, seq, ack uint32, flags byte, n int, fill func([]byte), ts time.Time) (gopacket.Flow, *layers.TCP, *atkCtx) {
+func (g *atkGen) packet(src, dst netip.AddrPort, seq, ack uint32, flags byte, n int, fill func([]byte), ts time.Time) (gopacket.Flow, *layers.TCP, *kitCtx) {
 	b := g.buf[:20+n]
 	binary.BigEndian.PutUint16(b[0:], src.Port())
 	binary.BigEndian.PutUint16(b[2:], dst.Port())
@@ -303,18 +296,18 @@ func atkISN(id uint32, dir int) uint32 {
 
 // atkFeeder hands packets to one implementation.
 type atkFeeder interface {
-	feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error
+	feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
 }
 
 type atkSafeFeeder struct{ a *SafeAssembler }
 
-func (f atkSafeFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+func (f atkSafeFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
 	return f.a.AssembleWithContext(flow, tcp, ac)
 }
 
 type atkOursFeeder struct{ a *Assembler }
 
-func (f atkOursFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *atkCtx) error {
+func (f atkOursFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
 	f.a.AssembleWithContext(flow, tcp, ac)
 	return nil
 }
@@ -1281,7 +1274,7 @@ func TestAttackGarbage(t *testing.T) {
 				run  func() error
 			}{
 				{"nil layer", func() error { return feed(gopacket.Flow{}, nil, nil) }},
-				{"nil layer with context", func() error { return feed(atkFlow(c.Addr(), atkServer.Addr()), nil, &atkCtx{}) }},
+				{"nil layer with context", func() error { return feed(atkFlow(c.Addr(), atkServer.Addr()), nil, &kitCtx{}) }},
 				{"undecoded layer, zero flow", func() error { return feed(gopacket.Flow{}, &layers.TCP{}, nil) }},
 				{"undecoded layer with payload", func() error {
 					return feed(gopacket.Flow{}, &layers.TCP{SYN: true, BaseLayer: layers.BaseLayer{Payload: []byte("abc")}}, nil)

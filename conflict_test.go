@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"bytes"
@@ -10,14 +10,12 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // opConflictHarness is an opHarness that keeps every Conflict whole.
-func opConflictHarness(t *testing.T, opts reassembly.SafeAssemblerOptions) (*opHarness, *[]reassembly.Conflict) {
-	var all []reassembly.Conflict
-	opts.OnConflict = func(c reassembly.Conflict) { all = append(all, c) }
+func opConflictHarness(t *testing.T, opts SafeAssemblerOptions) (*opHarness, *[]Conflict) {
+	var all []Conflict
+	opts.OnConflict = func(c Conflict) { all = append(all, c) }
 	return newOPHarness(t, opts), &all
 }
 
@@ -29,7 +27,7 @@ func opConflictHarness(t *testing.T, opts reassembly.SafeAssemblerOptions) (*opH
 func TestConflictReportContents(t *testing.T) {
 	t.Parallel()
 	for _, isn := range opISNs {
-		h, all := opConflictHarness(t, reassembly.SafeAssemblerOptions{ConflictWindow: 100})
+		h, all := opConflictHarness(t, SafeAssemblerOptions{ConflictWindow: 100})
 		c := h.conn(isn)
 		c.send("S", 0, nil)
 		require.NoError(t, c.packet(true, "S", 0, nil))
@@ -42,10 +40,10 @@ func TestConflictReportContents(t *testing.T) {
 		x := (*all)[0]
 		require.True(t, x.Delivered)
 		require.Equal(t, int64(0), x.Offset)
-		require.Equal(t, reassembly.Sequence(isn+1), x.Seq)
+		require.Equal(t, Sequence(isn+1), x.Seq)
 		require.Equal(t, "GET /index.html", string(x.Old))
 		require.Equal(t, "GET /evil!.html", string(x.New))
-		require.Equal(t, reassembly.TCPDirClientToServer, x.Direction)
+		require.Equal(t, TCPDirClientToServer, x.Direction)
 		require.Equal(t, c.netFlow, x.NetFlow)
 		require.Equal(t, gopacket.NewFlow(layers.EndpointTCPPort, []byte{byte(c.sport >> 8), byte(c.sport)}, []byte{0, 80}), x.TCPFlow)
 		require.Same(t, c.stream(), x.Stream.(*opStream))
@@ -60,10 +58,10 @@ func TestConflictReportContents(t *testing.T) {
 		require.Len(t, *all, 2, "the first run is the same bytes: only the second differs")
 		x = (*all)[1]
 		require.False(t, x.Delivered)
-		require.Equal(t, reassembly.TCPDirServerToClient, x.Direction)
+		require.Equal(t, TCPDirServerToClient, x.Direction)
 		require.Equal(t, c.netFlow.Reverse(), x.NetFlow)
 		require.Equal(t, int64(30), x.Offset)
-		require.Equal(t, reassembly.Sequence(opServerISN+1+30), x.Seq)
+		require.Equal(t, Sequence(opServerISN+1+30), x.Seq)
 		require.Equal(t, "abcdefghij", string(x.Old))
 		require.Equal(t, "XXcdefghiZ", string(x.New))
 
@@ -77,7 +75,7 @@ func TestConflictReportContents(t *testing.T) {
 // are no conflict.
 func TestConflictIdenticalRetransmissionsAreNone(t *testing.T) {
 	t.Parallel()
-	h, all := opConflictHarness(t, reassembly.SafeAssemblerOptions{ConflictWindow: 1 << 16})
+	h, all := opConflictHarness(t, SafeAssemblerOptions{ConflictWindow: 1 << 16})
 	c := h.conn(7)
 	c.send("S", 0, nil)
 	data := bytes.Repeat([]byte("hello world "), 400)
@@ -98,7 +96,7 @@ func TestConflictIdenticalRetransmissionsAreNone(t *testing.T) {
 // counted.
 func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{OnConflict: func(reassembly.Conflict) {}})
+	h := newOPHarness(t, SafeAssemblerOptions{OnConflict: func(Conflict) {}})
 	c := h.conn(1<<32 - 1)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("aaaa"))
@@ -109,7 +107,7 @@ func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
 	require.Equal(t, int64(1), st.OverlapConflicts)
 	require.Equal(t, int64(4), st.ConflictBytes)
 
-	h2 := newOPHarnessRaw(t, reassembly.SafeAssemblerOptions{}, false)
+	h2 := newOPHarnessRaw(t, SafeAssemblerOptions{}, false)
 	c = h2.conn(5)
 	c.send("S", 0, nil)
 	c.send("", 10, []byte("cccc"))
@@ -125,7 +123,7 @@ func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
 func TestConflictWindowBounds(t *testing.T) {
 	t.Parallel()
 	const window = 1000
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{ConflictWindow: window})
+	h := newOPHarness(t, SafeAssemblerOptions{ConflictWindow: window})
 	c := h.conn(1<<32 - 11)
 	c.send("S", 0, nil)
 	data := make([]byte, 10_000)
@@ -152,7 +150,7 @@ func TestConflictWindowBounds(t *testing.T) {
 	c.send("S", 0, nil)
 	c.send("", 0, data[:500])
 	c.send("", 1000, data[:500])
-	h.a.FlushWithOptions(reassembly.FlushOptions{T: h.ts.Add(1)}) // skips the hole [500, 1000)
+	h.a.FlushWithOptions(FlushOptions{T: h.ts.Add(1)}) // skips the hole [500, 1000)
 	h.got = nil
 	c.send("", 400, bad[:700])
 	require.Equal(t, []opConflict{{1000, true, string(data[:100]), string(bad[600:700])}}, h.got)
@@ -164,20 +162,20 @@ func TestConflictWindowBounds(t *testing.T) {
 func TestConflictHandlerPanicRecovered(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{
-		OnConflict: func(reassembly.Conflict) { panic("handler bug") },
+	h := newOPHarness(t, SafeAssemblerOptions{
+		OnConflict: func(Conflict) { panic("handler bug") },
 		Logger:     opLogger(&logs),
 	})
 	c := h.conn(3)
 	c.send("S", 0, nil)
 	c.send("", 10, []byte("abc"))
 	err := c.packet(false, "", 10, []byte("xyz"))
-	require.True(t, errors.Is(err, reassembly.ErrStreamPanic), "%v", err)
+	require.True(t, errors.Is(err, ErrStreamPanic), "%v", err)
 	require.Contains(t, logs.String(), "OnConflict")
 	st := h.a.Stats()
 	require.Equal(t, int64(1), st.PanicsRecovered)
 	require.Equal(t, 1, c.stream().completes)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Equal(t, 1, c.stream().completes)
 }

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"errors"
@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // Property: a direction delivers exactly ReassemblyDepth bytes, in
@@ -22,7 +20,7 @@ func TestDepthStopsDirection(t *testing.T) {
 	data := []byte(strings.Repeat("0123456789", 30))
 	for _, isn := range opISNs {
 		for _, depth := range []int{1, 10, 95, 100, 101, 299} {
-			h := newOPHarness(t, reassembly.SafeAssemblerOptions{ReassemblyDepth: depth})
+			h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: depth})
 			c := h.conn(isn)
 			c.send("S", 0, nil)
 			require.NoError(t, c.packet(true, "S", 0, nil))
@@ -57,7 +55,7 @@ func TestDepthStopsDirection(t *testing.T) {
 			require.Equal(t, int64(s.depthHits), st.DepthReached)
 			require.Equal(t, int64(300-depth+max(0, 120-depth)), st.BytesBeyondDepth)
 			require.Zero(t, st.PageCache.QueuedBytes)
-			sfRequireConserved(t, st)
+			kitRequireConserved(t, st)
 		}
 	}
 }
@@ -67,20 +65,20 @@ func TestDepthStopsDirection(t *testing.T) {
 // delivery.
 func TestDepthCountsHolesAndEnds(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{ReassemblyDepth: 25})
+	h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: 25})
 	c := h.conn(1<<32 - 11)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("01234"))
 	c.send("", 20, []byte("abcdefghij"))
 	c.send("F", 30, nil)
-	h.a.FlushWithOptions(reassembly.FlushOptions{T: h.ts.Add(time.Second)})
+	h.a.FlushWithOptions(FlushOptions{T: h.ts.Add(time.Second)})
 	s := c.stream()
 	require.Equal(t, "01234???????????????abcde", string(s.out))
 	require.Equal(t, 1, s.depthHits)
 	require.Contains(t, s.sgs[len(s.sgs)-1], "end=true depth=true")
 	st := h.a.Stats()
 	require.Equal(t, int64(5), st.BytesBeyondDepth)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 }
 
 // Property: a Stream that implements DepthOverrider sets the depth of each
@@ -89,11 +87,11 @@ func TestDepthCountsHolesAndEnds(t *testing.T) {
 func TestDepthOverrider(t *testing.T) {
 	t.Parallel()
 	data := []byte(strings.Repeat("abcdefghij", 10))
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{ReassemblyDepth: 30})
+	h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: 30})
 	calls := 0
-	h.f.depth = func(dir reassembly.TCPFlowDirection) int {
+	h.f.depth = func(dir TCPFlowDirection) int {
 		calls++
-		if dir == reassembly.TCPDirClientToServer {
+		if dir == TCPDirClientToServer {
 			return -1 // the client's direction is wanted whole
 		}
 		return 0 // the server's takes the assembler's 30 bytes
@@ -113,7 +111,7 @@ func TestDepthOverrider(t *testing.T) {
 	// Raising the depth before it is reached, then lowering it below what
 	// was delivered: the next delivery is the last, and empty.
 	depth := 10
-	h.f.depth = func(reassembly.TCPFlowDirection) int { return depth }
+	h.f.depth = func(TCPFlowDirection) int { return depth }
 	c = h.conn(1)
 	c.send("S", 0, nil)
 	c.send("", 0, data[:5])
@@ -125,7 +123,7 @@ func TestDepthOverrider(t *testing.T) {
 	require.Equal(t, string(data[:40]), string(s.out))
 	require.Equal(t, 1, s.depthHits)
 	require.Contains(t, s.sgs[len(s.sgs)-1], `depth=true skip=0 ""`)
-	sfRequireConserved(t, h.a.Stats())
+	kitRequireConserved(t, h.a.Stats())
 }
 
 // Property: a Stream's depth applies when the assembler has none of its
@@ -133,8 +131,8 @@ func TestDepthOverrider(t *testing.T) {
 func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 	t.Parallel()
 	data := []byte(strings.Repeat("abcdefghij", 10))
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{})
-	h.f.depth = func(reassembly.TCPFlowDirection) int { return 25 }
+	h := newOPHarness(t, SafeAssemblerOptions{})
+	h.f.depth = func(TCPFlowDirection) int { return 25 }
 	c := h.conn(0)
 	c.send("S", 0, nil)
 	c.send("", 0, data[:20])
@@ -152,7 +150,7 @@ func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 	require.Equal(t, 1, s.depthHits)
 	st := h.a.Stats()
 	require.Equal(t, int64(30), st.BytesBeyondDepth)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 }
 
 // Property: after its depth, a direction's RST still ends the connection,
@@ -160,7 +158,7 @@ func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 // as usual.
 func TestDepthDirectionStillCloses(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{ReassemblyDepth: 3, ConnectionTimeout: time.Minute})
+	h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: 3, ConnectionTimeout: time.Minute})
 	c := h.conn(9)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("abcdef"))
@@ -169,7 +167,7 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 	require.Equal(t, 1, c.stream().completes)
 	st := h.a.Stats()
 	require.Equal(t, int64(2), st.BytesOnReset)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 
 	c = h.conn(10)
 	c.send("S", 0, nil)
@@ -180,7 +178,7 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 		h.ts = h.ts.Add(50 * time.Second)
 		c.send("", 6+i, []byte("x"))
 	}
-	_, closed := h.a.FlushWithOptions(reassembly.FlushOptions{T: h.ts.Add(-time.Minute), TC: h.ts.Add(-time.Minute)})
+	_, closed := h.a.FlushWithOptions(FlushOptions{T: h.ts.Add(-time.Minute), TC: h.ts.Add(-time.Minute)})
 	require.Zero(t, closed)
 	require.Zero(t, c.stream().completes)
 	c.send("F", 11, nil)
@@ -193,9 +191,9 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 func TestDepthOverriderPanicRecovered(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{Logger: opLogger(&logs)})
+	h := newOPHarness(t, SafeAssemblerOptions{Logger: opLogger(&logs)})
 	armed := false
-	h.f.depth = func(reassembly.TCPFlowDirection) int {
+	h.f.depth = func(TCPFlowDirection) int {
 		if armed {
 			panic("depth bug")
 		}
@@ -205,10 +203,10 @@ func TestDepthOverriderPanicRecovered(t *testing.T) {
 	c.send("S", 0, nil)
 	armed = true
 	err := c.packet(false, "", 0, []byte("abc"))
-	require.True(t, errors.Is(err, reassembly.ErrStreamPanic), "%v", err)
+	require.True(t, errors.Is(err, ErrStreamPanic), "%v", err)
 	require.Contains(t, logs.String(), "ReassemblyDepth")
 	require.Equal(t, 1, c.stream().completes)
-	sfRequireConserved(t, h.a.Stats())
+	kitRequireConserved(t, h.a.Stats())
 }
 
 // Property: a direction picked up midstream (no SYN) counts its depth from
@@ -217,7 +215,7 @@ func TestDepthOverriderPanicRecovered(t *testing.T) {
 // buffered nor delivered past the depth.
 func TestDepthMidstreamForcedDelivery(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, reassembly.SafeAssemblerOptions{
+	h := newOPHarness(t, SafeAssemblerOptions{
 		ReassemblyDepth:               10,
 		MaxBufferedPagesTotal:         1,
 		MaxBufferedPagesPerConnection: 1,
@@ -233,7 +231,7 @@ func TestDepthMidstreamForcedDelivery(t *testing.T) {
 	require.Equal(t, int64(1), st.DepthReached)
 	require.Equal(t, int64(20), st.BytesBeyondDepth)
 	require.Zero(t, st.PageCache.PagesInUse)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Len(t, s.sgs, 1)
 	require.Equal(t, 1, s.completes)

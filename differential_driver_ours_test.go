@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Differential driver for one reassembly implementation.
 //
@@ -13,29 +13,28 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	lib "github.com/safepacket/reassembly"
 )
 
 func init() {
-	registerDriver(lib.Sequence(0), func(rec *recorder) libOps {
-		factory := &recFactory[lib.TCPFlowDirection, lib.Sequence, lib.TCPAssemblyStats,
-			lib.ScatterGather, lib.AssemblerContext, lib.Stream]{rec: rec}
-		var _ lib.StreamFactory = factory
-		var _ lib.Stream = &recStream[lib.TCPFlowDirection, lib.Sequence, lib.TCPAssemblyStats,
-			lib.ScatterGather, lib.AssemblerContext]{}
+	registerDriver(Sequence(0), func(rec *recorder) libOps {
+		factory := &recFactory[TCPFlowDirection, Sequence, TCPAssemblyStats,
+			ScatterGather, AssemblerContext, Stream]{rec: rec}
+		var _ StreamFactory = factory
+		var _ Stream = &recStream[TCPFlowDirection, Sequence, TCPAssemblyStats,
+			ScatterGather, AssemblerContext]{}
 
-		pool := lib.NewStreamPool(factory)
-		a := lib.NewAssembler(pool)
-		a.AssemblerOptions = lib.AssemblerOptions{
+		pool := NewStreamPool(factory)
+		a := NewAssembler(pool)
+		a.AssemblerOptions = AssemblerOptions{
 			MaxBufferedPagesPerConnection: rec.scn.MaxPagesPerConn,
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *recContext) {
+			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) {
 				a.AssembleWithContext(netFlow, tcp, ac)
 			},
 			flushWithOptions: func(t, tc time.Time) (int, int) {
-				return a.FlushWithOptions(lib.FlushOptions{T: t, TC: tc})
+				return a.FlushWithOptions(FlushOptions{T: t, TC: tc})
 			},
 			flushCloseOlderThan: func(t time.Time) (int, int) {
 				return a.FlushCloseOlderThan(t)

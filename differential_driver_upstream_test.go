@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Differential driver for one reassembly implementation.
 //
@@ -31,7 +31,7 @@ func init() {
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *recContext) {
+			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) {
 				a.AssembleWithContext(netFlow, tcp, ac)
 			},
 			flushWithOptions: func(t, tc time.Time) (int, int) {

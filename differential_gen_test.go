@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Scenario generator for the differential test against upstream
 // github.com/google/gopacket/reassembly.

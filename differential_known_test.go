@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"bytes"

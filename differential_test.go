@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Differential test: every registered driver is fed the same generated
 // scenarios as the reference driver ("upstream", the original
@@ -107,12 +107,8 @@ func hexPreview(b []byte, from, n int) string {
 // ---------------------------------------------------------------------------
 // Recorder: the library-agnostic half of a driver
 
-// recContext is the AssemblerContext handed to AssembleWithContext. The
-// CaptureInfo's InterfaceIndex carries the step ID so that per-byte capture
-// info identifies the packet exactly.
-type recContext struct{ ci gopacket.CaptureInfo }
-
-func (c *recContext) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
+// The kit.s kitCtx carries the CaptureInfo; its InterfaceIndex carries the
+// step ID so that per-byte capture info identifies the packet exactly.
 
 func fmtCI(ci gopacket.CaptureInfo) string {
 	if ci.Timestamp.IsZero() && ci.Length == 0 && ci.InterfaceIndex == 0 {
@@ -127,7 +123,7 @@ func fmtCI(ci gopacket.CaptureInfo) string {
 
 // libOps is what a driver file provides: the calls into its library.
 type libOps struct {
-	assemble            func(netFlow gopacket.Flow, tcp *layers.TCP, ac *recContext)
+	assemble            func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx)
 	flushWithOptions    func(t, tc time.Time) (flushed, closed int)
 	flushCloseOlderThan func(t time.Time) (flushed, closed int)
 	flushAll            func() (closed int)
@@ -234,7 +230,7 @@ func (r *recorder) playStep(st step, ops libOps) {
 			Timestamp: atTime(st.TS), CaptureLength: 54 + len(payload), Length: 54 + len(payload),
 			InterfaceIndex: st.ID,
 		}
-		ops.assemble(netFlow, tcp, &recContext{ci: ci})
+		ops.assemble(netFlow, tcp, &kitCtx{ci: ci})
 		if !bytes.Equal(payload, st.Payload) {
 			r.emit("", "input-mutated", nil, "")
 		}

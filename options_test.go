@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"errors"
@@ -7,17 +7,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
-// sfNumericOptionFields lists the int and time.Duration fields of
+// kitNumericOptionFields lists the int and time.Duration fields of
 // SafeAssemblerOptions, found by reflection so that fields added later are
 // covered too.
-func sfNumericOptionFields(t *testing.T) []string {
+func kitNumericOptionFields(t *testing.T) []string {
 	t.Helper()
 	var names []string
-	typ := reflect.TypeFor[reassembly.SafeAssemblerOptions]()
+	typ := reflect.TypeFor[SafeAssemblerOptions]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		if f.IsExported() && (f.Type.Kind() == reflect.Int || f.Type == reflect.TypeFor[time.Duration]()) {
@@ -31,15 +29,15 @@ func sfNumericOptionFields(t *testing.T) []string {
 	return names
 }
 
-// sfOffByDefault are the numeric options whose zero value is their
+// kitOffByDefault are the numeric options whose zero value is their
 // documented default, meaning off: no delivered bytes kept, no depth.
-var sfOffByDefault = map[string]bool{"ConflictWindow": true, "ReassemblyDepth": true}
+var kitOffByDefault = map[string]bool{"ConflictWindow": true, "ReassemblyDepth": true}
 
-func sfSetField(o *reassembly.SafeAssemblerOptions, name string, v int64) {
+func kitSetField(o *SafeAssemblerOptions, name string, v int64) {
 	reflect.ValueOf(o).Elem().FieldByName(name).SetInt(v)
 }
 
-func sfGetField(o reassembly.SafeAssemblerOptions, name string) int64 {
+func kitGetField(o SafeAssemblerOptions, name string) int64 {
 	return reflect.ValueOf(o).FieldByName(name).Int()
 }
 
@@ -49,24 +47,24 @@ func sfGetField(o reassembly.SafeAssemblerOptions, name string) int64 {
 // assembler is returned.
 func TestSafeOptionsNegative(t *testing.T) {
 	t.Parallel()
-	for _, name := range sfNumericOptionFields(t) {
-		for _, base := range []reassembly.SafeAssemblerOptions{
+	for _, name := range kitNumericOptionFields(t) {
+		for _, base := range []SafeAssemblerOptions{
 			{},
 			{MaxBufferedPagesTotal: 10, MaxBufferedPagesPerConnection: 5, ConnectionTimeout: time.Minute, FlushInterval: time.Second},
 		} {
 			for _, v := range []int64{-1, -1 << 40} {
 				o := base
-				sfSetField(&o, name, v)
+				kitSetField(&o, name, v)
 				err := o.Validate()
 				require.Error(t, err, "%s = %d", name, v)
-				require.True(t, errors.Is(err, reassembly.ErrInvalidOptions), "%s: error %q does not wrap ErrInvalidOptions", name, err)
+				require.True(t, errors.Is(err, ErrInvalidOptions), "%s: error %q does not wrap ErrInvalidOptions", name, err)
 				require.Contains(t, err.Error(), name, "the message names the field")
 
 				o = base
-				sfSetField(&o, name, v)
-				pool := reassembly.NewSafeStreamPool(newSFFactory(), 0)
-				a, err := reassembly.NewSafeAssembler(pool, o)
-				require.ErrorIs(t, err, reassembly.ErrInvalidOptions, "%s", name)
+				kitSetField(&o, name, v)
+				pool := NewSafeStreamPool(newKitFactory(), 0)
+				a, err := NewSafeAssembler(pool, o)
+				require.ErrorIs(t, err, ErrInvalidOptions, "%s", name)
 				require.Contains(t, err.Error(), name)
 				require.Nil(t, a)
 			}
@@ -82,25 +80,25 @@ func TestSafeOptionsContradictions(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name  string
-		opts  reassembly.SafeAssemblerOptions
+		opts  SafeAssemblerOptions
 		field string
 	}{
-		{"per connection above total", reassembly.SafeAssemblerOptions{MaxBufferedPagesTotal: 5, MaxBufferedPagesPerConnection: 10}, "MaxBufferedPagesPerConnection"},
-		{"per connection above default total", reassembly.SafeAssemblerOptions{MaxBufferedPagesPerConnection: reassembly.DefaultMaxBufferedPagesTotal + 1}, "MaxBufferedPagesPerConnection"},
-		{"flush interval above timeout", reassembly.SafeAssemblerOptions{ConnectionTimeout: time.Minute, FlushInterval: 2 * time.Minute}, "FlushInterval"},
-		{"flush interval above default timeout", reassembly.SafeAssemblerOptions{FlushInterval: reassembly.DefaultConnectionTimeout + time.Second}, "FlushInterval"},
+		{"per connection above total", SafeAssemblerOptions{MaxBufferedPagesTotal: 5, MaxBufferedPagesPerConnection: 10}, "MaxBufferedPagesPerConnection"},
+		{"per connection above default total", SafeAssemblerOptions{MaxBufferedPagesPerConnection: DefaultMaxBufferedPagesTotal + 1}, "MaxBufferedPagesPerConnection"},
+		{"flush interval above timeout", SafeAssemblerOptions{ConnectionTimeout: time.Minute, FlushInterval: 2 * time.Minute}, "FlushInterval"},
+		{"flush interval above default timeout", SafeAssemblerOptions{FlushInterval: DefaultConnectionTimeout + time.Second}, "FlushInterval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			o := tc.opts
 			err := o.Validate()
 			require.Error(t, err)
-			require.True(t, errors.Is(err, reassembly.ErrInvalidOptions), "error %q does not wrap ErrInvalidOptions", err)
+			require.True(t, errors.Is(err, ErrInvalidOptions), "error %q does not wrap ErrInvalidOptions", err)
 			require.Contains(t, err.Error(), tc.field, "the message names the field")
 
-			pool := reassembly.NewSafeStreamPool(newSFFactory(), 0)
-			a, err := reassembly.NewSafeAssembler(pool, tc.opts)
-			require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
+			pool := NewSafeStreamPool(newKitFactory(), 0)
+			a, err := NewSafeAssembler(pool, tc.opts)
+			require.ErrorIs(t, err, ErrInvalidOptions)
 			require.Contains(t, err.Error(), tc.field)
 			require.Nil(t, a)
 		})
@@ -111,10 +109,10 @@ func TestSafeOptionsContradictions(t *testing.T) {
 // ErrInvalidOptions, and no panic.
 func TestSafeOptionsNilPool(t *testing.T) {
 	t.Parallel()
-	var a *reassembly.SafeAssembler
+	var a *SafeAssembler
 	var err error
-	require.NotPanics(t, func() { a, err = reassembly.NewSafeAssembler(nil, reassembly.SafeAssemblerOptions{}) })
-	require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
+	require.NotPanics(t, func() { a, err = NewSafeAssembler(nil, SafeAssemblerOptions{}) })
+	require.ErrorIs(t, err, ErrInvalidOptions)
 	require.Nil(t, a)
 }
 
@@ -127,27 +125,27 @@ func TestSafeOptionsNilPool(t *testing.T) {
 // idempotent.
 func TestSafeOptionsDefaults(t *testing.T) {
 	t.Parallel()
-	fields := sfNumericOptionFields(t)
+	fields := kitNumericOptionFields(t)
 	for _, tc := range []struct {
 		name string
-		in   reassembly.SafeAssemblerOptions
+		in   SafeAssemblerOptions
 		want map[string]int64
 	}{
-		{"all zero", reassembly.SafeAssemblerOptions{}, map[string]int64{
-			"MaxBufferedPagesTotal":         reassembly.DefaultMaxBufferedPagesTotal,
-			"MaxBufferedPagesPerConnection": reassembly.DefaultMaxBufferedPagesPerConnection,
-			"ConnectionTimeout":             int64(reassembly.DefaultConnectionTimeout),
-			"FlushInterval":                 int64(reassembly.DefaultFlushInterval),
+		{"all zero", SafeAssemblerOptions{}, map[string]int64{
+			"MaxBufferedPagesTotal":         DefaultMaxBufferedPagesTotal,
+			"MaxBufferedPagesPerConnection": DefaultMaxBufferedPagesPerConnection,
+			"ConnectionTimeout":             int64(DefaultConnectionTimeout),
+			"FlushInterval":                 int64(DefaultFlushInterval),
 		}},
-		{"small total caps the per-connection default", reassembly.SafeAssemblerOptions{MaxBufferedPagesTotal: 300}, map[string]int64{
+		{"small total caps the per-connection default", SafeAssemblerOptions{MaxBufferedPagesTotal: 300}, map[string]int64{
 			"MaxBufferedPagesTotal":         300,
 			"MaxBufferedPagesPerConnection": 300,
 		}},
-		{"short timeout caps the interval default", reassembly.SafeAssemblerOptions{ConnectionTimeout: time.Second}, map[string]int64{
+		{"short timeout caps the interval default", SafeAssemblerOptions{ConnectionTimeout: time.Second}, map[string]int64{
 			"ConnectionTimeout": int64(time.Second),
 			"FlushInterval":     int64(time.Second),
 		}},
-		{"boundaries are valid and kept", reassembly.SafeAssemblerOptions{
+		{"boundaries are valid and kept", SafeAssemblerOptions{
 			MaxBufferedPagesTotal: 7, MaxBufferedPagesPerConnection: 7,
 			ConnectionTimeout: time.Minute, FlushInterval: time.Minute, DisableBackgroundFlush: true,
 		}, map[string]int64{
@@ -162,13 +160,13 @@ func TestSafeOptionsDefaults(t *testing.T) {
 			require.NotNil(t, o.Logger, "a logger is filled in")
 			require.Equal(t, tc.in.DisableBackgroundFlush, o.DisableBackgroundFlush)
 			for _, name := range fields {
-				if sfOffByDefault[name] {
-					require.Equal(t, sfGetField(tc.in, name), sfGetField(o, name), "%s is off at zero and kept", name)
+				if kitOffByDefault[name] {
+					require.Equal(t, kitGetField(tc.in, name), kitGetField(o, name), "%s is off at zero and kept", name)
 					continue
 				}
-				require.Positive(t, sfGetField(o, name), "%s left without a default", name)
+				require.Positive(t, kitGetField(o, name), "%s left without a default", name)
 				if want, ok := tc.want[name]; ok {
-					require.Equal(t, want, sfGetField(o, name), name)
+					require.Equal(t, want, kitGetField(o, name), name)
 				}
 			}
 			again := o
@@ -182,8 +180,8 @@ func TestSafeOptionsDefaults(t *testing.T) {
 // timeout, a 10-second flush interval.
 func TestSafeOptionsDefaultValues(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, 50000, reassembly.DefaultMaxBufferedPagesTotal)
-	require.Equal(t, 1000, reassembly.DefaultMaxBufferedPagesPerConnection)
-	require.Equal(t, 2*time.Minute, reassembly.DefaultConnectionTimeout)
-	require.Equal(t, 10*time.Second, reassembly.DefaultFlushInterval)
+	require.Equal(t, 50000, DefaultMaxBufferedPagesTotal)
+	require.Equal(t, 1000, DefaultMaxBufferedPagesPerConnection)
+	require.Equal(t, 2*time.Minute, DefaultConnectionTimeout)
+	require.Equal(t, 10*time.Second, DefaultFlushInterval)
 }

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"bytes"
@@ -14,8 +14,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // This file checks the overlap policies byte for byte against a reference
@@ -64,25 +62,25 @@ func opClassify(ns, ne, os, oe int) opCase {
 // opNewWins is the matrix: for each policy, the cases where the new copy
 // wins (Suricata's DoHandleDataOverlap cases, with Snort 3's grouping of
 // irix and hpux10 with linux).
-var opNewWins = map[reassembly.OverlapPolicy][]opCase{
-	reassembly.OverlapDefault:     {opSameStartShorter, opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers, opAfterEndsAfter, opAfterEndsInsideOrSame},
-	reassembly.OverlapLast:        {opSameStartShorter, opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers, opAfterEndsAfter, opAfterEndsInsideOrSame},
-	reassembly.OverlapFirst:       {},
-	reassembly.OverlapVista:       {},
-	reassembly.OverlapBSD:         {opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapWindows:     {opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapWindows2003: {opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapMacOS:       {opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapLinux:       {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapHPUX10:      {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapIRIX:        {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapOldLinux:    {opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
-	reassembly.OverlapSolaris:     {opSameStartSameEnd, opSameStartLonger, opBeforeCovers, opAfterEndsAfter},
-	reassembly.OverlapHPUX11:      {opSameStartSameEnd, opSameStartLonger, opBeforeCovers, opAfterEndsAfter},
+var opNewWins = map[OverlapPolicy][]opCase{
+	OverlapDefault:     {opSameStartShorter, opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers, opAfterEndsAfter, opAfterEndsInsideOrSame},
+	OverlapLast:        {opSameStartShorter, opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers, opAfterEndsAfter, opAfterEndsInsideOrSame},
+	OverlapFirst:       {},
+	OverlapVista:       {},
+	OverlapBSD:         {opBeforeEndsInside, opBeforeCovers},
+	OverlapWindows:     {opBeforeEndsInside, opBeforeCovers},
+	OverlapWindows2003: {opBeforeEndsInside, opBeforeCovers},
+	OverlapMacOS:       {opBeforeEndsInside, opBeforeCovers},
+	OverlapLinux:       {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	OverlapHPUX10:      {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	OverlapIRIX:        {opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	OverlapOldLinux:    {opSameStartSameEnd, opSameStartLonger, opBeforeEndsInside, opBeforeCovers},
+	OverlapSolaris:     {opSameStartSameEnd, opSameStartLonger, opBeforeCovers, opAfterEndsAfter},
+	OverlapHPUX11:      {opSameStartSameEnd, opSameStartLonger, opBeforeCovers, opAfterEndsAfter},
 }
 
-func opAllPolicies() []reassembly.OverlapPolicy {
-	var ps []reassembly.OverlapPolicy
+func opAllPolicies() []OverlapPolicy {
+	var ps []OverlapPolicy
 	for p := range opNewWins {
 		ps = append(ps, p)
 	}
@@ -111,7 +109,7 @@ func (c opConflict) String() string {
 // opModel is the reference: a byte array where each byte knows the segment
 // that supplied it; bytes below next are delivered.
 type opModel struct {
-	policy    reassembly.OverlapPolicy
+	policy    OverlapPolicy
 	window    int // delivered bytes compared, from the newest
 	data      []byte
 	owner     []int // index into segs, -1: empty
@@ -120,7 +118,7 @@ type opModel struct {
 	conflicts []opConflict
 }
 
-func newOPModel(p reassembly.OverlapPolicy, window, size int) *opModel {
+func newOPModel(p OverlapPolicy, window, size int) *opModel {
 	m := &opModel{policy: p, window: window, data: make([]byte, size), owner: make([]int, size)}
 	for i := range m.owner {
 		m.owner[i] = -1
@@ -197,23 +195,23 @@ type opStream struct {
 	completes int
 	// depth, when set, makes the stream a DepthOverrider (see
 	// opDepthStream).
-	depth func(reassembly.TCPFlowDirection) int
+	depth func(TCPFlowDirection) int
 	// keep makes it ask for the last byte of each delivery again.
 	keep bool
 	// sgs logs each delivery: direction, end, depth, skip, bytes.
 	sgs []string
 }
 
-func (s *opStream) Accept(*layers.TCP, gopacket.CaptureInfo, reassembly.TCPFlowDirection, reassembly.Sequence, *bool, reassembly.AssemblerContext) bool {
+func (s *opStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
 	return true
 }
 
-func (s *opStream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
+func (s *opStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dir, _, end, skip := sg.Info()
 	out := &s.out
-	if dir == reassembly.TCPDirServerToClient {
+	if dir == TCPDirServerToClient {
 		out = &s.server
 	}
 	if skip > 0 {
@@ -229,14 +227,14 @@ func (s *opStream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.Assem
 		sg.KeepFrom(n - 1)
 	}
 	depth := false
-	if d, ok := sg.(reassembly.DepthReporter); ok && d.DepthReached() {
+	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
 		s.depthHits++
 		depth = true
 	}
 	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
 }
 
-func (s *opStream) ReassemblyComplete(reassembly.AssemblerContext) bool {
+func (s *opStream) ReassemblyComplete(AssemblerContext) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.completes++
@@ -246,18 +244,18 @@ func (s *opStream) ReassemblyComplete(reassembly.AssemblerContext) bool {
 // opDepthStream is an opStream that chooses its reassembly depth.
 type opDepthStream struct{ *opStream }
 
-func (s opDepthStream) ReassemblyDepth(dir reassembly.TCPFlowDirection) int { return s.depth(dir) }
+func (s opDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.depth(dir) }
 
 // opFactory hands out opStreams and remembers them by client port; with
 // depth set, they implement DepthOverrider.
 type opFactory struct {
 	mu      sync.Mutex
 	streams map[uint16]*opStream
-	depth   func(reassembly.TCPFlowDirection) int
+	depth   func(TCPFlowDirection) int
 	keep    bool
 }
 
-func (f *opFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ reassembly.AssemblerContext) reassembly.Stream {
+func (f *opFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := &opStream{depth: f.depth, keep: f.keep}
@@ -274,27 +272,27 @@ func (f *opFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ reassembly.As
 type opHarness struct {
 	t   testing.TB
 	f   *opFactory
-	a   *reassembly.SafeAssembler
+	a   *SafeAssembler
 	n   int
 	ts  time.Time
 	got []opConflict
 }
 
-func newOPHarness(t testing.TB, opts reassembly.SafeAssemblerOptions) *opHarness {
+func newOPHarness(t testing.TB, opts SafeAssemblerOptions) *opHarness {
 	return newOPHarnessRaw(t, opts, true)
 }
 
 // newOPHarnessRaw is newOPHarness; with record set and no OnConflict in
 // opts, the conflicts are recorded in got.
-func newOPHarnessRaw(t testing.TB, opts reassembly.SafeAssemblerOptions, record bool) *opHarness {
+func newOPHarnessRaw(t testing.TB, opts SafeAssemblerOptions, record bool) *opHarness {
 	h := &opHarness{t: t, f: &opFactory{streams: map[uint16]*opStream{}}, ts: time.Unix(1_700_000_000, 0)}
 	opts.DisableBackgroundFlush = true
 	if opts.OnConflict == nil && record {
-		opts.OnConflict = func(c reassembly.Conflict) {
+		opts.OnConflict = func(c Conflict) {
 			h.got = append(h.got, opConflict{c.Offset, c.Delivered, string(c.Old), string(c.New)})
 		}
 	}
-	a, err := reassembly.NewSafeAssembler(reassembly.NewSafeStreamPool(h.f, 0), opts)
+	a, err := NewSafeAssembler(NewSafeStreamPool(h.f, 0), opts)
 	require.NoError(t, err)
 	h.a = a
 	t.Cleanup(func() { a.Close() })
@@ -323,7 +321,7 @@ const opServerISN = 1<<32 - 100
 // send hands in a client packet; off is the stream offset of its first
 // byte (ignored for a SYN, which takes the ISN).
 func (c *opConn) send(flags string, off int, payload []byte) {
-	if err := c.packet(false, flags, off, payload); err != nil && !errors.Is(err, reassembly.ErrConnectionClosed) {
+	if err := c.packet(false, flags, off, payload); err != nil && !errors.Is(err, ErrConnectionClosed) {
 		c.h.t.Fatalf("assemble: %v", err)
 	}
 }
@@ -502,7 +500,7 @@ func TestOverlapPoliciesExhaustive(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			t.Parallel()
 			for _, window := range []int{1 << 20, 0} {
-				h := newOPHarness(t, reassembly.SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: window})
+				h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: window})
 				runs, conflicts, conflictBytes := 0, int64(0), int64(0)
 				for _, isn := range opISNs {
 					if window == 0 && isn != opISNs[3] {
@@ -527,7 +525,7 @@ func TestOverlapPoliciesExhaustive(t *testing.T) {
 				st := h.a.Stats()
 				require.Equal(t, conflicts, st.OverlapConflicts, "OverlapConflicts")
 				require.Equal(t, conflictBytes, st.ConflictBytes, "ConflictBytes")
-				sfRequireConserved(t, st)
+				kitRequireConserved(t, st)
 				require.Zero(t, st.PageCache.QueuedBytes)
 				if window != 0 {
 					require.Equal(t, 4*(13*3+409*4), runs)
@@ -551,7 +549,7 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			t.Parallel()
 			r := rand.New(rand.NewPCG(uint64(p), 7))
-			h := newOPHarness(t, reassembly.SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: 3000})
+			h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: 3000})
 			for round := range rounds {
 				h.f.mu.Lock()
 				h.f.keep = round%2 == 1 // KeepFrom on every delivery
@@ -589,7 +587,7 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 				}
 			}
 			st := h.a.Stats()
-			sfRequireConserved(t, st)
+			kitRequireConserved(t, st)
 		})
 	}
 }
@@ -599,10 +597,10 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 // counted before they are buffered, and the bytes still add up.
 func TestOverlapPolicyWithinLimits(t *testing.T) {
 	t.Parallel()
-	for _, p := range []reassembly.OverlapPolicy{reassembly.OverlapFirst, reassembly.OverlapBSD, reassembly.OverlapSolaris, reassembly.OverlapDefault} {
+	for _, p := range []OverlapPolicy{OverlapFirst, OverlapBSD, OverlapSolaris, OverlapDefault} {
 		r := rand.New(rand.NewPCG(uint64(p), 99))
 		const pages = 24
-		h := newOPHarness(t, reassembly.SafeAssemblerOptions{
+		h := newOPHarness(t, SafeAssemblerOptions{
 			OverlapPolicy:                 p,
 			MaxBufferedPagesTotal:         pages,
 			MaxBufferedPagesPerConnection: pages,
@@ -627,7 +625,7 @@ func TestOverlapPolicyWithinLimits(t *testing.T) {
 		}
 		st := h.a.Stats()
 		require.Positive(t, st.ForcedSkips, "the limits were reached")
-		sfRequireConserved(t, st)
+		kitRequireConserved(t, st)
 	}
 }
 
@@ -637,26 +635,26 @@ func TestOverlapPolicyWithinLimits(t *testing.T) {
 func TestParseOverlapPolicy(t *testing.T) {
 	t.Parallel()
 	for _, p := range opAllPolicies() {
-		got, err := reassembly.ParseOverlapPolicy(p.String())
+		got, err := ParseOverlapPolicy(p.String())
 		require.NoError(t, err)
 		require.Equal(t, p, got)
 	}
-	for name, want := range map[string]reassembly.OverlapPolicy{
-		"BSD": reassembly.OverlapBSD, "bsd-right": reassembly.OverlapBSD, "old_linux": reassembly.OverlapOldLinux,
-		"win_2003": reassembly.OverlapWindows2003, "windows2k3": reassembly.OverlapWindows2003,
-		"old-solaris": reassembly.OverlapSolaris, "hpux": reassembly.OverlapHPUX11, " Vista ": reassembly.OverlapVista,
-		"": reassembly.OverlapDefault,
+	for name, want := range map[string]OverlapPolicy{
+		"BSD": OverlapBSD, "bsd-right": OverlapBSD, "old_linux": OverlapOldLinux,
+		"win_2003": OverlapWindows2003, "windows2k3": OverlapWindows2003,
+		"old-solaris": OverlapSolaris, "hpux": OverlapHPUX11, " Vista ": OverlapVista,
+		"": OverlapDefault,
 	} {
-		got, err := reassembly.ParseOverlapPolicy(name)
+		got, err := ParseOverlapPolicy(name)
 		require.NoError(t, err, name)
 		require.Equal(t, want, got, name)
 	}
-	_, err := reassembly.ParseOverlapPolicy("plan9")
-	require.True(t, errors.Is(err, reassembly.ErrInvalidOptions))
-	require.Equal(t, "OverlapPolicy(200)", reassembly.OverlapPolicy(200).String())
+	_, err := ParseOverlapPolicy("plan9")
+	require.True(t, errors.Is(err, ErrInvalidOptions))
+	require.Equal(t, "OverlapPolicy(200)", OverlapPolicy(200).String())
 
-	o := reassembly.SafeAssemblerOptions{OverlapPolicy: 200}
+	o := SafeAssemblerOptions{OverlapPolicy: 200}
 	err = o.Validate()
-	require.ErrorIs(t, err, reassembly.ErrInvalidOptions)
+	require.ErrorIs(t, err, ErrInvalidOptions)
 	require.Contains(t, err.Error(), "OverlapPolicy")
 }

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Concurrency tests, meant for -race: the creation race, many assemblers
 // sharing a pool under concurrent flushes, stats and Close, and the limits
@@ -19,13 +19,11 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
-type sfFeed func(gopacket.Flow, *layers.TCP, reassembly.AssemblerContext) error
+type kitFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 
-func sfQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Property (creation race): when both directions of a new connection reach
 // two different assemblers sharing a pool at the same instant — forced by
@@ -37,26 +35,26 @@ func sfQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // for drop-in Assemblers sharing a StreamPool, with SYNs and with
 // mid-stream data.
 func TestRaceCreationBothDirections(t *testing.T) {
-	sfNoLeaks(t)
+	kitNoLeaks(t)
 	for _, face := range []string{"SafeAssembler", "Assembler"} {
 		t.Run(face, func(t *testing.T) {
-			f := newSFFactory()
-			var feed [2]sfFeed
+			f := newKitFactory()
+			var feed [2]kitFeed
 			var finish func()
 			if face == "SafeAssembler" {
-				pool := reassembly.NewSafeStreamPool(f, 0)
-				a1 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
-				a2 := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
+				pool := NewSafeStreamPool(f, 0)
+				a1 := newKitAssembler(t, pool, SafeAssemblerOptions{})
+				a2 := newKitAssembler(t, pool, SafeAssemblerOptions{})
 				feed[0], feed[1] = a1.AssembleWithContext, a2.AssembleWithContext
 				finish = func() {
 					require.NoError(t, a1.Close())
 					require.NoError(t, a2.Close())
 				}
 			} else {
-				pool := reassembly.NewStreamPool(f)
-				d1, d2 := reassembly.NewAssembler(pool), reassembly.NewAssembler(pool)
-				for i, d := range []*reassembly.Assembler{d1, d2} {
-					feed[i] = func(fl gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) error {
+				pool := NewStreamPool(f)
+				d1, d2 := NewAssembler(pool), NewAssembler(pool)
+				for i, d := range []*Assembler{d1, d2} {
+					feed[i] = func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
 						d.AssembleWithContext(fl, tcp, ac)
 						return nil
 					}
@@ -66,7 +64,7 @@ func TestRaceCreationBothDirections(t *testing.T) {
 
 			const rounds = 30
 			for i := range rounds {
-				c := sfConnN(i + 1)
+				c := kitConnN(i + 1)
 				entered := make(chan struct{}, 2)
 				barrier := make(chan struct{})
 				f.setGate(entered, barrier)
@@ -88,7 +86,7 @@ func TestRaceCreationBothDirections(t *testing.T) {
 							tcp = c.seg(false, c.seqAt(false, -1), "S", nil)
 						}
 						<-start
-						errs[side] = feed[side](c.flow(fromServer), tcp, sfAt(sfT0))
+						errs[side] = feed[side](c.flow(fromServer), tcp, kitAt(kitT0))
 					}()
 				}
 				close(start)
@@ -121,15 +119,15 @@ func TestRaceCreationBothDirections(t *testing.T) {
 	}
 }
 
-// sfSplitByWorker generates nConns connections of random traffic and
+// kitSplitByWorker generates nConns connections of random traffic and
 // splits them so that the two directions of a connection go to different
 // workers; each worker's list keeps each direction's order.
-func sfSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]sfPkt {
-	per := make([][][]sfPkt, nWorkers)
+func kitSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
+	per := make([][][]kitPkt, nWorkers)
 	for id := firstID; id < firstID+nConns; id++ {
-		var dirs [2][]sfPkt
-		for _, p := range sfTraffic(r, id, 1) {
-			d := sfBtoi(p.fromServer)
+		var dirs [2][]kitPkt
+		for _, p := range kitTraffic(r, id, 1) {
+			d := kitBtoi(p.fromServer)
 			dirs[d] = append(dirs[d], p)
 		}
 		for d := range dirs {
@@ -137,14 +135,14 @@ func sfSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]sfPkt {
 			per[w] = append(per[w], dirs[d])
 		}
 	}
-	out := make([][]sfPkt, nWorkers)
+	out := make([][]kitPkt, nWorkers)
 	for w := range per {
-		out[w] = sfInterleave(r, per[w])
+		out[w] = kitInterleave(r, per[w])
 	}
 	return out
 }
 
-func sfAllowed(err error, allowed ...error) bool {
+func kitAllowed(err error, allowed ...error) bool {
 	if err == nil {
 		return true
 	}
@@ -166,25 +164,25 @@ func sfAllowed(err error, allowed ...error) bool {
 // Streams for one connection, every Stream completed exactly once, the
 // pool empty, no page in use, no goroutine left.
 func TestRaceManyAssemblersManyConnections(t *testing.T) {
-	sfNoLeaks(t)
+	kitNoLeaks(t)
 	const (
 		nWorkers = 4
 		nConns   = 48
 		maxConns = 40
 	)
-	f := newSFFactory()
+	f := newKitFactory()
 	f.checkContent = true
-	pool := reassembly.NewSafeStreamPool(f, maxConns)
-	opts := reassembly.SafeAssemblerOptions{
+	pool := NewSafeStreamPool(f, maxConns)
+	opts := SafeAssemblerOptions{
 		MaxBufferedPagesTotal: 64, MaxBufferedPagesPerConnection: 8,
 		ConnectionTimeout: 40 * time.Millisecond, FlushInterval: 10 * time.Millisecond,
-		Logger: sfQuietLogger(),
+		Logger: kitQuietLogger(),
 	}
-	asms := make([]*reassembly.SafeAssembler, nWorkers+1) // the last one is closed midway
+	asms := make([]*SafeAssembler, nWorkers+1) // the last one is closed midway
 	for i := range asms {
-		asms[i] = newSFAssembler(t, pool, opts)
+		asms[i] = newKitAssembler(t, pool, opts)
 	}
-	lists := sfSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
+	lists := kitSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
 	total := 0
 	for _, l := range lists {
 		total += len(l)
@@ -203,9 +201,9 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 				if k%7 == 3 {
 					a = asms[nWorkers]
 				}
-				ts := sfT0.Add(time.Duration(k) * time.Millisecond)
-				err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, sfAt(ts))
-				if !sfAllowed(err, reassembly.ErrConnectionClosed, reassembly.ErrConnectionLimit, reassembly.ErrAssemblerClosed) {
+				ts := kitT0.Add(time.Duration(k) * time.Millisecond)
+				err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, kitAt(ts))
+				if !kitAllowed(err, ErrConnectionClosed, ErrConnectionLimit, ErrAssemblerClosed) {
 					unexpected.Store(err.Error(), true)
 				}
 				progress.Add(1)
@@ -224,12 +222,12 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 				default:
 				}
 				a := asms[r.Intn(len(asms))]
-				at := func() time.Time { return sfT0.Add(time.Duration(r.Intn(600)) * time.Millisecond) }
+				at := func() time.Time { return kitT0.Add(time.Duration(r.Intn(600)) * time.Millisecond) }
 				switch i % 6 {
 				case 0:
-					a.FlushWithOptions(reassembly.FlushOptions{T: at(), TC: at()})
+					a.FlushWithOptions(FlushOptions{T: at(), TC: at()})
 				case 1:
-					a.FlushWithOptions(reassembly.FlushOptions{T: at()})
+					a.FlushWithOptions(FlushOptions{T: at()})
 				case 2:
 					a.FlushCloseOlderThan(at())
 				case 3:
@@ -289,18 +287,18 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 // Streams for one connection, and after FlushAll every Stream is completed
 // exactly once.
 func TestRaceDropInAssemblersSharedPool(t *testing.T) {
-	sfNoLeaks(t)
+	kitNoLeaks(t)
 	const nWorkers = 3
-	f := newSFFactory()
+	f := newKitFactory()
 	f.checkContent = true
-	pool := reassembly.NewStreamPool(f)
-	asms := make([]*reassembly.Assembler, nWorkers)
+	pool := NewStreamPool(f)
+	asms := make([]*Assembler, nWorkers)
 	for i := range asms {
-		asms[i] = reassembly.NewAssembler(pool)
+		asms[i] = NewAssembler(pool)
 		asms[i].MaxBufferedPagesPerConnection = 6
 		asms[i].MaxBufferedPagesTotal = 30
 	}
-	lists := sfSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
+	lists := kitSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
 	stop := make(chan struct{})
 	var workers, helpers sync.WaitGroup
 	for w := range nWorkers {
@@ -308,7 +306,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 		go func() {
 			defer workers.Done()
 			for k, p := range lists[w] {
-				asms[w].AssembleWithContext(p.c.flow(p.fromServer), p.tcp, sfAt(sfT0.Add(time.Duration(k)*time.Millisecond)))
+				asms[w].AssembleWithContext(p.c.flow(p.fromServer), p.tcp, kitAt(kitT0.Add(time.Duration(k)*time.Millisecond)))
 			}
 		}()
 	}
@@ -323,9 +321,9 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 			default:
 			}
 			a := asms[i%nWorkers]
-			at := sfT0.Add(time.Duration(r.Intn(300)) * time.Millisecond)
+			at := kitT0.Add(time.Duration(r.Intn(300)) * time.Millisecond)
 			if i%2 == 0 {
-				a.FlushWithOptions(reassembly.FlushOptions{T: at, TC: at})
+				a.FlushWithOptions(FlushOptions{T: at, TC: at})
 			} else {
 				a.FlushCloseOlderThan(at)
 			}
@@ -340,8 +338,8 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 	f.requireSound(t)
 }
 
-// sfMax raises m to v.
-func sfMax(m *atomic.Int64, v int64) {
+// kitMax raises m to v.
+func kitMax(m *atomic.Int64, v int64) {
 	for {
 		cur := m.Load()
 		if v <= cur || m.CompareAndSwap(cur, v) {
@@ -359,7 +357,7 @@ func sfMax(m *atomic.Int64, v int64) {
 // as a Skip, the Streams' skips add up to the assemblers' Gaps, and the
 // assemblers' Stats taken together conserve bytes.
 func TestRaceLimitsNeverExceeded(t *testing.T) {
-	sfNoLeaks(t)
+	kitNoLeaks(t)
 	const (
 		nWorkers = 4
 		maxConns = 5
@@ -370,18 +368,18 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 		segs     = 8
 		segLen   = 1000 // one page each
 	)
-	f := newSFFactory()
+	f := newKitFactory()
 	f.checkContent = true
 	// Refusal keeps each worker's connections its own; eviction across
 	// assemblers is raced by TestRaceManyAssemblersManyConnections.
-	pool, err := reassembly.NewSafeStreamPoolWithOptions(f, reassembly.SafeStreamPoolOptions{MaxConnections: maxConns, RefuseAtLimit: true})
+	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: maxConns, RefuseAtLimit: true})
 	require.NoError(t, err)
-	opts := reassembly.SafeAssemblerOptions{
-		MaxBufferedPagesTotal: maxPages, MaxBufferedPagesPerConnection: perConn, Logger: sfQuietLogger(),
+	opts := SafeAssemblerOptions{
+		MaxBufferedPagesTotal: maxPages, MaxBufferedPagesPerConnection: perConn, Logger: kitQuietLogger(),
 	}
-	asms := make([]*reassembly.SafeAssembler, nWorkers)
+	asms := make([]*SafeAssembler, nWorkers)
 	for i := range asms {
-		asms[i] = newSFAssembler(t, pool, opts)
+		asms[i] = newKitAssembler(t, pool, opts)
 	}
 
 	var maxActive, maxInUse atomic.Int64
@@ -398,21 +396,21 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 				default:
 				}
 				ps := pool.Stats()
-				sfMax(&maxActive, ps.ActiveConnections)
-				sfMax(&maxInUse, ps.PageCache.PagesInUse)
+				kitMax(&maxActive, ps.ActiveConnections)
+				kitMax(&maxInUse, ps.PageCache.PagesInUse)
 				st := asms[i%nWorkers].Stats()
-				sfMax(&maxInUse, st.PageCache.PagesInUse)
+				kitMax(&maxInUse, st.PageCache.PagesInUse)
 				runtime.Gosched()
 			}
 		}()
 	}
 
 	var unexpected sync.Map
-	payload := func(c sfConn, off int) []byte {
-		seed := sfSeed(c.key())
+	payload := func(c kitConn, off int) []byte {
+		seed := kitSeed(c.key())
 		p := make([]byte, segLen)
 		for k := range p {
-			p[k] = sfContent(seed, 0, off+k)
+			p[k] = kitContent(seed, 0, off+k)
 		}
 		return p
 	}
@@ -421,8 +419,8 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 		go func() {
 			defer workers.Done()
 			a := asms[w]
-			send := func(c sfConn, fromServer bool, seq uint32, flags string, p []byte) error {
-				return a.AssembleWithContext(c.flow(fromServer), c.seg(fromServer, seq, flags, p), sfAt(sfT0))
+			send := func(c kitConn, fromServer bool, seq uint32, flags string, p []byte) error {
+				return a.AssembleWithContext(c.flow(fromServer), c.seg(fromServer, seq, flags, p), kitAt(kitT0))
 			}
 			note := func(err error) {
 				if err != nil {
@@ -430,15 +428,15 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 				}
 			}
 			for round := range rounds {
-				var open []sfConn
+				var open []kitConn
 				n := batch
 				if w == 0 && round == 0 {
 					n = maxConns + 1 // at least one refusal, however the workers are scheduled
 				}
 				for j := range n {
-					c := sfConnN(10000*(w+1) + 10*round + j)
+					c := kitConnN(10000*(w+1) + 10*round + j)
 					err := send(c, false, c.seqAt(false, -1), "S", nil)
-					if errors.Is(err, reassembly.ErrConnectionLimit) {
+					if errors.Is(err, ErrConnectionLimit) {
 						continue
 					}
 					note(err)
@@ -466,7 +464,7 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 	require.Empty(t, errs, "unexpected errors")
 
 	ps := pool.Stats()
-	var sum reassembly.AssemblerStats
+	var sum AssemblerStats
 	for _, a := range asms {
 		st := a.Stats()
 		sum.BytesProcessed += st.BytesProcessed

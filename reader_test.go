@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Tests of the io.Reader face (ReaderStream, ReaderPair, ReaderFactory):
 // bytes in order, gaps surfaced and resumed from, io.EOF, a bounded buffer
@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,12 +20,8 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
-
-	"github.com/safepacket/reassembly"
 )
 
 // ---------------------------------------------------------------------------
@@ -39,77 +34,32 @@ const (
 	rdSISN uint32 = 7000
 )
 
-// rdConn is a connection between client 10.1.x.y:port and 192.168.7.1:80.
-type rdConn struct {
-	cli, srv     net.IP
-	cport, sport layers.TCPPort
-}
-
-func rdConnN(i int) rdConn {
-	return rdConn{
-		cli:   net.IPv4(10, 1, byte(i>>8), byte(i)).To4(),
-		srv:   net.IPv4(192, 168, 7, 1).To4(),
-		cport: layers.TCPPort(30000 + i),
-		sport: 80,
-	}
-}
-
-func (c rdConn) flow(fromServer bool) gopacket.Flow {
-	if fromServer {
-		return gopacket.NewFlow(layers.EndpointIPv4, c.srv, c.cli)
-	}
-	return gopacket.NewFlow(layers.EndpointIPv4, c.cli, c.srv)
-}
-
-// seg builds a segment carrying payload at byte off of its direction;
-// flags holds any of S, A, F, R, and a SYN is placed at the ISN.
-func (c rdConn) seg(fromServer bool, flags string, off int, payload []byte) *layers.TCP {
-	isn := rdCISN
-	t := &layers.TCP{SrcPort: c.cport, DstPort: c.sport, Window: 65535}
-	if fromServer {
-		isn = rdSISN
-		t.SrcPort, t.DstPort = c.sport, c.cport
-	}
-	t.Seq = isn + 1 + uint32(off)
-	for _, f := range flags {
-		switch f {
-		case 'S':
-			t.SYN = true
-			t.Seq = isn
-		case 'A':
-			t.ACK = true
-		case 'F':
-			t.FIN = true
-		case 'R':
-			t.RST = true
-		}
-	}
-	t.Payload = payload
-	return t
-}
+// rdConnN is connection i of the reader tests (client port 30000+i), with
+// a client ISN close to the wrap, so that streams cross it.
+func rdConnN(i int) kitConn { return kitConnN(10000+i).withISNs(rdCISN, rdSISN) }
 
 // rdFeeder hands packets to an assembler with increasing capture times.
 type rdFeeder struct {
 	t  testing.TB
-	a  *reassembly.SafeAssembler
+	a  *SafeAssembler
 	ts time.Time
 }
 
-func (f *rdFeeder) send(c rdConn, fromServer bool, flags string, off int, payload []byte) {
+func (f *rdFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {
 	f.t.Helper()
 	f.ts = f.ts.Add(time.Millisecond)
-	require.NoError(f.t, f.a.AssembleWithTimestamp(c.flow(fromServer), c.seg(fromServer, flags, off, payload), f.ts))
+	require.NoError(f.t, f.a.AssembleWithTimestamp(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), f.ts))
 }
 
 // open sends the handshake.
-func (f *rdFeeder) open(c rdConn) {
+func (f *rdFeeder) open(c kitConn) {
 	f.t.Helper()
 	f.send(c, false, "S", 0, nil)
 	f.send(c, true, "SA", 0, nil)
 }
 
 // stream sends data as segments of at most seg bytes, from offset off.
-func (f *rdFeeder) stream(c rdConn, fromServer bool, off int, data []byte, seg int) int {
+func (f *rdFeeder) stream(c kitConn, fromServer bool, off int, data []byte, seg int) int {
 	f.t.Helper()
 	for len(data) > 0 {
 		n := min(seg, len(data))
@@ -120,17 +70,11 @@ func (f *rdFeeder) stream(c rdConn, fromServer bool, off int, data []byte, seg i
 	return off
 }
 
-func rdNoLeaks(t *testing.T) {
-	t.Helper()
-	ign := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ign) })
-}
-
 // rdSetup returns an assembler and its pool, closed at the end of the test.
-func rdSetup(t *testing.T, f reassembly.StreamFactory) (*reassembly.SafeAssembler, *reassembly.SafeStreamPool, *rdFeeder) {
+func rdSetup(t *testing.T, f StreamFactory) (*SafeAssembler, *SafeStreamPool, *rdFeeder) {
 	t.Helper()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{DisableBackgroundFlush: true})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		a.Close()
@@ -142,7 +86,7 @@ func rdSetup(t *testing.T, f reassembly.StreamFactory) (*reassembly.SafeAssemble
 // rdPiece is what one or more Reads returned: bytes, or a gap.
 type rdPiece struct {
 	data string
-	gap  *reassembly.GapError
+	gap  *GapError
 }
 
 func (p rdPiece) String() string {
@@ -166,11 +110,11 @@ func rdReadAll(r io.Reader, bufSize int) ([]rdPiece, error) {
 				out = append(out, rdPiece{data: string(buf[:n])})
 			}
 		}
-		var g *reassembly.GapError
+		var g *GapError
 		switch {
 		case err == nil:
 		case errors.As(err, &g):
-			if !errors.Is(err, reassembly.ErrGap) {
+			if !errors.Is(err, ErrGap) {
 				return out, fmt.Errorf("GapError does not match ErrGap: %w", err)
 			}
 			if n != 0 {
@@ -201,15 +145,15 @@ func rdCollect(r io.Reader, bufSize int) <-chan rdResult {
 
 // rdPairs is a ReaderFactory that keeps the pairs it made.
 type rdPairs struct {
-	reassembly.ReaderFactory
+	ReaderFactory
 	mu    sync.Mutex
-	pairs []*reassembly.ReaderPair
+	pairs []*ReaderPair
 }
 
-func newRDPairs(opts reassembly.ReaderOptions, onConn func(*reassembly.ReaderPair)) *rdPairs {
+func newRDPairs(opts ReaderOptions, onConn func(*ReaderPair)) *rdPairs {
 	f := &rdPairs{}
 	f.Options = opts
-	f.OnConnection = func(p *reassembly.ReaderPair) {
+	f.OnConnection = func(p *ReaderPair) {
 		f.mu.Lock()
 		f.pairs = append(f.pairs, p)
 		f.mu.Unlock()
@@ -220,7 +164,7 @@ func newRDPairs(opts reassembly.ReaderOptions, onConn func(*reassembly.ReaderPai
 	return f
 }
 
-func (f *rdPairs) pair(t *testing.T, i int) *reassembly.ReaderPair {
+func (f *rdPairs) pair(t *testing.T, i int) *ReaderPair {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -230,7 +174,7 @@ func (f *rdPairs) pair(t *testing.T, i int) *reassembly.ReaderPair {
 
 // rdSG is a hand-made ScatterGather, to drive a ReaderPair directly.
 type rdSG struct {
-	dir        reassembly.TCPFlowDirection
+	dir        TCPFlowDirection
 	start, end bool
 	skip       int
 	data       []byte
@@ -240,16 +184,16 @@ func (s *rdSG) Lengths() (int, int)                  { return len(s.data), 0 }
 func (s *rdSG) Fetch(n int) []byte                   { return s.data[:max(0, min(n, len(s.data)))] }
 func (s *rdSG) KeepFrom(int)                         {}
 func (s *rdSG) CaptureInfo(int) gopacket.CaptureInfo { return gopacket.CaptureInfo{} }
-func (s *rdSG) Stats() reassembly.TCPAssemblyStats   { return reassembly.TCPAssemblyStats{} }
-func (s *rdSG) Info() (reassembly.TCPFlowDirection, bool, bool, int) {
+func (s *rdSG) Stats() TCPAssemblyStats              { return TCPAssemblyStats{} }
+func (s *rdSG) Info() (TCPFlowDirection, bool, bool, int) {
 	return s.dir, s.start, s.end, s.skip
 }
 
-func rdDeliver(p *reassembly.ReaderPair, dir reassembly.TCPFlowDirection, start bool, skip int, data string, end bool) {
+func rdDeliver(p *ReaderPair, dir TCPFlowDirection, start bool, skip int, data string, end bool) {
 	p.ReassembledSG(&rdSG{dir: dir, start: start, end: end, skip: skip, data: []byte(data)}, nil)
 }
 
-func rdConserved(t *testing.T, s reassembly.ReaderStats) {
+func rdConserved(t *testing.T, s ReaderStats) {
 	t.Helper()
 	assert.Equal(t, s.BytesIn, s.BytesRead+s.Buffered+s.BytesDropped+s.BytesDiscarded,
 		"BytesIn = BytesRead + Buffered + BytesDropped + BytesDiscarded: %+v", s)
@@ -267,9 +211,9 @@ func rdPattern(n int, seed byte) []byte {
 // The ReaderStream contract, driven directly
 
 func TestReaderGapThenResume(t *testing.T) {
-	rdNoLeaks(t)
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
-	c2s := reassembly.TCPDirClientToServer
+	kitNoLeaks(t)
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
+	c2s := TCPDirClientToServer
 	rdDeliver(p, c2s, true, 0, "", false) // the SYN
 	rdDeliver(p, c2s, false, 0, "abc", false)
 	rdDeliver(p, c2s, false, 5, "def", false)
@@ -284,8 +228,8 @@ func TestReaderGapThenResume(t *testing.T) {
 
 	n, err = r.Read(buf)
 	assert.Zero(t, n)
-	require.ErrorIs(t, err, reassembly.ErrGap)
-	var g *reassembly.GapError
+	require.ErrorIs(t, err, ErrGap)
+	var g *GapError
 	require.ErrorAs(t, err, &g)
 	assert.Equal(t, int64(5), g.Bytes)
 	assert.Zero(t, g.Dropped)
@@ -308,7 +252,7 @@ func TestReaderGapThenResume(t *testing.T) {
 		assert.Equal(t, io.EOF, err, "io.EOF after the end, every time")
 	}
 	s := r.Stats()
-	assert.Equal(t, reassembly.ReaderStats{
+	assert.Equal(t, ReaderStats{
 		BytesIn: 8, BytesRead: 8, Gaps: 2, BytesSkipped: 10, PeakBuffered: 8,
 	}, s)
 
@@ -320,12 +264,12 @@ func TestReaderGapThenResume(t *testing.T) {
 }
 
 func TestReaderUnknownStartIsAGap(t *testing.T) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	// The assembler's way of saying the start is unknown: Skip -1.
-	rdDeliver(p, reassembly.TCPDirClientToServer, false, -1, "xyz", true)
+	rdDeliver(p, TCPDirClientToServer, false, -1, "xyz", true)
 	// A forced start: Skip 0 but no start flag on the first delivery.
-	rdDeliver(p, reassembly.TCPDirServerToClient, false, 0, "uvw", true)
-	for _, r := range []*reassembly.ReaderStream{p.Client, p.Server} {
+	rdDeliver(p, TCPDirServerToClient, false, 0, "uvw", true)
+	for _, r := range []*ReaderStream{p.Client, p.Server} {
 		pieces, err := rdReadAll(r, 10)
 		require.Equal(t, io.EOF, err)
 		require.Len(t, pieces, 2)
@@ -337,11 +281,11 @@ func TestReaderUnknownStartIsAGap(t *testing.T) {
 }
 
 func TestReaderZeroLengthReadDoesNotBlock(t *testing.T) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	n, err := p.Client.Read(nil)
 	assert.Zero(t, n)
 	assert.NoError(t, err)
-	rdDeliver(p, reassembly.TCPDirClientToServer, true, 0, "ab", false)
+	rdDeliver(p, TCPDirClientToServer, true, 0, "ab", false)
 	n, err = p.Client.Read(nil)
 	assert.Zero(t, n)
 	assert.NoError(t, err)
@@ -349,8 +293,8 @@ func TestReaderZeroLengthReadDoesNotBlock(t *testing.T) {
 }
 
 func TestReaderBoundedBufferDropsAndReportsGap(t *testing.T) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{MaxBuffered: 10})
-	c2s := reassembly.TCPDirClientToServer
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{MaxBuffered: 10})
+	c2s := TCPDirClientToServer
 	rdDeliver(p, c2s, true, 0, "0123456", false)
 	rdDeliver(p, c2s, false, 0, "789ABCDEF", false) // 3 fit, 6 dropped
 	rdDeliver(p, c2s, false, 4, "GHIJ", false)      // all dropped: one gap with the hole
@@ -369,9 +313,9 @@ func TestReaderBoundedBufferDropsAndReportsGap(t *testing.T) {
 	}
 	assert.Equal(t, "0123456789", string(got))
 	_, err := p.Client.Read(buf)
-	var g *reassembly.GapError
+	var g *GapError
 	require.ErrorAs(t, err, &g)
-	assert.Equal(t, reassembly.GapError{Bytes: 14, Dropped: 10}, *g)
+	assert.Equal(t, GapError{Bytes: 14, Dropped: 10}, *g)
 	assert.Contains(t, g.Error(), "fell behind")
 
 	// Room again: bytes after the gap flow.
@@ -386,16 +330,16 @@ func TestReaderPendingGapsCountTowardTheCap(t *testing.T) {
 	// One byte and one hole, over and over: the gap records must not grow
 	// past what MaxBuffered allows.
 	const maxBuf = 1000
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{MaxBuffered: maxBuf})
-	rdDeliver(p, reassembly.TCPDirClientToServer, true, 0, "", false)
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{MaxBuffered: maxBuf})
+	rdDeliver(p, TCPDirClientToServer, true, 0, "", false)
 	for range 10000 {
-		rdDeliver(p, reassembly.TCPDirClientToServer, false, 1, "x", false)
+		rdDeliver(p, TCPDirClientToServer, false, 1, "x", false)
 	}
 	s := p.Client.Stats()
 	assert.LessOrEqual(t, s.Buffered, int64(maxBuf))
 	assert.LessOrEqual(t, s.Gaps*32+s.Buffered, int64(maxBuf+32), "gap records are charged against MaxBuffered")
 	rdConserved(t, s)
-	rdDeliver(p, reassembly.TCPDirClientToServer, false, 0, "", true)
+	rdDeliver(p, TCPDirClientToServer, false, 0, "", true)
 	pieces, err := rdReadAll(p.Client, 7)
 	require.Equal(t, io.EOF, err)
 	// Every byte and every hole is accounted for in what the reader saw.
@@ -411,19 +355,19 @@ func TestReaderPendingGapsCountTowardTheCap(t *testing.T) {
 }
 
 func TestReaderCloseDiscardsAndEndsRead(t *testing.T) {
-	rdNoLeaks(t)
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{})
+	kitNoLeaks(t)
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{})
 	r := p.Client
 	// A Read blocked in another goroutine returns when the stream is closed.
 	res := rdCollect(r, 16)
-	rdDeliver(p, reassembly.TCPDirClientToServer, true, 0, "hello", false)
+	rdDeliver(p, TCPDirClientToServer, true, 0, "hello", false)
 	require.Eventually(t, func() bool { return r.Stats().BytesRead == 5 }, 10*time.Second, time.Millisecond)
 	require.NoError(t, r.Close())
 	out := <-res
 	assert.Equal(t, io.EOF, out.err)
 	assert.Equal(t, []rdPiece{{data: "hello"}}, out.pieces)
 
-	rdDeliver(p, reassembly.TCPDirClientToServer, false, 3, "later", true)
+	rdDeliver(p, TCPDirClientToServer, false, 3, "later", true)
 	require.NoError(t, r.Close(), "Close is idempotent")
 	n, err := r.Read(make([]byte, 4))
 	assert.Zero(t, n)
@@ -438,9 +382,9 @@ func TestReaderCloseDiscardsAndEndsRead(t *testing.T) {
 // Through the assembler
 
 func TestReaderBytesInOrderBothDirections(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	results := make(chan [2]<-chan rdResult, 1)
-	f := newRDPairs(reassembly.ReaderOptions{}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) {
 		results <- [2]<-chan rdResult{rdCollect(p.Client, 7), rdCollect(p.Server, 4096)}
 	})
 	a, _, fd := rdSetup(t, f)
@@ -467,8 +411,8 @@ func TestReaderBytesInOrderBothDirections(t *testing.T) {
 	p := f.pair(t, 0)
 	assert.Equal(t, c.flow(false), p.NetFlow)
 	assert.Equal(t, "30001->80", p.TCPFlow.String())
-	assert.Same(t, p.Client, p.Reader(reassembly.TCPDirClientToServer))
-	assert.Same(t, p.Server, p.Reader(reassembly.TCPDirServerToClient))
+	assert.Same(t, p.Client, p.Reader(TCPDirClientToServer))
+	assert.Same(t, p.Server, p.Reader(TCPDirServerToClient))
 
 	tot := f.Stats()
 	assert.Equal(t, int64(len(req)+len(resp)), tot.BytesIn)
@@ -479,8 +423,8 @@ func TestReaderBytesInOrderBothDirections(t *testing.T) {
 }
 
 func TestReaderEOFPerDirection(t *testing.T) {
-	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{}, nil)
+	kitNoLeaks(t)
+	f := newRDPairs(ReaderOptions{}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(2)
 	fd.open(c)
@@ -503,8 +447,8 @@ func TestReaderEOFPerDirection(t *testing.T) {
 }
 
 func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
-	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{}, func(p *reassembly.ReaderPair) { p.Server.Close() })
+	kitNoLeaks(t)
+	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) { p.Server.Close() })
 	a, _, fd := rdSetup(t, f)
 	c := rdConnN(3)
 	fd.open(c)
@@ -517,7 +461,7 @@ func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
 	require.Equal(t, io.EOF, out.err)
 	assert.Equal(t, []rdPiece{
 		{data: "0123456789"},
-		{gap: &reassembly.GapError{Bytes: 10}},
+		{gap: &GapError{Bytes: 10}},
 		{data: "KLMNOPQRST"},
 	}, out.pieces)
 	assert.Equal(t, int64(10), a.Stats().GapBytes)
@@ -525,10 +469,10 @@ func TestReaderHoleBecomesGapAtFlush(t *testing.T) {
 }
 
 func TestReaderForceStart(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	for _, force := range []bool{false, true} {
 		t.Run(fmt.Sprint("ForceStart=", force), func(t *testing.T) {
-			f := newRDPairs(reassembly.ReaderOptions{ForceStart: force}, nil)
+			f := newRDPairs(ReaderOptions{ForceStart: force}, nil)
 			a, _, fd := rdSetup(t, f)
 			c := rdConnN(4)
 			// Capture began mid-connection: no handshake.
@@ -551,11 +495,11 @@ func TestReaderForceStart(t *testing.T) {
 }
 
 func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	const maxBuf = 1000
 	// The reader never reads, and a second connection must go on being
 	// reassembled meanwhile.
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: maxBuf}, nil)
+	f := newRDPairs(ReaderOptions{MaxBuffered: maxBuf}, nil)
 	a, _, fd := rdSetup(t, f)
 	stalled, other := rdConnN(5), rdConnN(6)
 	data := rdPattern(20000, 1)
@@ -593,14 +537,14 @@ func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
 	require.Equal(t, io.EOF, err)
 	require.Len(t, pieces, 2)
 	assert.Equal(t, string(data[:maxBuf]), pieces[0].data)
-	assert.Equal(t, reassembly.GapError{Bytes: int64(len(data) - maxBuf), Dropped: int64(len(data) - maxBuf)}, *pieces[1].gap)
+	assert.Equal(t, GapError{Bytes: int64(len(data) - maxBuf), Dropped: int64(len(data) - maxBuf)}, *pieces[1].gap)
 }
 
 func TestReaderBlockTimeoutIsLosslessForAReaderThatKeepsUp(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	const maxBuf = 512
 	var res <-chan rdResult
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: maxBuf, BlockTimeout: time.Hour}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{MaxBuffered: maxBuf, BlockTimeout: time.Hour}, func(p *ReaderPair) {
 		p.Server.Close()
 		res = rdCollect(p.Client, 13) // small reads: the reader is slower than the assembler
 	})
@@ -620,8 +564,8 @@ func TestReaderBlockTimeoutIsLosslessForAReaderThatKeepsUp(t *testing.T) {
 }
 
 func TestReaderBlockTimeoutExpiresOnce(t *testing.T) {
-	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Millisecond}, nil)
+	kitNoLeaks(t)
+	f := newRDPairs(ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Millisecond}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(8)
 	fd.open(c)
@@ -641,8 +585,8 @@ func TestReaderBlockTimeoutExpiresOnce(t *testing.T) {
 }
 
 func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
-	rdNoLeaks(t)
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Hour}, nil)
+	kitNoLeaks(t)
+	f := newRDPairs(ReaderOptions{MaxBuffered: 100, BlockTimeout: time.Hour}, nil)
 	_, _, fd := rdSetup(t, f)
 	c := rdConnN(9)
 	fd.open(c)
@@ -651,7 +595,7 @@ func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 		defer close(done)
 		fd.send(c, false, "A", 0, rdPattern(300, 0))
 	}()
-	var p *reassembly.ReaderPair
+	var p *ReaderPair
 	require.Eventually(t, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -677,9 +621,9 @@ func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 }
 
 func TestReaderStopsEarly(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	got := make(chan string, 1)
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 4096}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{MaxBuffered: 4096}, func(p *ReaderPair) {
 		p.Server.Close()
 		go func() {
 			// Read a header, then lose interest.
@@ -706,16 +650,16 @@ func TestReaderStopsEarly(t *testing.T) {
 }
 
 func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	var mu sync.Mutex
 	var results []<-chan rdResult
-	f := newRDPairs(reassembly.ReaderOptions{}, func(p *reassembly.ReaderPair) {
+	f := newRDPairs(ReaderOptions{}, func(p *ReaderPair) {
 		mu.Lock()
 		defer mu.Unlock()
 		results = append(results, rdCollect(p.Client, 100), rdCollect(p.Server, 100))
 	})
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{})
 	require.NoError(t, err)
 	fd := &rdFeeder{t: t, a: a, ts: rdT0}
 	for i := range 20 {
@@ -744,17 +688,17 @@ func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
 }
 
 func TestReaderWithDropInAssembler(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	var res <-chan rdResult
-	f := &reassembly.ReaderFactory{OnConnection: func(p *reassembly.ReaderPair) {
+	f := &ReaderFactory{OnConnection: func(p *ReaderPair) {
 		p.Server.Close()
 		res = rdCollect(p.Client, 10)
 	}}
-	a := reassembly.NewAssembler(reassembly.NewStreamPool(f))
+	a := NewAssembler(NewStreamPool(f))
 	c := rdConnN(11)
 	ts := rdT0
-	a.AssembleWithTimestamp(c.flow(false), c.seg(false, "S", 0, nil), ts)
-	a.AssembleWithTimestamp(c.flow(false), c.seg(false, "A", 0, []byte("drop-in")), ts)
+	a.AssembleWithTimestamp(c.flow(false), c.segOff(false, "S", 0, nil), ts)
+	a.AssembleWithTimestamp(c.flow(false), c.segOff(false, "A", 0, []byte("drop-in")), ts)
 	a.FlushAll()
 	out := <-res
 	require.Equal(t, io.EOF, out.err)
@@ -762,7 +706,7 @@ func TestReaderWithDropInAssembler(t *testing.T) {
 }
 
 func TestReaderNilOnConnectionDiscards(t *testing.T) {
-	f := &reassembly.ReaderFactory{}
+	f := &ReaderFactory{}
 	a, _, fd := rdSetup(t, f)
 	c := rdConnN(12)
 	fd.open(c)
@@ -776,12 +720,12 @@ func TestReaderNilOnConnectionDiscards(t *testing.T) {
 // HTTP from packets
 
 func TestReaderParsesHTTPRequests(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	type request struct {
 		method, url, host, body string
 	}
 	got := make(chan []request, 1)
-	f := &reassembly.ReaderFactory{OnConnection: func(p *reassembly.ReaderPair) {
+	f := &ReaderFactory{OnConnection: func(p *ReaderPair) {
 		p.Server.Close()
 		go func() {
 			var reqs []request
@@ -836,7 +780,7 @@ func TestReaderParsesHTTPRequests(t *testing.T) {
 // Concurrency
 
 func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
-	rdNoLeaks(t)
+	kitNoLeaks(t)
 	const conns = 40
 	type outcome struct {
 		id  int
@@ -844,12 +788,12 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	outcomes := make(chan outcome, 2*conns)
-	f := &reassembly.ReaderFactory{
-		Options: reassembly.ReaderOptions{MaxBuffered: 300},
-		OnConnection: func(p *reassembly.ReaderPair) {
-			src, _ := p.NetFlow.Endpoints()
-			id := int(src.Raw()[3])
-			for dir, r := range []*reassembly.ReaderStream{p.Client, p.Server} {
+	f := &ReaderFactory{
+		Options: ReaderOptions{MaxBuffered: 300},
+		OnConnection: func(p *ReaderPair) {
+			src, _ := p.TCPFlow.Endpoints() // the client's port, 30000+id
+			id := int(src.Raw()[0])<<8 | int(src.Raw()[1]) - 30000
+			for dir, r := range []*ReaderStream{p.Client, p.Server} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -859,8 +803,8 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 			}
 		},
 	}
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{DisableBackgroundFlush: true})
+	pool := NewSafeStreamPool(f, 0)
+	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
 
 	payload := func(id, dir int) []byte { return rdPattern(3000+id*50, byte(id*2+dir)) }
@@ -918,8 +862,8 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 // BenchmarkReaderPairThroughput measures a delivery of one 1460-byte
 // segment and its Read by another goroutine.
 func BenchmarkReaderPairThroughput(b *testing.B) {
-	p := reassembly.NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, reassembly.ReaderOptions{BlockTimeout: time.Minute})
-	sg := &rdSG{dir: reassembly.TCPDirClientToServer, start: true, data: rdPattern(1460, 0)}
+	p := NewReaderPair(gopacket.Flow{}, gopacket.Flow{}, ReaderOptions{BlockTimeout: time.Minute})
+	sg := &rdSG{dir: TCPDirClientToServer, start: true, data: rdPattern(1460, 0)}
 	done := make(chan int64)
 	go func() {
 		n, _ := io.Copy(io.Discard, p.Client)

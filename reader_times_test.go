@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Tests of ReaderStream.ReadTimes: the capture times of what each Read
 // returned, exact while few packets wait, bracketing beyond that, and one
@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // rtSent is one direction sent in random segments, some out of order,
@@ -26,7 +24,7 @@ type rtSent struct {
 // rtSend sends n bytes from the client in segments of 1 to maxSeg bytes,
 // swapping neighbours at random, each packet 1 ms after the previous one
 // (every few packets share a time), then the FIN.
-func rtSend(t *testing.T, r *rand.Rand, a *reassembly.SafeAssembler, c rdConn, n, maxSeg int) rtSent {
+func rtSend(t *testing.T, r *rand.Rand, a *SafeAssembler, c kitConn, n, maxSeg int) rtSent {
 	s := rtSent{data: rdPattern(n, 3), times: make([]time.Time, n)}
 	type seg struct{ off, n int }
 	var segs []seg
@@ -42,7 +40,7 @@ func rtSend(t *testing.T, r *rand.Rand, a *reassembly.SafeAssembler, c rdConn, n
 	}
 	ts := rdT0
 	send := func(fromServer bool, flags string, off int, payload []byte) {
-		require.NoError(t, a.AssembleWithTimestamp(c.flow(fromServer), c.seg(fromServer, flags, off, payload), ts))
+		require.NoError(t, a.AssembleWithTimestamp(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), ts))
 	}
 	send(false, "S", 0, nil)
 	send(true, "SA", 0, nil)
@@ -62,7 +60,7 @@ func rtSend(t *testing.T, r *rand.Rand, a *reassembly.SafeAssembler, c rdConn, n
 // rtReadAll reads r to io.EOF with reads of 1 to maxRead bytes, checking with
 // check the times of every Read that returned bytes (short: fewer than
 // asked for); it returns the bytes.
-func rtReadAll(t *testing.T, r *rand.Rand, rs *reassembly.ReaderStream, maxRead int, check func(from, to int, short bool, first, last time.Time)) []byte {
+func rtReadAll(t *testing.T, r *rand.Rand, rs *ReaderStream, maxRead int, check func(from, to int, short bool, first, last time.Time)) []byte {
 	var got []byte
 	for {
 		buf := make([]byte, 1+r.Intn(maxRead))
@@ -97,9 +95,9 @@ func TestReaderReadTimesExact(t *testing.T) {
 				n, maxSeg, maxRead = 1500, 6, 40
 			}
 			r := rand.New(rand.NewSource(seed))
-			f := newRDPairs(reassembly.ReaderOptions{SplitReadsByTime: split}, nil)
+			f := newRDPairs(ReaderOptions{SplitReadsByTime: split}, nil)
 			a, _, _ := rdSetup(t, f)
-			sent := rtSend(t, r, a, rdConnN(int(seed)), n, maxSeg)
+			sent := rtSend(t, r, a, kitConnN(int(seed)), n, maxSeg)
 			reads := 0
 			got := rtReadAll(t, r, f.pair(t, 0).Client, maxRead, func(from, to int, short bool, first, last time.Time) {
 				reads++
@@ -128,9 +126,9 @@ func TestReaderReadTimesBracketBeyondTheCap(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewSource(9))
 	// 16 runs for this buffer: thousands of 1- to 8-byte packets exceed it.
-	f := newRDPairs(reassembly.ReaderOptions{MaxBuffered: 8192}, nil)
+	f := newRDPairs(ReaderOptions{MaxBuffered: 8192}, nil)
 	a, _, _ := rdSetup(t, f)
-	sent := rtSend(t, r, a, rdConnN(20), 8000, 8)
+	sent := rtSend(t, r, a, kitConnN(20), 8000, 8)
 	exact := true
 	got := rtReadAll(t, r, f.pair(t, 0).Client, 300, func(from, to int, _ bool, first, last time.Time) {
 		for i := from; i < to; i++ {
@@ -149,9 +147,9 @@ func TestReaderReadTimesBracketBeyondTheCap(t *testing.T) {
 // ReadTimes at zero, and the Reads around it get their bytes' times.
 func TestReaderReadTimesZeroWithoutBytes(t *testing.T) {
 	t.Parallel()
-	f := newRDPairs(reassembly.ReaderOptions{}, nil)
+	f := newRDPairs(ReaderOptions{}, nil)
 	a, _, fd := rdSetup(t, f)
-	c := rdConnN(30)
+	c := kitConnN(30)
 	fd.open(c)
 	fd.send(c, false, "A", 0, []byte("hello"))
 	tHello := fd.ts
@@ -169,7 +167,7 @@ func TestReaderReadTimesZeroWithoutBytes(t *testing.T) {
 		n, err := rs.Read(buf)
 		first, last := rs.ReadTimes()
 		require.Equal(t, want.data, string(buf[:n]))
-		require.Equal(t, want.gap, errors.Is(err, reassembly.ErrGap), "%v", err)
+		require.Equal(t, want.gap, errors.Is(err, ErrGap), "%v", err)
 		require.Equal(t, want.at, first)
 		require.Equal(t, want.at, last)
 	}

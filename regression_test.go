@@ -15,10 +15,7 @@ import (
 	"math"
 	"net"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,403 +30,13 @@ import (
 )
 
 // ---------------------------------------------------------------------------
-// Packets
-
-var rgBase = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-
-const (
-	rgClientPort = 40000
-	rgServerPort = 80
-)
-
-// rgCtx is the AssemblerContext handed in with each packet; it satisfies the
-// AssemblerContext of both packages.
-type rgCtx gopacket.CaptureInfo
-
-func (c *rgCtx) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
-
-// rgSeg describes one packet. All packets go client->server unless rev.
-type rgSeg struct {
-	rev   bool   // server->client
-	seq   uint32 // sequence number
-	ack   uint32 // acknowledgment number (the A flag sets the ACK bit)
-	flags string // any of S A F R P
-	data  string
-	at    time.Duration // capture time after rgBase; 0: (index+1) ms
-	port  uint16        // client port; 0: rgClientPort
-	host  byte          // client address 10.0.1.host; 0: 10.0.0.1
-}
-
-type rgPacket struct {
-	flow gopacket.Flow
-	tcp  *layers.TCP
-	ctx  *rgCtx
-}
-
-// rgMake serializes and decodes one segment, so that TransportFlow works on
-// the layer (upstream keys connections by it).
-func rgMake(t testing.TB, s rgSeg, ts time.Time) rgPacket {
-	t.Helper()
-	cport := s.port
-	if cport == 0 {
-		cport = rgClientPort
-	}
-	src, dst := rgClientIP(s.host), net.IP{10, 0, 0, 2}
-	sp, dp := layers.TCPPort(cport), layers.TCPPort(rgServerPort)
-	if s.rev {
-		src, dst, sp, dp = dst, src, dp, sp
-	}
-	tcp := &layers.TCP{
-		SrcPort: sp, DstPort: dp, Seq: s.seq, Ack: s.ack, Window: 65535,
-		SYN: strings.ContainsRune(s.flags, 'S'),
-		ACK: strings.ContainsRune(s.flags, 'A'),
-		FIN: strings.ContainsRune(s.flags, 'F'),
-		RST: strings.ContainsRune(s.flags, 'R'),
-		PSH: strings.ContainsRune(s.flags, 'P'),
-	}
-	buf := gopacket.NewSerializeBuffer()
-	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, tcp, gopacket.Payload([]byte(s.data))))
-	dec := &layers.TCP{}
-	require.NoError(t, dec.DecodeFromBytes(slices.Clone(buf.Bytes()), gopacket.NilDecodeFeedback))
-	require.Equal(t, s.data, string(dec.Payload), "packet builder payload")
-	ctx := rgCtx(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: 40 + len(s.data), Length: 40 + len(s.data)})
-	return rgPacket{flow: gopacket.NewFlow(layers.EndpointIPv4, src, dst), tcp: dec, ctx: &ctx}
-}
-
-func rgClientIP(host byte) net.IP {
-	if host == 0 {
-		return net.IP{10, 0, 0, 1}
-	}
-	return net.IP{10, 0, 1, host}
-}
-
-func rgBuild(t testing.TB, segs []rgSeg) []rgPacket {
-	t.Helper()
-	out := make([]rgPacket, len(segs))
-	for i, s := range segs {
-		ts := rgBase.Add(time.Duration(i+1) * time.Millisecond)
-		if s.at != 0 {
-			ts = rgBase.Add(s.at)
-		}
-		out[i] = rgMake(t, s, ts)
-	}
-	return out
-}
-
-// rgBytes returns n deterministic printable bytes; different seeds give
-// different patterns.
-func rgBytes(n int, seed int) string {
-	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = alpha[(i+seed*7)%len(alpha)]
-	}
-	return string(b)
-}
-
-// ---------------------------------------------------------------------------
-// Recording streams, one adapter per package over a common recorder.
-
-// rgSG is what both packages' ScatterGather offer with identical signatures.
-type rgSG interface {
-	Lengths() (int, int)
-	Fetch(int) []byte
-	KeepFrom(int)
-	CaptureInfo(int) gopacket.CaptureInfo
-}
-
-type rgDelivery struct {
-	dir           int // 0: client->server as labelled by the assembler, 1: server->client
-	start, end    bool
-	skip          int
-	data          []byte // every byte of the delivery, kept ones included
-	saved         int    // Lengths' second value
-	afterComplete bool
-}
-
-type rgStream struct {
-	id               int
-	netFlow, tcpFlow gopacket.Flow
-	ports            [2]layers.TCPPort // the ports of the first packet
-	accepts          int
-	wrongPackets     int       // packets of another connection
-	got              [2][]byte // new bytes per direction
-	deliveries       []rgDelivery
-	completes        int
-	nilCtx           int
-	completeCI       []gopacket.CaptureInfo
-}
-
-// flipped tells whether the assembler's client->server label is the
-// server's direction (the server's packet came first).
-func (s *rgStream) flipped() bool { return s.ports[0] == rgServerPort }
-
-// data returns what the client (c2s) or the server sent, by real direction.
-func (s *rgStream) data(fromServer bool) string {
-	i := 0
-	if fromServer != s.flipped() {
-		i = 1
-	}
-	return string(s.got[i])
-}
-
-// dataDeliveries returns the deliveries of a direction that carry bytes or
-// an end.
-func (s *rgStream) dataDeliveries(dir int) []rgDelivery {
-	var out []rgDelivery
-	for _, d := range s.deliveries {
-		if d.dir == dir && (len(d.data) > 0 || d.end) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-type rgRec struct {
-	mu         sync.Mutex
-	streams    []*rgStream
-	news       int
-	nilStream  bool // the factory returns nil
-	keepOpen   bool // ReassemblyComplete returns false
-	beforeNew  func()
-	onSG       func(st *rgStream, sg rgSG, d *rgDelivery)
-	sgAfterEnd int // deliveries after ReassemblyComplete, all streams
-}
-
-func (r *rgRec) newStream(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP) *rgStream {
-	if r.beforeNew != nil {
-		r.beforeNew()
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.news++
-	if r.nilStream {
-		return nil
-	}
-	st := &rgStream{id: len(r.streams), netFlow: netFlow, tcpFlow: tcpFlow, ports: [2]layers.TCPPort{tcp.SrcPort, tcp.DstPort}}
-	r.streams = append(r.streams, st)
-	return st
-}
-
-func (r *rgRec) accept(st *rgStream, tcp *layers.TCP) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st.accepts++
-	if !(tcp.SrcPort == st.ports[0] && tcp.DstPort == st.ports[1]) && !(tcp.SrcPort == st.ports[1] && tcp.DstPort == st.ports[0]) {
-		st.wrongPackets++
-	}
-	return true
-}
-
-func (r *rgRec) deliver(st *rgStream, dir int, start, end bool, skip int, sg rgSG) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, saved := sg.Lengths()
-	d := rgDelivery{dir: dir, start: start, end: end, skip: skip, saved: saved,
-		data: slices.Clone(sg.Fetch(n)), afterComplete: st.completes > 0}
-	if d.afterComplete {
-		r.sgAfterEnd++
-	}
-	if saved <= len(d.data) {
-		st.got[dir] = append(st.got[dir], d.data[saved:]...)
-	}
-	if r.onSG != nil {
-		r.onSG(st, sg, &d)
-	}
-	st.deliveries = append(st.deliveries, d)
-}
-
-func (r *rgRec) complete(st *rgStream, nilCtx bool, ci gopacket.CaptureInfo) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st.completes++
-	if nilCtx {
-		st.nilCtx++
-	}
-	st.completeCI = append(st.completeCI, ci)
-	return !r.keepOpen
-}
-
-func (r *rgRec) stream(i int) *rgStream {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if i >= len(r.streams) {
-		return &rgStream{id: -1}
-	}
-	return r.streams[i]
-}
-
-func rgDir(serverToClient bool) int {
-	if serverToClient {
-		return 1
-	}
-	return 0
-}
-
-// Ours.
-
-type rgFactory struct{ r *rgRec }
-
-func (f rgFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ AssemblerContext) Stream {
-	st := f.r.newStream(netFlow, tcpFlow, tcp)
-	if st == nil {
-		return nil
-	}
-	return &rgOurStream{r: f.r, st: st}
-}
-
-type rgOurStream struct {
-	r  *rgRec
-	st *rgStream
-}
-
-func (s *rgOurStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
-	return s.r.accept(s.st, tcp)
-}
-
-func (s *rgOurStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	dir, start, end, skip := sg.Info()
-	s.r.deliver(s.st, rgDir(dir == TCPDirServerToClient), start, end, skip, sg)
-}
-
-func (s *rgOurStream) ReassemblyComplete(ac AssemblerContext) bool {
-	var ci gopacket.CaptureInfo
-	if ac != nil {
-		ci = ac.GetCaptureInfo()
-	}
-	return s.r.complete(s.st, ac == nil, ci)
-}
-
-// Upstream.
-
-type rgUpFactory struct{ r *rgRec }
-
-func (f rgUpFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ upstream.AssemblerContext) upstream.Stream {
-	st := f.r.newStream(netFlow, tcpFlow, tcp)
-	if st == nil {
-		return nil
-	}
-	return &rgUpStream{r: f.r, st: st}
-}
-
-type rgUpStream struct {
-	r  *rgRec
-	st *rgStream
-}
-
-func (s *rgUpStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ upstream.TCPFlowDirection, _ upstream.Sequence, _ *bool, _ upstream.AssemblerContext) bool {
-	return s.r.accept(s.st, tcp)
-}
-
-func (s *rgUpStream) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
-	dir, start, end, skip := sg.Info()
-	s.r.deliver(s.st, rgDir(dir == upstream.TCPDirServerToClient), start, end, skip, sg)
-}
-
-func (s *rgUpStream) ReassemblyComplete(ac upstream.AssemblerContext) bool {
-	var ci gopacket.CaptureInfo
-	if ac != nil {
-		ci = ac.GetCaptureInfo()
-	}
-	return s.r.complete(s.st, ac == nil, ci)
-}
-
-// ---------------------------------------------------------------------------
-// Runners
-
-// rgFeed hands packets to one of our Assemblers and fails the test, naming
-// the packet, if any call panics.
-func rgFeed(t testing.TB, a *Assembler, pkts []rgPacket) {
-	t.Helper()
-	for i, p := range pkts {
-		var pv any
-		func() {
-			defer func() { pv = recover() }()
-			a.AssembleWithContext(p.flow, p.tcp, p.ctx)
-		}()
-		require.Nil(t, pv, "our Assembler panicked on packet %d", i)
-	}
-}
-
-// rgOurs runs packets through a fresh Assembler with opts.
-func rgOurs(t testing.TB, r *rgRec, opts AssemblerOptions, pkts []rgPacket) *Assembler {
-	t.Helper()
-	a := NewAssembler(NewStreamPool(rgFactory{r}))
-	a.AssemblerOptions = opts
-	rgFeed(t, a, pkts)
-	return a
-}
-
-// rgFeedUp hands packets to an upstream Assembler and returns the first
-// panic, if any (later packets are not fed).
-func rgFeedUp(a *upstream.Assembler, pkts []rgPacket) (pv any) {
-	for _, p := range pkts {
-		func() {
-			defer func() {
-				if v := recover(); v != nil {
-					pv = v
-				}
-			}()
-			a.AssembleWithContext(p.flow, p.tcp, p.ctx)
-		}()
-		if pv != nil {
-			return pv
-		}
-	}
-	return nil
-}
-
-func rgUp(r *rgRec, opts upstream.AssemblerOptions, pkts []rgPacket) (*upstream.Assembler, any) {
-	a := upstream.NewAssembler(upstream.NewStreamPool(rgUpFactory{r}))
-	a.AssemblerOptions = opts
-	return a, rgFeedUp(a, pkts)
-}
-
-// rgRecover runs f and returns its panic value.
-func rgRecover(f func()) (pv any) {
-	defer func() { pv = recover() }()
-	f()
-	return nil
-}
-
-var (
-	rgUsedRE  = regexp.MustCompile(`used: (-?\d+)`)
-	rgFreeRE  = regexp.MustCompile(`free: (-?\d+)`)
-	rgConnsRE = regexp.MustCompile(`connections: (-?\d+)`)
-)
-
-// rgDumpInt extracts one figure of an Assembler.Dump() string.
-func rgDumpInt(t testing.TB, re *regexp.Regexp, dump string) int {
-	t.Helper()
-	m := re.FindStringSubmatch(dump)
-	require.NotNil(t, m, "Dump() %q lacks %s", dump, re)
-	n, err := strconv.Atoi(m[1])
-	require.NoError(t, err)
-	return n
-}
-
-// rgCompleteOnce checks the exactly-once and no-SG-after-complete
-// invariants for every stream of a recorder.
-func rgCompleteOnce(t testing.TB, r *rgRec) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, st := range r.streams {
-		assert.Equal(t, 1, st.completes, "stream %d (%v %v): ReassemblyComplete calls", st.id, st.netFlow, st.tcpFlow)
-		for i, d := range st.deliveries {
-			assert.False(t, d.afterComplete, "stream %d: delivery %d came after ReassemblyComplete", st.id, i)
-		}
-	}
-}
-
-// ---------------------------------------------------------------------------
 // Row 1: CaptureInfo on a non-first page of a packet larger than a page.
 
 func TestUpstreamBug01_CaptureInfoOnLaterPage(t *testing.T) {
 	t1, t2, t3 := time.Second, 2*time.Second, 3*time.Second
-	big := rgBytes(3000, 1)
-	small := rgBytes(100, 2)
-	segs := []rgSeg{
+	big := trBytes(3000, 1)
+	small := trBytes(100, 2)
+	segs := []trSeg{
 		{seq: 100, flags: "S", at: t1},
 		{seq: 201, flags: "A", data: big, at: t2},   // queued: 1900 + 1100 bytes
 		{seq: 101, flags: "A", data: small, at: t3}, // fills the hole
@@ -437,9 +44,9 @@ func TestUpstreamBug01_CaptureInfoOnLaterPage(t *testing.T) {
 	probe := []int{0, 99, 100, 1999, 2000, 2099, 3099}
 
 	t.Run("ours", func(t *testing.T) {
-		r := &rgRec{}
+		r := &trRec{}
 		var cis map[int]gopacket.CaptureInfo
-		r.onSG = func(_ *rgStream, sg rgSG, d *rgDelivery) {
+		r.onSG = func(_ *trStream, sg trSG, d *trDelivery) {
 			if len(d.data) != 3100 {
 				return
 			}
@@ -448,12 +55,12 @@ func TestUpstreamBug01_CaptureInfoOnLaterPage(t *testing.T) {
 				cis[off] = sg.CaptureInfo(off)
 			}
 		}
-		rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		require.NotNil(t, cis, "expected one delivery of the 3100 reassembled bytes")
 		for _, off := range probe {
-			want := rgBase.Add(t3)
+			want := trBase.Add(t3)
 			if off >= 100 {
-				want = rgBase.Add(t2) // the 3000-byte packet, on its first or second page
+				want = trBase.Add(t2) // the 3000-byte packet, on its first or second page
 			}
 			assert.Equal(t, want, cis[off].Timestamp, "CaptureInfo(%d) must be that of the packet carrying the byte", off)
 		}
@@ -465,27 +72,27 @@ func TestUpstreamBug01_CaptureInfoOnLaterPage(t *testing.T) {
 	t.Run("ours/forced-flush", func(t *testing.T) {
 		// The other route: MaxBufferedPagesPerConnection=1 forces the big
 		// out-of-order packet out at once, as two pages.
-		r := &rgRec{}
+		r := &trRec{}
 		var last gopacket.CaptureInfo
 		var seen bool
-		r.onSG = func(_ *rgStream, sg rgSG, d *rgDelivery) {
+		r.onSG = func(_ *trStream, sg trSG, d *trDelivery) {
 			if len(d.data) == 3000 {
 				last, seen = sg.CaptureInfo(2999), true
 			}
 		}
-		rgOurs(t, r, AssemblerOptions{MaxBufferedPagesPerConnection: 1}, rgBuild(t, segs[:2]))
+		trOurs(t, r, AssemblerOptions{MaxBufferedPagesPerConnection: 1}, trBuild(t, segs[:2]))
 		require.True(t, seen, "expected the forced flush to deliver the 3000 bytes")
-		assert.Equal(t, rgBase.Add(t2), last.Timestamp, "CaptureInfo(2999) of a forced-out 2-page packet")
+		assert.Equal(t, trBase.Add(t2), last.Timestamp, "CaptureInfo(2999) of a forced-out 2-page packet")
 	})
 
 	t.Run("upstream panics", func(t *testing.T) {
-		r := &rgRec{}
-		r.onSG = func(_ *rgStream, sg rgSG, d *rgDelivery) {
+		r := &trRec{}
+		r.onSG = func(_ *trStream, sg trSG, d *trDelivery) {
 			if len(d.data) > 0 {
 				sg.CaptureInfo(len(d.data) - 1)
 			}
 		}
-		_, pv := rgUp(r, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.NotNil(t, pv, "upstream was expected to panic in CaptureInfo on the second page (row 1)")
 		assert.Contains(t, fmt.Sprint(pv), "nil pointer")
 	})
@@ -497,18 +104,18 @@ func TestUpstreamBug01_CaptureInfoOnLaterPage(t *testing.T) {
 func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 	for _, l := range []int{30, 100} {
 		t.Run(fmt.Sprintf("L=%d", l), func(t *testing.T) {
-			live := rgBytes(100, 1)
-			queued := rgBytes(l, 2)
-			next := rgBytes(10, 3)
-			segs := []rgSeg{
+			live := trBytes(100, 1)
+			queued := trBytes(l, 2)
+			next := trBytes(10, 3)
+			segs := []trSeg{
 				{seq: 0, flags: "S"},
 				{seq: uint32(101), flags: "A", data: queued}, // queued
 				{seq: 1, flags: "A", data: live},             // SG = [live(100), page(L)]
 				{seq: uint32(101 + l), flags: "A", data: next},
 			}
-			keepOnce := func(r *rgRec) {
+			keepOnce := func(r *trRec) {
 				kept := false
-				r.onSG = func(_ *rgStream, sg rgSG, d *rgDelivery) {
+				r.onSG = func(_ *trStream, sg trSG, d *trDelivery) {
 					if !kept && len(d.data) == 100+l {
 						sg.KeepFrom(50)
 						kept = true
@@ -516,9 +123,9 @@ func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 				}
 			}
 
-			r := &rgRec{}
+			r := &trRec{}
 			keepOnce(r)
-			a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 			st := r.stream(0)
 			ds := st.dataDeliveries(0)
 			require.Len(t, ds, 2, "two data deliveries expected")
@@ -530,11 +137,11 @@ func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 			assert.Equal(t, wantKept+next, string(ds[1].data), "second delivery: kept bytes then new bytes")
 			assert.Equal(t, live+queued+next, st.data(false), "stream bytes, each once")
 			a.FlushAll()
-			assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "kept pages released after close")
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "kept pages released after close")
 
-			ur := &rgRec{}
+			ur := &trRec{}
 			keepOnce(ur)
-			_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+			_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 			if l < 50 {
 				require.NotNil(t, pv, "upstream was expected to panic in convertToPages (row 2)")
 				assert.Contains(t, fmt.Sprint(pv), "slice bounds out of range")
@@ -551,11 +158,11 @@ func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Rows 3 and 12: creation race, two Assemblers on one pool.
 
-// rgBarrier makes StreamFactory.New wait until a second New call arrives, or
+// trBarrier makes StreamFactory.New wait until a second New call arrives, or
 // until timeout: upstream calls New from both assemblers and then collides;
 // ours must call it once, so the second assembler waits and the barrier
 // times out.
-func rgBarrier(timeout time.Duration) func() {
+func trBarrier(timeout time.Duration) func() {
 	var arrived atomic.Int32
 	release := make(chan struct{})
 	var once sync.Once
@@ -573,27 +180,27 @@ func rgBarrier(timeout time.Duration) func() {
 func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		second rgSeg
+		second trSeg
 	}{
-		{"03-both-directions", rgSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}},
-		{"12-same-direction", rgSeg{seq: 1001, flags: "A", data: "hello"}},
+		{"03-both-directions", trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}},
+		{"12-same-direction", trSeg{seq: 1001, flags: "A", data: "hello"}},
 	} {
-		first := rgSeg{seq: 1000, flags: "S"}
+		first := trSeg{seq: 1000, flags: "S"}
 		t.Run(tc.name+"/ours", func(t *testing.T) {
-			r := &rgRec{beforeNew: rgBarrier(300 * time.Millisecond)}
-			pool := NewStreamPool(rgFactory{r})
+			r := &trRec{beforeNew: trBarrier(300 * time.Millisecond)}
+			pool := NewStreamPool(trFactory{r})
 			a1, a2 := NewAssembler(pool), NewAssembler(pool)
-			p1, p2 := rgMake(t, first, rgBase), rgMake(t, tc.second, rgBase.Add(time.Millisecond))
+			p1, p2 := trMake(t, first, trBase), trMake(t, tc.second, trBase.Add(time.Millisecond))
 			var wg sync.WaitGroup
 			panics := make([]any, 2)
 			for i, job := range []struct {
 				a *Assembler
-				p rgPacket
+				p trPacket
 			}{{a1, p1}, {a2, p2}} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					panics[i] = rgRecover(func() { job.a.AssembleWithContext(job.p.flow, job.p.tcp, job.p.ctx) })
+					panics[i] = trRecover(func() { job.a.AssembleWithContext(job.p.flow, job.p.tcp, job.p.ctx) })
 				}()
 			}
 			wg.Wait()
@@ -601,25 +208,25 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 			assert.Nil(t, panics[1], "assembler 2 panicked")
 			assert.Equal(t, 1, r.news, "StreamFactory.New calls for one connection")
 			assert.Equal(t, 2, r.stream(0).accepts, "both packets must reach the one Stream")
-			assert.Equal(t, 1, rgDumpInt(t, rgConnsRE, a1.Dump()), "connections in the pool")
+			assert.Equal(t, 1, trDumpInt(t, trConnsRE, a1.Dump()), "connections in the pool")
 			a1.FlushAll()
-			rgCompleteOnce(t, r)
-			assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a1.Dump()), "connections after FlushAll")
+			trCompleteOnce(t, r)
+			assert.Equal(t, 0, trDumpInt(t, trConnsRE, a1.Dump()), "connections after FlushAll")
 			if tc.second.data != "" {
 				assert.Equal(t, tc.second.data, r.stream(0).data(false), "client bytes")
 			}
 		})
 		t.Run(tc.name+"/upstream", func(t *testing.T) {
-			r := &rgRec{beforeNew: rgBarrier(2 * time.Second)}
-			pool := upstream.NewStreamPool(rgUpFactory{r})
+			r := &trRec{beforeNew: trBarrier(2 * time.Second)}
+			pool := upstream.NewStreamPool(trUpFactory{r})
 			a1, a2 := upstream.NewAssembler(pool), upstream.NewAssembler(pool)
-			p1, p2 := rgMake(t, first, rgBase), rgMake(t, tc.second, rgBase.Add(time.Millisecond))
+			p1, p2 := trMake(t, first, trBase), trMake(t, tc.second, trBase.Add(time.Millisecond))
 			var wg sync.WaitGroup
 			panics := make([]any, 2)
 			wg.Add(1)
-			go func() { defer wg.Done(); panics[0] = rgFeedUp(a1, []rgPacket{p1}) }()
+			go func() { defer wg.Done(); panics[0] = trFeedUp(a1, []trPacket{p1}) }()
 			wg.Add(1)
-			go func() { defer wg.Done(); panics[1] = rgFeedUp(a2, []rgPacket{p2}) }()
+			go func() { defer wg.Done(); panics[1] = trFeedUp(a2, []trPacket{p2}) }()
 			wg.Wait()
 			require.Equal(t, 2, r.news, "upstream calls New from both assemblers")
 			if !tc.second.rev {
@@ -671,14 +278,14 @@ func TestUpstreamBug06_NoGlobalFlags(t *testing.T) {
 // Row 7: a flush from another goroutine while packets are assembled.
 
 func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
-	r := &rgRec{}
-	a := NewAssembler(NewStreamPool(rgFactory{r}))
+	r := &trRec{}
+	a := NewAssembler(NewStreamPool(trFactory{r}))
 	const conns = 200
-	var pkts []rgPacket
+	var pkts []trPacket
 	for i := range conns {
 		port := uint16(20000 + i)
-		ts := rgBase.Add(time.Duration(i) * time.Millisecond)
-		for j, s := range []rgSeg{
+		ts := trBase.Add(time.Duration(i) * time.Millisecond)
+		for j, s := range []trSeg{
 			{seq: 1000, flags: "S"},
 			{seq: 1001, flags: "A", data: "abc"},
 			{seq: 1010, flags: "A", data: "queued"}, // a hole for the flushes
@@ -686,7 +293,7 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 			{rev: true, seq: 5001, flags: "A", data: "xyz"},
 		} {
 			s.port = port
-			pkts = append(pkts, rgMake(t, s, ts.Add(time.Duration(j)*time.Microsecond)))
+			pkts = append(pkts, trMake(t, s, ts.Add(time.Duration(j)*time.Microsecond)))
 		}
 	}
 	done := make(chan struct{})
@@ -695,14 +302,14 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		flushPanic = rgRecover(func() {
+		flushPanic = trRecover(func() {
 			for i := 0; ; i++ {
 				select {
 				case <-done:
 					return
 				default:
 				}
-				cut := rgBase.Add(time.Duration(i%conns) * time.Millisecond)
+				cut := trBase.Add(time.Duration(i%conns) * time.Millisecond)
 				a.FlushWithOptions(FlushOptions{T: cut})
 				if i%50 == 0 {
 					a.FlushCloseOlderThan(cut)
@@ -710,76 +317,76 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 			}
 		})
 	}()
-	rgFeed(t, a, pkts)
+	trFeed(t, a, pkts)
 	close(done)
 	wg.Wait()
 	require.Nil(t, flushPanic, "the flushing goroutine panicked")
 	a.FlushAll()
-	rgCompleteOnce(t, r)
-	assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use after FlushAll")
+	trCompleteOnce(t, r)
+	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after FlushAll")
 }
 
 // ---------------------------------------------------------------------------
 // Row 8: a flush reaching an RST must not release pages twice.
 
 func TestUpstreamBug08_LateRSTDuringFlush(t *testing.T) {
-	segs := []rgSeg{
+	segs := []trSeg{
 		{seq: 1, flags: "S"},
 		{seq: 10, flags: "A", data: "aaaaa"},
 		{seq: 20, flags: "RA", data: "bbbbb"},
 		{seq: 30, flags: "A", data: "ccccc"}, // after the RST
 		{seq: 40, flags: "A", data: "ddddd"},
 	}
-	r := &rgRec{}
-	a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
-	assert.Equal(t, 4, rgDumpInt(t, rgUsedRE, a.Dump()), "four queued pages")
-	a.FlushCloseOlderThan(rgBase.Add(time.Hour))
+	r := &trRec{}
+	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
+	assert.Equal(t, 4, trDumpInt(t, trUsedRE, a.Dump()), "four queued pages")
+	a.FlushCloseOlderThan(trBase.Add(time.Hour))
 	st := r.stream(0)
 	assert.Equal(t, "aaaaabbbbb", st.data(false), "bytes up to the RST, none after it")
-	assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use after the flush (a double release would go negative)")
+	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after the flush (a double release would go negative)")
 	ds := st.dataDeliveries(0)
 	require.NotEmpty(t, ds)
 	assert.True(t, ds[len(ds)-1].end, "the last delivery ends the direction")
-	rgCompleteOnce(t, r)
+	trCompleteOnce(t, r)
 
 	// A second flush and new packets must not touch released pages.
-	rgFeed(t, a, rgBuild(t, []rgSeg{{seq: 50, flags: "A", data: "eeeee"}}))
+	trFeed(t, a, trBuild(t, []trSeg{{seq: 50, flags: "A", data: "eeeee"}}))
 	a.FlushAll()
-	assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use at the end")
+	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use at the end")
 }
 
 // ---------------------------------------------------------------------------
 // Row 9: the factory returns nil.
 
 func TestUpstreamBug09_FactoryReturnsNil(t *testing.T) {
-	segs := []rgSeg{
+	segs := []trSeg{
 		{seq: 1000, flags: "S"},
 		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
 		{seq: 1001, flags: "A", data: "hello"},
 		{seq: 1006, flags: "FA"},
 	}
 	t.Run("ours", func(t *testing.T) {
-		r := &rgRec{nilStream: true}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{nilStream: true}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.NotZero(t, r.news, "the factory was asked")
-		assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "no connection may be kept for a vetoed Stream")
+		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "no connection may be kept for a vetoed Stream")
 		assert.Equal(t, 0, a.FlushAll(), "FlushAll finds no connection")
-		assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use")
+		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use")
 	})
 	t.Run("ours/safe", func(t *testing.T) {
-		r := &rgRec{nilStream: true}
-		pool := NewSafeStreamPool(rgFactory{r}, 0)
+		r := &trRec{nilStream: true}
+		pool := NewSafeStreamPool(trFactory{r}, 0)
 		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		require.NoError(t, err)
 		defer func() { _ = a.Close(); _ = pool.Close() }()
-		p := rgMake(t, segs[0], rgBase)
+		p := trMake(t, segs[0], trBase)
 		err = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
 		assert.ErrorIs(t, err, ErrNilStream, "SafeAssembler reports the nil Stream")
 		assert.Zero(t, pool.Stats().ActiveConnections, "no connection kept")
 	})
 	t.Run("upstream panics", func(t *testing.T) {
-		r := &rgRec{nilStream: true}
-		_, pv := rgUp(r, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{nilStream: true}
+		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.NotNil(t, pv, "upstream was expected to panic on a nil Stream (row 9)")
 	})
 }
@@ -788,7 +395,7 @@ func TestUpstreamBug09_FactoryReturnsNil(t *testing.T) {
 // Row 10a: ReassemblyComplete gets a context.
 
 func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
-	closeSegs := []rgSeg{
+	closeSegs := []trSeg{
 		{seq: 1000, flags: "S"},
 		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
 		{seq: 1001, ack: 5001, flags: "A", data: "hi"},
@@ -796,21 +403,21 @@ func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
 		{rev: true, seq: 5001, ack: 1004, flags: "FA", at: 7 * time.Second},
 	}
 	t.Run("ours/fin", func(t *testing.T) {
-		r := &rgRec{}
-		rgOurs(t, r, AssemblerOptions{}, rgBuild(t, closeSegs))
+		r := &trRec{}
+		trOurs(t, r, AssemblerOptions{}, trBuild(t, closeSegs))
 		st := r.stream(0)
 		require.Equal(t, 1, st.completes, "ReassemblyComplete on the second FIN")
 		assert.Zero(t, st.nilCtx, "ReassemblyComplete got a nil AssemblerContext")
-		assert.Equal(t, rgBase.Add(7*time.Second), st.completeCI[0].Timestamp, "the context is the closing packet's")
+		assert.Equal(t, trBase.Add(7*time.Second), st.completeCI[0].Timestamp, "the context is the closing packet's")
 	})
 	for _, how := range []string{"FlushAll", "FlushCloseOlderThan"} {
 		t.Run("ours/"+how, func(t *testing.T) {
-			r := &rgRec{}
-			a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, closeSegs[:3]))
+			r := &trRec{}
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, closeSegs[:3]))
 			if how == "FlushAll" {
 				a.FlushAll()
 			} else {
-				a.FlushCloseOlderThan(rgBase.Add(time.Hour))
+				a.FlushCloseOlderThan(trBase.Add(time.Hour))
 			}
 			st := r.stream(0)
 			require.Equal(t, 1, st.completes, "ReassemblyComplete on %s", how)
@@ -819,8 +426,8 @@ func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
 		})
 	}
 	t.Run("upstream passes nil", func(t *testing.T) {
-		r := &rgRec{}
-		_, pv := rgUp(r, upstream.AssemblerOptions{}, rgBuild(t, closeSegs))
+		r := &trRec{}
+		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, closeSegs))
 		require.Nil(t, pv)
 		st := r.stream(0)
 		require.Equal(t, 1, st.completes)
@@ -832,8 +439,8 @@ func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
 // Row 11: connection recycling with 2 assemblers and a concurrent flusher.
 // Upstream is not run: under -race its data race fails the test binary.
 
-// rgEndpoint is a client address and port.
-type rgEndpoint struct {
+// trEndpoint is a client address and port.
+type trEndpoint struct {
 	host byte
 	port uint16
 }
@@ -844,46 +451,46 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 		n = 600
 	}
 	t.Run("spread", func(t *testing.T) {
-		r := &rgRec{}
-		pool := NewStreamPool(rgFactory{r})
-		eps := make([]rgEndpoint, n)
+		r := &trRec{}
+		pool := NewStreamPool(trFactory{r})
+		eps := make([]trEndpoint, n)
 		for i := range eps {
-			eps[i] = rgEndpoint{port: uint16(10000 + i)}
+			eps[i] = trEndpoint{port: uint16(10000 + i)}
 		}
-		rgRecycle(t, r, pool, eps)
+		trRecycle(t, r, pool, eps)
 	})
 	t.Run("stale handle after reuse", func(t *testing.T) {
 		// Deterministic: connection A completes and is removed; B, in the
 		// same shard, is created from A's freed object; then a late packet
 		// of A arrives. It must not reach B's Stream, whatever handle to
 		// A the assembler kept.
-		for _, late := range []rgSeg{
+		for _, late := range []trSeg{
 			{rev: true, seq: 5001 + 5, ack: 1001 + 5 + 1, flags: "A"},               // the server's final ACK
 			{rev: true, seq: 5001, ack: 1001 + 5 + 1, flags: "PA", data: "RETRANS"}, // a retransmission
 		} {
-			r := &rgRec{}
-			pool := NewStreamPool(rgFactory{r})
+			r := &trRec{}
+			pool := NewStreamPool(trFactory{r})
 			a := NewAssembler(pool)
-			epA := rgEndpoint{port: 10000}
-			kA, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, rgClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: 10000, DstPort: rgServerPort})
-			var epB rgEndpoint
+			epA := trEndpoint{port: 10000}
+			kA, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: 10000, DstPort: trServerPort})
+			var epB trEndpoint
 			for port := uint16(10001); epB.port == 0; port++ {
-				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, rgClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: rgServerPort})
+				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort})
 				if pool.t.shardOf(&k) == pool.t.shardOf(&kA) {
-					epB = rgEndpoint{port: port}
+					epB = trEndpoint{port: port}
 				}
 			}
-			seg := func(ep rgEndpoint, s rgSeg) rgSeg { s.port, s.host = ep.port, ep.host; return s }
-			rgFeed(t, a, rgBuild(t, []rgSeg{
-				seg(epA, rgSeg{seq: 1000, flags: "S"}),
-				seg(epA, rgSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}),
-				seg(epA, rgSeg{seq: 1001, ack: 5001, flags: "PA", data: "hello"}),
-				seg(epA, rgSeg{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"}),
-				seg(epA, rgSeg{seq: 1006, ack: 5006, flags: "FA"}),
-				seg(epA, rgSeg{rev: true, seq: 5006, ack: 1007, flags: "FA"}), // A completes
-				seg(epB, rgSeg{seq: 3000, flags: "S"}),                        // B reuses A's object
+			seg := func(ep trEndpoint, s trSeg) trSeg { s.port, s.host = ep.port, ep.host; return s }
+			trFeed(t, a, trBuild(t, []trSeg{
+				seg(epA, trSeg{seq: 1000, flags: "S"}),
+				seg(epA, trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}),
+				seg(epA, trSeg{seq: 1001, ack: 5001, flags: "PA", data: "hello"}),
+				seg(epA, trSeg{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"}),
+				seg(epA, trSeg{seq: 1006, ack: 5006, flags: "FA"}),
+				seg(epA, trSeg{rev: true, seq: 5006, ack: 1007, flags: "FA"}), // A completes
+				seg(epB, trSeg{seq: 3000, flags: "S"}),                        // B reuses A's object
 				seg(epA, late),
-				seg(epB, rgSeg{seq: 3001, flags: "PA", data: "bee"}),
+				seg(epB, trSeg{seq: 3001, flags: "PA", data: "bee"}),
 			}))
 			a.FlushAll()
 			require.GreaterOrEqual(t, r.news, 2)
@@ -893,47 +500,47 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 			assert.Zero(t, stB.wrongPackets, "a late packet of A reached B's Stream (%s)", late.flags)
 			assert.Equal(t, "bee", stB.data(false), "B's client bytes (%s)", late.flags)
 			assert.Equal(t, "", stB.data(true), "B's server bytes (%s)", late.flags)
-			rgCompleteOnce(t, r)
+			trCompleteOnce(t, r)
 		}
 	})
 	t.Run("one shard", func(t *testing.T) {
 		// Every connection in one shard of the pool: each connection object
 		// freed is the next one reused, while the other assembler may still
 		// hold a pointer to it from its lookup.
-		r := &rgRec{}
-		pool := NewStreamPool(rgFactory{r})
+		r := &trRec{}
+		pool := NewStreamPool(trFactory{r})
 		var target *shard
-		var eps []rgEndpoint
+		var eps []trEndpoint
 		for port := uint16(10000); port < 60000 && len(eps) < n/2; port++ {
 			for host := byte(1); host < 255; host++ {
-				probe := &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: rgServerPort}
-				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, rgClientIP(host), net.IP{10, 0, 0, 2}), probe)
+				probe := &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort}
+				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(host), net.IP{10, 0, 0, 2}), probe)
 				sh := pool.t.shardOf(&k)
 				if target == nil {
 					target = sh
 				}
 				if sh == target {
-					eps = append(eps, rgEndpoint{host: host, port: port})
+					eps = append(eps, trEndpoint{host: host, port: port})
 					break
 				}
 			}
 		}
 		require.Len(t, eps, n/2, "endpoints found in one shard")
-		rgRecycle(t, r, pool, eps)
+		trRecycle(t, r, pool, eps)
 	})
 }
 
-// rgMeet is a spinning barrier: the parties leave it within moments of one
+// trMeet is a spinning barrier: the parties leave it within moments of one
 // another, so that what they do next really overlaps (a blocking barrier
 // would let the first one run ahead while the others are woken). Each party
 // counts its own rounds; once one has left for good, nobody waits.
-type rgMeet struct {
+type trMeet struct {
 	parties int64
 	arrived atomic.Int64
 	gone    atomic.Bool
 }
 
-func (m *rgMeet) wait(round int) {
+func (m *trMeet) wait(round int) {
 	target := (int64(round) + 1) * m.parties
 	m.arrived.Add(1)
 	for m.arrived.Load() < target && !m.gone.Load() {
@@ -941,13 +548,13 @@ func (m *rgMeet) wait(round int) {
 	}
 }
 
-func (m *rgMeet) leave() { m.gone.Store(true) }
+func (m *trMeet) leave() { m.gone.Store(true) }
 
-// rgRecycle runs many short connections through two assemblers, one per
+// trRecycle runs many short connections through two assemblers, one per
 // direction, while a third assembler flushes the pool in a loop; then it
 // checks that every connection had exactly one Stream, that got exactly its
 // own packets and bytes, and exactly one ReassemblyComplete.
-func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
+func trRecycle(t *testing.T, r *trRec, pool *StreamPool, eps []trEndpoint) {
 	n := len(eps)
 	const step = 10 * time.Millisecond
 	open := func(i int) bool { return i%4 == 3 } // left without FIN, for the flusher
@@ -960,25 +567,25 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 	// before each close, so that one of them completes and frees the
 	// connection, and creates the next one from the freed object, while
 	// the other may still be looking the old one up.
-	var c2s, s2c [][]rgPacket
+	var c2s, s2c [][]trPacket
 	var ccut, scut []int
 	for i, ep := range eps {
-		ts := rgBase.Add(time.Duration(i) * step)
-		mk := func(k int, s rgSeg) rgPacket {
+		ts := trBase.Add(time.Duration(i) * step)
+		mk := func(k int, s trSeg) trPacket {
 			s.port, s.host = ep.port, ep.host
-			return rgMake(t, s, ts.Add(time.Duration(k)*time.Millisecond))
+			return trMake(t, s, ts.Add(time.Duration(k)*time.Millisecond))
 		}
 		cd, sd := c2sData(i), s2cData(i)
-		cs := []rgPacket{mk(0, rgSeg{seq: 1000, flags: "S"}), mk(2, rgSeg{seq: 1001, ack: 5001, flags: "PA", data: cd})}
-		ss := []rgPacket{mk(1, rgSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}), mk(3, rgSeg{rev: true, seq: 5001, ack: 1001 + uint32(len(cd)), flags: "PA", data: sd})}
+		cs := []trPacket{mk(0, trSeg{seq: 1000, flags: "S"}), mk(2, trSeg{seq: 1001, ack: 5001, flags: "PA", data: cd})}
+		ss := []trPacket{mk(1, trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}), mk(3, trSeg{rev: true, seq: 5001, ack: 1001 + uint32(len(cd)), flags: "PA", data: sd})}
 		ccut, scut = append(ccut, len(cs)), append(scut, len(ss))
 		if open(i) {
-			cs = append(cs, mk(4, rgSeg{seq: 1001 + uint32(len(cd)) + 5, ack: 5001, flags: "A", data: gap}))
+			cs = append(cs, mk(4, trSeg{seq: 1001 + uint32(len(cd)) + 5, ack: 5001, flags: "A", data: gap}))
 		} else {
 			cfin := 1001 + uint32(len(cd))
 			sfin := 5001 + uint32(len(sd))
-			cs = append(cs, mk(4, rgSeg{seq: cfin, ack: sfin, flags: "FA"}), mk(6, rgSeg{seq: cfin + 1, ack: sfin + 1, flags: "A"}))
-			ss = append(ss, mk(5, rgSeg{rev: true, seq: sfin, ack: cfin + 1, flags: "FA"}), mk(7, rgSeg{rev: true, seq: sfin + 1, ack: cfin + 1, flags: "A"}))
+			cs = append(cs, mk(4, trSeg{seq: cfin, ack: sfin, flags: "FA"}), mk(6, trSeg{seq: cfin + 1, ack: sfin + 1, flags: "A"}))
+			ss = append(ss, mk(5, trSeg{rev: true, seq: sfin, ack: cfin + 1, flags: "FA"}), mk(7, trSeg{rev: true, seq: sfin + 1, ack: cfin + 1, flags: "A"}))
 		}
 		c2s, s2c = append(c2s, cs), append(s2c, ss)
 	}
@@ -989,10 +596,10 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 	progress[1].Store(-1)
 	var wg sync.WaitGroup
 	panics := make([]any, 3)
-	meet := &rgMeet{parties: 2}
-	feed := func(k int, a *Assembler, per [][]rgPacket, cut []int) {
+	meet := &trMeet{parties: 2}
+	feed := func(k int, a *Assembler, per [][]trPacket, cut []int) {
 		defer meet.leave()
-		panics[k] = rgRecover(func() {
+		panics[k] = trRecover(func() {
 			for i, ps := range per {
 				for j := 0; j <= len(ps); j++ {
 					if j == cut[i] {
@@ -1016,7 +623,7 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 	flushWG.Add(1)
 	go func() {
 		defer flushWG.Done()
-		panics[2] = rgRecover(func() {
+		panics[2] = trRecover(func() {
 			for {
 				select {
 				case <-stop:
@@ -1026,9 +633,9 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 				// Only connections both feeders are done with are due.
 				done := min(progress[0].Load(), progress[1].Load()) - 2
 				if done < 0 {
-					af.FlushCloseOlderThan(rgBase.Add(-time.Hour)) // snapshot and lock only
+					af.FlushCloseOlderThan(trBase.Add(-time.Hour)) // snapshot and lock only
 				} else {
-					af.FlushCloseOlderThan(rgBase.Add(time.Duration(done) * step))
+					af.FlushCloseOlderThan(trBase.Add(time.Duration(done) * step))
 				}
 				flushes.Add(1)
 				runtime.Gosched()
@@ -1048,18 +655,18 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 	defer r.mu.Unlock()
 	assert.Equal(t, n, r.news, "one Stream per connection")
 	assert.Zero(t, r.sgAfterEnd, "ReassembledSG calls after ReassemblyComplete")
-	client := func(st *rgStream) rgEndpoint {
+	client := func(st *trStream) trEndpoint {
 		src, dst := st.netFlow.Endpoints()
 		ip, port := src.Raw(), st.ports[0]
 		if st.flipped() {
 			ip, port = dst.Raw(), st.ports[1]
 		}
 		if ip[2] == 0 {
-			return rgEndpoint{port: uint16(port)}
+			return trEndpoint{port: uint16(port)}
 		}
-		return rgEndpoint{host: ip[3], port: uint16(port)}
+		return trEndpoint{host: ip[3], port: uint16(port)}
 	}
-	byEP := map[rgEndpoint]*rgStream{}
+	byEP := map[trEndpoint]*trStream{}
 	for _, st := range r.streams {
 		ep := client(st)
 		if byEP[ep] != nil {
@@ -1088,37 +695,37 @@ func rgRecycle(t *testing.T, r *rgRec, pool *StreamPool, eps []rgEndpoint) {
 		assert.Equal(t, wantC, st.data(false), "connection %d: client bytes", i)
 		assert.Equal(t, s2cData(i), st.data(true), "connection %d: server bytes", i)
 	}
-	assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a1.Dump()), "connections left")
-	assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a1.Dump()), "pages left in use")
+	assert.Equal(t, 0, trDumpInt(t, trConnsRE, a1.Dump()), "connections left")
+	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a1.Dump()), "pages left in use")
 }
 
 // ---------------------------------------------------------------------------
 // Row 13: page accounting across assemblers that share a pool.
 
 func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
-	segs := rgBuild(t, []rgSeg{
+	segs := trBuild(t, []trSeg{
 		{seq: 100, flags: "S"},
-		{seq: 201, flags: "A", data: rgBytes(100, 2)},
-		{seq: 301, flags: "A", data: rgBytes(100, 3)},
-		{seq: 101, flags: "A", data: rgBytes(100, 1)}, // via a2
+		{seq: 201, flags: "A", data: trBytes(100, 2)},
+		{seq: 301, flags: "A", data: trBytes(100, 3)},
+		{seq: 101, flags: "A", data: trBytes(100, 1)}, // via a2
 	})
-	want := rgBytes(100, 1) + rgBytes(100, 2) + rgBytes(100, 3)
+	want := trBytes(100, 1) + trBytes(100, 2) + trBytes(100, 3)
 
 	t.Run("ours", func(t *testing.T) {
-		r := &rgRec{}
-		pool := NewStreamPool(rgFactory{r})
+		r := &trRec{}
+		pool := NewStreamPool(trFactory{r})
 		a1, a2 := NewAssembler(pool), NewAssembler(pool)
-		rgFeed(t, a1, segs[:3])
-		assert.Equal(t, 2, rgDumpInt(t, rgUsedRE, a2.Dump()), "pool-wide pages after a1 queued two")
-		rgFeed(t, a2, segs[3:])
+		trFeed(t, a1, segs[:3])
+		assert.Equal(t, 2, trDumpInt(t, trUsedRE, a2.Dump()), "pool-wide pages after a1 queued two")
+		trFeed(t, a2, segs[3:])
 		assert.Equal(t, want, r.stream(0).data(false), "bytes")
-		assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a1.Dump()), "pages in use seen by a1")
-		assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a2.Dump()), "pages in use seen by a2")
+		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a1.Dump()), "pages in use seen by a1")
+		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a2.Dump()), "pages in use seen by a2")
 	})
 
 	t.Run("ours/safe", func(t *testing.T) {
-		r := &rgRec{}
-		pool := NewSafeStreamPool(rgFactory{r}, 0)
+		r := &trRec{}
+		pool := NewSafeStreamPool(trFactory{r}, 0)
 		opts := SafeAssemblerOptions{DisableBackgroundFlush: true}
 		a1, err := NewSafeAssembler(pool, opts)
 		require.NoError(t, err)
@@ -1135,32 +742,32 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		require.NoError(t, a1.Close())
 		require.NoError(t, a2.Close())
 		require.NoError(t, pool.Close())
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 	})
 
 	t.Run("ours/total-limit-is-pool-wide", func(t *testing.T) {
 		// a1 buffers a page of connection A; a2 buffers one of connection B.
 		// With MaxBufferedPagesTotal=2 the pool is then full, so a2 must
 		// force B over its hole at once (upstream counts per assembler).
-		r := &rgRec{}
-		pool := NewStreamPool(rgFactory{r})
+		r := &trRec{}
+		pool := NewStreamPool(trFactory{r})
 		a1, a2 := NewAssembler(pool), NewAssembler(pool)
 		a1.MaxBufferedPagesTotal, a2.MaxBufferedPagesTotal = 2, 2
-		rgFeed(t, a1, rgBuild(t, []rgSeg{{seq: 100, flags: "S", port: 1}, {seq: 200, flags: "A", data: "A", port: 1}}))
-		rgFeed(t, a2, rgBuild(t, []rgSeg{{seq: 100, flags: "S", port: 2}, {seq: 200, flags: "A", data: "B", port: 2}}))
+		trFeed(t, a1, trBuild(t, []trSeg{{seq: 100, flags: "S", port: 1}, {seq: 200, flags: "A", data: "A", port: 1}}))
+		trFeed(t, a2, trBuild(t, []trSeg{{seq: 100, flags: "S", port: 2}, {seq: 200, flags: "A", data: "B", port: 2}}))
 		assert.Equal(t, "B", r.stream(1).data(false), "connection B forced out by the pool-wide limit")
 		assert.Equal(t, "", r.stream(0).data(false), "connection A still buffered")
-		assert.Equal(t, 1, rgDumpInt(t, rgUsedRE, a1.Dump()), "pages in use")
+		assert.Equal(t, 1, trDumpInt(t, trUsedRE, a1.Dump()), "pages in use")
 	})
 
 	t.Run("upstream drifts", func(t *testing.T) {
-		r := &rgRec{}
-		pool := upstream.NewStreamPool(rgUpFactory{r})
+		r := &trRec{}
+		pool := upstream.NewStreamPool(trUpFactory{r})
 		a1, a2 := upstream.NewAssembler(pool), upstream.NewAssembler(pool)
-		require.Nil(t, rgFeedUp(a1, segs[:3]))
-		require.Nil(t, rgFeedUp(a2, segs[3:]))
-		assert.Equal(t, 2, rgDumpInt(t, rgUsedRE, a1.Dump()), "upstream a1 was expected to keep counting 2 pages (row 13)")
-		assert.Equal(t, -2, rgDumpInt(t, rgUsedRE, a2.Dump()), "upstream a2 was expected to count -2 pages (row 13)")
+		require.Nil(t, trFeedUp(a1, segs[:3]))
+		require.Nil(t, trFeedUp(a2, segs[3:]))
+		assert.Equal(t, 2, trDumpInt(t, trUsedRE, a1.Dump()), "upstream a1 was expected to keep counting 2 pages (row 13)")
+		assert.Equal(t, -2, trDumpInt(t, trUsedRE, a2.Dump()), "upstream a2 was expected to count -2 pages (row 13)")
 	})
 }
 
@@ -1169,30 +776,30 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 
 func TestUpstreamBug15_CloseReleasesAllPages(t *testing.T) {
 	for _, end := range []string{"R", "F"} {
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 99, flags: "S"},
-			{seq: 1000, flags: "A", data: rgBytes(10, 1)},
-			{seq: 2000, flags: "A", data: rgBytes(10, 2)},
-			{seq: 3000, flags: "A", data: rgBytes(10, 3)},
+			{seq: 1000, flags: "A", data: trBytes(10, 1)},
+			{seq: 2000, flags: "A", data: trBytes(10, 2)},
+			{seq: 3000, flags: "A", data: trBytes(10, 3)},
 			{seq: 100, flags: end + "A"},
 		}
 		t.Run(end+"/ours", func(t *testing.T) {
-			r := &rgRec{}
-			a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
-			assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use after the %s closed the direction", end)
+			r := &trRec{}
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after the %s closed the direction", end)
 			assert.Equal(t, "", r.stream(0).data(false), "queued bytes lie after the %s and are not delivered", end)
 			if end == "R" {
 				assert.Equal(t, 1, r.stream(0).completes, "the RST completes the connection")
 			}
 			a.FlushAll()
-			assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use at the end")
-			rgCompleteOnce(t, r)
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use at the end")
+			trCompleteOnce(t, r)
 		})
 		if end == "R" {
 			t.Run(end+"/upstream leaks", func(t *testing.T) {
-				a, pv := rgUp(&rgRec{}, upstream.AssemblerOptions{}, rgBuild(t, segs))
+				a, pv := trUp(&trRec{}, upstream.AssemblerOptions{}, trBuild(t, segs))
 				require.Nil(t, pv)
-				assert.Equal(t, 2, rgDumpInt(t, rgUsedRE, a.Dump()), "upstream was expected to leak 2 pages on close (row 15)")
+				assert.Equal(t, 2, trDumpInt(t, trUsedRE, a.Dump()), "upstream was expected to leak 2 pages on close (row 15)")
 			})
 		}
 	}
@@ -1202,21 +809,21 @@ func TestUpstreamBug15_CloseReleasesAllPages(t *testing.T) {
 // Rows 17/18: free pages go back to the garbage collector after a spike.
 
 func TestUpstreamBug17_18_IdlePagesReleased(t *testing.T) {
-	segs := []rgSeg{{seq: 0, flags: "S"}}
+	segs := []trSeg{{seq: 0, flags: "S"}}
 	for i := range 1000 {
-		segs = append(segs, rgSeg{seq: uint32(10 + 2*i), flags: "A", data: "x"})
+		segs = append(segs, trSeg{seq: uint32(10 + 2*i), flags: "A", data: "x"})
 	}
-	r := &rgRec{}
-	a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
-	assert.Equal(t, 1000, rgDumpInt(t, rgUsedRE, a.Dump()), "pages buffered in the spike")
+	r := &trRec{}
+	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
+	assert.Equal(t, 1000, trDumpInt(t, trUsedRE, a.Dump()), "pages buffered in the spike")
 	a.FlushAll()
-	assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use after FlushAll")
+	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after FlushAll")
 	// Free pages are released by flushes at most once per trimPeriod of
 	// the flushes' own time, so that pages freed just now are reused.
 	for i := range 3 {
-		a.FlushCloseOlderThan(rgBase.Add(time.Duration(i) * trimPeriod))
+		a.FlushCloseOlderThan(trBase.Add(time.Duration(i) * trimPeriod))
 	}
-	assert.Equal(t, 0, rgDumpInt(t, rgFreeRE, a.Dump()), "free pages kept after two idle trim periods")
+	assert.Equal(t, 0, trDumpInt(t, trFreeRE, a.Dump()), "free pages kept after two idle trim periods")
 }
 
 // ---------------------------------------------------------------------------
@@ -1224,34 +831,34 @@ func TestUpstreamBug17_18_IdlePagesReleased(t *testing.T) {
 
 func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 	const n = maxFreeConns + 4000 // distinct source ports: past the free list's cap
-	r := &rgRec{}
-	pool := NewStreamPool(rgFactory{r})
+	r := &trRec{}
+	pool := NewStreamPool(trFactory{r})
 	a := NewAssembler(pool)
 	for i := range n {
-		p := rgMake(t, rgSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, rgBase)
+		p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
 		a.AssembleWithContext(p.flow, p.tcp, p.ctx)
 	}
-	assert.Equal(t, n, rgDumpInt(t, rgConnsRE, a.Dump()), "live connections")
+	assert.Equal(t, n, trDumpInt(t, trConnsRE, a.Dump()), "live connections")
 	assert.Equal(t, n, a.FlushAll(), "FlushAll closes them all")
-	assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections after FlushAll")
+	assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections after FlushAll")
 	free := len(a.eng.free.free)
 	assert.Equal(t, maxFreeConns, free, "recycled connection objects kept after the spike: the cap")
 	// Objects left unused for a whole trim period go back to the GC.
 	for i := range 3 {
-		a.FlushCloseOlderThan(rgBase.Add(time.Duration(i+1) * trimPeriod))
+		a.FlushCloseOlderThan(trBase.Add(time.Duration(i+1) * trimPeriod))
 	}
 	free = len(a.eng.free.free)
 	assert.Zero(t, free, "recycled connection objects kept after two idle trim periods")
 
 	t.Run("safe cap", func(t *testing.T) {
-		r := &rgRec{}
-		pool, err := NewSafeStreamPoolWithOptions(rgFactory{r}, SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
+		r := &trRec{}
+		pool, err := NewSafeStreamPoolWithOptions(trFactory{r}, SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
 		require.NoError(t, err)
 		sa, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		require.NoError(t, err)
 		refused := 0
 		for i := range 8 {
-			p := rgMake(t, rgSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, rgBase)
+			p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
 			if err := sa.AssembleWithContext(p.flow, p.tcp, p.ctx); err != nil {
 				assert.ErrorIs(t, err, ErrConnectionLimit)
 				refused++
@@ -1261,7 +868,7 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		assert.EqualValues(t, 5, pool.Stats().ActiveConnections, "live connections at the cap")
 		require.NoError(t, sa.Close())
 		require.NoError(t, pool.Close())
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 	})
 }
 
@@ -1273,16 +880,16 @@ func TestUpstreamBug21_BarePacketsCreateNothing(t *testing.T) {
 	for _, flags := range []string{"A", "FA", "F", "R", "RA", "PA"} {
 		for _, rev := range []bool{false, true} {
 			name := fmt.Sprintf("%s/rev=%v", flags, rev)
-			segs := []rgSeg{{rev: rev, seq: 1234, ack: 999, flags: flags}}
+			segs := []trSeg{{rev: rev, seq: 1234, ack: 999, flags: flags}}
 			t.Run(name+"/ours", func(t *testing.T) {
-				r := &rgRec{}
-				a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+				r := &trRec{}
+				a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 				assert.Zero(t, r.news, "StreamFactory.New calls for a bare %s", flags)
-				assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections for a bare %s", flags)
+				assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections for a bare %s", flags)
 			})
 			t.Run(name+"/upstream creates", func(t *testing.T) {
-				r := &rgRec{}
-				_, pv := rgUp(r, upstream.AssemblerOptions{}, rgBuild(t, segs))
+				r := &trRec{}
+				_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
 				require.Nil(t, pv)
 				assert.Equal(t, 1, r.news, "upstream was expected to create a Stream for a bare %s (row 21)", flags)
 			})
@@ -1291,7 +898,7 @@ func TestUpstreamBug21_BarePacketsCreateNothing(t *testing.T) {
 }
 
 func TestUpstreamBug23_FinalACKDoesNotResurrect(t *testing.T) {
-	segs := []rgSeg{
+	segs := []trSeg{
 		{seq: 1000, flags: "S"},
 		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
 		{seq: 1001, ack: 5001, flags: "A"},
@@ -1303,11 +910,11 @@ func TestUpstreamBug23_FinalACKDoesNotResurrect(t *testing.T) {
 		{seq: 1007, ack: 5007, flags: "A"}, // the final ACK
 	}
 	t.Run("ours", func(t *testing.T) {
-		r := &rgRec{}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.Equal(t, 1, r.news, "Streams created: the final ACK must not make a new one")
-		assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections left after the close")
-		rgCompleteOnce(t, r)
+		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left after the close")
+		trCompleteOnce(t, r)
 		st := r.stream(0)
 		assert.Equal(t, "hello", st.data(false))
 		assert.Equal(t, "world", st.data(true))
@@ -1315,17 +922,17 @@ func TestUpstreamBug23_FinalACKDoesNotResurrect(t *testing.T) {
 	t.Run("ours/keep-open", func(t *testing.T) {
 		// ReassemblyComplete returning false keeps the connection; the
 		// final ACK reaches it and makes nothing new.
-		r := &rgRec{keepOpen: true}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{keepOpen: true}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.Equal(t, 1, r.news, "Streams created")
 		assert.Equal(t, 1, r.stream(0).completes, "ReassemblyComplete calls")
-		a.FlushCloseOlderThan(rgBase.Add(time.Hour))
-		assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections after the flush")
-		rgCompleteOnce(t, r)
+		a.FlushCloseOlderThan(trBase.Add(time.Hour))
+		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections after the flush")
+		trCompleteOnce(t, r)
 	})
 	t.Run("upstream resurrects", func(t *testing.T) {
-		r := &rgRec{}
-		_, pv := rgUp(r, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.Nil(t, pv)
 		assert.Equal(t, 2, r.news, "upstream was expected to create a second Stream from the final ACK (row 23)")
 	})
@@ -1335,12 +942,12 @@ func TestUpstreamBug23_FinalACKDoesNotResurrect(t *testing.T) {
 // Row 22: one-byte segments are charged small buffers.
 
 func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
-	segments := func(n int) []rgPacket {
-		segs := []rgSeg{{seq: 0, flags: "S"}}
+	segments := func(n int) []trPacket {
+		segs := []trSeg{{seq: 0, flags: "S"}}
 		for i := range n {
-			segs = append(segs, rgSeg{seq: uint32(2 + 2*i), flags: "A", data: "x"})
+			segs = append(segs, trSeg{seq: uint32(2 + 2*i), flags: "A", data: "x"})
 		}
-		return rgBuild(t, segs)
+		return trBuild(t, segs)
 	}
 	checkCharge := func(t *testing.T, st PageCacheStats, n int) {
 		t.Helper()
@@ -1356,15 +963,15 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		// The drop-in face has no limit by default, as upstream.
 		const n = 20000
 		pkts := segments(n)
-		r := &rgRec{}
-		pool := NewStreamPool(rgFactory{r})
+		r := &trRec{}
+		pool := NewStreamPool(trFactory{r})
 		a := NewAssembler(pool)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		rgFeed(t, a, pkts)
+		trFeed(t, a, pkts)
 		runtime.ReadMemStats(&after)
 		checkCharge(t, pool.t.budget.Stats(), n)
-		assert.Equal(t, n, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in Dump()")
+		assert.Equal(t, n, trDumpInt(t, trUsedRE, a.Dump()), "pages in Dump()")
 		allocated := float64(after.TotalAlloc-before.TotalAlloc) / n
 		t.Logf("ours: %.0f B allocated per one-byte segment", allocated)
 		assert.Less(t, allocated, 1024.0, "bytes allocated per buffered one-byte segment")
@@ -1372,9 +979,9 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		assert.EqualValues(t, 0, pool.t.budget.Stats().BytesInUse, "bytes charged after FlushAll")
 
 		// Upstream: a whole page per segment.
-		ua := upstream.NewAssembler(upstream.NewStreamPool(rgUpFactory{&rgRec{}}))
+		ua := upstream.NewAssembler(upstream.NewStreamPool(trUpFactory{&trRec{}}))
 		runtime.ReadMemStats(&before)
-		require.Nil(t, rgFeedUp(ua, pkts))
+		require.Nil(t, trFeedUp(ua, pkts))
 		runtime.ReadMemStats(&after)
 		upAllocated := float64(after.TotalAlloc-before.TotalAlloc) / n
 		t.Logf("upstream: %.0f B allocated per one-byte segment", upAllocated)
@@ -1383,8 +990,8 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 
 	t.Run("safe", func(t *testing.T) {
 		const n = 500 // under every default limit of the Safe face
-		r := &rgRec{}
-		pool := NewSafeStreamPool(rgFactory{r}, 0)
+		r := &trRec{}
+		pool := NewSafeStreamPool(trFactory{r}, 0)
 		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		require.NoError(t, err)
 		for _, p := range segments(n) {
@@ -1429,19 +1036,19 @@ func TestUpstreamBug25_SequenceWrap(t *testing.T) {
 
 	t.Run("a/retransmit across the wrap", func(t *testing.T) {
 		first := "ABCDEFGHIJKLMNOP" // seq 0xFFFFFFF1 .. 0x0
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 0xFFFFFFF0, flags: "S"},
 			{seq: 0xFFFFFFF1, flags: "A", data: first},
 			{seq: 0xFFFFFFF9, flags: "A", data: "IJKLMNOP" + "QRSTUVWX"}, // 8 old + 8 new bytes
 			{seq: 9, flags: "A", data: "YZ0123"},
 		}
 		want := first + "QRSTUVWX" + "YZ0123"
-		r := &rgRec{}
-		rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.Equal(t, want, r.stream(0).data(false), "bytes across the wrap, each once")
 
-		ur := &rgRec{}
-		_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		ur := &trRec{}
+		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.Nil(t, pv)
 		got := ur.stream(0).data(false)
 		assert.NotEqual(t, want, got, "upstream was expected to duplicate then lose a byte (row 25a)")
@@ -1449,20 +1056,20 @@ func TestUpstreamBug25_SequenceWrap(t *testing.T) {
 	})
 
 	t.Run("b/queued overwrite across the wrap", func(t *testing.T) {
-		fill := rgBytes(23, 4) // 0xFFFFFFE1 .. 0xFFFFFFF7
-		segs := []rgSeg{
+		fill := trBytes(23, 4) // 0xFFFFFFE1 .. 0xFFFFFFF7
+		segs := []trSeg{
 			{seq: 0xFFFFFFE0, flags: "S"},
 			{seq: 0xFFFFFFF8, flags: "A", data: "abcdefghijklmnop"}, // queued, [0xFFFFFFF8, 0x8)
 			{seq: 1, flags: "A", data: "XY"},                        // inside the queued page, offset 9
 			{seq: 0xFFFFFFE1, flags: "A", data: fill},
 		}
 		want := fill + "abcdefghi" + "XY" + "lmnop" // the newer copy of queued bytes wins
-		r := &rgRec{}
-		rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.Equal(t, want, r.stream(0).data(false), "bytes with the overwrite at the right offset")
 
-		ur := &rgRec{}
-		_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		ur := &trRec{}
+		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.Nil(t, pv)
 		assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", ur.stream(0).data(false), "upstream was expected to overwrite one byte early (row 25b)")
 	})
@@ -1472,8 +1079,8 @@ func TestUpstreamBug25_SequenceWrap(t *testing.T) {
 // Row 26: a queued FIN does not advance nextSeq.
 
 func TestUpstreamBug26_QueuedFINWithPageLimit(t *testing.T) {
-	a1, b, c := rgBytes(10, 1), rgBytes(10, 2), rgBytes(10, 3)
-	segs := []rgSeg{
+	a1, b, c := trBytes(10, 1), trBytes(10, 2), trBytes(10, 3)
+	segs := []trSeg{
 		{seq: 100, flags: "S"},
 		{seq: 111, flags: "A", data: a1},  // queued
 		{seq: 131, flags: "FA", data: c},  // queued: the limit forces [111,121) out
@@ -1489,8 +1096,8 @@ func TestUpstreamBug26_QueuedFINWithPageLimit(t *testing.T) {
 		{"Total", AssemblerOptions{MaxBufferedPagesTotal: 2}, upstream.AssemblerOptions{MaxBufferedPagesTotal: 2}},
 	} {
 		t.Run(lim.name+"/ours", func(t *testing.T) {
-			r := &rgRec{}
-			a := rgOurs(t, r, lim.ours, rgBuild(t, segs))
+			r := &trRec{}
+			a := trOurs(t, r, lim.ours, trBuild(t, segs))
 			st := r.stream(0)
 			assert.Equal(t, a1+b+c, st.data(false), "no byte lost around the queued FIN")
 			ds := st.dataDeliveries(0)
@@ -1501,11 +1108,11 @@ func TestUpstreamBug26_QueuedFINWithPageLimit(t *testing.T) {
 			assert.Equal(t, 0, ds[1].skip, "Skip of the in-order delivery")
 			assert.True(t, ds[1].end, "the FIN ends the direction")
 			a.FlushAll()
-			assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages in use")
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use")
 		})
 		t.Run(lim.name+"/upstream", func(t *testing.T) {
-			r := &rgRec{}
-			_, pv := rgUp(r, lim.up, rgBuild(t, segs))
+			r := &trRec{}
+			_, pv := trUp(r, lim.up, trBuild(t, segs))
 			require.Nil(t, pv)
 			assert.NotEqual(t, a1+b+c, r.stream(0).data(false), "upstream was expected to lose a byte (row 26)")
 		})
@@ -1516,14 +1123,14 @@ func TestUpstreamBug26_QueuedFINWithPageLimit(t *testing.T) {
 // Row 27: a retransmitted SYN with payload.
 
 func TestUpstreamBug27_RetransmittedSYNWithPayload(t *testing.T) {
-	p := rgBytes(20, 5)
-	segs := []rgSeg{
+	p := trBytes(20, 5)
+	segs := []trSeg{
 		{seq: 100, flags: "S", data: p[:10]},
 		{seq: 100, flags: "S", data: p}, // retransmitted with more data
 		{seq: 121, flags: "A", data: "tail"},
 	}
-	r := &rgRec{}
-	rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+	r := &trRec{}
+	trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 	assert.Equal(t, p+"tail", r.stream(0).data(false), "no byte lost after a retransmitted SYN")
 	ds := r.stream(0).dataDeliveries(0)
 	require.NotEmpty(t, ds)
@@ -1533,8 +1140,8 @@ func TestUpstreamBug27_RetransmittedSYNWithPayload(t *testing.T) {
 		assert.Equal(t, 0, d.skip, "no skip (delivery %d)", i+1)
 	}
 
-	ur := &rgRec{}
-	_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+	ur := &trRec{}
+	_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 	require.Nil(t, pv)
 	assert.NotEqual(t, p+"tail", ur.stream(0).data(false), "upstream was expected to lose a byte (row 27)")
 }
@@ -1544,33 +1151,33 @@ func TestUpstreamBug27_RetransmittedSYNWithPayload(t *testing.T) {
 
 func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
 	t.Run("in-order FIN touching queued data", func(t *testing.T) {
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, lies after the FIN
 			{seq: 101, flags: "FA", data: "0123456789"},
 			{seq: 121, flags: "A", data: "more"},
 		}
-		r := &rgRec{}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		st := r.stream(0)
 		assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN must not be delivered")
 		ds := st.dataDeliveries(0)
 		require.NotEmpty(t, ds)
 		assert.True(t, ds[len(ds)-1].end, "the FIN closes the direction")
-		assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages after the FIN are released")
+		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages after the FIN are released")
 		a.FlushAll()
 		assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN")
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 
-		ur := &rgRec{}
-		_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		ur := &trRec{}
+		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.Nil(t, pv)
 		assert.Contains(t, ur.stream(0).data(false), "AFTERFIN", "upstream was expected to deliver data after the FIN (row 28)")
 	})
 
 	// A segment that runs past a known FIN or RST position: the bytes
 	// after the FIN are data after the FIN, whichever packet carries them.
-	for name, segs := range map[string][]rgSeg{
+	for name, segs := range map[string][]trSeg{
 		"queued segment straddles a queued FIN": {
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "FA"},
@@ -1596,8 +1203,8 @@ func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := &rgRec{}
-			a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+			r := &trRec{}
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 			st := r.stream(0)
 			assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN/RST position (seq 111) must not be delivered")
 			ds := st.dataDeliveries(0)
@@ -1606,20 +1213,20 @@ func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
 			}
 			a.FlushAll()
 			assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN/RST")
-			assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages left")
-			rgCompleteOnce(t, r)
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
+			trCompleteOnce(t, r)
 		})
 	}
 
 	t.Run("queued bare FIN", func(t *testing.T) {
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "FA"},                    // queued FIN without data
 			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
 			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
 		}
-		r := &rgRec{}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		st := r.stream(0)
 		assert.Equal(t, "0123456789", st.data(false), "bytes after the queued FIN must not be delivered")
 		ds := st.dataDeliveries(0)
@@ -1627,18 +1234,18 @@ func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
 		assert.True(t, ds[len(ds)-1].end, "reaching the queued FIN closes the direction")
 		a.FlushAll()
 		assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN")
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 	})
 }
 
 // ---------------------------------------------------------------------------
 // Rows 30, 31, 34, 39: fixed upstream long ago; ours must agree with it.
 
-func rgSameAsUpstream(t *testing.T, opts AssemblerOptions, segs []rgSeg, flush func(ours *Assembler, up *upstream.Assembler)) (*rgRec, *rgRec) {
+func trSameAsUpstream(t *testing.T, opts AssemblerOptions, segs []trSeg, flush func(ours *Assembler, up *upstream.Assembler)) (*trRec, *trRec) {
 	t.Helper()
-	r, ur := &rgRec{}, &rgRec{}
-	a := rgOurs(t, r, opts, rgBuild(t, segs))
-	ua, pv := rgUp(ur, upstream.AssemblerOptions{MaxBufferedPagesTotal: opts.MaxBufferedPagesTotal, MaxBufferedPagesPerConnection: opts.MaxBufferedPagesPerConnection}, rgBuild(t, segs))
+	r, ur := &trRec{}, &trRec{}
+	a := trOurs(t, r, opts, trBuild(t, segs))
+	ua, pv := trUp(ur, upstream.AssemblerOptions{MaxBufferedPagesTotal: opts.MaxBufferedPagesTotal, MaxBufferedPagesPerConnection: opts.MaxBufferedPagesPerConnection}, trBuild(t, segs))
 	require.Nil(t, pv)
 	if flush != nil {
 		flush(a, ua)
@@ -1657,18 +1264,18 @@ func rgSameAsUpstream(t *testing.T, opts AssemblerOptions, segs []rgSeg, flush f
 }
 
 func TestUpstreamBug30_NoStaleSkip(t *testing.T) {
-	segs := []rgSeg{
+	segs := []trSeg{
 		{seq: 0, flags: "S"},
 		{seq: 10, flags: "A", data: "x", at: time.Second},
 	}
-	r, _ := rgSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
-		more := []rgSeg{{seq: 11, flags: "A", data: "y", at: 3 * time.Second}, {seq: 20, flags: "A", data: "z", at: 4 * time.Second}}
-		a.FlushWithOptions(FlushOptions{T: rgBase.Add(2 * time.Second)})
-		ua.FlushWithOptions(upstream.FlushOptions{T: rgBase.Add(2 * time.Second)})
-		rgFeed(t, a, rgBuild(t, more))
-		require.Nil(t, rgFeedUp(ua, rgBuild(t, more)))
-		a.FlushWithOptions(FlushOptions{T: rgBase.Add(5 * time.Second)})
-		ua.FlushWithOptions(upstream.FlushOptions{T: rgBase.Add(5 * time.Second)})
+	r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
+		more := []trSeg{{seq: 11, flags: "A", data: "y", at: 3 * time.Second}, {seq: 20, flags: "A", data: "z", at: 4 * time.Second}}
+		a.FlushWithOptions(FlushOptions{T: trBase.Add(2 * time.Second)})
+		ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(2 * time.Second)})
+		trFeed(t, a, trBuild(t, more))
+		require.Nil(t, trFeedUp(ua, trBuild(t, more)))
+		a.FlushWithOptions(FlushOptions{T: trBase.Add(5 * time.Second)})
+		ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(5 * time.Second)})
 	})
 	ds := r.stream(0).dataDeliveries(0)
 	require.Len(t, ds, 3)
@@ -1676,9 +1283,9 @@ func TestUpstreamBug30_NoStaleSkip(t *testing.T) {
 }
 
 func TestUpstreamBug31_PageLimitCountsBigPackets(t *testing.T) {
-	big := rgBytes(5000, 6) // three pages
-	segs := []rgSeg{{seq: 0, flags: "S"}, {seq: 100, flags: "A", data: big}}
-	r, _ := rgSameAsUpstream(t, AssemblerOptions{MaxBufferedPagesPerConnection: 3}, segs, nil)
+	big := trBytes(5000, 6) // three pages
+	segs := []trSeg{{seq: 0, flags: "S"}, {seq: 100, flags: "A", data: big}}
+	r, _ := trSameAsUpstream(t, AssemblerOptions{MaxBufferedPagesPerConnection: 3}, segs, nil)
 	ds := r.stream(0).dataDeliveries(0)
 	require.Len(t, ds, 1, "the 3-page packet reaches the limit of 3 and is forced out at once")
 	assert.Equal(t, big, string(ds[0].data))
@@ -1686,31 +1293,31 @@ func TestUpstreamBug31_PageLimitCountsBigPackets(t *testing.T) {
 }
 
 func TestUpstreamBug34_OverlapOnPageBoundary(t *testing.T) {
-	segs := []rgSeg{
+	segs := []trSeg{
 		{seq: 0, flags: "S"},
 		{seq: 10, flags: "A", data: "abcdefghij"},
 		{seq: 10, flags: "A", data: "ABCDE"}, // starts on the queued page's start
 		{seq: 15, flags: "A", data: "VWXYZ"}, // ends on the queued page's end
 		{seq: 1, flags: "A", data: "123456789"},
 	}
-	r, _ := rgSameAsUpstream(t, AssemblerOptions{}, segs, nil)
+	r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, nil)
 	assert.Equal(t, "123456789ABCDEVWXYZ", r.stream(0).data(false), "queued bytes: the newer copy wins")
 }
 
 func TestUpstreamBug39_FlushClosesOnlyIdleConnections(t *testing.T) {
-	segs := []rgSeg{
+	segs := []trSeg{
 		{seq: 1000, flags: "S", at: time.Second},
 		{rev: true, seq: 5000, ack: 1001, flags: "SA", at: time.Second},
 		{seq: 1001, flags: "A", data: "early", at: time.Second},
 		{rev: true, seq: 5001, flags: "A", data: "server", at: 10 * time.Second},
 	}
 	var closed, upClosed int
-	r, _ := rgSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
-		_, closed = a.FlushWithOptions(FlushOptions{T: rgBase.Add(5 * time.Second), TC: rgBase.Add(5 * time.Second)})
-		_, upClosed = ua.FlushWithOptions(upstream.FlushOptions{T: rgBase.Add(5 * time.Second), TC: rgBase.Add(5 * time.Second)})
-		late := []rgSeg{{seq: 1006, flags: "A", data: "late", at: 11 * time.Second}}
-		rgFeed(t, a, rgBuild(t, late))
-		require.Nil(t, rgFeedUp(ua, rgBuild(t, late)))
+	r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
+		_, closed = a.FlushWithOptions(FlushOptions{T: trBase.Add(5 * time.Second), TC: trBase.Add(5 * time.Second)})
+		_, upClosed = ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(5 * time.Second), TC: trBase.Add(5 * time.Second)})
+		late := []trSeg{{seq: 1006, flags: "A", data: "late", at: 11 * time.Second}}
+		trFeed(t, a, trBuild(t, late))
+		require.Nil(t, trFeedUp(ua, trBuild(t, late)))
 	})
 	assert.Equal(t, 0, closed, "no direction closed while the connection is active")
 	assert.Equal(t, upClosed, closed, "as upstream")
@@ -1722,38 +1329,38 @@ func TestUpstreamBug39_FlushClosesOnlyIdleConnections(t *testing.T) {
 
 func TestUpstreamBug38_RSTClosesBothDirections(t *testing.T) {
 	t.Run("RST answering a SYN", func(t *testing.T) {
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 1000, flags: "S"},
 			{rev: true, seq: 0, ack: 1001, flags: "RA"}, // port closed: no SYN from the server
 		}
-		r := &rgRec{}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.Equal(t, 1, r.stream(0).completes, "the RST must complete the connection")
-		assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections left after the RST")
+		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left after the RST")
 		a.FlushAll()
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 
-		ur := &rgRec{}
-		_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		ur := &trRec{}
+		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.Nil(t, pv)
 		assert.Equal(t, 0, ur.stream(0).completes, "upstream was expected to ignore the RST (row 38.1)")
 	})
 
 	t.Run("client aborts its SYN", func(t *testing.T) {
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 1000, flags: "S"},
 			{seq: 1001, flags: "R"},
 		}
-		r := &rgRec{}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		assert.Equal(t, 1, r.stream(0).completes, "the RST must complete the connection")
-		assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections left after the RST")
+		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left after the RST")
 		a.FlushAll()
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 	})
 
 	t.Run("RST after data", func(t *testing.T) {
-		segs := []rgSeg{
+		segs := []trSeg{
 			{seq: 1000, flags: "S"},
 			{rev: true, seq: 5000, ack: 1001, flags: "SA"},
 			{seq: 1001, ack: 5001, flags: "PA", data: "request"},
@@ -1761,8 +1368,8 @@ func TestUpstreamBug38_RSTClosesBothDirections(t *testing.T) {
 			{rev: true, seq: 5010, ack: 1008, flags: "PA", data: "queued"}, // hole [5005,5010)
 			{seq: 1008, ack: 5005, flags: "RA"},
 		}
-		r := &rgRec{}
-		a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
+		r := &trRec{}
+		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
 		st := r.stream(0)
 		assert.Equal(t, 1, st.completes, "the RST completes the connection once")
 		assert.Equal(t, "request", st.data(false))
@@ -1770,17 +1377,17 @@ func TestUpstreamBug38_RSTClosesBothDirections(t *testing.T) {
 		sds := st.dataDeliveries(1)
 		require.NotEmpty(t, sds)
 		assert.Equal(t, 5, sds[len(sds)-1].skip, "the hole before the buffered bytes is reported")
-		assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections left")
-		assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages left")
+		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left")
+		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
 		// A late data packet may start a new connection (mid-stream
 		// pickup), but never reaches the completed Stream.
-		rgFeed(t, a, rgBuild(t, []rgSeg{{rev: true, seq: 5016, ack: 1008, flags: "PA", data: "late"}}))
+		trFeed(t, a, trBuild(t, []trSeg{{rev: true, seq: 5016, ack: 1008, flags: "PA", data: "late"}}))
 		a.FlushAll()
 		assert.Equal(t, "respqueued", st.data(true), "nothing after the RST reaches the completed Stream")
-		rgCompleteOnce(t, r)
+		trCompleteOnce(t, r)
 
-		ur := &rgRec{}
-		_, pv := rgUp(ur, upstream.AssemblerOptions{}, rgBuild(t, segs))
+		ur := &trRec{}
+		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
 		require.Nil(t, pv)
 		assert.Equal(t, 0, ur.stream(0).completes, "upstream was expected to close only one half on RST (row 38.2)")
 	})
@@ -1790,11 +1397,11 @@ func TestUpstreamBug38_RSTClosesBothDirections(t *testing.T) {
 // Row 40: no ReassembledSG after ReassemblyComplete.
 
 func TestUpstreamBug40_NoDataAfterComplete(t *testing.T) {
-	session := func(isn, sisn uint32, at time.Duration, req, resp string) []rgSeg {
+	session := func(isn, sisn uint32, at time.Duration, req, resp string) []trSeg {
 		ms := func(k int) time.Duration { return at + time.Duration(k)*time.Millisecond }
 		c, s := isn+1, sisn+1
 		cf, sf := c+uint32(len(req)), s+uint32(len(resp))
-		return []rgSeg{
+		return []trSeg{
 			{seq: isn, flags: "S", at: ms(0)},
 			{rev: true, seq: sisn, ack: c, flags: "SA", at: ms(1)},
 			{seq: c, ack: s, flags: "A", at: ms(2)},
@@ -1808,11 +1415,11 @@ func TestUpstreamBug40_NoDataAfterComplete(t *testing.T) {
 	segs := append(session(1000, 9000, time.Second, "GET /1", "one"), session(50000, 90000, 2*time.Second, "GET /2", "two")...)
 	for _, keepOpen := range []bool{false, true} {
 		t.Run(fmt.Sprintf("keepOpen=%v/ours", keepOpen), func(t *testing.T) {
-			r := &rgRec{keepOpen: keepOpen}
-			a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, segs))
-			a.FlushCloseOlderThan(rgBase.Add(time.Hour))
+			r := &trRec{keepOpen: keepOpen}
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
+			a.FlushCloseOlderThan(trBase.Add(time.Hour))
 			a.FlushAll()
-			rgCompleteOnce(t, r)
+			trCompleteOnce(t, r)
 			assert.Zero(t, r.sgAfterEnd, "ReassembledSG calls after ReassemblyComplete")
 			assert.Equal(t, "GET /1", r.stream(0).data(false))
 			assert.Equal(t, "one", r.stream(0).data(true))
@@ -1821,13 +1428,13 @@ func TestUpstreamBug40_NoDataAfterComplete(t *testing.T) {
 				assert.Equal(t, "GET /2", r.stream(1).data(false))
 				assert.Equal(t, "two", r.stream(1).data(true))
 			}
-			assert.Equal(t, 0, rgDumpInt(t, rgConnsRE, a.Dump()), "connections left")
+			assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left")
 		})
 		t.Run(fmt.Sprintf("keepOpen=%v/upstream", keepOpen), func(t *testing.T) {
-			r := &rgRec{keepOpen: keepOpen}
-			a, pv := rgUp(r, upstream.AssemblerOptions{}, rgBuild(t, segs))
+			r := &trRec{keepOpen: keepOpen}
+			a, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
 			require.Nil(t, pv)
-			a.FlushCloseOlderThan(rgBase.Add(time.Hour))
+			a.FlushCloseOlderThan(trBase.Add(time.Hour))
 			t.Logf("upstream: %d Streams, %d deliveries after ReassemblyComplete (the report's pcap is not available; logged only)", r.news, r.sgAfterEnd)
 		})
 	}
@@ -1838,29 +1445,29 @@ func TestUpstreamBug40_NoDataAfterComplete(t *testing.T) {
 // same 4-tuple.
 
 func TestUpstreamBug41_NoLeakAcrossTupleReuse(t *testing.T) {
-	old := []rgSeg{
+	old := []trSeg{
 		{seq: 3000, flags: "A", data: "old-data", at: time.Second}, // mid-stream pickup: waits for a start
 	}
-	fresh := []rgSeg{
+	fresh := []trSeg{
 		{seq: 7000, flags: "S", at: 10 * time.Second},
 		{seq: 7001, flags: "PA", data: "new-data", at: 10*time.Second + time.Millisecond},
 	}
-	r := &rgRec{}
-	a := rgOurs(t, r, AssemblerOptions{}, rgBuild(t, old))
-	a.FlushCloseOlderThan(rgBase.Add(5 * time.Second))
-	rgFeed(t, a, rgBuild(t, fresh))
+	r := &trRec{}
+	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, old))
+	a.FlushCloseOlderThan(trBase.Add(5 * time.Second))
+	trFeed(t, a, trBuild(t, fresh))
 	a.FlushAll()
 	require.Equal(t, 2, r.news, "the new SYN after the close makes a new Stream")
 	assert.Equal(t, "old-data", r.stream(0).data(false), "old connection")
 	assert.Equal(t, "new-data", r.stream(1).data(false), "new connection: no old bytes")
-	rgCompleteOnce(t, r)
+	trCompleteOnce(t, r)
 }
 
 // ---------------------------------------------------------------------------
 // Row 43: descending insertion stays logarithmic (structure, not timing).
 
-// rgOnlyConn returns the single connection of a pool.
-func rgOnlyConn(t testing.TB, tb *connTable) *connection {
+// trOnlyConn returns the single connection of a pool.
+func trOnlyConn(t testing.TB, tb *connTable) *connection {
 	t.Helper()
 	var found *connection
 	for i := range tb.shards {
@@ -1879,16 +1486,16 @@ func rgOnlyConn(t testing.TB, tb *connTable) *connection {
 
 func TestUpstreamBug43_DescendingInsertIsLogarithmic(t *testing.T) {
 	const n = 20000
-	segs := []rgSeg{{seq: 0, flags: "S"}}
+	segs := []trSeg{{seq: 0, flags: "S"}}
 	for i := n; i >= 1; i-- {
-		segs = append(segs, rgSeg{seq: uint32(10 + 2*i), flags: "A", data: string(rune('a' + (10+2*i)%26))})
+		segs = append(segs, trSeg{seq: uint32(10 + 2*i), flags: "A", data: string(rune('a' + (10+2*i)%26))})
 	}
-	r := &rgRec{}
-	pool := NewStreamPool(rgFactory{r})
+	r := &trRec{}
+	pool := NewStreamPool(trFactory{r})
 	a := NewAssembler(pool)
-	rgFeed(t, a, rgBuild(t, segs))
+	trFeed(t, a, trBuild(t, segs))
 
-	c := rgOnlyConn(t, &pool.t)
+	c := trOnlyConn(t, &pool.t)
 	c.mu.Lock()
 	q := &c.halves[0].queue
 	count, height := q.count, stHeight(q.root)
@@ -1899,18 +1506,18 @@ func TestUpstreamBug43_DescendingInsertIsLogarithmic(t *testing.T) {
 	assert.LessOrEqual(t, height, bound, "queue height after %d descending inserts must be O(log n)", n)
 
 	// Fill every hole, ascending: each fill delivers the byte after it.
-	var fills []rgSeg
-	fills = append(fills, rgSeg{seq: 1, flags: "A", data: rgSeqText(1, 11)})
+	var fills []trSeg
+	fills = append(fills, trSeg{seq: 1, flags: "A", data: trSeqText(1, 11)})
 	for s := uint32(13); s < 10+2*n; s += 2 {
-		fills = append(fills, rgSeg{seq: s, flags: "A", data: rgSeqText(s, 1)})
+		fills = append(fills, trSeg{seq: s, flags: "A", data: trSeqText(s, 1)})
 	}
-	rgFeed(t, a, rgBuild(t, fills))
-	assert.Equal(t, rgSeqText(1, 10+2*n), r.stream(0).data(false), "all bytes in order")
-	assert.Equal(t, 0, rgDumpInt(t, rgUsedRE, a.Dump()), "pages left")
+	trFeed(t, a, trBuild(t, fills))
+	assert.Equal(t, trSeqText(1, 10+2*n), r.stream(0).data(false), "all bytes in order")
+	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
 }
 
-// rgSeqText returns n bytes whose byte at seq s is 'a'+s%26.
-func rgSeqText(from uint32, n int) string {
+// trSeqText returns n bytes whose byte at seq s is 'a'+s%26.
+func trSeqText(from uint32, n int) string {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte('a' + (int(from)+i)%26)

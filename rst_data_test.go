@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"testing"
@@ -7,8 +7,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // Property: on the Safe face, the payload of an RST never enters the
@@ -19,7 +17,7 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 	t.Parallel()
 	for _, p := range opAllPolicies() {
 		for _, isn := range opISNs {
-			h := newOPHarness(t, reassembly.SafeAssemblerOptions{OverlapPolicy: p})
+			h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p})
 
 			// In order.
 			c := h.conn(isn)
@@ -56,7 +54,7 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 			st := h.a.Stats()
 			require.Equal(t, int64(8+8+15), st.BytesOnReset)
 			require.Equal(t, int64(10), st.BytesDelivered)
-			sfRequireConserved(t, st)
+			kitRequireConserved(t, st)
 		}
 	}
 }
@@ -66,7 +64,7 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 func TestDropInRSTPayloadDelivered(t *testing.T) {
 	t.Parallel()
 	f := &opFactory{streams: map[uint16]*opStream{}}
-	a := reassembly.NewAssembler(reassembly.NewStreamPool(f))
+	a := NewAssembler(NewStreamPool(f))
 	netFlow := gopacket.NewFlow(layers.EndpointIPv4, []byte{1, 2, 3, 4}, []byte{5, 6, 7, 8})
 	ts := time.Unix(1_700_000_000, 0)
 	for _, p := range []*layers.TCP{

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 import (
 	"io"
@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/safepacket/reassembly"
 )
 
 // Property: with maxConnections 2 and RefuseAtLimit, a third connection is
@@ -19,17 +17,17 @@ import (
 // connections are unaffected; once one of them closes, a new connection is
 // admitted; the counters stay consistent (Active <= Created - Removed).
 func TestSafeStreamPoolConnectionCap(t *testing.T) {
-	sfNoLeaks(t)
-	f := newSFFactory()
-	pool, err := reassembly.NewSafeStreamPoolWithOptions(f, reassembly.SafeStreamPoolOptions{MaxConnections: 2, RefuseAtLimit: true})
+	kitNoLeaks(t)
+	f := newKitFactory()
+	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: 2, RefuseAtLimit: true})
 	require.NoError(t, err)
-	a := newSFAssembler(t, pool, sfReplayOpts())
-	c1, c2, c3 := sfConnN(1), sfConnN(2), sfConnN(3)
-	c1.open(t, a, sfT0)
-	c2.open(t, a, sfT0)
+	a := newKitAssembler(t, pool, kitReplayOpts())
+	c1, c2, c3 := kitConnN(1), kitConnN(2), kitConnN(3)
+	c1.open(t, a, kitT0)
+	c2.open(t, a, kitT0)
 
-	require.ErrorIs(t, c3.send(a, false, "S", 0, "", sfT0), reassembly.ErrConnectionLimit)
-	require.ErrorIs(t, c3.send(a, true, "A", 0, "data", sfT0), reassembly.ErrConnectionLimit)
+	require.ErrorIs(t, c3.send(a, false, "S", 0, "", kitT0), ErrConnectionLimit)
+	require.ErrorIs(t, c3.send(a, true, "A", 0, "data", kitT0), ErrConnectionLimit)
 	require.EqualValues(t, 2, f.newCalls.Load(), "a refused connection never reaches the factory")
 	require.Nil(t, f.stream(c3))
 	ps := pool.Stats()
@@ -40,19 +38,19 @@ func TestSafeStreamPoolConnectionCap(t *testing.T) {
 	st := a.Stats()
 	require.EqualValues(t, 4, st.BytesAfterClose)
 	require.EqualValues(t, 2, st.Errors)
-	sfRequireConserved(t, st)
+	kitRequireConserved(t, st)
 
 	// Established connections keep working at the cap, both directions.
-	require.NoError(t, c1.send(a, false, "A", 0, "hi", sfT0))
-	require.NoError(t, c1.send(a, true, "A", 0, "ho", sfT0))
+	require.NoError(t, c1.send(a, false, "A", 0, "hi", kitT0))
+	require.NoError(t, c1.send(a, true, "A", 0, "ho", kitT0))
 	require.Equal(t, "hi", f.stream(c1).bytes(0))
 	require.Equal(t, "ho", f.stream(c1).bytes(1))
-	require.NoError(t, c1.send(a, false, "FA", 2, "", sfT0))
-	require.NoError(t, c1.send(a, true, "FA", 2, "", sfT0))
+	require.NoError(t, c1.send(a, false, "FA", 2, "", kitT0))
+	require.NoError(t, c1.send(a, true, "FA", 2, "", kitT0))
 	require.EqualValues(t, 1, f.stream(c1).completes.Load())
 
 	// A slot is free again.
-	c3.open(t, a, sfT0)
+	c3.open(t, a, kitT0)
 	require.NotNil(t, f.stream(c3))
 	ps = pool.Stats()
 	require.EqualValues(t, 2, ps.ActiveConnections)
@@ -70,26 +68,26 @@ func TestSafeStreamPoolConnectionCap(t *testing.T) {
 // working, for other connections and for that one once the factory
 // behaves.
 func TestSafeStreamPoolNilStream(t *testing.T) {
-	sfNoLeaks(t)
-	f := newSFFactory()
-	bad, good := sfConnN(1), sfConnN(2)
+	kitNoLeaks(t)
+	f := newKitFactory()
+	bad, good := kitConnN(1), kitConnN(2)
 	f.nilFor = bad.key()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, sfReplayOpts())
+	pool := NewSafeStreamPool(f, 0)
+	a := newKitAssembler(t, pool, kitReplayOpts())
 
 	var err error
-	require.NotPanics(t, func() { err = bad.send(a, false, "S", 0, "", sfT0) })
-	require.ErrorIs(t, err, reassembly.ErrNilStream)
-	require.ErrorIs(t, bad.send(a, false, "A", 0, "data", sfT0), reassembly.ErrNilStream)
+	require.NotPanics(t, func() { err = bad.send(a, false, "S", 0, "", kitT0) })
+	require.ErrorIs(t, err, ErrNilStream)
+	require.ErrorIs(t, bad.send(a, false, "A", 0, "data", kitT0), ErrNilStream)
 	require.Zero(t, pool.Stats().ActiveConnections)
-	sfRequireConserved(t, a.Stats())
+	kitRequireConserved(t, a.Stats())
 
-	good.open(t, a, sfT0)
-	require.NoError(t, good.send(a, false, "A", 0, "ok", sfT0))
+	good.open(t, a, kitT0)
+	require.NoError(t, good.send(a, false, "A", 0, "ok", kitT0))
 	require.Equal(t, "ok", f.stream(good).bytes(0))
 
 	f.nilFor = ""
-	bad.open(t, a, sfT0)
+	bad.open(t, a, kitT0)
 	require.NotNil(t, f.stream(bad))
 	require.NoError(t, a.Close())
 	f.requireSound(t)
@@ -100,21 +98,21 @@ func TestSafeStreamPoolNilStream(t *testing.T) {
 // Stream, so it must not count, nor count as removed: ActiveConnections
 // stays TotalCreated - ConnectionsRemoved.
 func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
-	sfNoLeaks(t)
+	kitNoLeaks(t)
 	for _, mode := range []string{"nil", "panic"} {
 		t.Run(mode, func(t *testing.T) {
-			f := newSFFactory()
-			c := sfConnN(1)
+			f := newKitFactory()
+			c := kitConnN(1)
 			if mode == "nil" {
 				f.nilFor = c.key()
 			} else {
 				f.panicIn = "StreamFactory.New"
 			}
-			pool := reassembly.NewSafeStreamPool(f, 0)
-			opts := sfReplayOpts()
+			pool := NewSafeStreamPool(f, 0)
+			opts := kitReplayOpts()
 			opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-			a := newSFAssembler(t, pool, opts)
-			require.Error(t, c.send(a, false, "S", 0, "", sfT0))
+			a := newKitAssembler(t, pool, opts)
+			require.Error(t, c.send(a, false, "S", 0, "", kitT0))
 			require.Empty(t, f.all())
 			ps := pool.Stats()
 			require.Zero(t, ps.ActiveConnections)
@@ -132,14 +130,14 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 // ACK of a former one), NewSafeAssembler fails with ErrPoolClosed, Close is
 // idempotent, and closing the assembler completes nothing twice.
 func TestSafeStreamPoolClose(t *testing.T) {
-	sfNoLeaks(t)
-	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, reassembly.SafeAssemblerOptions{})
-	c1, c2, c3 := sfConnN(1), sfConnN(2), sfConnN(3)
-	c1.open(t, a, sfT0)
-	require.NoError(t, c1.send(a, false, "A", 3, "held", sfT0))
-	c2.open(t, a, sfT0)
+	kitNoLeaks(t)
+	f := newKitFactory()
+	pool := NewSafeStreamPool(f, 0)
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	c1, c2, c3 := kitConnN(1), kitConnN(2), kitConnN(3)
+	c1.open(t, a, kitT0)
+	require.NoError(t, c1.send(a, false, "A", 3, "held", kitT0))
+	c2.open(t, a, kitT0)
 
 	require.NoError(t, pool.Close())
 	require.EqualValues(t, 1, f.stream(c1).completes.Load())
@@ -150,11 +148,11 @@ func TestSafeStreamPoolClose(t *testing.T) {
 	require.Zero(t, ps.ActiveConnections)
 	require.Zero(t, ps.PageCache.PagesInUse)
 
-	require.ErrorIs(t, c3.send(a, false, "S", 0, "", sfT0), reassembly.ErrPoolClosed)
-	require.ErrorIs(t, c1.send(a, false, "A", 7, "more", sfT0), reassembly.ErrPoolClosed)
-	assert.ErrorIs(t, c1.send(a, false, "A", 7, "", sfT0), reassembly.ErrPoolClosed, "a bare ACK after pool Close")
-	a2, err := reassembly.NewSafeAssembler(pool, reassembly.SafeAssemblerOptions{})
-	require.ErrorIs(t, err, reassembly.ErrPoolClosed)
+	require.ErrorIs(t, c3.send(a, false, "S", 0, "", kitT0), ErrPoolClosed)
+	require.ErrorIs(t, c1.send(a, false, "A", 7, "more", kitT0), ErrPoolClosed)
+	assert.ErrorIs(t, c1.send(a, false, "A", 7, "", kitT0), ErrPoolClosed, "a bare ACK after pool Close")
+	a2, err := NewSafeAssembler(pool, SafeAssemblerOptions{})
+	require.ErrorIs(t, err, ErrPoolClosed)
 	require.Nil(t, a2)
 	require.NoError(t, pool.Close())
 	require.NoError(t, a.Close())
@@ -167,16 +165,16 @@ func TestSafeStreamPoolClose(t *testing.T) {
 // recovered and counted in PoolStats.PanicsRecovered, every other Stream
 // is still completed once.
 func TestSafeStreamPoolClosePanic(t *testing.T) {
-	sfNoLeaks(t)
-	f := newSFFactory()
-	bad, good := sfConnN(1), sfConnN(2)
+	kitNoLeaks(t)
+	f := newKitFactory()
+	bad, good := kitConnN(1), kitConnN(2)
 	f.panicIn, f.panicKey = "Stream.ReassemblyComplete", bad.key()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	opts := sfReplayOpts()
+	pool := NewSafeStreamPool(f, 0)
+	opts := kitReplayOpts()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := newSFAssembler(t, pool, opts)
-	bad.open(t, a, sfT0)
-	good.open(t, a, sfT0)
+	a := newKitAssembler(t, pool, opts)
+	bad.open(t, a, kitT0)
+	good.open(t, a, kitT0)
 	require.NotPanics(t, func() { require.NoError(t, pool.Close()) })
 	require.True(t, f.panicked.Load())
 	require.EqualValues(t, 1, pool.Stats().PanicsRecovered)
@@ -191,14 +189,14 @@ func TestSafeStreamPoolClosePanic(t *testing.T) {
 // BytesDelivered + BytesOverlap + BytesOverwritten + BytesDiscarded +
 // QueuedBytes, and still match what the Streams received.
 func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
-	sfNoLeaks(t)
-	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	a := newSFAssembler(t, pool, sfReplayOpts())
-	c := sfConnN(1)
-	c.open(t, a, sfT0)
-	require.NoError(t, c.send(a, false, "A", 5, "buffered", sfT0))
-	sfRequireConserved(t, a.Stats())
+	kitNoLeaks(t)
+	f := newKitFactory()
+	pool := NewSafeStreamPool(f, 0)
+	a := newKitAssembler(t, pool, kitReplayOpts())
+	c := kitConnN(1)
+	c.open(t, a, kitT0)
+	require.NoError(t, c.send(a, false, "A", 5, "buffered", kitT0))
+	kitRequireConserved(t, a.Stats())
 	require.NoError(t, pool.Close())
 	require.Equal(t, "buffered", f.stream(c).bytes(0))
 	// What Close delivered is counted in the pool's Closing stats.
@@ -217,32 +215,32 @@ func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 // budget), and pages queued by one assembler but released by another
 // return to the shared budget.
 func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
-	sfNoLeaks(t)
-	f := newSFFactory()
-	pool := reassembly.NewSafeStreamPool(f, 0)
-	opts := sfReplayOpts()
+	kitNoLeaks(t)
+	f := newKitFactory()
+	pool := NewSafeStreamPool(f, 0)
+	opts := kitReplayOpts()
 	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 4, 4
-	a1 := newSFAssembler(t, pool, opts)
-	a2 := newSFAssembler(t, pool, opts)
-	x, y := sfConnN(1), sfConnN(2)
-	x.open(t, a1, sfT0)
+	a1 := newKitAssembler(t, pool, opts)
+	a2 := newKitAssembler(t, pool, opts)
+	x, y := kitConnN(1), kitConnN(2)
+	x.open(t, a1, kitT0)
 	for _, off := range []int{10, 20, 30} { // three pages, three holes
-		require.NoError(t, x.send(a1, false, "A", off, "01234", sfT0))
+		require.NoError(t, x.send(a1, false, "A", off, "01234", kitT0))
 	}
 	require.EqualValues(t, 3, pool.Stats().PageCache.PagesInUse)
 
 	// y needs two pages through a2: the pool has one left.
-	y.open(t, a2, sfT0)
-	require.NoError(t, y.send(a2, false, "A", 10, "y", sfT0))
-	require.NoError(t, y.send(a2, false, "A", 20, "Y", sfT0))
+	y.open(t, a2, kitT0)
+	require.NoError(t, y.send(a2, false, "A", 10, "y", kitT0))
+	require.NoError(t, y.send(a2, false, "A", 20, "Y", kitT0))
 	require.GreaterOrEqual(t, a2.Stats().ForcedSkips, int64(1), "a2 hits the pool budget filled by a1")
 	require.Zero(t, a1.Stats().ForcedSkips)
 	require.GreaterOrEqual(t, f.stream(y).gap(0), 10, "y's first hole is skipped")
 	require.LessOrEqual(t, pool.Stats().PageCache.PagesInUse, int64(4))
 
 	// a2 fills x's holes: a1's pages go back to the budget.
-	require.NoError(t, x.send(a2, false, "A", 0, strings.Repeat("z", 40), sfT0))
-	require.NoError(t, y.send(a2, false, "A", 11, "123456789", sfT0))
+	require.NoError(t, x.send(a2, false, "A", 0, strings.Repeat("z", 40), kitT0))
+	require.NoError(t, y.send(a2, false, "A", 11, "123456789", kitT0))
 	ps := pool.Stats()
 	require.Zero(t, ps.PageCache.PagesInUse)
 	require.Zero(t, ps.PageCache.QueuedBytes)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	ct "github.com/safepacket/reassembly/internal/capturetest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,7 +47,7 @@ const conformanceFloor = 423
 // TestConformance runs the command on every shipped capture and compares
 // each direction with the Wireshark reference in testdata/expected.
 func TestConformance(t *testing.T) {
-	caps, err := filepath.Glob(filepath.Join(testdataDir, "captures", "*"))
+	caps, err := filepath.Glob(ct.Testdata("captures", "*"))
 	require.NoError(t, err)
 	require.NotEmpty(t, caps, "no captures in testdata")
 	matched, total, extra, gapDirs := 0, 0, 0, 0
@@ -58,7 +59,7 @@ func TestConformance(t *testing.T) {
 		s := readSummary(t, out)
 		assert.Empty(t, s.Errors, name)
 
-		want, err := filepath.Glob(filepath.Join(expectedDir(name), "*.bin"))
+		want, err := filepath.Glob(filepath.Join(ct.Testdata("expected", name), "*.bin"))
 		require.NoError(t, err)
 		wantSet, matchedFiles := map[string]bool{}, map[string]bool{}
 		for _, w := range want {
@@ -84,7 +85,7 @@ func TestConformance(t *testing.T) {
 			byFile[f.ClientToSv.File] = f.ClientToSv
 			byFile[f.SvToClient.File] = f.SvToClient
 		}
-		for _, r := range readIndex(t, expectedDir(name)) {
+		for _, r := range readIndex(t, ct.Testdata("expected", name)) {
 			d, ok := byFile[r.file]
 			if !matchedFiles[r.file] || !ok {
 				continue
@@ -169,13 +170,13 @@ func readIndex(t *testing.T, dir string) []indexRow {
 // TestDemoCapture checks the README's demo capture in detail.
 func TestDemoCapture(t *testing.T) {
 	out := t.TempDir()
-	code, stdout, stderr := runCmd(t, "-o", out, capturePath("sv-http-gap-simple.pcap"))
+	code, stdout, stderr := runCmd(t, "-o", out, ct.Testdata("captures", "sv-http-gap-simple.pcap"))
 	require.Equal(t, exitOK, code, stderr)
 	assert.Contains(t, stdout, "31 packets")
 	assert.Contains(t, stdout, "1 flows, 2 files")
 
 	for _, f := range []string{"127.0.0.1.51297-127.0.0.1.8080.bin", "127.0.0.1.8080-127.0.0.1.51297.bin"} {
-		want, err := os.ReadFile(filepath.Join(expectedDir("sv-http-gap-simple.pcap"), f))
+		want, err := os.ReadFile(filepath.Join(ct.Testdata("expected", "sv-http-gap-simple.pcap"), f))
 		require.NoError(t, err)
 		got, err := os.ReadFile(filepath.Join(out, f))
 		require.NoError(t, err)
@@ -229,7 +230,7 @@ func TestDemoCapture(t *testing.T) {
 func TestOverlapReported(t *testing.T) {
 	sum := func(name string) (overlap, rtx int64, s *summary) {
 		out := t.TempDir()
-		code, _, stderr := runCmd(t, "-q", "-o", out, capturePath(name))
+		code, _, stderr := runCmd(t, "-q", "-o", out, ct.Testdata("captures", name))
 		require.Equal(t, exitOK, code, stderr)
 		s = readSummary(t, out)
 		for _, f := range s.Flows {
@@ -280,7 +281,7 @@ var packetErr = regexp.MustCompile(`packet (\d+): `)
 // TestTruncatedCapture cuts captures in the middle of a packet: the error
 // names the packet, the exit status is 1, and the output is still written.
 func TestTruncatedCapture(t *testing.T) {
-	orig, err := os.ReadFile(capturePath("sv-http-pipeline-files-with-gap.pcap"))
+	orig, err := os.ReadFile(ct.Testdata("captures", "sv-http-pipeline-files-with-gap.pcap"))
 	require.NoError(t, err)
 	require.Equal(t, uint32(0xa1b2c3d4), binary.LittleEndian.Uint32(orig[:4]), "test assumes a little-endian pcap")
 	start50 := pcapRecordStart(t, orig, 50)
@@ -328,7 +329,7 @@ func TestTruncatedCapture(t *testing.T) {
 	})
 
 	t.Run("pcapng", func(t *testing.T) {
-		ng, err := os.ReadFile(capturePath("td-of13-ericsson.pcapng"))
+		ng, err := os.ReadFile(ct.Testdata("captures", "td-of13-ericsson.pcapng"))
 		require.NoError(t, err)
 		dir := t.TempDir()
 		path := filepath.Join(dir, "cut.pcapng")
@@ -364,7 +365,7 @@ func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	notCapture := filepath.Join(dir, "notes.txt")
 	require.NoError(t, os.WriteFile(notCapture, []byte("these are not packets\n"), 0o644))
-	good := capturePath("sv-midstream.pcap")
+	good := ct.Testdata("captures", "sv-midstream.pcap")
 	cases := []struct {
 		name string
 		args []string
@@ -399,7 +400,7 @@ func TestUsageErrors(t *testing.T) {
 // TestFlagsAfterFile accepts flags on either side of the file name.
 func TestFlagsAfterFile(t *testing.T) {
 	out := t.TempDir()
-	code, stdout, stderr := runCmd(t, capturePath("sv-midstream.pcap"), "-q", "-o", out)
+	code, stdout, stderr := runCmd(t, ct.Testdata("captures", "sv-midstream.pcap"), "-q", "-o", out)
 	require.Equal(t, exitOK, code, stderr)
 	assert.Empty(t, stdout)
 	assert.FileExists(t, filepath.Join(out, summaryName))
@@ -407,7 +408,7 @@ func TestFlagsAfterFile(t *testing.T) {
 
 func TestMaxConns(t *testing.T) {
 	free, limited := t.TempDir(), t.TempDir()
-	c := capturePath("sv-bug-5437-02.pcap") // 8 connections, up to 6 at once
+	c := ct.Testdata("captures", "sv-bug-5437-02.pcap") // 8 connections, up to 6 at once
 	code, _, stderr := runCmd(t, "-q", "-o", free, c)
 	require.Equal(t, exitOK, code, stderr)
 	code, _, stderr = runCmd(t, "-q", "-max-conns", "2", "-o", limited, c)
@@ -429,7 +430,7 @@ func TestMaxConns(t *testing.T) {
 
 func TestMaxPages(t *testing.T) {
 	out := t.TempDir()
-	code, _, stderr := runCmd(t, "-q", "-max-pages", "1", "-o", out, capturePath("sv-file76.pcap"))
+	code, _, stderr := runCmd(t, "-q", "-max-pages", "1", "-o", out, ct.Testdata("captures", "sv-file76.pcap"))
 	require.Equal(t, exitOK, code, stderr)
 	s := readSummary(t, out)
 	assert.Equal(t, 1, s.Options.MaxPages)
@@ -439,21 +440,21 @@ func TestMaxPages(t *testing.T) {
 	assert.Zero(t, s.Stats.Pool.PageCache.PagesInUse)
 
 	out = t.TempDir()
-	code, _, stderr = runCmd(t, "-q", "-max-pages", "100", "-max-pages-per-conn", "2", "-o", out, capturePath("sv-file76.pcap"))
+	code, _, stderr = runCmd(t, "-q", "-max-pages", "100", "-max-pages-per-conn", "2", "-o", out, ct.Testdata("captures", "sv-file76.pcap"))
 	require.Equal(t, exitOK, code, stderr)
 	s = readSummary(t, out)
 	assert.Equal(t, 100, s.Options.MaxPages)
 	assert.Equal(t, 2, s.Options.MaxPagesPerConn)
 
 	// A per-connection limit above the total is refused, naming the field.
-	code, _, stderr = runCmd(t, "-q", "-max-pages", "10", "-max-pages-per-conn", "20", "-o", t.TempDir(), capturePath("sv-file76.pcap"))
+	code, _, stderr = runCmd(t, "-q", "-max-pages", "10", "-max-pages-per-conn", "20", "-o", t.TempDir(), ct.Testdata("captures", "sv-file76.pcap"))
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, stderr, "MaxBufferedPagesPerConnection")
 }
 
 // TestProgressAndQuiet checks the progress line and -q.
 func TestProgressAndQuiet(t *testing.T) {
-	c := capturePath("sv-http-gap-simple.pcap")
+	c := ct.Testdata("captures", "sv-http-gap-simple.pcap")
 	code, stdout, stderr := runCmd(t, "-progress", "10", "-o", t.TempDir(), c)
 	require.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, 3, strings.Count(stderr, "packets, "), stderr)
@@ -471,19 +472,19 @@ func TestProgressAndQuiet(t *testing.T) {
 func TestEndReasonsTimeoutAndReuse(t *testing.T) {
 	cli, srv := "10.0.0.1", "10.0.0.2"
 	seg := func(sport, dport uint16, seq, ack uint32, flags string, payload string) []byte {
-		s := segSpec{src: cli, dst: srv, sport: sport, dport: dport, seq: seq, ack: ack, payload: []byte(payload)}
+		s := ct.Seg{Src: cli, Dst: srv, Sport: sport, Dport: dport, Seq: seq, Ack: ack, Payload: []byte(payload)}
 		if sport == 80 { // server to client
-			s.src, s.dst = srv, cli
+			s.Src, s.Dst = srv, cli
 		}
-		s.syn = strings.Contains(flags, "S")
-		s.fin = strings.Contains(flags, "F")
-		s.rst = strings.Contains(flags, "R")
-		s.ackFlag = strings.Contains(flags, ".")
-		return ethernetFrame(ipPacket(t, s))
+		s.SYN = strings.Contains(flags, "S")
+		s.FIN = strings.Contains(flags, "F")
+		s.RST = strings.Contains(flags, "R")
+		s.ACK = strings.Contains(flags, ".")
+		return ct.EthernetFrame(ct.IPPacket(t, s))
 	}
 	var frames [][]byte
 	var times []time.Time
-	at := t0
+	at := ct.T0
 	add := func(f []byte, d time.Duration) {
 		at = at.Add(d)
 		frames = append(frames, f)
@@ -510,7 +511,7 @@ func TestEndReasonsTimeoutAndReuse(t *testing.T) {
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "synthetic.pcap")
-	writePcap(t, path, layers.LinkTypeEthernet, frames, times)
+	ct.WritePcap(t, path, layers.LinkTypeEthernet, frames, times)
 
 	t.Run("timeout 1m", func(t *testing.T) {
 		out := filepath.Join(dir, "out1")
@@ -565,7 +566,7 @@ func TestEndReasonsTimeoutAndReuse(t *testing.T) {
 // TestIPv6FileNames checks the canonical IPv6 names with '_' for ':'.
 func TestIPv6FileNames(t *testing.T) {
 	out := t.TempDir()
-	code, _, stderr := runCmd(t, "-q", "-o", out, capturePath("zk-ipv6-http-atomic-frag.pcap"))
+	code, _, stderr := runCmd(t, "-q", "-o", out, ct.Testdata("captures", "zk-ipv6-http-atomic-frag.pcap"))
 	require.Equal(t, exitOK, code, stderr)
 	bins, err := filepath.Glob(filepath.Join(out, "*.bin"))
 	require.NoError(t, err)
@@ -585,7 +586,7 @@ func TestOutputDirReused(t *testing.T) {
 	out := t.TempDir()
 	name := "127.0.0.1.51297-127.0.0.1.8080.bin"
 	require.NoError(t, os.WriteFile(filepath.Join(out, name), bytes.Repeat([]byte("stale"), 1000), 0o644))
-	code, _, stderr := runCmd(t, "-q", "-o", out, capturePath("sv-http-gap-simple.pcap"))
+	code, _, stderr := runCmd(t, "-q", "-o", out, ct.Testdata("captures", "sv-http-gap-simple.pcap"))
 	require.Equal(t, exitOK, code, stderr)
 	fi, err := os.Stat(filepath.Join(out, name))
 	require.NoError(t, err)
@@ -597,18 +598,18 @@ func TestOutputDirReused(t *testing.T) {
 // waiting for a SYN until the end of the capture).
 func TestMidstreamStartForced(t *testing.T) {
 	mk := func(src, dst string, sport, dport uint16, seq uint32, payload string) []byte {
-		return ethernetFrame(ipPacket(t, segSpec{src: src, dst: dst, sport: sport, dport: dport,
-			seq: seq, ack: 1, ackFlag: true, payload: []byte(payload)}))
+		return ct.EthernetFrame(ct.IPPacket(t, ct.Seg{Src: src, Dst: dst, Sport: sport, Dport: dport,
+			Seq: seq, Ack: 1, ACK: true, Payload: []byte(payload)}))
 	}
 	frames := [][]byte{
 		mk("10.9.0.1", "10.9.0.2", 5000, 25, 1000, "hello "),
 		mk("10.9.0.2", "10.9.0.1", 25, 5000, 70000, "ok"),
 		mk("10.9.0.1", "10.9.0.2", 5000, 25, 1006, "world"),
 	}
-	times := []time.Time{t0, t0.Add(time.Millisecond), t0.Add(2 * time.Millisecond)}
+	times := []time.Time{ct.T0, ct.T0.Add(time.Millisecond), ct.T0.Add(2 * time.Millisecond)}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "midstream.pcap")
-	writePcap(t, path, layers.LinkTypeEthernet, frames, times)
+	ct.WritePcap(t, path, layers.LinkTypeEthernet, frames, times)
 	out := filepath.Join(dir, "out")
 	code, _, stderr := runCmd(t, "-q", "-o", out, path)
 	require.Equal(t, exitOK, code, stderr)
@@ -628,23 +629,23 @@ func TestMidstreamStartForced(t *testing.T) {
 func TestRawIPLinkTypes(t *testing.T) {
 	for _, c := range []struct {
 		link layers.LinkType
-		seg  segSpec
+		seg  ct.Seg
 		name string
 		file string
 	}{
-		{layers.LinkTypeIPv4, seg4, "228 (IPv4)", "10.1.2.3.40000-192.0.2.9.80.bin"},
-		{layers.LinkTypeIPv6, seg6, "229 (IPv6)", "2001_db8__1.40001-2001_db8_0_1__2.443.bin"},
+		{layers.LinkTypeIPv4, ct.Seg4, "228 (IPv4)", "10.1.2.3.40000-192.0.2.9.80.bin"},
+		{layers.LinkTypeIPv6, ct.Seg6, "229 (IPv6)", "2001_db8__1.40001-2001_db8_0_1__2.443.bin"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "raw.pcap")
-			writePcap(t, path, c.link, [][]byte{ipPacket(t, c.seg)}, []time.Time{t0})
+			ct.WritePcap(t, path, c.link, [][]byte{ct.IPPacket(t, c.seg)}, []time.Time{ct.T0})
 			out := filepath.Join(dir, "out")
 			code, _, stderr := runCmd(t, "-q", "-o", out, path)
 			require.Equal(t, exitOK, code, stderr)
 			got, err := os.ReadFile(filepath.Join(out, c.file))
 			require.NoError(t, err)
-			assert.Equal(t, c.seg.payload, got)
+			assert.Equal(t, c.seg.Payload, got)
 			assert.Equal(t, []string{c.name}, readSummary(t, out).Capture.LinkTypes)
 		})
 	}
@@ -652,7 +653,7 @@ func TestRawIPLinkTypes(t *testing.T) {
 
 // TestGzipCapture reads a gzip-compressed capture.
 func TestGzipCapture(t *testing.T) {
-	raw, err := os.ReadFile(capturePath("sv-http-gap-simple.pcap"))
+	raw, err := os.ReadFile(ct.Testdata("captures", "sv-http-gap-simple.pcap"))
 	require.NoError(t, err)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "demo.pcap.gz")
@@ -682,7 +683,7 @@ func TestWriteFailure(t *testing.T) {
 	out := t.TempDir()
 	blocked := "127.0.0.1.51297-127.0.0.1.8080.bin"
 	require.NoError(t, os.Mkdir(filepath.Join(out, blocked), 0o755))
-	code, _, stderr := runCmd(t, "-q", "-o", out, capturePath("sv-http-gap-simple.pcap"))
+	code, _, stderr := runCmd(t, "-q", "-o", out, ct.Testdata("captures", "sv-http-gap-simple.pcap"))
 	assert.Equal(t, exitPartial, code)
 	assert.Contains(t, stderr, "writing flow files")
 	s := readSummary(t, out)

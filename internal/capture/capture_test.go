@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	ct "github.com/safepacket/reassembly/internal/capturetest"
 	"io"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -15,24 +17,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var t0 = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-
-var seg4 = segSpec{src: "10.1.2.3", dst: "192.0.2.9", sport: 40000, dport: 80, seq: 1000, ack: 1, ackFlag: true,
-	payload: []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n")}
-
-var seg6 = segSpec{src: "2001:db8::1", dst: "2001:db8:0:1::2", sport: 40001, dport: 443, seq: 7, ack: 9, ackFlag: true,
-	payload: []byte("hello over ipv6")}
-
 // checkSeg asserts that a decoded segment is the one described by s.
-func checkSeg(t *testing.T, s segSpec, seg *Segment) {
+func checkSeg(t *testing.T, s ct.Seg, seg *Segment) {
 	t.Helper()
 	require.NotNil(t, seg, "no TCP segment decoded")
-	assert.Equal(t, s.src, addrOf(seg.NetFlow.Src()))
-	assert.Equal(t, s.dst, addrOf(seg.NetFlow.Dst()))
-	assert.Equal(t, layers.TCPPort(s.sport), seg.TCP.SrcPort)
-	assert.Equal(t, layers.TCPPort(s.dport), seg.TCP.DstPort)
-	assert.Equal(t, s.seq, seg.TCP.Seq)
-	assert.Equal(t, s.payload, []byte(seg.TCP.Payload))
+	assert.Equal(t, s.Src, addrOf(seg.NetFlow.Src()))
+	assert.Equal(t, s.Dst, addrOf(seg.NetFlow.Dst()))
+	assert.Equal(t, layers.TCPPort(s.Sport), seg.TCP.SrcPort)
+	assert.Equal(t, layers.TCPPort(s.Dport), seg.TCP.DstPort)
+	assert.Equal(t, s.Seq, seg.TCP.Seq)
+	assert.Equal(t, s.Payload, []byte(seg.TCP.Payload))
+}
+
+// addrOf prints an endpoint as an address where it is one.
+func addrOf(ep gopacket.Endpoint) string {
+	if a, ok := netip.AddrFromSlice(ep.Raw()); ok {
+		return a.String()
+	}
+	return ep.String()
 }
 
 func le32(v uint32) []byte { b := make([]byte, 4); binary.LittleEndian.PutUint32(b, v); return b }
@@ -42,7 +44,7 @@ func sllHeader(proto uint16) []byte {
 	h := make([]byte, 16)
 	binary.BigEndian.PutUint16(h[2:4], 1) // ARPHRD_ETHER
 	binary.BigEndian.PutUint16(h[4:6], 6)
-	copy(h[6:12], macA)
+	copy(h[6:12], ct.MACA)
 	binary.BigEndian.PutUint16(h[14:16], proto)
 	return h
 }
@@ -53,7 +55,7 @@ func sll2Header(proto uint16) []byte {
 	binary.BigEndian.PutUint32(h[4:8], 3) // ifindex
 	binary.BigEndian.PutUint16(h[8:10], 1)
 	h[11] = 6
-	copy(h[12:18], macA)
+	copy(h[12:18], ct.MACA)
 	return h
 }
 
@@ -61,8 +63,8 @@ func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // TestDecodeLinkTypes decodes a frame of every supported link type.
 func TestDecodeLinkTypes(t *testing.T) {
-	ip4, ip6 := ipPacket(t, seg4), ipPacket(t, seg6)
-	padded := ethernetFrame(ip4)
+	ip4, ip6 := ct.IPPacket(t, ct.Seg4), ct.IPPacket(t, ct.Seg6)
+	padded := ct.EthernetFrame(ip4)
 	for len(padded) < 60+len(ip4) {
 		padded = append(padded, 0xee) // trailer bytes that are not TCP payload
 	}
@@ -70,32 +72,32 @@ func TestDecodeLinkTypes(t *testing.T) {
 		name  string
 		link  layers.LinkType
 		frame []byte
-		seg   segSpec
+		seg   ct.Seg
 		vlans int64
 	}{
-		{"ethernet", layers.LinkTypeEthernet, ethernetFrame(ip4), seg4, 0},
-		{"ethernet ipv6", layers.LinkTypeEthernet, ethernetFrame(ip6), seg6, 0},
-		{"ethernet padding", layers.LinkTypeEthernet, padded, seg4, 0},
-		{"802.1Q", layers.LinkTypeEthernet, ethernetFrame(ip4, 100), seg4, 1},
-		{"QinQ", layers.LinkTypeEthernet, ethernetFrame(ip6, 10, 20), seg6, 2},
-		{"linux sll", layers.LinkTypeLinuxSLL, cat(sllHeader(0x0800), ip4), seg4, 0},
-		{"linux sll vlan", layers.LinkTypeLinuxSLL, cat(sllHeader(0x8100), []byte{0, 5, 0x86, 0xdd}, ip6), seg6, 1},
-		{"linux sll2", linkTypeLinuxSLL2, cat(sll2Header(0x86dd), ip6), seg6, 0},
-		{"null little endian", layers.LinkTypeNull, cat(le32(2), ip4), seg4, 0},
-		{"null big endian", layers.LinkTypeNull, cat(be32(2), ip4), seg4, 0},
-		{"null ipv6 darwin", layers.LinkTypeNull, cat(le32(30), ip6), seg6, 0},
-		{"null ipv6 linux", layers.LinkTypeNull, cat(le32(10), ip6), seg6, 0},
-		{"loop", layers.LinkTypeLoop, cat(be32(2), ip4), seg4, 0},
-		{"raw 101 ipv4", layers.LinkTypeRaw, ip4, seg4, 0},
-		{"raw 101 ipv6", layers.LinkTypeRaw, ip6, seg6, 0},
-		{"raw 12", linkTypeRawAlt1, ip4, seg4, 0},
-		{"ipv4 228", layers.LinkTypeIPv4, ip4, seg4, 0},
-		{"ipv6 229", layers.LinkTypeIPv6, ip6, seg6, 0},
+		{"ethernet", layers.LinkTypeEthernet, ct.EthernetFrame(ip4), ct.Seg4, 0},
+		{"ethernet ipv6", layers.LinkTypeEthernet, ct.EthernetFrame(ip6), ct.Seg6, 0},
+		{"ethernet padding", layers.LinkTypeEthernet, padded, ct.Seg4, 0},
+		{"802.1Q", layers.LinkTypeEthernet, ct.EthernetFrame(ip4, 100), ct.Seg4, 1},
+		{"QinQ", layers.LinkTypeEthernet, ct.EthernetFrame(ip6, 10, 20), ct.Seg6, 2},
+		{"linux sll", layers.LinkTypeLinuxSLL, cat(sllHeader(0x0800), ip4), ct.Seg4, 0},
+		{"linux sll vlan", layers.LinkTypeLinuxSLL, cat(sllHeader(0x8100), []byte{0, 5, 0x86, 0xdd}, ip6), ct.Seg6, 1},
+		{"linux sll2", linkTypeLinuxSLL2, cat(sll2Header(0x86dd), ip6), ct.Seg6, 0},
+		{"null little endian", layers.LinkTypeNull, cat(le32(2), ip4), ct.Seg4, 0},
+		{"null big endian", layers.LinkTypeNull, cat(be32(2), ip4), ct.Seg4, 0},
+		{"null ipv6 darwin", layers.LinkTypeNull, cat(le32(30), ip6), ct.Seg6, 0},
+		{"null ipv6 linux", layers.LinkTypeNull, cat(le32(10), ip6), ct.Seg6, 0},
+		{"loop", layers.LinkTypeLoop, cat(be32(2), ip4), ct.Seg4, 0},
+		{"raw 101 ipv4", layers.LinkTypeRaw, ip4, ct.Seg4, 0},
+		{"raw 101 ipv6", layers.LinkTypeRaw, ip6, ct.Seg6, 0},
+		{"raw 12", linkTypeRawAlt1, ip4, ct.Seg4, 0},
+		{"ipv4 228", layers.LinkTypeIPv4, ip4, ct.Seg4, 0},
+		{"ipv6 229", layers.LinkTypeIPv6, ip6, ct.Seg6, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := NewDecoder()
-			seg, err := d.Decode(c.frame, c.link, t0)
+			seg, err := d.Decode(c.frame, c.link, ct.T0)
 			require.NoError(t, err)
 			checkSeg(t, c.seg, seg)
 			assert.Equal(t, int64(1), d.stats.TCPSegments)
@@ -105,21 +107,21 @@ func TestDecodeLinkTypes(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	ip4 := ipPacket(t, seg4)
+	ip4 := ct.IPPacket(t, ct.Seg4)
 	cases := []struct {
 		name    string
 		link    layers.LinkType
 		frame   []byte
 		wantErr bool
 	}{
-		{"arp is not tcp", layers.LinkTypeEthernet, cat(macB, macA, []byte{0x08, 0x06}, make([]byte, 28)), false},
+		{"arp is not tcp", layers.LinkTypeEthernet, cat(ct.MACB, ct.MACA, []byte{0x08, 0x06}, make([]byte, 28)), false},
 		{"ipv4 udp is not tcp", layers.LinkTypeRaw, func() []byte {
 			b := append([]byte(nil), ip4...)
 			b[9] = 17
 			return b
 		}(), false},
 		{"short ethernet", layers.LinkTypeEthernet, []byte{1, 2, 3}, true},
-		{"ipv4 header cut", layers.LinkTypeEthernet, ethernetFrame(ip4)[:14+12], true},
+		{"ipv4 header cut", layers.LinkTypeEthernet, ct.EthernetFrame(ip4)[:14+12], true},
 		{"tcp header cut", layers.LinkTypeRaw, ip4[:20+10], true},
 		{"ipv4 wrong version", layers.LinkTypeIPv4, append([]byte{0x65}, ip4[1:]...), true},
 		{"raw garbage version", layers.LinkTypeRaw, append([]byte{0x15}, ip4[1:]...), true},
@@ -133,7 +135,7 @@ func TestDecodeRejects(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := NewDecoder()
-			seg, err := d.Decode(c.frame, c.link, t0)
+			seg, err := d.Decode(c.frame, c.link, ct.T0)
 			assert.Nil(t, seg)
 			if c.wantErr {
 				require.Error(t, err)
@@ -149,8 +151,8 @@ func TestDecodeRejects(t *testing.T) {
 // TestDecodeLenientTCP keeps segments whose header is cut by the snap
 // length or whose options are malformed.
 func TestDecodeLenientTCP(t *testing.T) {
-	s := seg4
-	ip := ipPacket(t, s)
+	s := ct.Seg4
+	ip := ct.IPPacket(t, s)
 	// Give the header 12 bytes of options: NOP NOP then a bad option (kind 8, length 0).
 	opts := []byte{1, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	withOpts := cat(ip[:40], opts, ip[40:])
@@ -158,26 +160,26 @@ func TestDecodeLenientTCP(t *testing.T) {
 	binary.BigEndian.PutUint16(withOpts[2:4], uint16(len(withOpts)))
 
 	d := NewDecoder()
-	seg, err := d.Decode(withOpts, layers.LinkTypeRaw, t0)
+	seg, err := d.Decode(withOpts, layers.LinkTypeRaw, ct.T0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(1), d.stats.TCPBadOptions)
 
 	// Snap length cut inside the options: header kept, no payload.
 	cut := withOpts[:20+24]
-	seg, err = d.Decode(cut, layers.LinkTypeRaw, t0)
+	seg, err = d.Decode(cut, layers.LinkTypeRaw, ct.T0)
 	require.NoError(t, err)
 	require.NotNil(t, seg)
-	assert.Equal(t, layers.TCPPort(s.dport), seg.TCP.DstPort)
+	assert.Equal(t, layers.TCPPort(s.Dport), seg.TCP.DstPort)
 	assert.Empty(t, seg.TCP.Payload)
 	assert.Equal(t, uint8(8), seg.TCP.DataOffset)
 	assert.Equal(t, int64(1), d.stats.TCPTruncatedHeader)
 
 	// Snap length cut inside the payload: the captured bytes are kept.
-	seg, err = d.Decode(ip[:len(ip)-5], layers.LinkTypeRaw, t0)
+	seg, err = d.Decode(ip[:len(ip)-5], layers.LinkTypeRaw, ct.T0)
 	require.NoError(t, err)
 	require.NotNil(t, seg)
-	assert.Equal(t, s.payload[:len(s.payload)-5], []byte(seg.TCP.Payload))
+	assert.Equal(t, s.Payload[:len(s.Payload)-5], []byte(seg.TCP.Payload))
 }
 
 // fragmentIPv4 splits an IPv4 packet (20-byte header) into fragments of at
@@ -205,9 +207,9 @@ func fragmentIPv4(pkt []byte, size int, df bool) [][]byte {
 // TestIPv4FragmentsWithDF reassembles fragments that carry DF and MF
 // together, out of order, with an overlapping copy (first arrival wins).
 func TestIPv4FragmentsWithDF(t *testing.T) {
-	s := seg4
-	s.payload = bytes.Repeat([]byte("0123456789abcdef"), 10)
-	pkt := ipPacket(t, s)
+	s := ct.Seg4
+	s.Payload = bytes.Repeat([]byte("0123456789abcdef"), 10)
+	pkt := ct.IPPacket(t, s)
 	binary.BigEndian.PutUint16(pkt[4:6], 0x4242)
 	frags := fragmentIPv4(pkt, 64, true)
 	require.Len(t, frags, 3)
@@ -219,11 +221,11 @@ func TestIPv4FragmentsWithDF(t *testing.T) {
 	}
 	d := NewDecoder()
 	for _, f := range [][]byte{frags[2], frags[1], forged} {
-		seg, err := d.Decode(f, layers.LinkTypeRaw, t0)
+		seg, err := d.Decode(f, layers.LinkTypeRaw, ct.T0)
 		require.NoError(t, err)
 		assert.Nil(t, seg)
 	}
-	seg, err := d.Decode(frags[0], layers.LinkTypeRaw, t0)
+	seg, err := d.Decode(frags[0], layers.LinkTypeRaw, ct.T0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(4), d.stats.IPv4Fragments)
@@ -234,19 +236,19 @@ func TestIPv4FragmentsWithDF(t *testing.T) {
 }
 
 func TestIPv4FragmentErrors(t *testing.T) {
-	pkt := ipPacket(t, seg4)
+	pkt := ct.IPPacket(t, ct.Seg4)
 	frags := fragmentIPv4(pkt, 16, false)
 	d := NewDecoder()
 	last := append([]byte(nil), frags[1]...)
 	binary.BigEndian.PutUint16(last[6:8], 0x1fff) // offset 65528: its 16 bytes end beyond 64 KiB
-	_, err := d.Decode(last, layers.LinkTypeRaw, t0)
+	_, err := d.Decode(last, layers.LinkTypeRaw, ct.T0)
 	require.Error(t, err)
 
 	// Expired: the rest arrives after the timeout and never completes.
-	_, err = d.Decode(frags[0], layers.LinkTypeRaw, t0)
+	_, err = d.Decode(frags[0], layers.LinkTypeRaw, ct.T0)
 	require.NoError(t, err)
 	require.Len(t, d.frags.pending, 1)
-	_, err = d.Decode(frags[1], layers.LinkTypeRaw, t0.Add(fragTimeout+2*time.Second))
+	_, err = d.Decode(frags[1], layers.LinkTypeRaw, ct.T0.Add(fragTimeout+2*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), d.stats.DatagramsDropped)
 }
@@ -255,7 +257,7 @@ func TestDefragmenterBounded(t *testing.T) {
 	var st DecodeStats
 	f := newDefragmenter(time.Minute, 8, 1<<20, &st)
 	for i := range 100 {
-		_, _, done, err := f.add(fragKey{id: uint32(i)}, 0, true, 6, make([]byte, 64), t0)
+		_, _, done, err := f.add(fragKey{id: uint32(i)}, 0, true, 6, make([]byte, 64), ct.T0)
 		require.NoError(t, err)
 		require.False(t, done)
 	}
@@ -282,20 +284,20 @@ func ipv6Fragment(t *testing.T, src6 []byte, id uint32, off int, more bool, nh u
 }
 
 func TestIPv6Fragments(t *testing.T) {
-	s := seg6
-	pkt := ipPacket(t, s)
+	s := ct.Seg6
+	pkt := ct.IPPacket(t, s)
 	body := pkt[40:]
 
 	d := NewDecoder()
-	seg, err := d.Decode(ipv6Fragment(t, pkt, 1, 0, false, 6, body), layers.LinkTypeIPv6, t0)
+	seg, err := d.Decode(ipv6Fragment(t, pkt, 1, 0, false, 6, body), layers.LinkTypeIPv6, ct.T0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(1), d.stats.IPv6AtomicFragments)
 
-	seg, err = d.Decode(ipv6Fragment(t, pkt, 2, 16, false, 6, body[16:]), layers.LinkTypeIPv6, t0)
+	seg, err = d.Decode(ipv6Fragment(t, pkt, 2, 16, false, 6, body[16:]), layers.LinkTypeIPv6, ct.T0)
 	require.NoError(t, err)
 	assert.Nil(t, seg)
-	seg, err = d.Decode(ipv6Fragment(t, pkt, 2, 0, true, 6, body[:16]), layers.LinkTypeIPv6, t0)
+	seg, err = d.Decode(ipv6Fragment(t, pkt, 2, 0, true, 6, body[:16]), layers.LinkTypeIPv6, ct.T0)
 	require.NoError(t, err)
 	checkSeg(t, s, seg)
 	assert.Equal(t, int64(3), d.stats.IPv6Fragments)
@@ -303,7 +305,7 @@ func TestIPv6Fragments(t *testing.T) {
 }
 
 func TestDecodeTunnels(t *testing.T) {
-	inner := ipPacket(t, seg4)
+	inner := ct.IPPacket(t, ct.Seg4)
 	outer := func(proto byte, payload []byte) []byte {
 		h := make([]byte, 20)
 		h[0] = 0x45
@@ -323,15 +325,15 @@ func TestDecodeTunnels(t *testing.T) {
 	}
 	gtp := cat([]byte{0x30, 0xff}, []byte{byte(len(inner) >> 8), byte(len(inner))}, be32(77), inner)
 	gtpSeq := cat([]byte{0x32, 0xff}, []byte{0, 0}, be32(77), []byte{0, 1, 0, 0}, inner)
-	vxlan := cat([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, ethernetFrame(inner))
+	vxlan := cat([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, ct.EthernetFrame(inner))
 	cases := []struct {
 		name  string
 		frame []byte
 	}{
 		{"ip in ip", outer(4, inner)},
 		{"gre ipv4", outer(47, cat([]byte{0, 0, 0x08, 0x00}, inner))},
-		{"gre key seq ethernet", outer(47, cat([]byte{0x30, 0, 0x65, 0x58}, be32(1), be32(2), ethernetFrame(inner)))},
-		{"gre erspan ii", outer(47, cat([]byte{0x10, 0, 0x88, 0xbe}, be32(9), make([]byte, 8), ethernetFrame(inner, 7)))},
+		{"gre key seq ethernet", outer(47, cat([]byte{0x30, 0, 0x65, 0x58}, be32(1), be32(2), ct.EthernetFrame(inner)))},
+		{"gre erspan ii", outer(47, cat([]byte{0x10, 0, 0x88, 0xbe}, be32(9), make([]byte, 8), ct.EthernetFrame(inner, 7)))},
 		{"gtp-u", outer(17, udp(portGTPU, gtp))},
 		{"gtp-u with sequence", outer(17, udp(portGTPU, gtpSeq))},
 		{"vxlan", outer(17, udp(portVXLAN, vxlan))},
@@ -339,9 +341,9 @@ func TestDecodeTunnels(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := NewDecoder()
-			seg, err := d.Decode(ethernetFrame(c.frame), layers.LinkTypeEthernet, t0)
+			seg, err := d.Decode(ct.EthernetFrame(c.frame), layers.LinkTypeEthernet, ct.T0)
 			require.NoError(t, err)
-			checkSeg(t, seg4, seg)
+			checkSeg(t, ct.Seg4, seg)
 			assert.Equal(t, int64(1), d.stats.Tunnelled)
 		})
 	}
@@ -388,7 +390,7 @@ func TestDecodeShippedCaptures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			fh, err := os.Open(capturePath(c.name))
+			fh, err := os.Open(ct.Testdata("captures", c.name))
 			require.NoError(t, err)
 			defer fh.Close()
 			st, err := fh.Stat()
@@ -436,15 +438,15 @@ func TestOpenCaptureRejects(t *testing.T) {
 // FuzzDecode feeds arbitrary frames to the decoder under every link type it
 // knows: it must never panic, and a segment it returns must carry a header.
 func FuzzDecode(f *testing.F) {
-	f.Add(ethernetFrame(ipPacket(f, seg4), 100))
-	f.Add(cat(le32(30), ipPacket(f, seg6)))
+	f.Add(ct.EthernetFrame(ct.IPPacket(f, ct.Seg4), 100))
+	f.Add(cat(le32(30), ct.IPPacket(f, ct.Seg6)))
 	f.Add([]byte{0x45, 0, 0, 20})
 	links := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, linkTypeLinuxSLL2,
 		layers.LinkTypeNull, layers.LinkTypeLoop, layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6}
 	d := NewDecoder()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		for i, lt := range links {
-			seg, err := d.Decode(frame, lt, t0.Add(time.Duration(i)*time.Millisecond))
+			seg, err := d.Decode(frame, lt, ct.T0.Add(time.Duration(i)*time.Millisecond))
 			if err == nil && seg != nil {
 				require.NotNil(t, seg.TCP)
 				require.GreaterOrEqual(t, int(seg.TCP.DataOffset), 5)
@@ -459,7 +461,7 @@ func TestReadFile(t *testing.T) {
 	var n int
 	var last int64
 	var payload int
-	st, err := ReadFile(capturePath("sv-http-gap-simple.pcap"), func(packet int64, seg *Segment, ci gopacket.CaptureInfo) error {
+	st, err := ReadFile(ct.Testdata("captures", "sv-http-gap-simple.pcap"), func(packet int64, seg *Segment, ci gopacket.CaptureInfo) error {
 		n++
 		assert.Greater(t, packet, last)
 		last = packet
@@ -474,8 +476,8 @@ func TestReadFile(t *testing.T) {
 	assert.Equal(t, 120+418, payload)
 
 	stop := errors.New("stop")
-	_, err = ReadFile(capturePath("sv-http-gap-simple.pcap"), func(int64, *Segment, gopacket.CaptureInfo) error { return stop })
+	_, err = ReadFile(ct.Testdata("captures", "sv-http-gap-simple.pcap"), func(int64, *Segment, gopacket.CaptureInfo) error { return stop })
 	require.ErrorIs(t, err, stop)
-	_, err = ReadFile(capturePath("no-such.pcap"), nil)
+	_, err = ReadFile(ct.Testdata("captures", "no-such.pcap"), nil)
 	require.Error(t, err)
 }

@@ -1,0 +1,415 @@
+package reassembly
+
+// The kit's trace half: packets described as segments (trSeg, either
+// direction, any flags, any sequence numbers, capture times) built into
+// decoded layers that both packages key connections by, one recorder (trRec)
+// behind a Stream adapter for our package (both faces) and one for upstream,
+// so that one trace runs against each and their records compare; runners for
+// the drop-in face (trOurs) and upstream (trUp); and the exactly-once check.
+
+import (
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	upstream "github.com/google/gopacket/reassembly"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ---------------------------------------------------------------------------
+// Packets
+
+var trBase = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+const (
+	trClientPort = 40000
+	trServerPort = 80
+)
+
+// trCtx is the AssemblerContext handed in with each packet; it satisfies the
+// AssemblerContext of both packages.
+type trCtx gopacket.CaptureInfo
+
+func (c *trCtx) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
+
+// trSeg describes one packet. All packets go client->server unless rev.
+type trSeg struct {
+	rev   bool   // server->client
+	seq   uint32 // sequence number
+	ack   uint32 // acknowledgment number (the A flag sets the ACK bit)
+	flags string // any of S A F R P
+	data  string
+	at    time.Duration // capture time after trBase; 0: (index+1) ms
+	port  uint16        // client port; 0: trClientPort
+	host  byte          // client address 10.0.1.host; 0: 10.0.0.1
+}
+
+type trPacket struct {
+	flow gopacket.Flow
+	tcp  *layers.TCP
+	ctx  *trCtx
+}
+
+// trMake serializes and decodes one segment, so that TransportFlow works on
+// the layer (upstream keys connections by it).
+func trMake(t testing.TB, s trSeg, ts time.Time) trPacket {
+	t.Helper()
+	cport := s.port
+	if cport == 0 {
+		cport = trClientPort
+	}
+	src, dst := trClientIP(s.host), net.IP{10, 0, 0, 2}
+	sp, dp := layers.TCPPort(cport), layers.TCPPort(trServerPort)
+	if s.rev {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+	tcp := &layers.TCP{
+		SrcPort: sp, DstPort: dp, Seq: s.seq, Ack: s.ack, Window: 65535,
+		SYN: strings.ContainsRune(s.flags, 'S'),
+		ACK: strings.ContainsRune(s.flags, 'A'),
+		FIN: strings.ContainsRune(s.flags, 'F'),
+		RST: strings.ContainsRune(s.flags, 'R'),
+		PSH: strings.ContainsRune(s.flags, 'P'),
+	}
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, tcp, gopacket.Payload([]byte(s.data))))
+	dec := &layers.TCP{}
+	require.NoError(t, dec.DecodeFromBytes(slices.Clone(buf.Bytes()), gopacket.NilDecodeFeedback))
+	require.Equal(t, s.data, string(dec.Payload), "packet builder payload")
+	ctx := trCtx(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: 40 + len(s.data), Length: 40 + len(s.data)})
+	return trPacket{flow: gopacket.NewFlow(layers.EndpointIPv4, src, dst), tcp: dec, ctx: &ctx}
+}
+
+func trClientIP(host byte) net.IP {
+	if host == 0 {
+		return net.IP{10, 0, 0, 1}
+	}
+	return net.IP{10, 0, 1, host}
+}
+
+func trBuild(t testing.TB, segs []trSeg) []trPacket {
+	t.Helper()
+	out := make([]trPacket, len(segs))
+	for i, s := range segs {
+		ts := trBase.Add(time.Duration(i+1) * time.Millisecond)
+		if s.at != 0 {
+			ts = trBase.Add(s.at)
+		}
+		out[i] = trMake(t, s, ts)
+	}
+	return out
+}
+
+// trBytes returns n deterministic printable bytes; different seeds give
+// different patterns.
+func trBytes(n int, seed int) string {
+	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alpha[(i+seed*7)%len(alpha)]
+	}
+	return string(b)
+}
+
+// ---------------------------------------------------------------------------
+// Recording streams, one adapter per package over a common recorder.
+
+// trSG is what both packages' ScatterGather offer with identical signatures.
+type trSG interface {
+	Lengths() (int, int)
+	Fetch(int) []byte
+	KeepFrom(int)
+	CaptureInfo(int) gopacket.CaptureInfo
+}
+
+type trDelivery struct {
+	dir           int // 0: client->server as labelled by the assembler, 1: server->client
+	start, end    bool
+	skip          int
+	data          []byte // every byte of the delivery, kept ones included
+	saved         int    // Lengths' second value
+	afterComplete bool
+}
+
+type trStream struct {
+	id               int
+	netFlow, tcpFlow gopacket.Flow
+	ports            [2]layers.TCPPort // the ports of the first packet
+	accepts          int
+	wrongPackets     int       // packets of another connection
+	got              [2][]byte // new bytes per direction
+	deliveries       []trDelivery
+	completes        int
+	nilCtx           int
+	completeCI       []gopacket.CaptureInfo
+}
+
+// flipped tells whether the assembler's client->server label is the
+// server's direction (the server's packet came first).
+func (s *trStream) flipped() bool { return s.ports[0] == trServerPort }
+
+// data returns what the client (c2s) or the server sent, by real direction.
+func (s *trStream) data(fromServer bool) string {
+	i := 0
+	if fromServer != s.flipped() {
+		i = 1
+	}
+	return string(s.got[i])
+}
+
+// dataDeliveries returns the deliveries of a direction that carry bytes or
+// an end.
+func (s *trStream) dataDeliveries(dir int) []trDelivery {
+	var out []trDelivery
+	for _, d := range s.deliveries {
+		if d.dir == dir && (len(d.data) > 0 || d.end) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+type trRec struct {
+	mu         sync.Mutex
+	streams    []*trStream
+	news       int
+	nilStream  bool // the factory returns nil
+	keepOpen   bool // ReassemblyComplete returns false
+	beforeNew  func()
+	onSG       func(st *trStream, sg trSG, d *trDelivery)
+	sgAfterEnd int // deliveries after ReassemblyComplete, all streams
+}
+
+func (r *trRec) newStream(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP) *trStream {
+	if r.beforeNew != nil {
+		r.beforeNew()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.news++
+	if r.nilStream {
+		return nil
+	}
+	st := &trStream{id: len(r.streams), netFlow: netFlow, tcpFlow: tcpFlow, ports: [2]layers.TCPPort{tcp.SrcPort, tcp.DstPort}}
+	r.streams = append(r.streams, st)
+	return st
+}
+
+func (r *trRec) accept(st *trStream, tcp *layers.TCP) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st.accepts++
+	if !(tcp.SrcPort == st.ports[0] && tcp.DstPort == st.ports[1]) && !(tcp.SrcPort == st.ports[1] && tcp.DstPort == st.ports[0]) {
+		st.wrongPackets++
+	}
+	return true
+}
+
+func (r *trRec) deliver(st *trStream, dir int, start, end bool, skip int, sg trSG) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, saved := sg.Lengths()
+	d := trDelivery{dir: dir, start: start, end: end, skip: skip, saved: saved,
+		data: slices.Clone(sg.Fetch(n)), afterComplete: st.completes > 0}
+	if d.afterComplete {
+		r.sgAfterEnd++
+	}
+	if saved <= len(d.data) {
+		st.got[dir] = append(st.got[dir], d.data[saved:]...)
+	}
+	if r.onSG != nil {
+		r.onSG(st, sg, &d)
+	}
+	st.deliveries = append(st.deliveries, d)
+}
+
+func (r *trRec) complete(st *trStream, nilCtx bool, ci gopacket.CaptureInfo) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st.completes++
+	if nilCtx {
+		st.nilCtx++
+	}
+	st.completeCI = append(st.completeCI, ci)
+	return !r.keepOpen
+}
+
+func (r *trRec) stream(i int) *trStream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i >= len(r.streams) {
+		return &trStream{id: -1}
+	}
+	return r.streams[i]
+}
+
+func trDir(serverToClient bool) int {
+	if serverToClient {
+		return 1
+	}
+	return 0
+}
+
+// Ours.
+
+type trFactory struct{ r *trRec }
+
+func (f trFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ AssemblerContext) Stream {
+	st := f.r.newStream(netFlow, tcpFlow, tcp)
+	if st == nil {
+		return nil
+	}
+	return &trOurStream{r: f.r, st: st}
+}
+
+type trOurStream struct {
+	r  *trRec
+	st *trStream
+}
+
+func (s *trOurStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
+	return s.r.accept(s.st, tcp)
+}
+
+func (s *trOurStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	dir, start, end, skip := sg.Info()
+	s.r.deliver(s.st, trDir(dir == TCPDirServerToClient), start, end, skip, sg)
+}
+
+func (s *trOurStream) ReassemblyComplete(ac AssemblerContext) bool {
+	var ci gopacket.CaptureInfo
+	if ac != nil {
+		ci = ac.GetCaptureInfo()
+	}
+	return s.r.complete(s.st, ac == nil, ci)
+}
+
+// Upstream.
+
+type trUpFactory struct{ r *trRec }
+
+func (f trUpFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ upstream.AssemblerContext) upstream.Stream {
+	st := f.r.newStream(netFlow, tcpFlow, tcp)
+	if st == nil {
+		return nil
+	}
+	return &trUpStream{r: f.r, st: st}
+}
+
+type trUpStream struct {
+	r  *trRec
+	st *trStream
+}
+
+func (s *trUpStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ upstream.TCPFlowDirection, _ upstream.Sequence, _ *bool, _ upstream.AssemblerContext) bool {
+	return s.r.accept(s.st, tcp)
+}
+
+func (s *trUpStream) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
+	dir, start, end, skip := sg.Info()
+	s.r.deliver(s.st, trDir(dir == upstream.TCPDirServerToClient), start, end, skip, sg)
+}
+
+func (s *trUpStream) ReassemblyComplete(ac upstream.AssemblerContext) bool {
+	var ci gopacket.CaptureInfo
+	if ac != nil {
+		ci = ac.GetCaptureInfo()
+	}
+	return s.r.complete(s.st, ac == nil, ci)
+}
+
+// ---------------------------------------------------------------------------
+// Runners
+
+// trFeed hands packets to one of our Assemblers and fails the test, naming
+// the packet, if any call panics.
+func trFeed(t testing.TB, a *Assembler, pkts []trPacket) {
+	t.Helper()
+	for i, p := range pkts {
+		var pv any
+		func() {
+			defer func() { pv = recover() }()
+			a.AssembleWithContext(p.flow, p.tcp, p.ctx)
+		}()
+		require.Nil(t, pv, "our Assembler panicked on packet %d", i)
+	}
+}
+
+// trOurs runs packets through a fresh Assembler with opts.
+func trOurs(t testing.TB, r *trRec, opts AssemblerOptions, pkts []trPacket) *Assembler {
+	t.Helper()
+	a := NewAssembler(NewStreamPool(trFactory{r}))
+	a.AssemblerOptions = opts
+	trFeed(t, a, pkts)
+	return a
+}
+
+// trFeedUp hands packets to an upstream Assembler and returns the first
+// panic, if any (later packets are not fed).
+func trFeedUp(a *upstream.Assembler, pkts []trPacket) (pv any) {
+	for _, p := range pkts {
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					pv = v
+				}
+			}()
+			a.AssembleWithContext(p.flow, p.tcp, p.ctx)
+		}()
+		if pv != nil {
+			return pv
+		}
+	}
+	return nil
+}
+
+func trUp(r *trRec, opts upstream.AssemblerOptions, pkts []trPacket) (*upstream.Assembler, any) {
+	a := upstream.NewAssembler(upstream.NewStreamPool(trUpFactory{r}))
+	a.AssemblerOptions = opts
+	return a, trFeedUp(a, pkts)
+}
+
+// trRecover runs f and returns its panic value.
+func trRecover(f func()) (pv any) {
+	defer func() { pv = recover() }()
+	f()
+	return nil
+}
+
+var (
+	trUsedRE  = regexp.MustCompile(`used: (-?\d+)`)
+	trFreeRE  = regexp.MustCompile(`free: (-?\d+)`)
+	trConnsRE = regexp.MustCompile(`connections: (-?\d+)`)
+)
+
+// trDumpInt extracts one figure of an Assembler.Dump() string.
+func trDumpInt(t testing.TB, re *regexp.Regexp, dump string) int {
+	t.Helper()
+	m := re.FindStringSubmatch(dump)
+	require.NotNil(t, m, "Dump() %q lacks %s", dump, re)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return n
+}
+
+// trCompleteOnce checks the exactly-once and no-SG-after-complete
+// invariants for every stream of a recorder.
+func trCompleteOnce(t testing.TB, r *trRec) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, st := range r.streams {
+		assert.Equal(t, 1, st.completes, "stream %d (%v %v): ReassemblyComplete calls", st.id, st.netFlow, st.tcpFlow)
+		for i, d := range st.deliveries {
+			assert.False(t, d.afterComplete, "stream %d: delivery %d came after ReassemblyComplete", st.id, i)
+		}
+	}
+}

@@ -1,0 +1,481 @@
+package reassembly
+
+// The test kit: what every test of the package builds its traffic and its
+// checks from. Packets and connections (both directions, flags, ISNs, capture
+// times), the AssemblerContext they travel with, recording Streams that check
+// the Stream contract as they go (one Stream live per connection, direction
+// labels, bytes at the right offsets, exactly one ReassemblyComplete), the
+// Safe face's runner (newKitAssembler), the goroutine-leak guard and the
+// conservation check of AssemblerStats. The drop-in and upstream runners and
+// their recorder are in kit_streams_test.go.
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"math/rand"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// kitT0 is the capture time the tests start from: well in the past, so that
+// any comparison of capture time with the wall clock shows.
+var kitT0 = time.Date(2021, 6, 1, 12, 0, 0, 0, time.UTC)
+
+const (
+	kitCISN       uint32 = 1000
+	kitSISN       uint32 = 500000
+	kitServerPort        = layers.TCPPort(80)
+)
+
+type kitCtx struct{ ci gopacket.CaptureInfo }
+
+func (c *kitCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
+
+func kitAt(ts time.Time) AssemblerContext {
+	return &kitCtx{ci: gopacket.CaptureInfo{Timestamp: ts}}
+}
+
+// kitConn is one TCP connection between a client 10.x.y.z:port and the
+// server 192.168.0.1:80.
+type kitConn struct {
+	id       int
+	cli, srv net.IP
+	cport    layers.TCPPort
+	isns     [2]uint32 // client's and server's ISN; zero: kitCISN, kitSISN
+}
+
+// withISNs returns c with other ISNs, such as ones just below 2^32 so that
+// the streams cross the wrap.
+func (c kitConn) withISNs(client, server uint32) kitConn {
+	c.isns = [2]uint32{client, server}
+	return c
+}
+
+func kitConnN(i int) kitConn {
+	return kitConn{
+		id:    i,
+		cli:   net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)).To4(),
+		srv:   net.IPv4(192, 168, 0, 1).To4(),
+		cport: layers.TCPPort(20000 + i%40000),
+	}
+}
+
+func (c kitConn) flow(fromServer bool) gopacket.Flow {
+	if fromServer {
+		return gopacket.NewFlow(layers.EndpointIPv4, c.srv, c.cli)
+	}
+	return gopacket.NewFlow(layers.EndpointIPv4, c.cli, c.srv)
+}
+
+// key names the connection the same way whichever direction is seen first.
+func (c kitConn) key() string {
+	return kitKey(c.flow(false), gopacket.NewFlow(layers.EndpointTCPPort,
+		[]byte{byte(c.cport >> 8), byte(c.cport)}, []byte{0, byte(kitServerPort)}))
+}
+
+func kitKey(netFlow, tcpFlow gopacket.Flow) string {
+	a := netFlow.Src().String() + ":" + tcpFlow.Src().String()
+	b := netFlow.Dst().String() + ":" + tcpFlow.Dst().String()
+	if b < a {
+		a, b = b, a
+	}
+	return a + "|" + b
+}
+
+// seqAt is the sequence number of byte off of a direction; SYNs use
+// seqAt(dir, -1), the ISN.
+func (c kitConn) seqAt(fromServer bool, off int) uint32 {
+	isn := kitCISN
+	if fromServer {
+		isn = kitSISN
+	}
+	if c.isns != [2]uint32{} {
+		isn = c.isns[kitBtoi(fromServer)]
+	}
+	return isn + 1 + uint32(off)
+}
+
+// segOff builds a segment carrying payload at byte off of its direction; a
+// SYN is placed at the ISN.
+func (c kitConn) segOff(fromServer bool, flags string, off int, payload []byte) *layers.TCP {
+	if strings.Contains(flags, "S") {
+		off = -1
+	}
+	return c.seg(fromServer, c.seqAt(fromServer, off), flags, payload)
+}
+
+// seg builds a TCP segment; flags holds any of S, A, F, R.
+func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) *layers.TCP {
+	t := &layers.TCP{Seq: seq, Window: 65535}
+	if fromServer {
+		t.SrcPort, t.DstPort = kitServerPort, c.cport
+	} else {
+		t.SrcPort, t.DstPort = c.cport, kitServerPort
+	}
+	for _, f := range flags {
+		switch f {
+		case 'S':
+			t.SYN = true
+		case 'A':
+			t.ACK = true
+		case 'F':
+			t.FIN = true
+		case 'R':
+			t.RST = true
+		}
+	}
+	t.Payload = payload
+	return t
+}
+
+// send hands one segment to a: a segment with S starts at the ISN, others
+// at byte off of the direction.
+func (c kitConn) send(a *SafeAssembler, fromServer bool, flags string, off int, payload string, ts time.Time) error {
+	var p []byte
+	if payload != "" {
+		p = []byte(payload)
+	}
+	return a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
+}
+
+// open sends the SYN and the SYN-ACK.
+func (c kitConn) open(t *testing.T, a *SafeAssembler, ts time.Time) {
+	t.Helper()
+	require.NoError(t, c.send(a, false, "S", 0, "", ts))
+	require.NoError(t, c.send(a, true, "SA", 0, "", ts))
+}
+
+// kitContent is the byte at offset off of direction dir (0 client, 1
+// server) of the connection whose key hashes to seed: every copy of a byte,
+// retransmitted or not, carries the same value.
+func kitContent(seed uint32, dir, off int) byte {
+	x := uint32(off)*2654435761 ^ seed ^ uint32(dir)*0x9E3779B9
+	return byte(x>>24) ^ byte(x>>8)
+}
+
+func kitSeed(key string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()
+}
+
+// kitFactory creates kitStreams and checks, across all of them, that no two
+// Streams of one connection are ever live at once.
+type kitFactory struct {
+	mu       sync.Mutex
+	streams  []*kitStream
+	byKey    map[string]*kitStream
+	live     map[string]int
+	dupLive  int
+	problems []string
+
+	// gate, when set, makes New signal entered and wait for barrier.
+	entered chan struct{}
+	barrier chan struct{}
+
+	newCalls     atomic.Int64
+	firstBytes   atomic.Int64
+	deliveries   atomic.Int64
+	gaps         atomic.Int64
+	gapBytes     atomic.Int64
+	unknownSkips atomic.Int64
+
+	// Behaviour, set before traffic starts.
+	nilFor        string // New returns nil for this key
+	panicIn       string // callback that panics, once: "StreamFactory.New", "Stream.Accept", ...
+	panicKey      string // only for this connection ("" any)
+	panicked      atomic.Bool
+	rejectWindow1 bool                              // Accept refuses non-SYN segments with Window 1
+	checkContent  bool                              // compare delivered bytes with kitContent
+	keepFrom      func(r *rand.Rand, total int) int // KeepFrom offset, -1 for none
+}
+
+func newKitFactory() *kitFactory {
+	return &kitFactory{byKey: map[string]*kitStream{}, live: map[string]int{}}
+}
+
+func (f *kitFactory) problem(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.problems) < 20 {
+		f.problems = append(f.problems, fmt.Sprintf(format, args...))
+	}
+}
+
+func (f *kitFactory) setGate(entered, barrier chan struct{}) {
+	f.mu.Lock()
+	f.entered, f.barrier = entered, barrier
+	f.mu.Unlock()
+}
+
+func (f *kitFactory) maybePanic(where, key string) {
+	if f.panicIn == where && (f.panicKey == "" || f.panicKey == key) && f.panicked.CompareAndSwap(false, true) {
+		panic("test stream panics in " + where)
+	}
+}
+
+func (f *kitFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ AssemblerContext) Stream {
+	f.newCalls.Add(1)
+	key := kitKey(netFlow, tcpFlow)
+	f.mu.Lock()
+	entered, barrier := f.entered, f.barrier
+	f.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+		<-barrier
+	}
+	f.maybePanic("StreamFactory.New", key)
+	if key == f.nilFor {
+		return nil
+	}
+	s := &kitStream{f: f, key: key, seed: kitSeed(key), fromServer: tcp.SrcPort == kitServerPort,
+		rng: rand.New(rand.NewSource(int64(kitSeed(key))))}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.live[key] > 0 {
+		f.dupLive++
+	}
+	f.live[key]++
+	f.streams = append(f.streams, s)
+	f.byKey[key] = s
+	return s
+}
+
+func (f *kitFactory) stream(c kitConn) *kitStream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.byKey[c.key()]
+}
+
+func (f *kitFactory) all() []*kitStream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*kitStream(nil), f.streams...)
+}
+
+// requireSound checks what the factory saw: no problem reported from a
+// callback, never two live Streams for one connection, and every Stream
+// completed exactly once.
+func (f *kitFactory) requireSound(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	problems, dup := append([]string(nil), f.problems...), f.dupLive
+	f.mu.Unlock()
+	require.Empty(t, problems, "problems seen by Stream callbacks")
+	require.Zero(t, dup, "New was called for a connection whose Stream was still live")
+	for _, s := range f.all() {
+		require.EqualValues(t, 1, s.completes.Load(), "ReassemblyComplete calls for %s", s.key)
+	}
+}
+
+// kitPos follows the stream offset of one direction's deliveries.
+type kitPos struct {
+	delivered bool
+	known     bool
+	off       int
+}
+
+// kitStream records what the assembler hands it, by real direction (0 the
+// client's bytes, 1 the server's).
+type kitStream struct {
+	f          *kitFactory
+	key        string
+	seed       uint32
+	fromServer bool // the creating packet was the server's: TCPDirClientToServer is the server's direction
+	rng        *rand.Rand
+
+	mu        sync.Mutex
+	accepted  [2]int
+	data      [2][]byte
+	gapBytes  [2]int
+	ends      [2]int
+	pos       [2]kitPos
+	completes atomic.Int32
+}
+
+func (s *kitStream) realDir(d TCPFlowDirection) int {
+	r := 0
+	if d == TCPDirServerToClient {
+		r = 1
+	}
+	if s.fromServer {
+		r ^= 1
+	}
+	return r
+}
+
+func (s *kitStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
+	s.f.maybePanic("Stream.Accept", s.key)
+	rd := s.realDir(dir)
+	if want := kitBtoi(tcp.SrcPort == kitServerPort); rd != want {
+		s.f.problem("%s: Accept got direction %v for a packet of real direction %d", s.key, dir, want)
+	}
+	s.mu.Lock()
+	s.accepted[rd]++
+	s.mu.Unlock()
+	return !(s.f.rejectWindow1 && tcp.Window == 1 && !tcp.SYN)
+}
+
+func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	dir, start, end, skip := sg.Info()
+	total, saved := sg.Lengths()
+	rd := s.realDir(dir)
+	if saved < 0 || saved > total {
+		s.f.problem("%s: Lengths() = %d, %d", s.key, total, saved)
+		return
+	}
+	b := sg.Fetch(total)
+	if len(b) != total {
+		s.f.problem("%s: Fetch(%d) returned %d bytes", s.key, total, len(b))
+		return
+	}
+	fresh := b[saved:]
+	s.mu.Lock()
+	p := &s.pos[rd]
+	switch {
+	case skip < -1:
+		s.f.problem("%s dir %d: Skip %d (negative, not -1)", s.key, rd, skip)
+		p.known = false
+	case skip == -1 && p.known:
+		s.f.problem("%s dir %d: Skip -1 (start unknown) after a known start", s.key, rd)
+		p.known = false
+	case skip < 0:
+		p.known = false
+	case start && !p.delivered:
+		p.known, p.off = true, 0
+	}
+	if skip > 0 {
+		s.gapBytes[rd] += skip
+		p.off += skip
+	}
+	if s.f.checkContent && p.known {
+		for i, x := range fresh {
+			if want := kitContent(s.seed, rd, p.off+i); x != want {
+				s.f.problem("%s dir %d: byte at offset %d is %#x, want %#x", s.key, rd, p.off+i, x, want)
+				p.known = false
+				break
+			}
+		}
+	}
+	p.off += len(fresh)
+	p.delivered = true
+	s.data[rd] = append(s.data[rd], fresh...)
+	if end {
+		s.ends[rd]++
+	}
+	s.mu.Unlock()
+
+	s.f.firstBytes.Add(int64(len(fresh)))
+	s.f.deliveries.Add(1)
+	switch {
+	case skip > 0:
+		s.f.gaps.Add(1)
+		s.f.gapBytes.Add(int64(skip))
+	case skip < 0:
+		s.f.unknownSkips.Add(1)
+	}
+	if s.f.keepFrom != nil {
+		s.mu.Lock()
+		k := s.f.keepFrom(s.rng, total)
+		s.mu.Unlock()
+		if k >= 0 {
+			sg.KeepFrom(k)
+		}
+	}
+	s.f.maybePanic("Stream.ReassembledSG", s.key)
+}
+
+func (s *kitStream) ReassemblyComplete(_ AssemblerContext) bool {
+	s.completes.Add(1)
+	s.f.mu.Lock()
+	s.f.live[s.key]--
+	s.f.mu.Unlock()
+	s.f.maybePanic("Stream.ReassemblyComplete", s.key)
+	return true
+}
+
+func (s *kitStream) bytes(dir int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.data[dir])
+}
+
+func (s *kitStream) gap(dir int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gapBytes[dir]
+}
+
+func (s *kitStream) accepts() [2]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
+func kitBtoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// kitNoLeaks fails the test if goroutines started during it are still
+// running once it and its cleanups are done.
+func kitNoLeaks(t *testing.T) goleak.Option {
+	t.Helper()
+	ign := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ign) })
+	return ign
+}
+
+func newKitAssembler(t *testing.T, pool *SafeStreamPool, opts SafeAssemblerOptions) *SafeAssembler {
+	t.Helper()
+	a, err := NewSafeAssembler(pool, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// kitReplayOpts turns the wall-clock flusher off: only capture time counts.
+func kitReplayOpts() SafeAssemblerOptions {
+	return SafeAssemblerOptions{DisableBackgroundFlush: true}
+}
+
+// kitRequireConserved checks the conservation equation of AssemblerStats.
+func kitRequireConserved(t *testing.T, st AssemblerStats) {
+	t.Helper()
+	require.Equal(t, st.BytesProcessed,
+		st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
+		"conservation: %+v", st)
+	require.Equal(t, st.BytesDiscarded,
+		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset,
+		"discards add up: %+v", st)
+}
+
+// kitLogBuffer is a bytes.Buffer safe for a logger and a test to share.
+type kitLogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *kitLogBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *kitLogBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
