@@ -307,6 +307,26 @@ func TestLifecycleNewConversationIsNotALateCopy(t *testing.T) {
 	}
 }
 
+// Property: a SYN-ACK that answers the SYN of a completed connection whose
+// server side never started (here the server refused with an RST) is a
+// late copy: it opens no Stream, which would take the server for the
+// client.
+func TestLifecycleLateAnswerToRememberedSYN(t *testing.T) {
+	t.Parallel()
+	v := newLCConv(1_000_000, 7_000_000, lcT0)
+	v.emit(0, segment{syn: true})
+	v.emit(1, segment{rst: true}) // acknowledges the SYN: a refusal
+	answer := segment{client: v.c, server: v.s, fromServer: true, seq: 7_000_000, ack: 1_000_001, syn: true, hasAck: true, ts: v.ts}
+	other := answer
+	other.ack = 5 // answers some other SYN: a new conversation
+	for _, face := range []lcFace{lcDropIn, lcSafe} {
+		r := face.run(t, append(append([]segment{}, v.segs...), answer), false)
+		assert.Equal(t, []string{"new 0", "complete 0"}, r.log, "%s: the late answer opened a Stream", face.name)
+		r = face.run(t, append(append([]segment{}, v.segs...), other), false)
+		assert.Equal(t, []string{"new 0", "complete 0", "new 1"}, r.log, "%s: a SYN-ACK of a new conversation was dropped", face.name)
+	}
+}
+
 func make200(b byte) []byte {
 	out := make([]byte, 200)
 	for i := range out {
