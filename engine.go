@@ -960,18 +960,8 @@ func (e *engine) expireIdle(cutoff int64) int {
 		}
 		conn := r.c
 		if conn.wallLast != 0 && conn.wallLast < cutoff {
-			for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {
-				if !half.closed {
-					closed++
-				}
-				for !half.closed && !conn.removed {
-					e.skipFlush(conn, half)
-				}
-			}
-			if !conn.removed {
-				// Completed but kept by the Stream: idle for so long, it goes.
-				e.table.remove(conn, &e.free)
-			}
+			// Idle for so long, it goes, even if its Stream kept it.
+			closed += e.finish(conn)
 		}
 		conn.mu.Unlock()
 	}

@@ -64,8 +64,8 @@ func (h *halfConnection) reusedBy(syn Sequence) bool {
 }
 
 // finish completes conn now, delivering what it buffers over its holes,
-// and takes it out of the pool, for a new conversation on its 4-tuple. It
-// returns how many directions it closed.
+// and takes it out of the pool: for a new conversation on its 4-tuple, or
+// after an idle timeout. It returns how many directions it closed.
 func (e *engine) finish(conn *connection) int {
 	closed := 0
 	for _, half := range [2]*halfConnection{&conn.halves[1], &conn.halves[0]} {

@@ -302,14 +302,7 @@ func (t *connTable) stalestHead(class uint8, h uint64, samples int) int {
 func (e *engine) evict(c *connection, r evictReason) {
 	e.ctr.evicted[r]++
 	e.table.press.evicted[r].Add(1)
-	for _, half := range [2]*halfConnection{&c.halves[1], &c.halves[0]} {
-		for !half.closed && !c.removed {
-			e.skipFlush(c, half)
-		}
-	}
-	if !c.removed {
-		e.table.remove(c, &e.free)
-	}
+	e.finish(c)
 }
 
 // relieve runs the emergency mode of a capped pool, at most once per
