@@ -8,6 +8,7 @@ package reassembly
 // the drop-in face (trOurs) and upstream (trUp); and the exactly-once check.
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"slices"
@@ -178,11 +179,15 @@ func (s *trStream) dataDeliveries(dir int) []trDelivery {
 }
 
 type trRec struct {
-	mu         sync.Mutex
-	streams    []*trStream
-	news       int
-	nilStream  bool // the factory returns nil
-	keepOpen   bool // ReassemblyComplete returns false
+	mu        sync.Mutex
+	streams   []*trStream
+	news      int
+	nilStream bool // the factory returns nil
+	keepOpen  bool // ReassemblyComplete returns false
+	// refuseStart clears Accept's start: no direction starts without a SYN.
+	refuseStart bool
+	// log is "new N" and "complete N" in the order they happened.
+	log        []string
 	beforeNew  func()
 	onSG       func(st *trStream, sg trSG, d *trDelivery)
 	sgAfterEnd int // deliveries after ReassemblyComplete, all streams
@@ -200,12 +205,16 @@ func (r *trRec) newStream(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP) *trSt
 	}
 	st := &trStream{id: len(r.streams), netFlow: netFlow, tcpFlow: tcpFlow, ports: [2]layers.TCPPort{tcp.SrcPort, tcp.DstPort}}
 	r.streams = append(r.streams, st)
+	r.log = append(r.log, fmt.Sprintf("new %d", st.id))
 	return st
 }
 
-func (r *trRec) accept(st *trStream, tcp *layers.TCP) bool {
+func (r *trRec) accept(st *trStream, tcp *layers.TCP, start *bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.refuseStart {
+		*start = false
+	}
 	st.accepts++
 	if !(tcp.SrcPort == st.ports[0] && tcp.DstPort == st.ports[1]) && !(tcp.SrcPort == st.ports[1] && tcp.DstPort == st.ports[0]) {
 		st.wrongPackets++
@@ -235,6 +244,7 @@ func (r *trRec) complete(st *trStream, nilCtx bool, ci gopacket.CaptureInfo) boo
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st.completes++
+	r.log = append(r.log, fmt.Sprintf("complete %d", st.id))
 	if nilCtx {
 		st.nilCtx++
 	}
@@ -275,8 +285,8 @@ type trOurStream struct {
 	st *trStream
 }
 
-func (s *trOurStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
-	return s.r.accept(s.st, tcp)
+func (s *trOurStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDirection, _ Sequence, start *bool, _ AssemblerContext) bool {
+	return s.r.accept(s.st, tcp, start)
 }
 
 func (s *trOurStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
@@ -309,8 +319,8 @@ type trUpStream struct {
 	st *trStream
 }
 
-func (s *trUpStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ upstream.TCPFlowDirection, _ upstream.Sequence, _ *bool, _ upstream.AssemblerContext) bool {
-	return s.r.accept(s.st, tcp)
+func (s *trUpStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ upstream.TCPFlowDirection, _ upstream.Sequence, start *bool, _ upstream.AssemblerContext) bool {
+	return s.r.accept(s.st, tcp, start)
 }
 
 func (s *trUpStream) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {

@@ -2,14 +2,11 @@ package reassembly
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,92 +77,43 @@ func (v *lcConv) fin(dir int) *lcConv { v.emit(dir, segment{fin: true}); return 
 // close sends FIN both ways and the last ACK.
 func (v *lcConv) close() *lcConv { return v.fin(0).fin(1).ack(0) }
 
-// lcDir is what one direction of a Stream received.
+// lcDir is what one direction of a Stream received, read off its record.
 type lcDir struct {
 	data  string
 	skips []int // the Skips other than 0, in order
 	ends  int
 }
 
-// lcConn is one Stream.
+// lcConn is one Stream's record, as it stood when the run ended.
 type lcConn struct {
-	id        int
 	dirs      [2]lcDir
 	completes int
 }
 
-type lcStartPolicy int
-
-const (
-	lcStartKeep   lcStartPolicy = iota // leave start as the assembler set it
-	lcStartRefuse                      // clear it: no start without a SYN
-)
-
-type lcSG[D ~bool] interface {
-	Lengths() (int, int)
-	Fetch(int) []byte
-	Info() (D, bool, bool, int)
-}
-
-// lcStream records deliveries for either library; log receives "new N"
-// and "complete N" in the order they happen.
-type lcStream[D ~bool, S ~int64, SG lcSG[D], AC any] struct {
-	c      *lcConn
-	log    *[]string
-	policy lcStartPolicy
-}
-
-func (s *lcStream[D, S, SG, AC]) Accept(_ *layers.TCP, _ gopacket.CaptureInfo, _ D, _ S, start *bool, _ AC) bool {
-	if s.policy == lcStartRefuse {
-		*start = false
+func lcConnOf(st *trStream) *lcConn {
+	c := &lcConn{completes: st.completes}
+	for _, d := range st.deliveries {
+		if d.skip != 0 {
+			c.dirs[d.dir].skips = append(c.dirs[d.dir].skips, d.skip)
+		}
+		if d.end {
+			c.dirs[d.dir].ends++
+		}
 	}
-	return true
-}
-
-func (s *lcStream[D, S, SG, AC]) ReassembledSG(sg SG, _ AC) {
-	dir, _, end, skip := sg.Info()
-	d := &s.c.dirs[0]
-	if dir {
-		d = &s.c.dirs[1]
+	for i := range c.dirs {
+		c.dirs[i].data = string(st.got[i])
 	}
-	if skip != 0 {
-		d.skips = append(d.skips, skip)
-	}
-	if n, _ := sg.Lengths(); n > 0 {
-		d.data += string(sg.Fetch(n))
-	}
-	if end {
-		d.ends++
-	}
-}
-
-func (s *lcStream[D, S, SG, AC]) ReassemblyComplete(_ AC) bool {
-	s.c.completes++
-	*s.log = append(*s.log, fmt.Sprintf("complete %d", s.c.id))
-	return true
-}
-
-type lcFactory[ST, AC any] struct {
-	conns []*lcConn
-	log   []string
-	make  func(c *lcConn, log *[]string) ST
-}
-
-func (f *lcFactory[ST, AC]) New(_, _ gopacket.Flow, _ *layers.TCP, _ AC) ST {
-	c := &lcConn{id: len(f.conns)}
-	f.conns = append(f.conns, c)
-	f.log = append(f.log, fmt.Sprintf("new %d", c.id))
-	return f.make(c, &f.log)
+	return c
 }
 
 // lcFace is a way to run packets: a library and its options.
 type lcFace struct {
-	name     string
-	upstream bool
-	safe     bool
-	ackGaps  bool                 // drop-in face: SetSkipAckedHoles
-	opts     SafeAssemblerOptions // Safe face
-	policy   lcStartPolicy        // the Streams' start policy
+	name        string
+	upstream    bool
+	safe        bool
+	ackGaps     bool                 // drop-in face: SetSkipAckedHoles
+	opts        SafeAssemblerOptions // Safe face
+	refuseStart bool                 // the Streams clear Accept's start
 }
 
 // lcResult is what a run left: the Streams, the event log, and the Safe
@@ -189,13 +137,18 @@ func (r *lcResult) conn(t *testing.T, i int) *lcConn {
 func (f lcFace) run(t *testing.T, segs []segment, flush bool) *lcResult {
 	t.Helper()
 	res := &lcResult{}
+	rec := &trRec{refuseStart: f.refuseStart}
+	// What a run leaves is read before any Close, whose flush is not the
+	// run's.
+	snapshot := func() {
+		for _, st := range rec.streams {
+			res.conns = append(res.conns, lcConnOf(st))
+		}
+		res.log = append([]string(nil), rec.log...)
+	}
 	switch {
 	case f.upstream:
-		fac := &lcFactory[upstream.Stream, upstream.AssemblerContext]{}
-		fac.make = func(c *lcConn, log *[]string) upstream.Stream {
-			return &lcStream[upstream.TCPFlowDirection, upstream.Sequence, upstream.ScatterGather, upstream.AssemblerContext]{c: c, log: log, policy: f.policy}
-		}
-		a := upstream.NewAssembler(upstream.NewStreamPool(fac))
+		a := upstream.NewAssembler(upstream.NewStreamPool(trUpFactory{rec}))
 		for _, s := range segs {
 			p := s.build()
 			a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
@@ -203,31 +156,25 @@ func (f lcFace) run(t *testing.T, segs []segment, flush bool) *lcResult {
 		if flush {
 			a.FlushAll()
 		}
-		res.conns, res.log = fac.conns, fac.log
+		snapshot()
+	case !f.safe:
+		a := NewAssembler(NewStreamPool(trFactory{rec}))
+		a.SetSkipAckedHoles(f.ackGaps)
+		for _, s := range segs {
+			p := s.build()
+			a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
+		}
+		if flush {
+			a.FlushAll()
+		}
+		snapshot()
 	default:
-		fac := &lcFactory[Stream, AssemblerContext]{}
-		fac.make = func(c *lcConn, log *[]string) Stream {
-			return &lcStream[TCPFlowDirection, Sequence, ScatterGather, AssemblerContext]{c: c, log: log, policy: f.policy}
-		}
-		if !f.safe {
-			a := NewAssembler(NewStreamPool(fac))
-			a.SetSkipAckedHoles(f.ackGaps)
-			for _, s := range segs {
-				p := s.build()
-				a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
-			}
-			if flush {
-				a.FlushAll()
-			}
-			res.conns, res.log = fac.conns, fac.log
-			return res
-		}
 		opts := f.opts
 		opts.DisableBackgroundFlush = true
 		if opts.ConnectionTimeout == 0 {
 			opts.ConnectionTimeout = time.Hour
 		}
-		pool := NewSafeStreamPool(fac, 0)
+		pool := NewSafeStreamPool(trFactory{rec}, 0)
 		a, err := NewSafeAssembler(pool, opts)
 		require.NoError(t, err)
 		for _, s := range segs {
@@ -240,12 +187,7 @@ func (f lcFace) run(t *testing.T, segs []segment, flush bool) *lcResult {
 			a.FlushAll()
 		}
 		res.stats = a.Stats()
-		// What Close delivers is not the run's: keep copies from before.
-		for _, c := range fac.conns {
-			cp := *c
-			res.conns = append(res.conns, &cp)
-		}
-		res.log = append([]string(nil), fac.log...)
+		snapshot()
 		require.NoError(t, a.Close())
 		require.NoError(t, pool.Close())
 	}
@@ -511,7 +453,7 @@ func TestLifecycleMidstream(t *testing.T) {
 	assert.Empty(t, r.conn(t, 0).dirs[0].data, "picked up without the option")
 
 	refusing := mid
-	refusing.policy = lcStartRefuse
+	refusing.refuseStart = true
 	r = refusing.run(t, v.segs, false)
 	assert.Empty(t, r.conn(t, 0).dirs[0].data, "picked up although Accept cleared start")
 
