@@ -130,7 +130,9 @@ func (e *engine) ackedPast(conn *connection, half *halfConnection, ack Sequence,
 				return
 			}
 			// Only the FIN is left: an empty delivery ends the direction.
-			e.ctr.ackedGaps++
+			if half.finPos > half.nextPos {
+				e.ctr.ackedGaps++
+			}
 			seq := half.anchorSeq.Add(int(half.finPos - half.anchorPos))
 			// No packet of this direction carries it: its context is the
 			// capture time of the acknowledgement alone.
