@@ -66,9 +66,9 @@ type engine struct {
 	// reserved is the pages makeRoom booked for the chunks being inserted.
 	reserved int64
 	lastTrim time.Time // when trimEvery last released free pages
-	flows    [2]flowCache
-	flowNext int // the entry to replace next
-	free     connFreeList
+	// recent is the find stage's cache of the last flows' connections.
+	recent recentFlows
+	free   connFreeList
 	// ev are the Safe face's overlap, conflict, depth and RST settings.
 	ev evasion
 	// life are the rules that end connections early or move directions
@@ -95,94 +95,17 @@ func (e *engine) init(t *connTable, cb callbacks) {
 // (limit reached, nil Stream) and otherwise nil.
 func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerContext) error {
 	ci := ac.GetCaptureInfo()
-	ts := ci.Timestamp
-	e.lastTS = ts
+	e.lastTS = ci.Timestamp
 	e.droppedClosed = false
-	payload := t.Payload
 	e.ctr.packets++
-	e.ctr.bytesIn += int64(len(payload))
-
-	// A packet that carries neither a SYN nor data cannot start anything;
-	// upstream made a connection (and a Stream) for every bare ACK, so the
-	// final ACK of a closed connection resurrected it.
-	create := t.SYN || len(payload) > 0
-	sp, dp := uint16(t.SrcPort), uint16(t.DstPort)
-	conn, fromLo := e.cached(netFlow, sp, dp)
-	var k connKey
-	keyed := false
-	for pass := 0; ; pass++ {
-		if conn == nil {
-			if !keyed {
-				k, fromLo = makeKey(netFlow, t)
-			}
-			var err error
-			conn, err = e.connect(k, fromLo, create, ts, t, ac)
-			if conn == nil {
-				switch {
-				case err == ErrConnectionClosed:
-					// A late copy of a completed connection's packet.
-					e.ctr.discard(discardClosed, len(payload))
-					e.droppedClosed = len(payload) > 0
-					return nil
-				case err != nil:
-					e.ctr.discard(discardRefused, len(payload))
-				}
-				return err
-			}
-			e.remember(netFlow, sp, dp, conn, fromLo)
-		}
-		if pass > 0 {
-			break
-		}
-		// A connection idle past the timeout, or a SYN that reuses the
-		// 4-tuple, ends the connection: the packet starts a new one.
-		reuse, idle := e.restarts(conn, fromLo, t, ts)
-		if !reuse && !idle {
-			break
-		}
-		k, keyed = e.restart(conn, reuse), true
-		conn = nil
+	e.ctr.bytesIn += int64(len(t.Payload))
+	conn, fromLo, err := e.find(netFlow, t, ci.Timestamp, ac)
+	if conn == nil {
+		return err
 	}
 	defer conn.mu.Unlock()
 	e.packet(conn, fromLo, t, ci, ac)
 	return nil
-}
-
-// flowCache remembers the connections of the last two directional flows:
-// packets come in bursts per connection, in both directions, and a hit
-// skips building the canonical key and the map lookup.
-type flowCache struct {
-	netFlow gopacket.Flow
-	sp, dp  uint16
-	fromLo  bool
-	conn    *connection
-	gen     uint64
-}
-
-// cached returns, locked, the connection of a remembered flow that is still
-// in the pool, and the direction of the flow.
-func (e *engine) cached(netFlow gopacket.Flow, sp, dp uint16) (*connection, bool) {
-	for i := range e.flows {
-		f := &e.flows[i]
-		if f.conn == nil || f.sp != sp || f.dp != dp || f.netFlow != netFlow {
-			continue
-		}
-		c := f.conn
-		c.mu.Lock()
-		if c.gen != f.gen || c.removed {
-			c.mu.Unlock()
-			f.conn = nil
-			return nil, false
-		}
-		e.flowNext = 1 - i
-		return c, f.fromLo
-	}
-	return nil, false
-}
-
-func (e *engine) remember(netFlow gopacket.Flow, sp, dp uint16, c *connection, fromLo bool) {
-	e.flows[e.flowNext] = flowCache{netFlow: netFlow, sp: sp, dp: dp, fromLo: fromLo, conn: c, gen: c.gen}
-	e.flowNext = 1 - e.flowNext
 }
 
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
