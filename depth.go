@@ -1,7 +1,5 @@
 package reassembly
 
-import "github.com/google/gopacket/layers"
-
 // DepthOverrider is implemented by a Stream that chooses its own
 // reassembly depth, per direction, instead of the SafeAssembler's
 // ReassemblyDepth: an HTTP analyzer may lift the limit for a file transfer
@@ -48,44 +46,27 @@ func (e *engine) mayLimitDepth(conn *connection) bool {
 	return e.ev.depth > 0 || conn.depthOv != nil
 }
 
-// screen applies the Safe face's rules to a packet accepted for a direction
-// that is open, before anything is buffered: the Stream's depth override,
-// the payload of an RST, and a direction past its depth, whose packets only
-// close it. It returns the payload to go on with, and false when the
-// packet is done with.
-func (e *engine) screen(conn *connection, half *halfConnection, t *layers.TCP, payload []byte, ac AssemblerContext) ([]byte, bool) {
-	if conn.depthOv != nil && !half.depthDone {
-		d := e.cb.depth(conn, half.dir)
-		if conn.poisoned {
-			e.ctr.discard(discardClosed, len(payload))
-			e.abort(conn, ac)
-			return nil, false
-		}
-		switch {
-		case d > 0:
-			half.depth = int64(d)
-		case d == 0:
-			half.depth = e.ev.depth
-		default:
-			half.depth = 0
-		}
+// overrideDepth sets the depth of the segment's direction from the
+// answer of its DepthOverrider Stream, asked before anything of the
+// segment is buffered. It reports false when the Stream panicked: the
+// connection is then aborted.
+func (e *engine) overrideDepth(s *arrival) bool {
+	conn, half := s.conn, s.half
+	d := e.cb.depth(conn, half.dir)
+	if conn.poisoned {
+		e.ctr.discard(discardClosed, len(s.payload))
+		e.abort(conn, s.ac)
+		return false
 	}
-	if t.RST && len(payload) > 0 && e.ev.dropRST {
-		// The receiver drops an RST's data; an IDS that reassembled it
-		// would see bytes the host never did (Suricata bug 6244).
-		e.ctr.discard(discardRST, len(payload))
-		payload = nil
+	switch {
+	case d > 0:
+		half.depth = int64(d)
+	case d == 0:
+		half.depth = e.ev.depth
+	default:
+		half.depth = 0
 	}
-	if half.depthDone {
-		// Nothing more is buffered or delivered: a FIN or an RST only
-		// closes the direction, so that the connection ends as usual.
-		e.ctr.discard(discardDepth, len(payload))
-		if t.RST || t.FIN {
-			e.closeHalf(conn, half, ac, t.RST)
-		}
-		return nil, false
-	}
-	return payload, true
+	return true
 }
 
 // depthLimit returns the stream offset at which half reaches its depth, or
@@ -134,14 +115,15 @@ func (e *engine) cutAtDepth(half *halfConnection, last int64, lastSeq Sequence) 
 // depthDue ends, with an empty delivery marked DepthReached, a direction
 // that delivered its depth already: its depth was lowered below what it
 // delivered. It reports whether it did.
-func (e *engine) depthDue(conn *connection, half *halfConnection, ac AssemblerContext) bool {
+func (e *engine) depthDue(s *arrival) bool {
+	half := s.half
 	limit := half.depthLimit()
 	if limit < 0 || half.nextPos < limit {
 		return false
 	}
 	e.sg.reset()
-	e.sg.add(sgPart{seq: half.nextSeq, ack: e.meta.ack, pos: half.nextPos, ac: ac, flags: e.meta.flags})
-	e.send(conn, half, ac)
+	e.sg.add(sgPart{seq: half.nextSeq, ack: s.meta.ack, pos: half.nextPos, ac: s.ac, flags: s.meta.flags})
+	e.send(s.conn, half, s.ac)
 	return true
 }
 

@@ -62,7 +62,6 @@ type engine struct {
 	// that its payload was dropped because its direction was closed.
 	lastTS        time.Time
 	droppedClosed bool
-	start         bool
 	// reserved is the pages makeRoom booked for the chunks being inserted.
 	reserved int64
 	lastTrim time.Time // when trimEvery last released free pages
@@ -75,13 +74,10 @@ type engine struct {
 	// on; acking is set while an acknowledgement moves one over a hole.
 	life   lifecycle
 	acking bool
-	// seg is the extent of the packet being processed, as it arrived, and
-	// spans the ranges an overlap policy lets it buffer.
-	seg   span
+	// cur is the packet being processed, handed from stage to stage.
+	cur arrival
+	// spans are the ranges an overlap policy lets the segment buffer.
 	spans []span
-	// meta is the acknowledgement number and flags of the packet being
-	// processed, which its parts carry.
-	meta pktMeta
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -105,6 +101,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	}
 	defer conn.mu.Unlock()
 	e.packet(conn, fromLo, t, ci, ac)
+	e.cur.leave()
 	return nil
 }
 
@@ -119,103 +116,17 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 
 // packet processes a packet of a locked connection.
 func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
-	half, peer := conn.half(fromLo)
-	payload := t.Payload
-	e.meta = pktMeta{ack: t.Ack, flags: flagsOf(t)}
-	if e.clock != nil {
-		conn.wallLast = e.clock.Load()
-	}
-	if half.lastSeen.Before(ci.Timestamp) {
-		half.lastSeen = ci.Timestamp
-		if ns := nanos(ci.Timestamp); ns > conn.lastSeenNs.Load() {
-			conn.lastSeenNs.Store(ns)
-		}
-	}
-	// start lives in the engine: its address goes to user code, and a
-	// local would be allocated for every packet.
-	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(payload) > 0 || t.FIN))
-	accepted := e.cb.accept(conn, t, ci, half.dir, half.nextSeq, &e.start, ac)
-	if conn.poisoned {
-		// Accept panicked (recovered by the Safe face): close at once.
-		e.ctr.discard(discardClosed, len(payload))
-		e.abort(conn, ac)
+	s := e.arrive(conn, fromLo, t, ci, ac)
+	if !e.screen(s) {
 		return
 	}
-	if !accepted {
-		e.ctr.discard(discardRejected, len(payload))
-		return
-	}
-	if e.life.ackGaps && t.ACK && peer.mayHoldHole() {
-		e.ackedPast(conn, peer, Sequence(t.Ack), ac)
-		if conn.removed {
-			// The acknowledgement completed the connection.
+	half, payload, dataSeq, pos, queue, end := s.half, s.payload, s.seq, s.pos, s.queue, s.end
+	if e.ev.active && e.ev.detect && len(payload) > 0 && (!half.queue.empty() || half.started() && pos < half.nextPos) {
+		e.checkConflicts(conn, half, payload, dataSeq, pos, ci)
+		if conn.poisoned {
 			e.ctr.discard(discardClosed, len(payload))
-			e.droppedClosed = len(payload) > 0
+			e.abort(conn, ac)
 			return
-		}
-	}
-	if half.closed {
-		e.ctr.discard(discardClosed, len(payload))
-		e.droppedClosed = len(payload) > 0
-		if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
-			// An RST after this direction's FIN still ends the connection:
-			// the other direction is flushed and closed.
-			half.closed = false
-			e.closeHalf(conn, half, ac, true)
-		}
-		return
-	}
-	if e.ev.active && (t.RST || conn.depthOv != nil || half.depthDone) {
-		var ok bool
-		if payload, ok = e.screen(conn, half, t, payload, ac); !ok {
-			return
-		}
-	}
-	seq := Sequence(t.Seq)
-	// The SYN takes one sequence number, so its data starts one later,
-	// also on a retransmitted SYN (upstream lost a byte there).
-	dataSeq := seq
-	if t.SYN {
-		dataSeq = seq.Add(1)
-	}
-	queue := true
-	if !half.started() {
-		if t.SYN || e.start {
-			e.startAt(half, dataSeq)
-			half.pickedUp = !t.SYN && e.life.midstream
-			queue = false
-		} else if t.RST && e.refuses(conn, half, t) {
-			// A connection refused, or aborted before this direction sent
-			// anything: upstream left it open until a flush.
-			e.ctr.discard(discardAfterEnd, len(payload))
-			e.closeHalf(conn, half, ac, true)
-			return
-		}
-	} else if half.nextSeq.Difference(dataSeq) <= 0 {
-		queue = false
-	}
-	pos := half.posOf(dataSeq)
-	end := t.FIN || t.RST
-	if end {
-		if fin := pos + int64(len(payload)); half.finPos < 0 || fin < half.finPos {
-			half.finPos, half.rstEnd = fin, t.RST
-		}
-	}
-	e.seg = span{pos, pos + int64(len(payload))}
-	if e.ev.active && len(payload) > 0 {
-		if e.mayLimitDepth(conn) {
-			payload = e.clipDepth(half, payload, pos)
-			if e.depthDue(conn, half, ac) {
-				return
-			}
-		}
-		if e.ev.detect && len(payload) > 0 && (!half.queue.empty() || half.started() && pos < half.nextPos) {
-			e.checkConflicts(conn, half, payload, dataSeq, pos, ci)
-			if conn.poisoned {
-				e.ctr.discard(discardClosed, len(payload))
-				e.abort(conn, ac)
-				return
-			}
 		}
 	}
 
@@ -240,7 +151,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			e.ctr.forcedFlushes++
 			e.forcing = true
 			queue = false
-			sg.add(livePart(payload, dataSeq, pos, ac, e.meta))
+			sg.add(livePart(payload, dataSeq, pos, ac, e.cur.meta))
 			sg.end = end && half.finPos == pos+int64(len(payload))
 			sg.rst = sg.end && t.RST
 		} else if half.started() && pos <= half.nextPos {
@@ -289,7 +200,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			sg.end = end
 			sg.rst = t.RST
 		} else if len(payload) > 0 || end || (t.SYN && !half.delivered) {
-			sg.add(livePart(payload, dataSeq, pos, ac, e.meta))
+			sg.add(livePart(payload, dataSeq, pos, ac, e.cur.meta))
 			sg.start = t.SYN && !half.delivered
 			sg.end = end
 			sg.rst = t.RST
@@ -300,42 +211,6 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	}
 	e.forcing = false
 	half.clearQueuedHint()
-}
-
-// refuses reports whether an RST on a direction that has not started is
-// acceptable: it must acknowledge exactly what the other direction sent, as
-// TCP requires of an RST answering a SYN (RFC 9293, SYN-SENT state).
-func (e *engine) refuses(conn *connection, half *halfConnection, t *layers.TCP) bool {
-	other := &conn.halves[0]
-	if other == half {
-		other = &conn.halves[1]
-	}
-	return t.ACK && other.started() && Sequence(t.Ack) == other.nextSeq
-}
-
-// startAt makes seq the first byte of the direction, discarding buffered
-// bytes that lie before it.
-func (e *engine) startAt(half *halfConnection, seq Sequence) {
-	pos := half.posOf(seq)
-	half.setNext(seq, pos)
-	half.origin, half.hasOrigin = pos, true
-	for c := half.queue.min(); c != nil && c.pos < pos; c = half.queue.min() {
-		if c.end() <= pos {
-			half.popMin(c)
-			e.ctr.discard(discardBeforeStart, len(c.bytes))
-			e.release(half, c)
-			continue
-		}
-		cut := int(pos - c.pos)
-		e.ctr.discard(discardBeforeStart, cut)
-		c.bytes = c.bytes[cut:]
-		c.pos, c.seq = pos, seq
-		half.queue.resized(-cut)
-		break
-	}
-	if half.finPos >= 0 && half.finPos < pos {
-		half.finPos = -1
-	}
 }
 
 func (e *engine) release(half *halfConnection, c *chunk) {
@@ -352,7 +227,7 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 		return
 	}
 	if e.ev.policy {
-		e.enqueuePolicy(half, data, seq, pos, e.seg, ac, ts)
+		e.enqueuePolicy(half, data, seq, pos, e.cur.extent, ac, ts)
 		return
 	}
 	end := pos + int64(len(data))
@@ -367,7 +242,7 @@ func (e *engine) enqueue(half *halfConnection, data []byte, seq Sequence, pos in
 	before := half.queue.runStartsIn(pos, end)
 	e.trimQueued(half, pos, end)
 	half.countQueued(len(data))
-	e.insertChunks(half, data, seq, pos, ac, e.meta, ts, true, pos, end)
+	e.insertChunks(half, data, seq, pos, ac, e.cur.meta, ts, true, pos, end)
 	half.runs += half.queue.runStartsIn(pos, end) - before
 }
 

@@ -272,7 +272,7 @@ func (e *engine) need(half *halfConnection, data []byte, pos int64) (pages int, 
 	if !e.ev.policy {
 		return pagesFor(len(data)), costFor(len(data))
 	}
-	for _, s := range e.planOverlap(half, e.seg, pos, pos+int64(len(data))) {
+	for _, s := range e.planOverlap(half, e.cur.extent, pos, pos+int64(len(data))) {
 		n := int(s.to - s.from)
 		pages += pagesFor(n)
 		cost += costFor(n)
@@ -291,7 +291,7 @@ func (e *engine) enqueuePolicy(half *halfConnection, data []byte, seq Sequence, 
 	for i, s := range spans {
 		e.trimQueued(half, s.from, s.to)
 		off, n := int(s.from-at), int(s.to-s.from)
-		e.insertChunks(half, data[off:off+n], seq.Add(off), s.from, ac, e.meta, ts, i == 0, seg.from, seg.to)
+		e.insertChunks(half, data[off:off+n], seq.Add(off), s.from, ac, e.cur.meta, ts, i == 0, seg.from, seg.to)
 		won += n
 	}
 	half.runs += half.queue.runStartsIn(at, to) - before
@@ -314,7 +314,7 @@ func (e *engine) lostOverlap(half *halfConnection, n int) {
 // and does nothing, when the packet wins everywhere.
 func (e *engine) resolveInOrder(half *halfConnection, payload []byte, seq Sequence, pos int64, ac AssemblerContext) bool {
 	to := pos + int64(len(payload))
-	spans := e.planOverlap(half, e.seg, pos, to)
+	spans := e.planOverlap(half, e.cur.extent, pos, to)
 	if len(spans) == 1 && spans[0] == (span{pos, to}) {
 		return false
 	}
@@ -332,7 +332,7 @@ func (e *engine) resolveInOrder(half *halfConnection, payload []byte, seq Sequen
 		if i < len(spans) && spans[i].from == p {
 			s := spans[i]
 			off := int(s.from - pos)
-			part := livePart(payload[off:off+int(s.to-s.from)], seq.Add(off), p, ac, e.meta)
+			part := livePart(payload[off:off+int(s.to-s.from)], seq.Add(off), p, ac, e.cur.meta)
 			part.packet = packet
 			sg.add(part)
 			packet = false

@@ -1,0 +1,152 @@
+package reassembly
+
+import "github.com/google/gopacket/layers"
+
+// screen is the second stage of a packet's path: it decides whether the
+// segment goes on, and where its bytes lie. The Stream's Accept may refuse
+// it; an acknowledgement may first move the other direction over a hole;
+// a closed direction takes nothing; the Safe face drops an RST's data and
+// stops a direction at its reassembly depth. A segment that goes on is
+// located in its direction's stream (locate) and cut to its depth. It
+// reports whether the packet goes on.
+func (e *engine) screen(s *arrival) bool {
+	conn, half, t := s.conn, s.half, s.tcp
+	s.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
+	accepted := e.cb.accept(conn, t, s.ci, half.dir, half.nextSeq, &s.start, s.ac)
+	if conn.poisoned {
+		// Accept panicked (recovered by the Safe face): close at once.
+		e.ctr.discard(discardClosed, len(s.payload))
+		e.abort(conn, s.ac)
+		return false
+	}
+	if !accepted {
+		e.ctr.discard(discardRejected, len(s.payload))
+		return false
+	}
+	if e.life.ackGaps && t.ACK && s.peer.mayHoldHole() {
+		e.ackedPast(conn, s.peer, Sequence(t.Ack), s.ac)
+		if conn.removed {
+			// The acknowledgement completed the connection.
+			e.ctr.discard(discardClosed, len(s.payload))
+			e.droppedClosed = len(s.payload) > 0
+			return false
+		}
+	}
+	if half.closed {
+		e.ctr.discard(discardClosed, len(s.payload))
+		e.droppedClosed = len(s.payload) > 0
+		if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
+			// An RST after this direction's FIN still ends the connection:
+			// the other direction is flushed and closed.
+			half.closed = false
+			e.closeHalf(conn, half, s.ac, true)
+		}
+		return false
+	}
+	if e.ev.active {
+		if conn.depthOv != nil && !half.depthDone && !e.overrideDepth(s) {
+			return false
+		}
+		if t.RST && len(s.payload) > 0 && e.ev.dropRST {
+			// The receiver drops an RST's data; an IDS that reassembled it
+			// would see bytes the host never did (Suricata bug 6244).
+			e.ctr.discard(discardRST, len(s.payload))
+			s.payload = nil
+		}
+		if half.depthDone {
+			// Nothing more is buffered or delivered: a FIN or an RST only
+			// closes the direction, so that the connection ends as usual.
+			e.ctr.discard(discardDepth, len(s.payload))
+			if t.RST || t.FIN {
+				e.closeHalf(conn, half, s.ac, t.RST)
+			}
+			return false
+		}
+	}
+	if !e.locate(s) {
+		return false
+	}
+	if e.ev.active && len(s.payload) > 0 && e.mayLimitDepth(conn) {
+		s.payload = e.clipDepth(half, s.payload, s.pos)
+		if e.depthDue(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// locate places the segment in its direction's stream: it sets seq, pos
+// and extent, starts the direction at a SYN or at a first packet Accept
+// let start it, notes a FIN or RST as the direction's end, and sets queue
+// when the bytes lie beyond the next byte to deliver. It reports false for
+// an RST that refuses a direction that never started, which it closes.
+func (e *engine) locate(s *arrival) bool {
+	half, t := s.half, s.tcp
+	// The SYN takes one sequence number, so its data starts one later,
+	// also on a retransmitted SYN (upstream lost a byte there).
+	s.seq = Sequence(t.Seq)
+	if t.SYN {
+		s.seq = s.seq.Add(1)
+	}
+	s.queue = true
+	if !half.started() {
+		if t.SYN || s.start {
+			e.startAt(half, s.seq)
+			half.pickedUp = !t.SYN && e.life.midstream
+			s.queue = false
+		} else if t.RST && e.refuses(s.conn, half, t) {
+			// A connection refused, or aborted before this direction sent
+			// anything: upstream left it open until a flush.
+			e.ctr.discard(discardAfterEnd, len(s.payload))
+			e.closeHalf(s.conn, half, s.ac, true)
+			return false
+		}
+	} else if half.nextSeq.Difference(s.seq) <= 0 {
+		s.queue = false
+	}
+	s.pos = half.posOf(s.seq)
+	s.end = t.FIN || t.RST
+	if s.end {
+		if fin := s.pos + int64(len(s.payload)); half.finPos < 0 || fin < half.finPos {
+			half.finPos, half.rstEnd = fin, t.RST
+		}
+	}
+	s.extent = span{s.pos, s.pos + int64(len(s.payload))}
+	return true
+}
+
+// refuses reports whether an RST on a direction that has not started is
+// acceptable: it must acknowledge exactly what the other direction sent, as
+// TCP requires of an RST answering a SYN (RFC 9293, SYN-SENT state).
+func (e *engine) refuses(conn *connection, half *halfConnection, t *layers.TCP) bool {
+	other := &conn.halves[0]
+	if other == half {
+		other = &conn.halves[1]
+	}
+	return t.ACK && other.started() && Sequence(t.Ack) == other.nextSeq
+}
+
+// startAt makes seq the first byte of the direction, discarding buffered
+// bytes that lie before it.
+func (e *engine) startAt(half *halfConnection, seq Sequence) {
+	pos := half.posOf(seq)
+	half.setNext(seq, pos)
+	half.origin, half.hasOrigin = pos, true
+	for c := half.queue.min(); c != nil && c.pos < pos; c = half.queue.min() {
+		if c.end() <= pos {
+			half.popMin(c)
+			e.ctr.discard(discardBeforeStart, len(c.bytes))
+			e.release(half, c)
+			continue
+		}
+		cut := int(pos - c.pos)
+		e.ctr.discard(discardBeforeStart, cut)
+		c.bytes = c.bytes[cut:]
+		c.pos, c.seq = pos, seq
+		half.queue.resized(-cut)
+		break
+	}
+	if half.finPos >= 0 && half.finPos < pos {
+		half.finPos = -1
+	}
+}
