@@ -7,9 +7,8 @@ import (
 
 // arrival is the packet being processed, as the stages of engine.packet
 // hand it on: each stage reads what the earlier ones decided, and may cut
-// payload. It lives in the engine, reused for every packet, because the
-// address of start goes to user code and a local would then be allocated
-// for every packet.
+// payload. It lives on the stack of engine.packet and no stage keeps it,
+// so handing it on costs no allocation.
 type arrival struct {
 	conn *connection
 	// half is the direction that sent the packet, peer the other one.
@@ -33,16 +32,12 @@ type arrival struct {
 	// queue is set while the bytes lie beyond the next byte to deliver:
 	// they are to be buffered, not delivered.
 	queue bool
-	// start is Accept's start argument: whether the packet starts its
-	// direction, which the Stream may change.
-	start bool
 }
 
-// arrive is where a packet enters engine.packet: it fills the segment and
-// records the packet's time on the connection, which flushes and timeouts
-// read, before any stage may drop the packet.
-func (e *engine) arrive(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) *arrival {
-	s := &e.cur
+// arrive is where a packet enters engine.packet: it fills the arrival s
+// and records the packet's time on the connection, which flushes and
+// timeouts read, before any stage may drop the packet.
+func (e *engine) arrive(s *arrival, conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
 	s.conn, s.tcp, s.ci, s.ac = conn, t, ci, ac
 	s.half, s.peer = conn.half(fromLo)
 	s.payload = t.Payload
@@ -57,12 +52,4 @@ func (e *engine) arrive(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			conn.lastSeenNs.Store(ns)
 		}
 	}
-	return s
-}
-
-// leave drops the segment's references to the packet, its connection and
-// the user's context, so that the engine holds none between packets.
-func (s *arrival) leave() {
-	s.conn, s.half, s.peer, s.tcp, s.ac, s.payload = nil, nil, nil, nil, nil, nil
-	s.ci.AncillaryData = nil
 }

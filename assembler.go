@@ -90,7 +90,7 @@ func (directCallbacks) complete(c *connection, ac AssemblerContext) bool {
 
 func (a *Assembler) lock() {
 	a.mu.Lock()
-	a.eng.lim = limits{
+	a.eng.room.limits = limits{
 		maxPagesPerConn: a.MaxBufferedPagesPerConnection,
 		maxPagesTotal:   a.MaxBufferedPagesTotal,
 	}

@@ -110,6 +110,36 @@ func (w *deliveredWindow) equal(b []byte, pos int64) bool {
 	return bytes.Equal(w.buf[i:i+first], b[:first]) && bytes.Equal(w.buf[:len(b)-first], b[first:])
 }
 
+// conflictWatch is the state of the compare stage: whether it runs (the
+// Safe face), who hears of conflicts, and how many delivered bytes each
+// direction keeps to compare later copies with.
+type conflictWatch struct {
+	// detect compares overlapping bytes and counts conflicts; onConflict,
+	// when set, receives them.
+	detect     bool
+	onConflict func(Conflict)
+	window     int // delivered bytes kept per direction (deliveredWindow)
+}
+
+// compare is the third stage of a packet's path, on the Safe face: it
+// reports the bytes of the segment that differ from a copy its direction
+// holds, delivered (in the window) or buffered, before overlap resolution
+// picks the copy that stays. It reports false when the OnConflict handler
+// panicked: the connection is then aborted.
+func (e *engine) compare(s *arrival) bool {
+	conn, half := s.conn, s.half
+	if !e.conflicts.detect || len(s.payload) == 0 || half.queue.empty() && !(half.started() && s.pos < half.nextPos) {
+		return true
+	}
+	e.checkConflicts(conn, half, s.payload, s.seq, s.pos, s.ci)
+	if conn.poisoned {
+		e.ctr.discard(discardClosed, len(s.payload))
+		e.abort(conn, s.ac)
+		return false
+	}
+	return true
+}
+
 // checkConflicts compares the payload data, at offset pos and sequence
 // number seq, with the bytes the direction holds for the same offsets: the
 // delivered bytes still in its window, and its buffered bytes. Each range
@@ -158,7 +188,7 @@ func (e *engine) checkConflicts(conn *connection, half *halfConnection, data []b
 func (e *engine) conflict(conn *connection, half *halfConnection, data []byte, seq Sequence, pos, lo, hi int64, delivered bool, ci gopacket.CaptureInfo) {
 	e.ctr.conflicts++
 	e.ctr.conflictBytes += hi - lo
-	if e.ev.onConflict == nil {
+	if e.conflicts.onConflict == nil {
 		return
 	}
 	old := make([]byte, hi-lo)
@@ -180,7 +210,7 @@ func (e *engine) conflict(conn *connection, half *halfConnection, data []byte, s
 	if half.hasOrigin {
 		offset = lo - half.origin
 	}
-	e.cb.conflict(conn, e.ev.onConflict, Conflict{
+	e.cb.conflict(conn, e.conflicts.onConflict, Conflict{
 		NetFlow:     netFlow,
 		TCPFlow:     tcpFlow,
 		Direction:   half.dir,

@@ -1,5 +1,11 @@
 package reassembly
 
+// depthRule is the Safe face's reassembly depth: how many bytes of each
+// direction are reassembled before the rest is dropped.
+type depthRule struct {
+	perDirection int64 // SafeAssemblerOptions.ReassemblyDepth, 0: none
+}
+
 // DepthOverrider is implemented by a Stream that chooses its own
 // reassembly depth, per direction, instead of the SafeAssembler's
 // ReassemblyDepth: an HTTP analyzer may lift the limit for a file transfer
@@ -43,7 +49,7 @@ var _ DepthReporter = (*scatterGather)(nil)
 // depth: only then is the half's depth, on a cache line that packets in
 // order do not otherwise touch, worth reading.
 func (e *engine) mayLimitDepth(conn *connection) bool {
-	return e.ev.depth > 0 || conn.depthOv != nil
+	return e.depth.perDirection > 0 || conn.depthOv != nil
 }
 
 // overrideDepth sets the depth of the segment's direction from the
@@ -62,7 +68,7 @@ func (e *engine) overrideDepth(s *arrival) bool {
 	case d > 0:
 		half.depth = int64(d)
 	case d == 0:
-		half.depth = e.ev.depth
+		half.depth = e.depth.perDirection
 	default:
 		half.depth = 0
 	}

@@ -20,6 +20,9 @@ type lifecycle struct {
 	// midstream starts a direction whose SYN was not seen at its first
 	// packet, unless the Stream's Accept clears start.
 	midstream bool
+	// acking is set while an acknowledgement moves a direction over a
+	// hole, so that the skip is counted as acknowledged.
+	acking bool
 }
 
 // restarts reports whether the packet belongs to a new conversation
@@ -140,9 +143,9 @@ func (e *engine) ackedPast(conn *connection, half *halfConnection, ack Sequence,
 			sg.add(sgPart{seq: seq, pos: half.finPos, ac: &conn.endCtx})
 			sg.end, sg.rst = true, half.rstEnd
 		}
-		e.acking = true
+		e.life.acking = true
 		e.send(conn, half, sg.parts[0].ac)
-		e.acking = false
+		e.life.acking = false
 		sg.reset()
 	}
 }

@@ -49,23 +49,17 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 	a := &SafeAssembler{pool: pool, opts: opts}
 	a.cb = safeCallbacks{logger: opts.Logger, ctr: &a.eng.ctr}
 	a.eng.init(&pool.t, &a.cb)
-	a.eng.lim = limits{
+	a.eng.room.limits = limits{
 		maxPagesPerConn: opts.MaxBufferedPagesPerConnection,
 		maxPagesTotal:   opts.MaxBufferedPagesTotal,
 		strict:          true,
 		maxBytesPerConn: int64(opts.MaxBufferedBytesPerConnection),
 		maxGapsPerConn:  opts.MaxGapsPerConnection,
 	}
-	a.eng.ev = evasion{
-		active:     true,
-		rule:       opts.OverlapPolicy.rule(),
-		policy:     opts.OverlapPolicy.rule() != ruleLast,
-		detect:     true,
-		onConflict: opts.OnConflict,
-		window:     opts.ConflictWindow,
-		depth:      int64(opts.ReassemblyDepth),
-		dropRST:    true,
-	}
+	a.eng.screening = screening{safe: true, dropRST: true}
+	a.eng.depth = depthRule{perDirection: int64(opts.ReassemblyDepth)}
+	a.eng.conflicts = conflictWatch{detect: true, onConflict: opts.OnConflict, window: opts.ConflictWindow}
+	a.eng.overlaps = overlaps{rule: opts.OverlapPolicy.rule(), policy: opts.OverlapPolicy.rule() != ruleLast}
 	a.eng.life = lifecycle{
 		idle:      opts.ConnectionTimeout,
 		ackGaps:   !opts.IgnoreAcks,

@@ -2,6 +2,16 @@ package reassembly
 
 import "github.com/google/gopacket/layers"
 
+// screening is the state of the screen stage: zero for the drop-in face,
+// which screens as upstream does.
+type screening struct {
+	// safe is set on the Safe face: the screens below, reassembly depths
+	// and DepthOverrider apply.
+	safe bool
+	// dropRST keeps the payload of an RST out of the stream.
+	dropRST bool
+}
+
 // screen is the second stage of a packet's path: it decides whether the
 // segment goes on, and where its bytes lie. The Stream's Accept may refuse
 // it; an acknowledgement may first move the other direction over a hole;
@@ -11,8 +21,8 @@ import "github.com/google/gopacket/layers"
 // reports whether the packet goes on.
 func (e *engine) screen(s *arrival) bool {
 	conn, half, t := s.conn, s.half, s.tcp
-	s.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
-	accepted := e.cb.accept(conn, t, s.ci, half.dir, half.nextSeq, &s.start, s.ac)
+	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
+	accepted := e.cb.accept(conn, t, s.ci, half.dir, half.nextSeq, &e.start, s.ac)
 	if conn.poisoned {
 		// Accept panicked (recovered by the Safe face): close at once.
 		e.ctr.discard(discardClosed, len(s.payload))
@@ -43,11 +53,11 @@ func (e *engine) screen(s *arrival) bool {
 		}
 		return false
 	}
-	if e.ev.active {
+	if e.screening.safe {
 		if conn.depthOv != nil && !half.depthDone && !e.overrideDepth(s) {
 			return false
 		}
-		if t.RST && len(s.payload) > 0 && e.ev.dropRST {
+		if t.RST && len(s.payload) > 0 && e.screening.dropRST {
 			// The receiver drops an RST's data; an IDS that reassembled it
 			// would see bytes the host never did (Suricata bug 6244).
 			e.ctr.discard(discardRST, len(s.payload))
@@ -66,7 +76,7 @@ func (e *engine) screen(s *arrival) bool {
 	if !e.locate(s) {
 		return false
 	}
-	if e.ev.active && len(s.payload) > 0 && e.mayLimitDepth(conn) {
+	if e.screening.safe && len(s.payload) > 0 && e.mayLimitDepth(conn) {
 		s.payload = e.clipDepth(half, s.payload, s.pos)
 		if e.depthDue(s) {
 			return false
@@ -90,7 +100,7 @@ func (e *engine) locate(s *arrival) bool {
 	}
 	s.queue = true
 	if !half.started() {
-		if t.SYN || s.start {
+		if t.SYN || e.start {
 			e.startAt(half, s.seq)
 			half.pickedUp = !t.SYN && e.life.midstream
 			s.queue = false
