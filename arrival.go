@@ -1,20 +1,20 @@
 package reassembly
 
-import (
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-)
+import "github.com/google/gopacket/layers"
 
 // arrival is the packet being processed, as the stages of engine.packet
 // hand it on: each stage reads what the earlier ones decided, and may cut
 // payload. It lives on the stack of engine.packet and no stage keeps it,
-// so handing it on costs no allocation.
+// so handing it on costs no allocation. The packet's CaptureInfo is not in
+// it: the stages that need it take a pointer to packet's copy, which an
+// arrival could not hold without sending it to the heap (the stages hand
+// what an arrival points to on to user code), and copying it in would
+// cost packets in order more than the calls of the stages.
 type arrival struct {
 	conn *connection
 	// half is the direction that sent the packet, peer the other one.
 	half, peer *halfConnection
 	tcp        *layers.TCP
-	ci         gopacket.CaptureInfo
 	ac         AssemblerContext
 	// meta is the acknowledgement number and flags, which the parts of
 	// deliveries carry.
@@ -32,24 +32,4 @@ type arrival struct {
 	// queue is set while the bytes lie beyond the next byte to deliver:
 	// they are to be buffered, not delivered.
 	queue bool
-}
-
-// arrive is where a packet enters engine.packet: it fills the arrival s
-// and records the packet's time on the connection, which flushes and
-// timeouts read, before any stage may drop the packet.
-func (e *engine) arrive(s *arrival, conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
-	s.conn, s.tcp, s.ci, s.ac = conn, t, ci, ac
-	s.half, s.peer = conn.half(fromLo)
-	s.payload = t.Payload
-	s.meta = pktMeta{ack: t.Ack, flags: flagsOf(t)}
-	if e.clock != nil {
-		conn.wallLast = e.clock.Load()
-	}
-	half := s.half
-	if half.lastSeen.Before(ci.Timestamp) {
-		half.lastSeen = ci.Timestamp
-		if ns := nanos(ci.Timestamp); ns > conn.lastSeenNs.Load() {
-			conn.lastSeenNs.Store(ns)
-		}
-	}
 }

@@ -9,38 +9,34 @@ func (e *engine) release(half *halfConnection, c *chunk) {
 	e.pc.put(c)
 }
 
-// bufferOrDeliver is the fifth stage of a packet's path: an out-of-order
-// segment is buffered, an in-order one goes into the delivery, after
-// their overlaps with the bytes the direction holds are resolved
-// (overlap.go). Nothing is left to do when makeRoom already sent the
-// bytes out over a hole.
-func (e *engine) bufferOrDeliver(s *arrival) {
-	switch {
-	case len(e.sg.parts) > 0:
-		// makeRoom sent the bytes out over a hole.
-	case s.queue:
-		e.enqueue(s)
-		// The bytes went into buffered chunks, which count in the budget
-		// now: give the booking back.
-		e.giveBack()
-		if !e.room.strict && e.overLimit(s.half) {
-			e.ctr.forcedFlushes++
-			e.room.forcing = true
-			e.takeFirst(s.half)
-		}
-	default:
-		e.deliverInOrder(s)
+// buffer is the fifth stage of a packet's path for an out-of-order
+// segment captured at ts: its bytes are buffered, their overlaps with buffered bytes
+// resolved (enqueue), and the pages makeRoom booked given back. Without
+// the Safe face's strict limits, a direction or pool over its limit then
+// skips its first hole, as upstream did.
+func (e *engine) buffer(s *arrival, ts time.Time) {
+	e.enqueue(s, ts)
+	// The bytes went into buffered chunks, which count in the budget now:
+	// give the booking back.
+	e.giveBack()
+	if !e.room.strict && e.overLimit(s.half) {
+		e.ctr.forcedFlushes++
+		e.room.forcing = true
+		e.takeFirst(s.half)
 	}
 }
 
-// deliverInOrder puts an in-order segment into the delivery: what is left
+// deliverInOrder is the fifth stage of a packet's path for an in-order
+// segment: it puts into the delivery what is left
 // of it once the copies already delivered win (dropDelivered), with the
 // buffered bytes the policy keeps (resolveBuffered). A segment with no
 // bytes left still goes in when it ends or starts the direction.
 func (e *engine) deliverInOrder(s *arrival) {
-	e.dropDelivered(s)
-	e.resolveBuffered(s)
 	half, t, sg := s.half, s.tcp, &e.sg
+	e.dropDelivered(s)
+	if len(s.payload) > 0 && !half.queue.empty() {
+		e.resolveBuffered(s)
+	}
 	if len(sg.parts) == 0 {
 		if len(s.payload) == 0 && !s.end && !(t.SYN && !half.delivered) {
 			return
@@ -55,13 +51,13 @@ func (e *engine) deliverInOrder(s *arrival) {
 // enqueue buffers the bytes of an out-of-order segment. Where they overlap
 // buffered bytes, the newer copy wins, as upstream does, unless a policy
 // decides (enqueuePolicy); bytes already delivered are never changed.
-func (e *engine) enqueue(s *arrival) {
+func (e *engine) enqueue(s *arrival, ts time.Time) {
 	half, data, seq, pos := s.half, s.payload, s.seq, s.pos
 	if len(data) == 0 {
 		return
 	}
 	if e.overlaps.policy {
-		e.enqueuePolicy(s)
+		e.enqueuePolicy(s, ts)
 		return
 	}
 	end := pos + int64(len(data))
@@ -76,7 +72,7 @@ func (e *engine) enqueue(s *arrival) {
 	before := half.queue.runStartsIn(pos, end)
 	e.trimQueued(half, pos, end)
 	half.countQueued(len(data))
-	e.insertChunks(half, data, seq, pos, s.ac, s.meta, s.ci.Timestamp, true, pos, end)
+	e.insertChunks(half, data, seq, pos, s.ac, s.meta, ts, true, pos, end)
 	half.runs += half.queue.runStartsIn(pos, end) - before
 }
 

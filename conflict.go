@@ -124,14 +124,15 @@ type conflictWatch struct {
 // compare is the third stage of a packet's path, on the Safe face: it
 // reports the bytes of the segment that differ from a copy its direction
 // holds, delivered (in the window) or buffered, before overlap resolution
-// picks the copy that stays. It reports false when the OnConflict handler
+// picks the copy that stays; engine.packet calls it when detect is set.
+// It reports false when the OnConflict handler
 // panicked: the connection is then aborted.
-func (e *engine) compare(s *arrival) bool {
+func (e *engine) compare(s *arrival, ci *gopacket.CaptureInfo) bool {
 	conn, half := s.conn, s.half
-	if !e.conflicts.detect || len(s.payload) == 0 || half.queue.empty() && !(half.started() && s.pos < half.nextPos) {
+	if len(s.payload) == 0 || half.queue.empty() && !(half.started() && s.pos < half.nextPos) {
 		return true
 	}
-	e.checkConflicts(conn, half, s.payload, s.seq, s.pos, s.ci)
+	e.checkConflicts(conn, half, s.payload, s.seq, s.pos, *ci)
 	if conn.poisoned {
 		e.ctr.discard(discardClosed, len(s.payload))
 		e.abort(conn, s.ac)

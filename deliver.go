@@ -1,17 +1,5 @@
 package reassembly
 
-// complete is the last stage of a packet's path: it hands the delivery the
-// earlier stages prepared to the Stream (send), with the buffered bytes
-// that now follow without a hole, and closes the direction at its end,
-// completing the Stream when both are closed (close.go).
-func (e *engine) complete(s *arrival) {
-	if len(e.sg.parts) > 0 {
-		e.send(s.conn, s.half, s.ac)
-	}
-	e.room.forcing = false
-	s.half.clearQueuedHint()
-}
-
 // takeFirst moves the first queued chunk into the delivery, skipping the
 // hole before it.
 func (e *engine) takeFirst(half *halfConnection) {
@@ -23,7 +11,9 @@ func (e *engine) takeFirst(half *halfConnection) {
 	e.sg.add(chunkPart(c, false))
 }
 
-// send completes the delivery prepared in e.sg: it prepends kept bytes,
+// send is the last stage of a packet's path, and how flushes and
+// acknowledged holes deliver too. It completes the delivery prepared in
+// e.sg: it prepends kept bytes,
 // appends the queued bytes that follow without a hole, calls the Stream,
 // keeps what it asked for, and closes the direction at its end.
 func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContext) {

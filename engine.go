@@ -100,15 +100,37 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 // path, each in the file of its idea, always in this order; a stage that
 // is done with the packet (refused, dropped, or the connection ended) ends
 // it. Room is made before overlaps are resolved because pushing holes out
-// delivers buffered bytes, which changes what the segment overlaps.
+// delivers buffered bytes, which changes what the segment overlaps. The
+// tests in front of compare and makeRoom are those stages' own first
+// tests, here so that a packet they have nothing to do for does not pay
+// for the call: packets in order are most of the traffic.
 func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
+	// Filled field by field: a composite literal is built aside and copied.
 	var s arrival
-	e.arrive(&s, conn, fromLo, t, ci, ac) // arrival.go
-	if !e.screen(&s) ||                   // screen.go
-		!e.compare(&s) || // conflict.go
-		!e.makeRoom(&s) { // room.go
+	s.conn, s.tcp, s.ac, s.payload = conn, t, ac, t.Payload
+	s.meta = pktMeta{ack: t.Ack, flags: flagsOf(t)}
+	s.half, s.peer = conn.half(fromLo)
+	if !e.screen(&s, &ci) { // screen.go
 		return
 	}
-	e.bufferOrDeliver(&s) // buffer.go, overlap.go
-	e.complete(&s)        // deliver.go, close.go
+	if e.conflicts.detect && !e.compare(&s, &ci) { // conflict.go
+		return
+	}
+	e.sg.reset()                                                           // the packet's delivery starts empty
+	if s.queue && e.room.strict && len(s.payload) > 0 && !e.makeRoom(&s) { // room.go
+		return
+	}
+	switch {
+	case len(e.sg.parts) > 0:
+		// makeRoom sent the bytes out at once, over their hole.
+	case s.queue:
+		e.buffer(&s, ci.Timestamp) // buffer.go, overlap.go
+	default:
+		e.deliverInOrder(&s) // buffer.go, overlap.go
+	}
+	if len(e.sg.parts) > 0 {
+		e.send(conn, s.half, ac) // deliver.go, close.go
+	}
+	e.room.forcing = false
+	s.half.clearQueuedHint()
 }

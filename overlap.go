@@ -1,5 +1,7 @@
 package reassembly
 
+import "time"
+
 // overlaps is the state of overlap resolution: the rule of the Safe face's
 // OverlapPolicy, and the plan it makes for the packet being processed.
 type overlaps struct {
@@ -35,14 +37,12 @@ func (e *engine) dropDelivered(s *arrival) {
 }
 
 // resolveBuffered resolves the overlap of an in-order segment, cut by
-// dropDelivered, with the bytes its direction buffers: where the policy
+// dropDelivered, with the bytes its direction buffers, when both are
+// there: where the policy
 // keeps buffered bytes, the delivery mixes them with the segment's
 // (resolveInOrder); where the segment wins, the buffered copy is dropped.
 func (e *engine) resolveBuffered(s *arrival) {
 	half := s.half
-	if len(s.payload) == 0 || half.queue.empty() {
-		return
-	}
 	if e.overlaps.policy && e.resolveInOrder(s) {
 		return // the delivery mixes the packet's bytes and buffered ones
 	}
@@ -92,7 +92,7 @@ func (o *overlaps) addSpan(from, to int64) {
 
 // enqueuePolicy buffers the segment's bytes, resolving their overlaps with
 // the buffered bytes by the policy's rule.
-func (e *engine) enqueuePolicy(s *arrival) {
+func (e *engine) enqueuePolicy(s *arrival, ts time.Time) {
 	half, data, seq, at, seg := s.half, s.payload, s.seq, s.pos, s.extent
 	to := at + int64(len(data))
 	spans := e.planOverlap(half, seg, at, to)
@@ -101,7 +101,7 @@ func (e *engine) enqueuePolicy(s *arrival) {
 	for i, sp := range spans {
 		e.trimQueued(half, sp.from, sp.to)
 		off, n := int(sp.from-at), int(sp.to-sp.from)
-		e.insertChunks(half, data[off:off+n], seq.Add(off), sp.from, s.ac, s.meta, s.ci.Timestamp, i == 0, seg.from, seg.to)
+		e.insertChunks(half, data[off:off+n], seq.Add(off), sp.from, s.ac, s.meta, ts, i == 0, seg.from, seg.to)
 		won += n
 	}
 	half.runs += half.queue.runStartsIn(at, to) - before

@@ -32,15 +32,11 @@ type room struct {
 // holes of its direction are pushed out until it fits, and its pages are
 // booked. When nothing is left to push, the segment is sent out at once,
 // over its hole. Without strict limits, buffering checks them after the
-// fact, as upstream did. It starts the packet's delivery empty, and
-// reports whether the packet goes on.
+// fact, as upstream did. engine.packet calls it for a segment with bytes
+// to queue under strict limits only. It reports whether the packet goes
+// on.
 func (e *engine) makeRoom(s *arrival) bool {
-	sg := &e.sg
-	sg.reset()
-	if !s.queue || !e.room.strict || len(s.payload) == 0 {
-		return true
-	}
-	conn, half := s.conn, s.half
+	conn, half, sg := s.conn, s.half, &e.sg
 	fit := e.pushHoles(s)
 	if half.depthDone {
 		// A push delivered the direction's depth: nothing more goes in.

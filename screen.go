@@ -1,6 +1,9 @@
 package reassembly
 
-import "github.com/google/gopacket/layers"
+import (
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
 
 // screening is the state of the screen stage: zero for the drop-in face,
 // which screens as upstream does.
@@ -12,17 +15,28 @@ type screening struct {
 	dropRST bool
 }
 
-// screen is the second stage of a packet's path: it decides whether the
-// segment goes on, and where its bytes lie. The Stream's Accept may refuse
+// screen is the second stage of a packet's path: it notes the packet's
+// time, decides whether the segment goes on, and where its bytes lie. The Stream's Accept may refuse
 // it; an acknowledgement may first move the other direction over a hole;
 // a closed direction takes nothing; the Safe face drops an RST's data and
 // stops a direction at its reassembly depth. A segment that goes on is
 // located in its direction's stream (locate) and cut to its depth. It
 // reports whether the packet goes on.
-func (e *engine) screen(s *arrival) bool {
+func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	conn, half, t := s.conn, s.half, s.tcp
+	// The packet's time counts for flushes and timeouts whatever the
+	// screens decide.
+	if e.clock != nil {
+		conn.wallLast = e.clock.Load()
+	}
+	if ts := ci.Timestamp; half.lastSeen.Before(ts) {
+		half.lastSeen = ts
+		if ns := nanos(ts); ns > conn.lastSeenNs.Load() {
+			conn.lastSeenNs.Store(ns)
+		}
+	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
-	accepted := e.cb.accept(conn, t, s.ci, half.dir, half.nextSeq, &e.start, s.ac)
+	accepted := e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
 	if conn.poisoned {
 		// Accept panicked (recovered by the Safe face): close at once.
 		e.ctr.discard(discardClosed, len(s.payload))
