@@ -78,7 +78,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	e.droppedClosed = false
 	e.ctr.packets++
 	e.ctr.bytesIn += int64(len(t.Payload))
-	conn, fromLo, err := e.find(netFlow, t, ci.Timestamp, ac)
+	conn, fromLo, err := e.find(&netFlow, t, ci.Timestamp, ac)
 	if conn == nil {
 		return err
 	}

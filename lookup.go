@@ -8,13 +8,14 @@ import (
 )
 
 // find is the first stage of a packet's path: it returns, locked, the
-// connection the packet belongs to and whether the packet was sent by the
+// connection the packet, of flow *netFlow (a pointer: the flow is 56
+// bytes, and find runs for every packet), belongs to and whether the packet was sent by the
 // connection's lower endpoint, making the connection when the packet may
 // start one. A connection that the packet shows to be over (idle past the
 // timeout, or a SYN reusing its 4-tuple) is completed first and a new one
 // made. With no connection it returns the pool's error, if any: the packet
 // is then counted as discarded and goes no further.
-func (e *engine) find(netFlow gopacket.Flow, t *layers.TCP, ts time.Time, ac AssemblerContext) (*connection, bool, error) {
+func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac AssemblerContext) (*connection, bool, error) {
 	// A packet that carries neither a SYN nor data cannot start anything;
 	// upstream made a connection (and a Stream) for every bare ACK, so the
 	// final ACK of a closed connection resurrected it.
@@ -26,7 +27,7 @@ func (e *engine) find(netFlow gopacket.Flow, t *layers.TCP, ts time.Time, ac Ass
 	for pass := 0; ; pass++ {
 		if conn == nil {
 			if !keyed {
-				k, fromLo = makeKey(netFlow, t)
+				k, fromLo = makeKey(*netFlow, t)
 			}
 			var err error
 			conn, err = e.connect(k, fromLo, create, ts, t, ac)
@@ -78,10 +79,10 @@ type recentFlow struct {
 
 // lookup returns, locked, the connection of a remembered flow that is still
 // in the pool, and the direction of the flow.
-func (r *recentFlows) lookup(netFlow gopacket.Flow, sp, dp uint16) (*connection, bool) {
+func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16) (*connection, bool) {
 	for i := range r.flows {
 		f := &r.flows[i]
-		if f.conn == nil || f.sp != sp || f.dp != dp || f.netFlow != netFlow {
+		if f.conn == nil || f.sp != sp || f.dp != dp || f.netFlow != *netFlow {
 			continue
 		}
 		c := f.conn
@@ -99,7 +100,7 @@ func (r *recentFlows) lookup(netFlow gopacket.Flow, sp, dp uint16) (*connection,
 
 // remember keeps c as the connection of the flow, in place of the flow
 // used least recently.
-func (r *recentFlows) remember(netFlow gopacket.Flow, sp, dp uint16, c *connection, fromLo bool) {
-	r.flows[r.next] = recentFlow{netFlow: netFlow, sp: sp, dp: dp, fromLo: fromLo, conn: c, gen: c.gen}
+func (r *recentFlows) remember(netFlow *gopacket.Flow, sp, dp uint16, c *connection, fromLo bool) {
+	r.flows[r.next] = recentFlow{netFlow: *netFlow, sp: sp, dp: dp, fromLo: fromLo, conn: c, gen: c.gen}
 	r.next = 1 - r.next
 }

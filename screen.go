@@ -16,12 +16,13 @@ type screening struct {
 }
 
 // screen is the second stage of a packet's path: it notes the packet's
-// time, decides whether the segment goes on, and where its bytes lie. The Stream's Accept may refuse
-// it; an acknowledgement may first move the other direction over a hole;
-// a closed direction takes nothing; the Safe face drops an RST's data and
-// stops a direction at its reassembly depth. A segment that goes on is
-// located in its direction's stream (locate) and cut to its depth. It
-// reports whether the packet goes on.
+// time, decides whether the segment goes on, and where its bytes lie. The
+// Stream's Accept may refuse it; an acknowledgement may first move the
+// other direction over a hole; a closed direction takes nothing
+// (closedDirection); the Safe face drops an RST's data and stops a
+// direction at its reassembly depth (safeScreens). A segment that goes on
+// is located in its direction's stream and cut to its depth. It reports
+// whether the packet goes on.
 func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	conn, half, t := s.conn, s.half, s.tcp
 	// The packet's time counts for flushes and timeouts whatever the
@@ -57,76 +58,38 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		}
 	}
 	if half.closed {
-		e.ctr.discard(discardClosed, len(s.payload))
-		e.droppedClosed = len(s.payload) > 0
-		if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
-			// An RST after this direction's FIN still ends the connection:
-			// the other direction is flushed and closed.
-			half.closed = false
-			e.closeHalf(conn, half, s.ac, true)
-		}
+		e.closedDirection(s)
 		return false
 	}
-	if e.screening.safe {
-		if conn.depthOv != nil && !half.depthDone && !e.overrideDepth(s) {
-			return false
-		}
-		if t.RST && len(s.payload) > 0 && e.screening.dropRST {
-			// The receiver drops an RST's data; an IDS that reassembled it
-			// would see bytes the host never did (Suricata bug 6244).
-			e.ctr.discard(discardRST, len(s.payload))
-			s.payload = nil
-		}
-		if half.depthDone {
-			// Nothing more is buffered or delivered: a FIN or an RST only
-			// closes the direction, so that the connection ends as usual.
-			e.ctr.discard(discardDepth, len(s.payload))
-			if t.RST || t.FIN {
-				e.closeHalf(conn, half, s.ac, t.RST)
-			}
-			return false
-		}
-	}
-	if !e.locate(s) {
+	if e.screening.safe && (t.RST || conn.depthOv != nil || half.depthDone) && !e.safeScreens(s) {
 		return false
 	}
-	if e.screening.safe && len(s.payload) > 0 && e.mayLimitDepth(conn) {
-		s.payload = e.clipDepth(half, s.payload, s.pos)
-		if e.depthDue(s) {
-			return false
-		}
-	}
-	return true
-}
 
-// locate places the segment in its direction's stream: it sets seq, pos
-// and extent, starts the direction at a SYN or at a first packet Accept
-// let start it, notes a FIN or RST as the direction's end, and sets queue
-// when the bytes lie beyond the next byte to deliver. It reports false for
-// an RST that refuses a direction that never started, which it closes.
-func (e *engine) locate(s *arrival) bool {
-	half, t := s.half, s.tcp
-	// The SYN takes one sequence number, so its data starts one later,
-	// also on a retransmitted SYN (upstream lost a byte there).
+	// Locate the segment in its direction's stream. (Here rather than in
+	// a function of its own: packets in order pay for every call.) The
+	// SYN takes one sequence number, so its data starts one later, also
+	// on a retransmitted SYN (upstream lost a byte there).
 	s.seq = Sequence(t.Seq)
 	if t.SYN {
 		s.seq = s.seq.Add(1)
 	}
 	s.queue = true
 	if !half.started() {
+		// A SYN, or a first packet Accept let start it, starts the
+		// direction.
 		if t.SYN || e.start {
 			e.startAt(half, s.seq)
 			half.pickedUp = !t.SYN && e.life.midstream
 			s.queue = false
-		} else if t.RST && e.refuses(s.conn, half, t) {
+		} else if t.RST && e.refuses(conn, half, t) {
 			// A connection refused, or aborted before this direction sent
 			// anything: upstream left it open until a flush.
 			e.ctr.discard(discardAfterEnd, len(s.payload))
-			e.closeHalf(s.conn, half, s.ac, true)
+			e.closeHalf(conn, half, s.ac, true)
 			return false
 		}
 	} else if half.nextSeq.Difference(s.seq) <= 0 {
-		s.queue = false
+		s.queue = false // nothing lies between it and the next byte to deliver
 	}
 	s.pos = half.posOf(s.seq)
 	s.end = t.FIN || t.RST
@@ -136,6 +99,53 @@ func (e *engine) locate(s *arrival) bool {
 		}
 	}
 	s.extent = span{s.pos, s.pos + int64(len(s.payload))}
+	if e.screening.safe && len(s.payload) > 0 && e.mayLimitDepth(conn) {
+		s.payload = e.clipDepth(half, s.payload, s.pos)
+		if e.depthDue(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// closedDirection drops a segment for a direction that is closed. An RST
+// after the direction's FIN still ends the connection: the other
+// direction is flushed and closed.
+func (e *engine) closedDirection(s *arrival) {
+	conn, half, t := s.conn, s.half, s.tcp
+	e.ctr.discard(discardClosed, len(s.payload))
+	e.droppedClosed = len(s.payload) > 0
+	if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
+		half.closed = false
+		e.closeHalf(conn, half, s.ac, true)
+	}
+}
+
+// safeScreens are the Safe face's screens of a segment for an open
+// direction that carries an RST, has a DepthOverrider Stream, or reached
+// its depth: the Stream's depth override, the payload of an RST, and a
+// direction past its depth, whose packets only close it. It reports
+// whether the packet goes on.
+func (e *engine) safeScreens(s *arrival) bool {
+	conn, half, t := s.conn, s.half, s.tcp
+	if conn.depthOv != nil && !half.depthDone && !e.overrideDepth(s) {
+		return false
+	}
+	if t.RST && len(s.payload) > 0 && e.screening.dropRST {
+		// The receiver drops an RST's data; an IDS that reassembled it
+		// would see bytes the host never did (Suricata bug 6244).
+		e.ctr.discard(discardRST, len(s.payload))
+		s.payload = nil
+	}
+	if half.depthDone {
+		// Nothing more is buffered or delivered: a FIN or an RST only
+		// closes the direction, so that the connection ends as usual.
+		e.ctr.discard(discardDepth, len(s.payload))
+		if t.RST || t.FIN {
+			e.closeHalf(conn, half, s.ac, t.RST)
+		}
+		return false
+	}
 	return true
 }
 
