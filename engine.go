@@ -97,39 +97,50 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 }
 
 // packet takes a packet of a locked connection down the stages of its
-// path, each in the file of its idea, always in this order; a stage that
-// is done with the packet (refused, dropped, or the connection ended) ends
-// it. Room is made before overlaps are resolved because pushing holes out
-// delivers buffered bytes, which changes what the segment overlaps. The
-// tests in front of compare and makeRoom are those stages' own first
-// tests, here so that a packet they have nothing to do for does not pay
-// for the call: packets in order are most of the traffic.
+// path, each in the file of its idea, always in this order (README.md,
+// "How it works"); a stage that is done with the packet (refused, dropped,
+// or the connection ended) ends it. Room is made before overlaps are
+// resolved because pushing holes out delivers buffered bytes, which
+// changes what the segment overlaps. The tests in front of compare and
+// makeRoom are those stages' first tests, here so that a packet they have
+// nothing to do for does not pay for the call: packets in order are most
+// of the traffic.
 func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
 	// Filled field by field: a composite literal is built aside and copied.
 	var s arrival
 	s.conn, s.tcp, s.ac, s.payload = conn, t, ac, t.Payload
 	s.meta = pktMeta{ack: t.Ack, flags: flagsOf(t)}
 	s.half, s.peer = conn.half(fromLo)
-	if !e.screen(&s, &ci) { // screen.go
+
+	// Screen the segment (screen.go).
+	if !e.screen(&s, &ci) {
 		return
 	}
-	if e.conflicts.detect && !e.compare(&s, &ci) { // conflict.go
+	// Compare it with the copies its direction holds (conflict.go).
+	if e.conflicts.detect && !e.compare(&s, &ci) {
 		return
 	}
-	e.sg.reset()                                                           // the packet's delivery starts empty
-	if s.queue && e.room.strict && len(s.payload) > 0 && !e.makeRoom(&s) { // room.go
+	// Make room for it under the Safe face's limits (room.go); the
+	// packet's delivery starts empty.
+	e.sg.reset()
+	if s.queue && e.room.strict && len(s.payload) > 0 && !e.makeRoom(&s) {
 		return
 	}
+	// Resolve its overlaps, and buffer it or deliver it (buffer.go,
+	// overlap.go).
 	switch {
 	case len(e.sg.parts) > 0:
 		// makeRoom sent the bytes out at once, over their hole.
 	case s.queue:
-		e.buffer(&s, ci.Timestamp) // buffer.go, overlap.go
+		e.buffer(&s, ci.Timestamp)
 	default:
-		e.deliverInOrder(&s) // buffer.go, overlap.go
+		e.deliverInOrder(&s)
 	}
+	// Complete the delivery: hand it to the Stream with the buffered bytes
+	// that now follow, and close the direction at its end (deliver.go,
+	// close.go).
 	if len(e.sg.parts) > 0 {
-		e.send(conn, s.half, ac) // deliver.go, close.go
+		e.send(conn, s.half, ac)
 	}
 	e.room.forcing = false
 	s.half.clearQueuedHint()
