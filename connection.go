@@ -182,6 +182,14 @@ func (h *halfConnection) setNext(seq Sequence, pos int64) {
 
 func (h *halfConnection) started() bool { return h.nextSeq != invalidSequence }
 
+// begin starts an empty direction at seq, its first byte.
+func (h *halfConnection) begin(seq Sequence) int64 {
+	pos := h.posOf(seq)
+	h.setNext(seq, pos)
+	h.origin, h.hasOrigin = pos, true
+	return pos
+}
+
 // connection holds both directions of a TCP connection and its Stream.
 // What every packet reads comes first: the lock, the key and the
 // generation in the first cache line, the flags, the Stream and the hints

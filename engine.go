@@ -136,11 +136,11 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 		}
 		// A connection idle past the timeout, or a SYN that reuses the
 		// 4-tuple, ends the connection: the packet starts a new one.
-		reuse, idle := e.restarts(conn, fromLo, t, ts)
-		if !reuse && !idle {
+		why := e.restarts(conn, fromLo, t, ts)
+		if why == noRestart {
 			break
 		}
-		k, keyed = e.restart(conn, reuse), true
+		k, keyed = e.restart(conn, why), true
 		conn = nil
 	}
 	defer conn.mu.Unlock()

@@ -363,7 +363,9 @@ func (f fzFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac Assem
 		h.fail("New: flow %v %v is no connection of the input", netFlow, tcpFlow)
 		s.conn = 0
 	}
-	if tcp == nil || uint16(tcp.SrcPort) != src {
+	// The packet is the client's, or the server's SYN-ACK that resumes a
+	// conversation whose SYN was remembered.
+	if tcp == nil || uint16(tcp.SrcPort) != src && !(tcp.SYN && tcp.ACK && uint16(tcp.DstPort) == src) {
 		h.fail("New: the packet is not the client->server direction of %v", tcpFlow)
 	}
 	s.cfg = h.cfg.conns[s.conn]

@@ -22,22 +22,46 @@ type lifecycle struct {
 	midstream bool
 }
 
+// restartReason tells why a packet ends its connection before it is
+// processed.
+type restartReason uint8
+
+const (
+	noRestart     restartReason = iota
+	restartIdle                 // conn was idle past the timeout
+	restartReuse                // a SYN opens a new conversation on the 4-tuple
+	restartAnswer               // a SYN-ACK answers the SYN of a completed conn
+)
+
 // restarts reports whether the packet belongs to a new conversation
 // rather than to conn, which must then be completed first: conn was idle
-// past the timeout, or the packet is a SYN that reuses the 4-tuple.
-func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.Time) (reuse, idle bool) {
+// past the timeout, the packet is a SYN that reuses the 4-tuple, or a
+// SYN-ACK answering the SYN of a connection completed (by an RST refusing
+// it) but kept by its Stream: the host went on after all, and the
+// conversation resumes in a new connection (graveyard.go, answeredSYN).
+func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.Time) restartReason {
 	if e.life.idle > 0 {
 		if last := conn.lastSeenNs.Load(); last != math.MinInt64 {
 			if ns := nanos(ts); ns > last && uint64(ns)-uint64(last) > uint64(e.life.idle) {
-				return false, true
+				return restartIdle
 			}
 		}
 	}
-	if !t.SYN || t.ACK {
-		return false, false
+	if !t.SYN {
+		return noRestart
 	}
-	half, _ := conn.half(fromLo)
-	return half.reusedBy(Sequence(t.Seq)), false
+	half, peer := conn.half(fromLo)
+	if t.ACK {
+		if conn.completed && !half.started() && peer.started() && peer.hasOrigin &&
+			peer.nextPos == peer.origin && Sequence(t.Ack) == peer.nextSeq {
+			return restartAnswer
+		}
+		return noRestart
+	}
+	if half.reusedBy(Sequence(t.Seq)) {
+		return restartReuse
+	}
+	return noRestart
 }
 
 // reusedBy reports whether a SYN (without ACK) with sequence number syn
@@ -85,17 +109,26 @@ func (e *engine) finish(conn *connection) int {
 
 // restart completes the locked conn for a packet of a new conversation on
 // its 4-tuple, unlocks it, and returns its key for the new connection.
-func (e *engine) restart(conn *connection, reuse bool) connKey {
+func (e *engine) restart(conn *connection, why restartReason) connKey {
 	k, h := conn.key, conn.hash
+	if why == restartAnswer && !conn.removed {
+		// Completed already, and kept by its Stream: its grave is what
+		// the answer resumes from.
+		e.table.retire(conn, &e.free)
+	}
 	closed := e.finish(conn)
-	if reuse {
+	switch why {
+	case restartReuse:
 		e.ctr.reused++
-	} else {
+	case restartIdle:
 		e.ctr.timedOut += int64(closed)
 	}
 	conn.mu.Unlock()
-	// The grave just left would judge the packet by the old conversation.
-	e.table.forgetGrave(h, &k)
+	if why != restartAnswer {
+		// The grave just left would judge the packet by the old
+		// conversation; an answer needs it to resume.
+		e.table.forgetGrave(h, &k)
+	}
 	return k
 }
 

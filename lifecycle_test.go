@@ -114,6 +114,7 @@ type lcFace struct {
 	ackGaps     bool                 // drop-in face: SetSkipAckedHoles
 	opts        SafeAssemblerOptions // Safe face
 	refuseStart bool                 // the Streams clear Accept's start
+	keepOpen    bool                 // ReassemblyComplete returns false
 }
 
 // lcResult is what a run left: the Streams, the event log, and the Safe
@@ -137,7 +138,7 @@ func (r *lcResult) conn(t *testing.T, i int) *lcConn {
 func (f lcFace) run(t *testing.T, segs []segment, flush bool) *lcResult {
 	t.Helper()
 	res := &lcResult{}
-	rec := &trRec{refuseStart: f.refuseStart}
+	rec := &trRec{refuseStart: f.refuseStart, keepOpen: f.keepOpen}
 	// What a run leaves is read before any Close, whose flush is not the
 	// run's.
 	snapshot := func() {
@@ -249,22 +250,36 @@ func TestLifecycleNewConversationIsNotALateCopy(t *testing.T) {
 	}
 }
 
-// Property: a SYN-ACK that answers the SYN of a completed connection whose
-// server side never started (here the server refused with an RST) is a
-// late copy: it opens no Stream, which would take the server for the
-// client.
+// Property: a SYN-ACK answering the SYN of a connection an RST refused
+// is the host going on with the conversation after all (as a Windows host
+// does, suricata-verify bug-3286): it opens a Stream whose client is the
+// SYN's sender, and both directions' bytes are delivered in order, none
+// lost, also when the refused Stream asked to be kept. A SYN-ACK answering
+// some other SYN is a new conversation.
 func TestLifecycleLateAnswerToRememberedSYN(t *testing.T) {
 	t.Parallel()
 	v := newLCConv(1_000_000, 7_000_000, lcT0)
 	v.emit(0, segment{syn: true})
 	v.emit(1, segment{rst: true}) // acknowledges the SYN: a refusal
-	answer := segment{client: v.c, server: v.s, fromServer: true, seq: 7_000_000, ack: 1_000_001, syn: true, hasAck: true, ts: v.ts}
-	other := answer
-	other.ack = 5 // answers some other SYN: a new conversation
-	for _, face := range []lcFace{lcDropIn, lcSafe} {
-		r := face.run(t, append(append([]segment{}, v.segs...), answer), false)
-		assert.Equal(t, []string{"new 0", "complete 0"}, r.log, "%s: the late answer opened a Stream", face.name)
-		r = face.run(t, append(append([]segment{}, v.segs...), other), false)
+	refused := append([]segment{}, v.segs...)
+	v.segs = nil
+	v.next[1] = 7_000_000
+	v.emit(1, segment{syn: true})
+	v.ack(0).send(0, "request").send(1, "response").close()
+	other := segment{client: v.c, server: v.s, fromServer: true, seq: 7_000_000, ack: 5, syn: true, hasAck: true, ts: v.ts}
+	keptDropIn, keptSafe := lcDropIn, lcSafe
+	keptDropIn.keepOpen, keptSafe.keepOpen = true, true
+	keptDropIn.name, keptSafe.name = "drop-in, Stream kept", "Safe, Stream kept"
+	for _, face := range []lcFace{lcDropIn, lcSafe, keptDropIn, keptSafe} {
+		r := face.run(t, append(append([]segment{}, refused...), v.segs...), false)
+		assert.Equal(t, []string{"new 0", "complete 0", "new 1", "complete 1"}, r.log, "%s", face.name)
+		resumed := r.conn(t, 1)
+		assert.Equal(t, lcDir{data: "request", ends: 1}, resumed.dirs[0], "%s: the SYN's sender is not the client, or lost bytes", face.name)
+		assert.Equal(t, lcDir{data: "response", ends: 1}, resumed.dirs[1], face.name)
+		if face.keepOpen {
+			continue // a kept connection takes nothing but the answer
+		}
+		r = face.run(t, append(append([]segment{}, refused...), other), false)
 		assert.Equal(t, []string{"new 0", "complete 0", "new 1"}, r.log, "%s: a SYN-ACK of a new conversation was dropped", face.name)
 	}
 }

@@ -146,20 +146,32 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
-		if pos := sh.graves.find(h, &k); pos >= 0 {
-			if sh.graves.ring[pos].lateCopy(fromLo, tcp, ts) {
-				sh.mu.Unlock()
-				return nil, ErrConnectionClosed
-			}
-			// A new connection on the 4-tuple.
-			sh.graves.forget(pos)
+		grave := sh.graves.find(h, &k)
+		if grave >= 0 && sh.graves.ring[grave].lateCopy(fromLo, tcp, ts) {
+			sh.mu.Unlock()
+			return nil, ErrConnectionClosed
 		}
 		if !t.reserve() {
+			// The grave stays: the packet comes back after an eviction.
 			sh.mu.Unlock()
 			return nil, ErrConnectionLimit
 		}
+		var resume Sequence
+		resumed := false
+		if grave >= 0 {
+			// A new connection on the 4-tuple, or the old one's SYN
+			// answered at last.
+			resume, resumed = sh.graves.ring[grave].answeredSYN(fromLo, tcp, ts)
+			sh.graves.forget(grave)
+		}
 		c = free.get()
-		c.reset(k, h, fromLo, ts, &t.budget.queued)
+		// A resumed conversation's client is the SYN's sender, whose
+		// direction goes on where its SYN left it.
+		c.reset(k, h, fromLo != resumed, ts, &t.budget.queued)
+		if resumed {
+			_, peer := c.half(fromLo)
+			peer.begin(resume)
+		}
 		sh.idx.insert(h, c)
 		t.track(sh, c)
 		sh.live++

@@ -1,0 +1,19 @@
+package main
+
+// programs lists the real clients compared.
+func programs() []program {
+	const gopacket = "github.com/google/gopacket"
+	return []program{{
+		name:    "reassemblydump",
+		module:  gopacket,
+		version: "v1.1.19",
+		dir:     "examples/reassemblydump",
+		swap:    map[string]string{gopacket + "/reassembly": ourModule},
+		runs: []programRun{
+			{name: "stats", args: func(c string) []string { return []string{"-r", c, "-quiet"} }},
+			{name: "deliveries", args: func(c string) []string {
+				return []string{"-r", c, "-nohttp", "-debug", "-allowmissinginit", "-ignorefsmerr", "-nooptcheck"}
+			}},
+		},
+	}}
+}
