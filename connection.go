@@ -117,6 +117,11 @@ type halfConnection struct {
 	// pickedUp is set when the direction started mid-stream, without a
 	// SYN, by the Safe face's Midstream option.
 	pickedUp bool
+	// hasNewSYN tells that newSYN is the sequence number of a SYN with a
+	// new ISN seen while the conversation was open: the 4-tuple is reused
+	// only once the peer answers it (lifecycle.go). Both fit in padding.
+	hasNewSYN bool
+	newSYN    uint32
 	// ackedHoleAt is nextPos when the peer first acknowledged past the
 	// hole there, or -1: a second acknowledgement declares the gap.
 	ackedHoleAt int64

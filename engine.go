@@ -75,6 +75,10 @@ type engine struct {
 	// on; acking is set while an acknowledgement moves one over a hole.
 	life   lifecycle
 	acking bool
+	// answered is where the client's data starts when a SYN-ACK ends a
+	// conversation by answering a new SYN on its 4-tuple, else
+	// invalidSequence: the next connection made starts there.
+	answered Sequence
 	// seg is the extent of the packet being processed, as it arrived, and
 	// spans the ranges an overlap policy lets it buffer.
 	seg   span
@@ -89,6 +93,7 @@ func (e *engine) init(t *connTable, cb callbacks) {
 	e.pc = newPageCache(&t.budget)
 	e.cb = cb
 	e.sg.parts = make([]sgPart, 0, 16)
+	e.answered = invalidSequence
 }
 
 // assemble feeds one packet. It returns the connection error of the pool

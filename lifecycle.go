@@ -35,7 +35,9 @@ const (
 
 // restarts reports whether the packet belongs to a new conversation
 // rather than to conn, which must then be completed first: conn was idle
-// past the timeout, the packet is a SYN that reuses the 4-tuple, or a
+// past the timeout, the packet is a SYN that reuses the 4-tuple of a
+// closing conversation, or the SYN-ACK answering such a SYN on an open
+// one (the new connection then starts the SYN's direction), or a
 // SYN-ACK answering the SYN of a connection completed (by an RST refusing
 // it) but kept by its Stream: the host went on after all, and the
 // conversation resumes in a new connection (graveyard.go, answeredSYN).
@@ -52,15 +54,27 @@ func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.
 	}
 	half, peer := conn.half(fromLo)
 	if t.ACK {
-		if conn.completed && !half.started() && peer.started() && peer.hasOrigin &&
-			peer.nextPos == peer.origin && Sequence(t.Ack) == peer.nextSeq {
+		switch {
+		case peer.hasNewSYN && t.Ack == peer.newSYN+1:
+			// The host answered the new SYN: the old conversation is over.
+			e.answered = Sequence(t.Ack)
+			return restartReuse
+		case conn.completed && !half.started() && peer.started() && peer.hasOrigin &&
+			peer.nextPos == peer.origin && Sequence(t.Ack) == peer.nextSeq:
 			return restartAnswer
 		}
 		return noRestart
 	}
-	if half.reusedBy(Sequence(t.Seq)) {
+	if !half.reusedBy(Sequence(t.Seq)) {
+		return noRestart
+	}
+	if half.closed || peer.closed || half.finPos >= 0 || peer.finPos >= 0 {
 		return restartReuse
 	}
+	// On an open conversation a host answers such a SYN with an ACK and
+	// goes on (RFC 5961, suricata-verify bug-5437): only its SYN-ACK
+	// would tell that the 4-tuple was reused.
+	half.newSYN, half.hasNewSYN = t.Seq, true
 	return noRestart
 }
 

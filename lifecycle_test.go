@@ -292,6 +292,33 @@ func make200(b byte) []byte {
 	return out
 }
 
+// Property: on an open conversation, a SYN with a new ISN that the peer
+// does not answer with a SYN-ACK changes nothing (a host answers it with
+// an ACK and goes on, RFC 5961; suricata-verify bug-5437): the old
+// conversation's bytes go on in order in its one Stream. After a FIN the
+// same SYN starts a new conversation at once.
+func TestLifecycleSYNOnOpenConversation(t *testing.T) {
+	t.Parallel()
+	v := newLCConv(1_000_000, 7_000_000, lcT0).handshake().send(0, "before")
+	stray := segment{client: v.c, server: v.s, seq: 3_000_000, syn: true, ts: v.ts}
+	v.segs = append(v.segs, stray)
+	v.send(0, "-after").send(1, "reply").close()
+	for _, face := range []lcFace{lcDropIn, lcSafe} {
+		r := face.run(t, v.segs, false)
+		assert.Equal(t, []string{"new 0", "complete 0"}, r.log, "%s: the unanswered SYN restarted the connection", face.name)
+		c := r.conn(t, 0)
+		assert.Equal(t, lcDir{data: "before-after", ends: 1}, c.dirs[0], face.name)
+		assert.Equal(t, lcDir{data: "reply", ends: 1}, c.dirs[1], face.name)
+	}
+	closing := newLCConv(1_000_000, 7_000_000, lcT0).handshake().send(0, "old").fin(0)
+	neu := newLCConv(3_000_000, 9_000_000, closing.ts.Add(time.Millisecond)).handshake().send(0, "new").close()
+	segs := append(append([]segment{}, closing.segs...), neu.segs[0])
+	for _, face := range []lcFace{lcDropIn, lcSafe} {
+		r := face.run(t, segs, false)
+		assert.Equal(t, []string{"new 0", "complete 0", "new 1"}, r.log, "%s: a SYN after a FIN did not restart at once", face.name)
+	}
+}
+
 // Property (case 2): on an open connection, a SYN without ACK whose ISN
 // lies outside the direction's window completes the old connection once,
 // its buffered bytes delivered with their skip first, and starts a new

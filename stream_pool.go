@@ -111,7 +111,11 @@ type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (St
 // connection is published locked before the factory runs, so concurrent
 // packets of either direction wait for that one Stream instead of making a
 // second one.
-func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList) (*connection, error) {
+//
+// A valid answered makes the new connection a SYN-ACK's whose SYN was seen
+// on the 4-tuple's previous connection: the client's direction starts at
+// answered.
+func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList, answered Sequence) (*connection, error) {
 	h := t.hash(&k)
 	sh := t.shard(h)
 	c := sh.idx.find(h)
@@ -156,12 +160,13 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Unlock()
 			return nil, ErrConnectionLimit
 		}
-		var resume Sequence
-		resumed := false
+		resume, resumed := answered, answered != invalidSequence
 		if grave >= 0 {
 			// A new connection on the 4-tuple, or the old one's SYN
 			// answered at last.
-			resume, resumed = sh.graves.ring[grave].answeredSYN(fromLo, tcp, ts)
+			if !resumed {
+				resume, resumed = sh.graves.ring[grave].answeredSYN(fromLo, tcp, ts)
+			}
 			sh.graves.forget(grave)
 		}
 		c = free.get()
