@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -19,6 +20,16 @@ type program struct {
 	dir     string            // the program's directory inside the module
 	swap    map[string]string // upstream import path → this module's
 	runs    []programRun
+	// masks hide what both builds print differently by design, on every
+	// capture: each replaces what its pattern matches before comparing.
+	masks []mask
+}
+
+// mask is one such rewrite, with the reason it is not a difference.
+type mask struct {
+	re     *regexp.Regexp
+	repl   string
+	reason string
 }
 
 // programRun is one command line to run on every capture.
