@@ -43,3 +43,5 @@ echo "== go test -race"
 go test -race -count=1 ./...
 echo "== fuzz (short)"
 bash scripts/fuzz.sh
+echo "== real programs swapped in"
+bash scripts/clients.sh
