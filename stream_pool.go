@@ -436,6 +436,13 @@ func (p *SafeStreamPool) Stats() PoolStats {
 	closing := p.closing
 	p.closeMu.Unlock()
 	live, graves, created, removed := p.t.counts()
+	if p.t.maxConns > 0 {
+		// The shards are read one after the other: a connection that ends
+		// in one after it was read, while another starts in one not read
+		// yet, is counted twice. The reservations are one atomic count of
+		// the same connections, never above the cap.
+		live = p.t.reserved.Load()
+	}
 	return PoolStats{
 		Closing:             closing,
 		ActiveConnections:   live,
