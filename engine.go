@@ -131,6 +131,11 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 					return nil
 				case err != nil:
 					e.ctr.discard(discardRefused, len(payload))
+					if err == ErrNilStream && forkFlavour {
+						// The fork lets a factory decline a connection
+						// with a nil Stream: a decision, not an error.
+						return nil
+					}
 				}
 				return err
 			}

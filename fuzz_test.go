@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/safepacket/reassembly/internal/capturetest"
 )
 
 // Native fuzz targets (issue 4). Each decodes arbitrary bytes into a
@@ -1141,10 +1142,12 @@ func fzRun(t testing.TB, data []byte, safe bool) {
 }
 
 func FuzzAssembler(f *testing.F) {
+	fzAddCorpus(f, "FuzzAssembler")
 	f.Fuzz(func(t *testing.T, data []byte) { fzRun(t, data, false) })
 }
 
 func FuzzSafeAssembler(f *testing.F) {
+	fzAddCorpus(f, "FuzzSafeAssembler")
 	f.Fuzz(func(t *testing.T, data []byte) { fzRun(t, data, true) })
 }
 
@@ -1154,6 +1157,7 @@ func FuzzSafeAssembler(f *testing.F) {
 // may wrap at 2^32 anywhere), then the FIN, through both faces, and checks
 // that each delivers exactly the stream, with no hole and one end.
 func FuzzSequence(f *testing.F) {
+	fzAddCorpus(f, "FuzzSequence")
 	f.Add(uint32(0xFFFFFFF0), uint16(100), []byte{5, 10, 20, 3, 2, 1, 0})
 	f.Fuzz(func(t *testing.T, isn uint32, size uint16, cuts []byte) {
 		n := int(size)
@@ -1692,7 +1696,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	for name, data := range fzSeeds() {
 		content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(data)) + ")\n"
 		for _, target := range []string{"FuzzAssembler", "FuzzSafeAssembler"} {
-			fzSyncSeed(t, filepath.Join("testdata", "fuzz", target, name), content, write)
+			fzSyncSeed(t, capturetest.Testdata("fuzz", target, name), content, write)
 		}
 		for _, safe := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/safe=%v", name, safe), func(t *testing.T) { fzRun(t, data, safe) })
@@ -1700,7 +1704,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	}
 	for name, sd := range fzSequenceSeeds() {
 		content := fmt.Sprintf("go test fuzz v1\nuint32(%d)\nuint16(%d)\n[]byte(%s)\n", sd.isn, sd.size, strconv.Quote(string(sd.order)))
-		fzSyncSeed(t, filepath.Join("testdata", "fuzz", "FuzzSequence", name), content, write)
+		fzSyncSeed(t, capturetest.Testdata("fuzz", "FuzzSequence", name), content, write)
 	}
 }
 

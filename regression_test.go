@@ -381,7 +381,12 @@ func TestUpstreamBug09_FactoryReturnsNil(t *testing.T) {
 		defer func() { _ = a.Close(); _ = pool.Close() }()
 		p := trMake(t, segs[0], trBase)
 		err = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
-		assert.ErrorIs(t, err, ErrNilStream, "SafeAssembler reports the nil Stream")
+		if forkFlavour {
+			assert.NoError(t, err, "the fork's factory declines a connection with a nil Stream")
+		} else {
+			assert.ErrorIs(t, err, ErrNilStream, "SafeAssembler reports the nil Stream")
+		}
+		assert.EqualValues(t, 1, pool.Stats().ConnectionsDeclined)
 		assert.Zero(t, pool.Stats().ActiveConnections, "no connection kept")
 	})
 	t.Run("upstream panics", func(t *testing.T) {

@@ -71,6 +71,7 @@ type connTable struct {
 	maxConns int64 // <= 0: no cap
 	closed   atomic.Bool
 	refused  atomic.Int64
+	declined atomic.Int64 // packets whose Stream the factory declined (nil)
 	// reserved counts the live connections against maxConns, only when
 	// there is a cap: it is the one counter all assemblers write, once per
 	// connection, so it gets cache lines of its own.
@@ -184,6 +185,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 		sh.mu.Unlock()
 		s, err := newStream(c, tcp, ac)
 		if err == nil && s == nil {
+			t.declined.Add(1)
 			err = ErrNilStream
 		}
 		if err != nil {
@@ -451,24 +453,32 @@ func (p *SafeStreamPool) Stats() PoolStats {
 	closing := p.closing
 	p.closeMu.Unlock()
 	live, graves, created, removed := p.t.counts()
+	if p.t.maxConns > 0 {
+		// The shards are read one after the other: a connection that ends
+		// in one after it was read, while another starts in one not read
+		// yet, is counted twice. The reservations are one atomic count of
+		// the same connections, never above the cap.
+		live = p.t.reserved.Load()
+	}
 	return PoolStats{
-		Closing:            closing,
-		ActiveConnections:  live,
-		TotalCreated:       created,
-		ConnectionsRefused: p.t.refused.Load(),
-		ConnectionsRemoved: removed,
-		RecentlyClosed:     graves,
-		MaxConnections:     max(p.t.maxConns, 0),
-		PoolClosed:         p.t.closed.Load(),
-		PanicsRecovered:    p.panics.Load(),
-		PageCache:          p.t.budget.Stats(),
-		EvictedUnanswered:  p.t.press.evicted[evictUnanswered].Load(),
-		EvictedIdle:        p.t.press.evicted[evictIdle].Load(),
-		EmergencyTimeouts:  p.t.press.evicted[evictEmergency].Load(),
-		Emergency:          p.t.press.emergency.Load(),
-		Emergencies:        p.t.press.emergencies.Load(),
-		HighWaterMark:      p.t.press.high,
-		LowWaterMark:       p.t.press.low,
+		Closing:             closing,
+		ActiveConnections:   live,
+		TotalCreated:        created,
+		ConnectionsRefused:  p.t.refused.Load(),
+		ConnectionsDeclined: p.t.declined.Load(),
+		ConnectionsRemoved:  removed,
+		RecentlyClosed:      graves,
+		MaxConnections:      max(p.t.maxConns, 0),
+		PoolClosed:          p.t.closed.Load(),
+		PanicsRecovered:     p.panics.Load(),
+		PageCache:           p.t.budget.Stats(),
+		EvictedUnanswered:   p.t.press.evicted[evictUnanswered].Load(),
+		EvictedIdle:         p.t.press.evicted[evictIdle].Load(),
+		EmergencyTimeouts:   p.t.press.evicted[evictEmergency].Load(),
+		Emergency:           p.t.press.emergency.Load(),
+		Emergencies:         p.t.press.emergencies.Load(),
+		HighWaterMark:       p.t.press.high,
+		LowWaterMark:        p.t.press.low,
 	}
 }
 
