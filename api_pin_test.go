@@ -1,0 +1,19 @@
+package reassembly
+
+import (
+	"testing"
+
+	"github.com/safepacket/reassembly/internal/apipin"
+)
+
+// Every exported name of upstream reassembly is here, with its exact type.
+func TestAPIPin(t *testing.T) {
+	t.Parallel()
+	diffs, err := apipin.Check("github.com/google/gopacket/reassembly", "github.com/safepacket/reassembly", nil)
+	if err != nil {
+		t.Skipf("cannot type-check from source: %v", err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
+	}
+}
