@@ -88,11 +88,16 @@ func dirIndex(d reassembly.TCPFlowDirection) int {
 	return 0
 }
 
-// Accept makes the direction's Stream on its first SYN or data, and takes
-// every packet: tcpassembly has no acceptance check.
+// Accept makes the direction's Stream on its first SYN or data. It
+// refuses a bare FIN of a direction that has none yet, which upstream
+// ignored (it had no connection for the direction); an RST goes through,
+// so that a refused connection ends both directions.
 func (c *connStreams) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, _ reassembly.Sequence, _ *bool, _ reassembly.AssemblerContext) bool {
 	d := &c.dirs[dirIndex(dir)]
-	if !d.made && (tcp.SYN || len(tcp.Payload) > 0) {
+	if !d.made {
+		if !tcp.SYN && len(tcp.Payload) == 0 {
+			return tcp.RST
+		}
 		d.made = true
 		d.stream = c.pool.factory.New(d.netFlow, d.tcpFlow)
 	}
