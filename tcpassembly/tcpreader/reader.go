@@ -224,8 +224,16 @@ func (r *ReaderStream) Read(p []byte) (int, error) {
 			signal(s.taken)
 		}
 		if s.complete || s.closed {
+			if s.lost && r.LossErrors && !s.closed {
+				// Bytes were dropped after the last ones read.
+				s.lost = false
+				return 0, DataLost
+			}
 			return 0, io.EOF
 		}
+		// A reader waiting for bytes is not stalled, even if it was too
+		// slow to wake for the last ones.
+		s.stalled = false
 		s.mu.Unlock()
 		<-s.wake
 		s.mu.Lock()
