@@ -84,7 +84,7 @@ func TestBoundedReaderStreamDropsForAStoppedReader(t *testing.T) {
 	t.Parallel()
 	r := tcpreader.NewBoundedReaderStream(tcpreader.WaitOptions{MaxWait: time.Millisecond})
 	r.LossErrors = true
-	r.Reassembled(batch("dropped"))  // returns after MaxWait: nobody reads
+	r.Reassembled(batch("dropped"))   // returns after MaxWait: nobody reads
 	r.Reassembled(batch("also gone")) // returns at once: the reader stalled
 	require.EqualValues(t, len("dropped")+len("also gone"), r.Dropped())
 	r.ReassemblyComplete()
