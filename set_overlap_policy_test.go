@@ -1,0 +1,47 @@
+package reassembly
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// SetOverlapPolicy chooses, on the drop-in face, which held copy of
+// overlapping bytes wins: by default the newest (upstream reassembly),
+// under OverlapBSD the one that starts first, of equal starts the older
+// (upstream tcpassembly, whose face sets it).
+func TestSetOverlapPolicy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		policy OverlapPolicy
+		set    bool
+		want   string
+	}{
+		{want: "0123XYZW89"},                                 // default: the newer copy
+		{policy: OverlapBSD, set: true, want: "0123456789"}, // the earlier start
+		{policy: OverlapDefault, set: true, want: "0123XYZW89"},
+	} {
+		f := newKitFactory()
+		a := NewAssembler(NewStreamPool(f))
+		if tc.set {
+			a.SetOverlapPolicy(tc.policy)
+		}
+		c := kitConnN(1)
+		ts := kitT0
+		send := func(fromServer bool, flags string, off int, payload string) {
+			ts = ts.Add(time.Millisecond)
+			var p []byte
+			if payload != "" {
+				p = []byte(payload)
+			}
+			a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
+		}
+		send(false, "S", 0, "")
+		send(true, "SA", 0, "")
+		send(false, "A", 2, "23456789") // held: bytes 0-1 missing
+		send(false, "A", 4, "XYZW")     // held: overlaps the copy above
+		send(false, "A", 0, "01")       // fills the hole
+		require.Equal(t, tc.want, f.stream(c).bytes(0), "policy %v set %v", tc.policy, tc.set)
+	}
+}
