@@ -18,7 +18,7 @@ func TestSetOverlapPolicy(t *testing.T) {
 		set    bool
 		want   string
 	}{
-		{want: "0123XYZW89"},                                 // default: the newer copy
+		{want: "0123XYZW89"}, // default: the newer copy
 		{policy: OverlapBSD, set: true, want: "0123456789"}, // the earlier start
 		{policy: OverlapDefault, set: true, want: "0123XYZW89"},
 	} {
