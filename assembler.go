@@ -123,6 +123,18 @@ func (a *Assembler) SetOverlapPolicy(p OverlapPolicy) {
 	a.eng.ev.active = a.eng.ev.policy
 }
 
+// SetFlushHeldFINs makes flushes push through a FIN that waits behind a
+// hole with no bytes after the hole, as they do held bytes: one that
+// arrived before FlushOptions.T, and any at FlushAll, is delivered (empty,
+// with the hole as its skip) and ends its direction. Off by default, as
+// upstream reassembly, which dropped such a FIN; the tcpassembly face turns
+// it on, as upstream tcpassembly held the FIN as a page.
+func (a *Assembler) SetFlushHeldFINs(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.eng.life.heldFIN = on
+}
+
 // Assemble reassembles a packet stamped with the current time, for packets
 // read off the wire.
 func (a *Assembler) Assemble(netFlow gopacket.Flow, t *layers.TCP) {

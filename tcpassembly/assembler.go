@@ -67,6 +67,8 @@ func NewAssembler(pool *StreamPool) *Assembler {
 	// delivered, to what the segments before it left: the one that starts
 	// first wins, and of two with the same start the older one.
 	root.SetOverlapPolicy(reassembly.OverlapBSD)
+	// It held a FIN behind a hole as a page, which flushes pushed through.
+	root.SetFlushHeldFINs(true)
 	return &Assembler{
 		AssemblerOptions: DefaultAssemblerOptions,
 		pool:             pool,

@@ -45,3 +45,37 @@ func TestSetOverlapPolicy(t *testing.T) {
 		require.Equal(t, tc.want, f.stream(c).bytes(0), "policy %v set %v", tc.policy, tc.set)
 	}
 }
+
+// SetFlushHeldFINs makes a flush push through a FIN held behind a hole
+// once it is older than T, ending the direction with the hole as its skip;
+// without it (upstream reassembly) the flush leaves the FIN waiting.
+func TestSetFlushHeldFINs(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		f := newKitFactory()
+		a := NewAssembler(NewStreamPool(f))
+		a.SetFlushHeldFINs(on)
+		c := kitConnN(2)
+		ts := kitT0
+		send := func(fromServer bool, flags string, off int, payload string) {
+			ts = ts.Add(time.Millisecond)
+			var p []byte
+			if payload != "" {
+				p = []byte(payload)
+			}
+			a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
+		}
+		send(false, "S", 0, "")
+		send(true, "SA", 0, "")
+		send(false, "A", 0, "abc")
+		send(false, "FA", 10, "") // the FIN, behind a hole of 7 bytes
+		a.FlushWithOptions(FlushOptions{T: ts.Add(time.Second)})
+		s := f.stream(c)
+		require.Equal(t, "abc", s.bytes(0))
+		if on {
+			require.Equal(t, 7, s.gap(0), "the hole before the FIN is the delivery's skip")
+		} else {
+			require.Equal(t, 0, s.gap(0), "the FIN still waits")
+		}
+	}
+}
