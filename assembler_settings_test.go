@@ -28,15 +28,7 @@ func TestSetOverlapPolicy(t *testing.T) {
 			a.SetOverlapPolicy(tc.policy)
 		}
 		c := kitConnN(1)
-		ts := kitT0
-		send := func(fromServer bool, flags string, off int, payload string) {
-			ts = ts.Add(time.Millisecond)
-			var p []byte
-			if payload != "" {
-				p = []byte(payload)
-			}
-			a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
-		}
+		send, _ := dropInSender(a, c)
 		send(false, "S", 0, "")
 		send(true, "SA", 0, "")
 		send(false, "A", 2, "23456789") // held: bytes 0-1 missing
@@ -56,20 +48,12 @@ func TestSetFlushHeldFINs(t *testing.T) {
 		a := NewAssembler(NewStreamPool(f))
 		a.SetFlushHeldFINs(on)
 		c := kitConnN(2)
-		ts := kitT0
-		send := func(fromServer bool, flags string, off int, payload string) {
-			ts = ts.Add(time.Millisecond)
-			var p []byte
-			if payload != "" {
-				p = []byte(payload)
-			}
-			a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
-		}
+		send, now := dropInSender(a, c)
 		send(false, "S", 0, "")
 		send(true, "SA", 0, "")
 		send(false, "A", 0, "abc")
 		send(false, "FA", 10, "") // the FIN, behind a hole of 7 bytes
-		a.FlushWithOptions(FlushOptions{T: ts.Add(time.Second)})
+		a.FlushWithOptions(FlushOptions{T: now().Add(time.Second)})
 		s := f.stream(c)
 		require.Equal(t, "abc", s.bytes(0))
 		if on {
@@ -78,4 +62,20 @@ func TestSetFlushHeldFINs(t *testing.T) {
 			require.Equal(t, 0, s.gap(0), "the FIN still waits")
 		}
 	}
+}
+
+// dropInSender returns a function that hands a's drop-in face the segment
+// of c that kitConn.send would build, a millisecond after the last one,
+// and one that tells the time of the last.
+func dropInSender(a *Assembler, c kitConn) (func(fromServer bool, flags string, off int, payload string), func() time.Time) {
+	ts := kitT0
+	send := func(fromServer bool, flags string, off int, payload string) {
+		ts = ts.Add(time.Millisecond)
+		var p []byte
+		if payload != "" {
+			p = []byte(payload)
+		}
+		a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
+	}
+	return send, func() time.Time { return ts }
 }

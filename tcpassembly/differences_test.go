@@ -35,8 +35,21 @@ type player struct {
 	ts time.Time
 }
 
-func newPlayer(f ours.StreamFactory, l *diffLog) *player {
+// newPlayer returns a player whose Assembler records into a new log,
+// through the factory wrap makes of the recording one (nil: as it is).
+func newPlayer(wrap func(ourFactory) ours.StreamFactory) *player {
+	l := newDiffLog()
+	var f ours.StreamFactory = ourFactory{l}
+	if wrap != nil {
+		f = wrap(ourFactory{l})
+	}
 	return &player{a: ours.NewAssembler(ours.NewStreamPool(f)), l: l, ts: diffT0}
+}
+
+// open sends the client's SYN and the server's SYN-ACK (ISNs 100, 500).
+func (p *player) open() {
+	p.send(0, 100, "S", "")
+	p.send(1, 500, "SA", "")
 }
 
 func (p *player) send(dir int, seq uint32, flags, payload string) {
@@ -65,11 +78,10 @@ func (f nilFactory) New(a, b gopacket.Flow) ours.Stream {
 // and a nil packet is ignored.
 func TestNilStreamAndNilPacket(t *testing.T) {
 	t.Parallel()
-	l := newDiffLog()
-	p := newPlayer(nilFactory{ourFactory{l}}, l)
+	p := newPlayer(func(f ourFactory) ours.StreamFactory { return nilFactory{f} })
+	l := p.l
 	p.a.AssembleWithTimestamp(diffFlow(0, 0), nil, diffT0)
-	p.send(0, 100, "S", "")
-	p.send(1, 500, "SA", "")
+	p.open()
 	p.send(1, 501, "A", "ignored")
 	p.send(0, 101, "A", "kept")
 	p.send(0, 105, "FA", "")
@@ -83,10 +95,9 @@ func TestNilStreamAndNilPacket(t *testing.T) {
 // over their hole and its Stream completes (upstream left it open, row 38).
 func TestRSTEndsBothDirections(t *testing.T) {
 	t.Parallel()
-	l := newDiffLog()
-	p := newPlayer(ourFactory{l}, l)
-	p.send(0, 100, "S", "")
-	p.send(1, 500, "SA", "")
+	p := newPlayer(nil)
+	l := p.l
+	p.open()
 	p.send(1, 510, "A", "held") // behind a hole of 9 bytes
 	p.send(0, 101, "RA", "")
 	require.Equal(t, []string{"step 2: new", "step 2: skip=0 start=true end=false bytes=", "step 4: skip=9 start=false end=false bytes=68656c64", "step 4: complete"}, l.coarse[server])
@@ -98,10 +109,9 @@ func TestRSTEndsBothDirections(t *testing.T) {
 // copy with Skip -1 at the next flush).
 func TestLateCopyAfterFINOpensNothing(t *testing.T) {
 	t.Parallel()
-	l := newDiffLog()
-	p := newPlayer(ourFactory{l}, l)
-	p.send(0, 100, "S", "")
-	p.send(1, 500, "SA", "")
+	p := newPlayer(nil)
+	l := p.l
+	p.open()
 	p.send(0, 101, "A", "data")
 	p.send(0, 105, "FA", "")
 	p.send(0, 101, "A", "data") // retransmitted after the FIN
@@ -114,8 +124,8 @@ func TestLateCopyAfterFINOpensNothing(t *testing.T) {
 // 28).
 func TestFINPieceEnds(t *testing.T) {
 	t.Parallel()
-	l := newDiffLog()
-	p := newPlayer(ourFactory{l}, l)
+	p := newPlayer(nil)
+	l := p.l
 	p.send(0, 100, "S", "")
 	p.send(0, 105, "FA", "efgh") // held, with the FIN
 	p.send(0, 107, "A", "gh")    // held, inside it
@@ -129,10 +139,8 @@ func TestFINPieceEnds(t *testing.T) {
 // idle, not while the other direction is active (google/gopacket#487).
 func TestCloseAllWaitsForTheConnection(t *testing.T) {
 	t.Parallel()
-	l := newDiffLog()
-	p := newPlayer(ourFactory{l}, l)
-	p.send(0, 100, "S", "")
-	p.send(1, 500, "SA", "")
+	p := newPlayer(nil)
+	p.open()
 	p.send(0, 101, "A", "quiet")
 	cut := p.ts.Add(time.Millisecond)
 	p.send(1, 501, "A", "busy")
@@ -147,8 +155,8 @@ func TestCloseAllWaitsForTheConnection(t *testing.T) {
 // packet: the one that reaches the limit pushes the first hole out.
 func TestPageLimitBoundsWhatIsHeld(t *testing.T) {
 	t.Parallel()
-	l := newDiffLog()
-	p := newPlayer(ourFactory{l}, l)
+	p := newPlayer(nil)
+	l := p.l
 	p.a.MaxBufferedPagesPerConnection = 3
 	p.send(0, 100, "S", "")
 	for i := 0; i < 100; i++ {

@@ -43,7 +43,7 @@ type step struct {
 	net   gopacket.Flow
 	tcp   layers.TCP
 	ts    time.Time
-	flush string // "", "older" (FlushOlderThan), "t" (FlushWithOptions, T only), "all"
+	flush string // "", "older" (FlushWithOptions with CloseAll, i.e. FlushOlderThan), "t" (T only), "all"
 	at    time.Time
 }
 
@@ -303,11 +303,9 @@ type upStream struct {
 
 func (f upFactory) New(a, b gopacket.Flow) up.Stream { return &upStream{f.l, f.l.newStream(a, b)} }
 func (s *upStream) Reassembled(rs []up.Reassembly) {
-	ps := make([]piece, len(rs))
-	for i, r := range rs {
-		ps[i] = piece{r.Bytes, r.Skip, r.Start, r.End, r.Seen}
-	}
-	s.l.call(s.id, ps)
+	// The two Reassembly types are the same struct: one converts to the
+	// other.
+	s.l.reassembled(s.id, len(rs), func(i int) ours.Reassembly { return ours.Reassembly(rs[i]) })
 }
 func (s *upStream) ReassemblyComplete() { s.l.complete(s.id) }
 
@@ -319,13 +317,43 @@ type ourStream struct {
 
 func (f ourFactory) New(a, b gopacket.Flow) ours.Stream { return &ourStream{f.l, f.l.newStream(a, b)} }
 func (s *ourStream) Reassembled(rs []ours.Reassembly) {
-	ps := make([]piece, len(rs))
-	for i, r := range rs {
+	s.l.reassembled(s.id, len(rs), func(i int) ours.Reassembly { return rs[i] })
+}
+
+// reassembled logs the n Reassembly values of one call, at(i) each.
+func (l *diffLog) reassembled(id string, n int, at func(i int) ours.Reassembly) {
+	ps := make([]piece, n)
+	for i := range ps {
+		r := at(i)
 		ps[i] = piece{r.Bytes, r.Skip, r.Start, r.End, r.Seen}
 	}
-	s.l.call(s.id, ps)
+	l.call(id, ps)
 }
 func (s *ourStream) ReassemblyComplete() { s.l.complete(s.id) }
+
+// libOps are the calls of one implementation that a scenario makes.
+type libOps struct {
+	assemble func(gopacket.Flow, *layers.TCP, time.Time)
+	flush    func(t time.Time, closeAll bool) (int, int)
+	flushAll func() int
+}
+
+// play plays s through ops into l.
+func play(s scenario, l *diffLog, ops libOps) {
+	for i, st := range s.steps {
+		l.step = i
+		switch st.flush {
+		case "":
+			tcp := st.tcp
+			ops.assemble(st.net, &tcp, st.ts)
+		case "t", "older":
+			f, c := ops.flush(st.at, st.flush == "older")
+			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flush %d %d", i, f, c))
+		case "all":
+			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flushall %d", i, ops.flushAll()))
+		}
+	}
+}
 
 // playUpstream plays s into upstream; a panic there ends the log early and
 // is reported in panicked.
@@ -334,22 +362,13 @@ func playUpstream(s scenario) (l *diffLog, panicked any) {
 	a := up.NewAssembler(up.NewStreamPool(upFactory{l}))
 	a.MaxBufferedPagesPerConnection, a.MaxBufferedPagesTotal = s.maxPerConn, s.maxTotal
 	defer func() { panicked = recover() }()
-	for i, st := range s.steps {
-		l.step = i
-		switch st.flush {
-		case "":
-			tcp := st.tcp
-			a.AssembleWithTimestamp(st.net, &tcp, st.ts)
-		case "t":
-			f, c := a.FlushWithOptions(up.FlushOptions{T: st.at})
-			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flush %d %d", i, f, c))
-		case "older":
-			f, c := a.FlushOlderThan(st.at)
-			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flush %d %d", i, f, c))
-		case "all":
-			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flushall %d", i, a.FlushAll()))
-		}
-	}
+	play(s, l, libOps{
+		assemble: a.AssembleWithTimestamp,
+		flush: func(t time.Time, closeAll bool) (int, int) {
+			return a.FlushWithOptions(up.FlushOptions{T: t, CloseAll: closeAll})
+		},
+		flushAll: a.FlushAll,
+	})
 	return l, nil
 }
 
@@ -357,22 +376,13 @@ func playOurs(s scenario) *diffLog {
 	l := newDiffLog()
 	a := ours.NewAssembler(ours.NewStreamPool(ourFactory{l}))
 	a.MaxBufferedPagesPerConnection, a.MaxBufferedPagesTotal = s.maxPerConn, s.maxTotal
-	for i, st := range s.steps {
-		l.step = i
-		switch st.flush {
-		case "":
-			tcp := st.tcp
-			a.AssembleWithTimestamp(st.net, &tcp, st.ts)
-		case "t":
-			f, c := a.FlushWithOptions(ours.FlushOptions{T: st.at})
-			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flush %d %d", i, f, c))
-		case "older":
-			f, c := a.FlushOlderThan(st.at)
-			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flush %d %d", i, f, c))
-		case "all":
-			l.flushes = append(l.flushes, fmt.Sprintf("step %d: flushall %d", i, a.FlushAll()))
-		}
-	}
+	play(s, l, libOps{
+		assemble: a.AssembleWithTimestamp,
+		flush: func(t time.Time, closeAll bool) (int, int) {
+			return a.FlushWithOptions(ours.FlushOptions{T: t, CloseAll: closeAll})
+		},
+		flushAll: a.FlushAll,
+	})
 	return l
 }
 
