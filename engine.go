@@ -286,6 +286,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	if end {
 		if fin := pos + int64(len(payload)); half.finPos < 0 || fin < half.finPos {
 			half.finPos, half.rstEnd = fin, t.RST
+			*conn.finSeenOf(half) = ci.Timestamp
 		}
 	}
 	e.seg = span{pos, pos + int64(len(payload))}
@@ -386,7 +387,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		e.send(conn, half, ac)
 	}
 	e.forcing = false
-	half.clearQueuedHint()
+	e.settleHint(conn, half)
 }
 
 // refuses reports whether an RST on a direction that has not started is
@@ -1009,6 +1010,10 @@ func (e *engine) releaseKept(half *halfConnection) {
 // or closes the direction when nothing is queued.
 func (e *engine) skipFlush(conn *connection, half *halfConnection) {
 	if half.queue.empty() {
+		if e.life.heldFIN && half.holdsFIN() {
+			e.pushFIN(conn, half)
+			return
+		}
 		e.closeHalf(conn, half, nil, false)
 		return
 	}
@@ -1030,6 +1035,10 @@ func (e *engine) flushClose(conn *connection, half *halfConnection, t, tc time.T
 		}
 		flushed = true
 		e.skipFlush(conn, half)
+	}
+	if e.life.heldFIN && !conn.removed && half.queue.empty() && half.holdsFIN() && conn.finSeenOf(half).Before(t) {
+		flushed = true
+		e.pushFIN(conn, half)
 	}
 	if half.closed {
 		return flushed, true
@@ -1074,8 +1083,8 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 			conn.halves[0].lastSeen.Before(opt.TC) && conn.halves[1].lastSeen.Before(opt.TC) {
 			e.table.remove(conn, &e.free)
 		}
-		conn.halves[0].clearQueuedHint()
-		conn.halves[1].clearQueuedHint()
+		e.settleHint(conn, &conn.halves[0])
+		e.settleHint(conn, &conn.halves[1])
 		conn.mu.Unlock()
 	}
 	clear(e.refs)

@@ -231,6 +231,18 @@ type connection struct {
 	endCtx captureContext
 	// lru links the connection into its shard's eviction list.
 	lru lruNode
+	// finSeen is, per direction (halves' index), the capture time of the
+	// packet that set its finPos; kept out of halfConnection, whose size
+	// is whole cache lines.
+	finSeen [2]time.Time
+}
+
+// finSeenOf returns where the capture time of half's FIN is kept.
+func (c *connection) finSeenOf(half *halfConnection) *time.Time {
+	if half == &c.halves[1] {
+		return &c.finSeen[1]
+	}
+	return &c.finSeen[0]
 }
 
 func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queued *atomic.Int64) {

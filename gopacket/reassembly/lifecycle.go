@@ -22,6 +22,37 @@ type lifecycle struct {
 	// midstream starts a direction whose SYN was not seen at its first
 	// packet, unless the Stream's Accept clears start.
 	midstream bool
+	// heldFIN makes flushes treat a FIN held behind a hole like held
+	// bytes: one older than the flush's T, or any at a FlushAll, is
+	// delivered (empty, with its skip) and ends the direction.
+	heldFIN bool
+}
+
+// holdsFIN reports whether half knows its end but has not reached it.
+func (h *halfConnection) holdsFIN() bool {
+	return h.finPos >= 0 && !h.closed && (!h.started() || h.finPos > h.nextPos)
+}
+
+// settleHint resets half's oldestQueued hint when nothing is queued, but
+// keeps a held FIN's time when flushes push FINs through.
+func (e *engine) settleHint(conn *connection, half *halfConnection) {
+	half.clearQueuedHint()
+	if e.life.heldFIN && half.queue.empty() && half.holdsFIN() {
+		half.noteQueued(*conn.finSeenOf(half))
+	}
+}
+
+// pushFIN delivers the FIN half holds behind a hole, with nothing queued
+// before it: an empty delivery that skips the hole and ends the direction.
+// Its context is the FIN's capture time alone.
+func (e *engine) pushFIN(conn *connection, half *halfConnection) {
+	sg := &e.sg
+	sg.reset()
+	conn.endCtx = captureContext{Timestamp: *conn.finSeenOf(half)}
+	sg.add(sgPart{seq: half.anchorSeq.Add(int(half.finPos - half.anchorPos)), pos: half.finPos, ac: &conn.endCtx})
+	sg.end, sg.rst = true, half.rstEnd
+	e.send(conn, half, sg.parts[0].ac)
+	sg.reset()
 }
 
 // restartReason tells why a packet ends its connection before it is

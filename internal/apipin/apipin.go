@@ -124,7 +124,7 @@ func Compare(got, want *types.Package, same map[string]string) []Difference {
 // paths passed through path ("" drops the qualifier).
 func Describe(pkg *types.Package, path func(string) string) map[string]string {
 	qual := func(p *types.Package) string { return path(p.Path()) }
-	str := func(t types.Type) string { return types.TypeString(t, qual) }
+	str := func(t types.Type) string { return types.TypeString(unnamed(t), qual) }
 	api := map[string]string{}
 	scope := pkg.Scope()
 	for _, name := range scope.Names() {
@@ -193,7 +193,38 @@ func describeType(api map[string]string, name string, o *types.TypeName, str fun
 			if _, ptr := sig.Recv().Type().(*types.Pointer); ptr {
 				r = "(*" + name + ") "
 			}
-			api[key] = "method " + r + str(types.NewSignatureType(nil, nil, nil, sig.Params(), sig.Results(), sig.Variadic()))
+			api[key] = "method " + r + str(sig)
 		}
 	}
+}
+
+// unnamed returns t with the parameter and result names of its signatures
+// (and of its interface's methods) dropped: they are not part of a type's
+// identity, and a face may name them differently from upstream.
+func unnamed(t types.Type) types.Type {
+	switch t := t.(type) {
+	case *types.Signature:
+		return types.NewSignatureType(nil, nil, nil, unnamedTuple(t.Params()), unnamedTuple(t.Results()), t.Variadic())
+	case *types.Interface:
+		methods := make([]*types.Func, t.NumExplicitMethods())
+		for i := range methods {
+			m := t.ExplicitMethod(i)
+			methods[i] = types.NewFunc(m.Pos(), m.Pkg(), m.Name(), unnamed(m.Type()).(*types.Signature))
+		}
+		embedded := make([]types.Type, t.NumEmbeddeds())
+		for i := range embedded {
+			embedded[i] = t.EmbeddedType(i)
+		}
+		return types.NewInterfaceType(methods, embedded)
+	}
+	return t
+}
+
+func unnamedTuple(tu *types.Tuple) *types.Tuple {
+	vars := make([]*types.Var, tu.Len())
+	for i := range vars {
+		v := tu.At(i)
+		vars[i] = types.NewParam(v.Pos(), v.Pkg(), "", unnamed(v.Type()))
+	}
+	return types.NewTuple(vars...)
 }

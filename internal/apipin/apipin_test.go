@@ -27,9 +27,9 @@ func TestDiff(t *testing.T) {
 		text += x.String() + "\n"
 	}
 	for _, want := range []string{
-		"List.PushBack: extra (method (*List) func(v any) *Element)",
+		"List.PushBack: extra (method (*List) func(interface{}) *Element)",
 		"Ring.Next: missing (want method (*Ring) func() *Ring)",
-		"New:\n\tgot  func() *List\n\twant func(n int) *Ring",
+		"New:\n\tgot  func() *List\n\twant func(int) *Ring",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in:\n%s", want, text)
@@ -39,6 +39,26 @@ func TestDiff(t *testing.T) {
 
 // Property: an equivalent path prefix makes types of the two modules
 // compare equal; without it they differ.
+// Property: parameter names are not part of the API: two signatures that
+// differ only by them compare equal, and a different parameter type does
+// not.
+func TestParameterNamesIgnored(t *testing.T) {
+	t.Parallel()
+	pkg := func(path, param string, typ types.Type) *types.Package {
+		p := types.NewPackage(path, "p")
+		sig := types.NewSignatureType(nil, nil, nil, types.NewTuple(types.NewParam(token.NoPos, p, param, typ)), nil, false)
+		p.Scope().Insert(types.NewFunc(token.NoPos, p, "F", sig))
+		return p
+	}
+	intT, strT := types.Typ[types.Int], types.Typ[types.String]
+	if d := Compare(pkg("a", "x", intT), pkg("b", "y", intT), nil); len(d) != 0 {
+		t.Errorf("parameter names made a difference: %v", d)
+	}
+	if d := Compare(pkg("a", "x", intT), pkg("b", "x", strT), nil); len(d) != 1 {
+		t.Errorf("a parameter type made no difference: %v", d)
+	}
+}
+
 func TestCompareSame(t *testing.T) {
 	t.Parallel()
 	// face builds package path whose var Flow has the type Flow of dep.

@@ -44,6 +44,8 @@ var faces = []face{
 	{".", "gopacket/reassembly"},
 	{"internal/capturetest", "gopacket/internal/capturetest"},
 	{"internal/capture", "gopacket/internal/capture"},
+	{"tcpassembly", "gopacket/tcpassembly"},
+	{"tcpassembly/tcpreader", "gopacket/tcpassembly/tcpreader"},
 }
 
 func main() {
