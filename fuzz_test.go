@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -217,7 +215,7 @@ func fzDecodeConfig(in *fzInput, safe bool) fzConfig {
 		c.opts.ConnectionTimeout = time.Duration(t%16+1) * 50 * time.Millisecond
 	}
 	c.opts.DisableBackgroundFlush = true
-	c.opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil)) // the planned panics are logged
+	c.opts.Logger = kitQuietLogger() // the planned panics are logged
 	// The Safe face's overlap policy, reassembly depth and conflict window.
 	pol, depth, window := in.u8(), in.u8(), in.u8()
 	if safe {

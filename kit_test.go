@@ -13,6 +13,8 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"log/slog"
 	"math/rand"
 	"net"
 	"strings"
@@ -479,3 +481,42 @@ func (s *kitLogBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// newKitSafe is the Safe face as most tests want it: a fresh kitFactory
+// (set adjusts it before any traffic), a pool over it with no connection
+// cap, and an assembler with opts that is closed when the test ends.
+func newKitSafe(t *testing.T, opts SafeAssemblerOptions, set ...func(*kitFactory)) (*kitFactory, *SafeStreamPool, *SafeAssembler) {
+	t.Helper()
+	f := newKitFactory()
+	for _, s := range set {
+		s(f)
+	}
+	pool := NewSafeStreamPool(f, 0)
+	return f, pool, newKitAssembler(t, pool, opts)
+}
+
+// kitPagesOpts is kitReplayOpts with a page budget: total pages for the
+// pool, perConn for one connection.
+func kitPagesOpts(total, perConn int) SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = total, perConn
+	return opts
+}
+
+// kitCloseSound closes a and checks what the factory saw (requireSound).
+func kitCloseSound(t *testing.T, f *kitFactory, a *SafeAssembler) {
+	t.Helper()
+	require.NoError(t, a.Close())
+	f.requireSound(t)
+}
+
+// kitQuietOpts is kitReplayOpts with a logger that discards: for tests
+// whose Streams panic on purpose.
+func kitQuietOpts() SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.Logger = kitQuietLogger()
+	return opts
+}
+
+// kitQuietLogger discards what it is given.
+func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

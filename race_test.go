@@ -6,8 +6,6 @@ package reassembly
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"math/rand"
 	"runtime"
 	"sync"
@@ -22,8 +20,6 @@ import (
 )
 
 type kitFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
-
-func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Property (creation race): when both directions of a new connection reach
 // two different assemblers sharing a pool at the same instant — forced by

@@ -27,9 +27,7 @@ import (
 // Stats().Errors, creates nothing and does not panic.
 func TestSafeAssembleNilPacket(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	f, pool, a := newKitSafe(t, SafeAssemblerOptions{})
 	c := kitConnN(1)
 
 	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), nil, kitAt(kitT0)), ErrNilPacket)
@@ -48,9 +46,7 @@ func TestSafeAssembleNilPacket(t *testing.T) {
 // complete it once.
 func TestSafeAssembleNilContext(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	f, _, a := newKitSafe(t, SafeAssemblerOptions{})
 	c := kitConnN(1)
 	send := func(fromServer bool, flags string, off int, payload string) error {
 		seq := c.seqAt(fromServer, off)
@@ -71,8 +67,7 @@ func TestSafeAssembleNilContext(t *testing.T) {
 	require.Equal(t, "hello", s.bytes(0))
 	require.Equal(t, "world", s.bytes(1))
 	require.EqualValues(t, 1, s.completes.Load())
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: a TCP layer with no flags and no payload, with or without a
@@ -81,9 +76,7 @@ func TestSafeAssembleNilContext(t *testing.T) {
 // creates exactly one Stream.
 func TestSafeAssembleZeroLength(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, pool, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 
 	for _, tcp := range []*layers.TCP{
@@ -108,8 +101,7 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 	st := a.Stats()
 	require.Zero(t, st.BytesProcessed)
 	kitRequireConserved(t, st)
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: sequence numbers wrap at 2^32: a direction whose ISN is just
@@ -117,9 +109,7 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 // arrival order.
 func TestSafeAssembleSequenceWrap(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, _, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 	isn := uint32(0xFFFFFFFA)
 	send := func(seq uint32, flags, payload string) {
@@ -203,9 +193,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	}
 
 	t.Run("FIN both ways", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
 		c.open(t, a, kitT0)
 		require.NoError(t, c.send(a, false, "A", 0, "GET /", kitT0))
@@ -225,9 +213,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("RST closes both directions", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
 		c.open(t, a, kitT0)
 		require.NoError(t, c.send(a, false, "A", 0, "abc", kitT0))
@@ -244,11 +230,9 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("capture-time timeout", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
 		opts := kitReplayOpts()
 		opts.ConnectionTimeout = time.Minute
-		a := newKitAssembler(t, pool, opts)
+		f, pool, a := newKitSafe(t, opts)
 		idle, busy := kitConnN(1), kitConnN(2)
 		idle.open(t, a, kitT0)
 		require.NoError(t, idle.send(a, false, "A", 0, "ab", kitT0))
@@ -267,11 +251,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("wall-clock timeout", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, SafeAssemblerOptions{
-			FlushInterval: 20 * time.Millisecond, ConnectionTimeout: 50 * time.Millisecond,
-		})
+		f, pool, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 20 * time.Millisecond, ConnectionTimeout: 50 * time.Millisecond})
 		c := kitConnN(1)
 		now := time.Now()
 		c.open(t, a, now)
@@ -288,9 +268,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("FlushWithOptions", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
 		c.open(t, a, kitT0)
 		require.NoError(t, c.send(a, false, "A", 0, "ab", kitT0.Add(time.Second)))
@@ -311,9 +289,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("FlushCloseOlderThan", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		old, young := kitConnN(1), kitConnN(2)
 		old.open(t, a, kitT0)
 		young.open(t, a, kitT0.Add(10*time.Second))
@@ -326,9 +302,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("FlushAll", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c1, c2 := kitConnN(1), kitConnN(2)
 		c1.open(t, a, kitT0)
 		c2.open(t, a, kitT0)
@@ -370,11 +344,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 // has not passed, however old its capture timestamps are.
 func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{
-		FlushInterval: 5 * time.Millisecond, ConnectionTimeout: time.Hour,
-	})
+	f, _, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond, ConnectionTimeout: time.Hour})
 	c := kitConnN(1)
 	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	c.open(t, a, old)
@@ -392,9 +362,7 @@ func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 // returned.
 func TestSafeFlushCountedInStats(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, _, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "A", 10, "zz", kitT0))
@@ -405,8 +373,7 @@ func TestSafeFlushCountedInStats(t *testing.T) {
 	st := a.Stats()
 	assert.EqualValues(t, fl+fl2, st.ConnectionsFlush, "Stats().ConnectionsFlush")
 	assert.EqualValues(t, cl+cl2, st.ConnectionsClosed, "Stats().ConnectionsClosed")
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // ---------------------------------------------------------------------------
@@ -423,13 +390,10 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 	for _, where := range []string{"StreamFactory.New", "Stream.Accept", "Stream.ReassembledSG", "Stream.ReassemblyComplete"} {
 		t.Run(where, func(t *testing.T) {
 			var logs kitLogBuffer
-			f := newKitFactory()
 			bad, good := kitConnN(1), kitConnN(2)
-			f.panicIn, f.panicKey = where, bad.key()
-			pool := NewSafeStreamPool(f, 0)
 			opts := kitReplayOpts()
 			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-			a := newKitAssembler(t, pool, opts)
+			f, pool, a := newKitSafe(t, opts, func(f *kitFactory) { f.panicIn, f.panicKey = where, bad.key() })
 
 			// Drive bad until its callback panics.
 			steps := []struct {
@@ -490,11 +454,7 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 // and reported instead.
 func TestSafePageBudgetLargeSegment(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(2, 2))
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	big := strings.Repeat("x", 5000)
@@ -505,8 +465,7 @@ func TestSafePageBudgetLargeSegment(t *testing.T) {
 	require.Equal(t, 100, f.stream(c).gap(0))
 	require.EqualValues(t, 1, st.ForcedSkips)
 	assert.LessOrEqual(t, st.PageCache.PagesPeak, int64(2), "PagesPeak exceeds MaxBufferedPagesTotal")
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: a forced skip is a hole skipped and reported to a Stream
@@ -515,11 +474,7 @@ func TestSafePageBudgetLargeSegment(t *testing.T) {
 // the forced delivery of the first hole does not free enough pages.
 func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(2, 2))
 	x, y := kitConnN(1), kitConnN(2)
 	x.open(t, a, kitT0)
 	require.NoError(t, x.send(a, false, "A", 100, "x", kitT0))                       // one page
@@ -534,8 +489,7 @@ func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 	st = a.Stats()
 	assert.Equal(t, f.gaps.Load(), st.Gaps)
 	assert.LessOrEqual(t, st.ForcedSkips, st.Gaps, "ForcedSkips counts a skip that no Stream saw")
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: PagesPeak, like PagesInUse, stays within
@@ -543,11 +497,7 @@ func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 // time.
 func TestSafePagesPeakWithinBudget(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(2, 2))
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	for _, off := range []int{10, 20, 30, 40} {
@@ -556,8 +506,7 @@ func TestSafePagesPeakWithinBudget(t *testing.T) {
 		require.LessOrEqual(t, st.PageCache.PagesInUse, int64(2))
 		require.LessOrEqual(t, st.PageCache.PagesPeak, int64(2), "PagesPeak after the page at %d", off)
 	}
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: bytes buffered for a direction are never lost from the page
@@ -567,11 +516,7 @@ func TestSafePagesPeakWithinBudget(t *testing.T) {
 // and QueuedBytes stayed at 1 page / 5 bytes for ever.)
 func TestSafeNoPagesLeakedWhenMakingRoomClosesDirection(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 100, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(100, 2))
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "FA", 10, "", kitT0))     // FIN ahead, out of order
@@ -606,12 +551,7 @@ func kitPayload(c kitConn, dir, off, n int) string {
 // with a negative Skip, and the forced skip is the one reported.
 func TestSafeMakeRoomThenSegmentInOrder(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	f.checkContent = true
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 100, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(100, 2), func(f *kitFactory) { f.checkContent = true })
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "A", 10, kitPayload(c, 0, 10, 10), kitT0)) // [10,20)
