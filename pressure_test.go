@@ -326,7 +326,7 @@ func TestPressureFloodKeepsLegitimate(t *testing.T) {
 				func(_ int, pool *SafeStreamPool) { peak = max(peak, pool.Stats().ActiveConnections) })
 			require.LessOrEqual(t, int(peak), maxConns, "live connections passed the cap")
 			closing := ps.Closing
-			atkConserved(t, st)
+			kitRequireConserved(t, st)
 			require.Zero(t, closing.BytesProcessed+closing.BytesDelivered+closing.BytesDiscarded, "the assembler's Close left work to the pool's")
 			require.Equal(t, f.junk, f.junkCompletes, "flood Streams completed once each")
 			sent := tr.legitBytes()
@@ -511,7 +511,7 @@ func TestPressureVictimOrder(t *testing.T) {
 	st := a.Stats()
 	assert.EqualValues(t, 1, st.EvictedUnanswered)
 	assert.EqualValues(t, 1, st.EvictedIdle)
-	atkConserved(t, st)
+	kitRequireConserved(t, st)
 	require.NoError(t, a.Close())
 	require.NoError(t, pool.Close())
 	for id, s := range f.legit {
