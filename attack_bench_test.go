@@ -1,7 +1,6 @@
 package reassembly
 
 import (
-	"hash/crc32"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,50 +32,6 @@ import (
 //
 // (-benchtime 1x: each scenario is long enough to measure once; upstream's
 // SYN flood and hold reach several GB of heap).
-
-// atkUpSink is upstream's Stream for every connection: it counts, and
-// keeps the CRC of the client's bytes when doCRC is set.
-type atkUpSink struct {
-	news, completes, deliveries, bytes, skips int64
-	crc                                       uint32
-	doCRC                                     bool
-}
-
-func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
-	return true
-}
-
-func (s *atkUpSink) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
-	dir, _, _, skip := sg.Info()
-	n, _ := sg.Lengths()
-	s.deliveries++
-	s.bytes += int64(n)
-	if skip > 0 {
-		s.skips++
-	}
-	if s.doCRC && dir == upstream.TCPDirClientToServer {
-		s.crc = crc32.Update(s.crc, crc32.IEEETable, sg.Fetch(n))
-	}
-}
-
-func (s *atkUpSink) ReassemblyComplete(upstream.AssemblerContext) bool {
-	s.completes++
-	return true
-}
-
-type atkUpFactory struct{ s *atkUpSink }
-
-func (f atkUpFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.AssemblerContext) upstream.Stream {
-	f.s.news++
-	return f.s
-}
-
-type atkUpFeeder struct{ a *upstream.Assembler }
-
-func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	f.a.AssembleWithContext(flow, tcp, ac)
-	return nil
-}
 
 // atkFigures are one run's measurements.
 type atkFigures struct {

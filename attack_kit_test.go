@@ -244,6 +244,50 @@ func (s *atkSink) ReassemblyComplete(AssemblerContext) bool {
 	return true
 }
 
+// atkUpSink is upstream's Stream for every connection: it counts, and
+// keeps the CRC of the client's bytes when doCRC is set.
+type atkUpSink struct {
+	news, completes, deliveries, bytes, skips int64
+	crc                                       uint32
+	doCRC                                     bool
+}
+
+func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
+	return true
+}
+
+func (s *atkUpSink) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
+	dir, _, _, skip := sg.Info()
+	n, _ := sg.Lengths()
+	s.deliveries++
+	s.bytes += int64(n)
+	if skip > 0 {
+		s.skips++
+	}
+	if s.doCRC && dir == upstream.TCPDirClientToServer {
+		s.crc = crc32.Update(s.crc, crc32.IEEETable, sg.Fetch(n))
+	}
+}
+
+func (s *atkUpSink) ReassemblyComplete(upstream.AssemblerContext) bool {
+	s.completes++
+	return true
+}
+
+type atkUpFactory struct{ s *atkUpSink }
+
+func (f atkUpFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.AssemblerContext) upstream.Stream {
+	f.s.news++
+	return f.s
+}
+
+type atkUpFeeder struct{ a *upstream.Assembler }
+
+func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
+	f.a.AssembleWithContext(flow, tcp, ac)
+	return nil
+}
+
 // atkFactory makes a checking Stream for connections from 10.0.0.0/8 (their
 // id is the low 24 bits of the client address) and hands the shared sink
 // to the others.
