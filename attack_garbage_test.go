@@ -198,5 +198,5 @@ func TestAttackConservationPoolClosedFirst(t *testing.T) {
 	if s := f.checked[0]; s == nil || s.bytes[0] != 40 {
 		t.Fatalf("pool.Close did not deliver: %+v", s)
 	}
-	kitRequireConserved(t, fzSum([]AssemblerStats{pool.Stats().Closing, a.Stats()}))
+	kitRequireConserved(t, kitSumStats([]AssemblerStats{pool.Stats().Closing, a.Stats()}))
 }

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -979,7 +978,7 @@ func (f *fzOurs) closeAsm(i int)                { _ = f.asms[i%len(f.asms)].Dump
 func (f *fzOurs) closePool()                    { _ = f.asms[0].Dump() }
 func (f *fzOurs) finish()                       { f.asms[0].FlushAll() }
 func (f *fzOurs) check(h *fzHarness)            { h.checkTable(&f.pool.t, limits{}) }
-func (f *fzOurs) stats() (s AssemblerStats)     { return fzSum(f.snapshots()) }
+func (f *fzOurs) stats() (s AssemblerStats)     { return kitSumStats(f.snapshots()) }
 func (f *fzOurs) snapshots() (out []AssemblerStats) {
 	for _, a := range f.asms {
 		out = append(out, a.eng.ctr.snapshot(&f.pool.t.budget))
@@ -1061,7 +1060,7 @@ func (f *fzSafe) stats() AssemblerStats {
 	for _, a := range f.all {
 		all = append(all, a.Stats())
 	}
-	return fzSum(all)
+	return kitSumStats(all)
 }
 
 func (f *fzSafe) check(h *fzHarness) {
@@ -1086,22 +1085,6 @@ func (f *fzSafe) check(h *fzHarness) {
 	if ps.PageCache.PagesInUse > int64(o.MaxBufferedPagesTotal) {
 		h.fail("PagesInUse %d > MaxBufferedPagesTotal %d", ps.PageCache.PagesInUse, o.MaxBufferedPagesTotal)
 	}
-}
-
-// fzSum adds up the counters of several assemblers (every int64 field);
-// the page cache is the pool's, taken from the last.
-func fzSum(all []AssemblerStats) (s AssemblerStats) {
-	sum := reflect.ValueOf(&s).Elem()
-	for _, a := range all {
-		v := reflect.ValueOf(a)
-		for i := range v.NumField() {
-			if f := v.Field(i); f.Kind() == reflect.Int64 {
-				sum.Field(i).SetInt(sum.Field(i).Int() + f.Int())
-			}
-		}
-		s.PageCache = a.PageCache
-	}
-	return s
 }
 
 // fzRun replays data through one face.

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -520,3 +521,54 @@ func kitQuietOpts() SafeAssemblerOptions {
 
 // kitQuietLogger discards what it is given.
 func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// kitSumStats adds up the counters of several assemblers (every int64 field);
+// the page cache is the pool's, taken from the last.
+func kitSumStats(all []AssemblerStats) (s AssemblerStats) {
+	sum := reflect.ValueOf(&s).Elem()
+	for _, a := range all {
+		v := reflect.ValueOf(a)
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Kind() == reflect.Int64 {
+				sum.Field(i).SetInt(sum.Field(i).Int() + f.Int())
+			}
+		}
+		s.PageCache = a.PageCache
+	}
+	return s
+}
+
+// kitPayload is n bytes of direction dir of c from offset off, as
+// kitContent has them.
+func kitPayload(c kitConn, dir, off, n int) string {
+	seed := kitSeed(c.key())
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = kitContent(seed, dir, off+i)
+	}
+	return string(b)
+}
+
+// kitUntil calls body with from, from+1, ... until stop is closed.
+func kitUntil(stop <-chan struct{}, from int, body func(i int)) {
+	for i := from; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		body(i)
+	}
+}
+
+// kitClosed reports whether c is closed, for require.Eventually.
+func kitClosed(c <-chan struct{}) func() bool {
+	return func() bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+}

@@ -211,12 +211,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 		go func() {
 			defer helpers.Done()
 			r := rand.New(rand.NewSource(int64(h)))
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			kitUntil(stop, 0, func(i int) {
 				a := asms[r.Intn(len(asms))]
 				at := func() time.Time { return kitT0.Add(time.Duration(r.Intn(600)) * time.Millisecond) }
 				switch i % 6 {
@@ -236,7 +231,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 					}
 				}
 				runtime.Gosched()
-			}
+			})
 		}()
 	}
 	helpers.Add(1)
@@ -310,12 +305,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 	go func() {
 		defer helpers.Done()
 		r := rand.New(rand.NewSource(3))
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		kitUntil(stop, 0, func(i int) {
 			a := asms[i%nWorkers]
 			at := kitT0.Add(time.Duration(r.Intn(300)) * time.Millisecond)
 			if i%2 == 0 {
@@ -324,7 +314,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 				a.FlushCloseOlderThan(at)
 			}
 			runtime.Gosched()
-		}
+		})
 	}()
 	workers.Wait()
 	close(stop)
@@ -385,31 +375,19 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 		monitors.Add(1)
 		go func() {
 			defer monitors.Done()
-			for i := m; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			kitUntil(stop, m, func(i int) {
 				ps := pool.Stats()
 				kitMax(&maxActive, ps.ActiveConnections)
 				kitMax(&maxInUse, ps.PageCache.PagesInUse)
 				st := asms[i%nWorkers].Stats()
 				kitMax(&maxInUse, st.PageCache.PagesInUse)
 				runtime.Gosched()
-			}
+			})
 		}()
 	}
 
 	var unexpected sync.Map
-	payload := func(c kitConn, off int) []byte {
-		seed := kitSeed(c.key())
-		p := make([]byte, segLen)
-		for k := range p {
-			p[k] = kitContent(seed, 0, off+k)
-		}
-		return p
-	}
+	payload := func(c kitConn, off int) []byte { return []byte(kitPayload(c, 0, off, segLen)) }
 	for w := range nWorkers {
 		workers.Add(1)
 		go func() {
@@ -460,20 +438,12 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 	require.Empty(t, errs, "unexpected errors")
 
 	ps := pool.Stats()
-	var sum AssemblerStats
+	var all []AssemblerStats
 	for _, a := range asms {
-		st := a.Stats()
-		sum.BytesProcessed += st.BytesProcessed
-		sum.BytesDelivered += st.BytesDelivered
-		sum.BytesOverlap += st.BytesOverlap
-		sum.BytesOverwritten += st.BytesOverwritten
-		sum.BytesDiscarded += st.BytesDiscarded
-		sum.Gaps += st.Gaps
-		sum.ForcedSkips += st.ForcedSkips
+		all = append(all, a.Stats())
 	}
-	require.Equal(t, sum.BytesProcessed,
-		sum.BytesDelivered+sum.BytesOverlap+sum.BytesOverwritten+sum.BytesDiscarded+ps.PageCache.QueuedBytes,
-		"conservation over the pool's assemblers")
+	sum := kitSumStats(all) // its PageCache is the pool's, shared by all
+	kitRequireConserved(t, sum)
 	require.Equal(t, f.firstBytes.Load(), sum.BytesDelivered)
 	require.Positive(t, ps.ConnectionsRefused, "the connection cap was never reached: the test proves nothing")
 	require.Positive(t, sum.ForcedSkips, "no skip was forced: the test proves nothing")

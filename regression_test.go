@@ -303,18 +303,13 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		flushPanic = trRecover(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
+			kitUntil(done, 0, func(i int) {
 				cut := trBase.Add(time.Duration(i%conns) * time.Millisecond)
 				a.FlushWithOptions(FlushOptions{T: cut})
 				if i%50 == 0 {
 					a.FlushCloseOlderThan(cut)
 				}
-			}
+			})
 		})
 	}()
 	trFeed(t, a, pkts)

@@ -533,17 +533,6 @@ func TestSafeNoPagesLeakedWhenMakingRoomClosesDirection(t *testing.T) {
 	f.requireSound(t)
 }
 
-// kitPayload is n bytes of direction dir of c from offset off, as
-// kitContent has them.
-func kitPayload(c kitConn, dir, off, n int) string {
-	seed := kitSeed(c.key())
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = kitContent(seed, dir, off+i)
-	}
-	return string(b)
-}
-
 // Property: when room has to be made for an out-of-order segment by
 // skipping the first hole, and that skip makes the segment in order (or
 // partly delivered already), its bytes are delivered at once and exactly
