@@ -96,6 +96,50 @@ func trClientIP(host byte) net.IP {
 	return net.IP{10, 0, 1, host}
 }
 
+// trEndpoint is a client address (trClientIP(host)) and port.
+type trEndpoint struct {
+	host byte
+	port uint16
+}
+
+// at places s on ep's connection.
+func (ep trEndpoint) at(s trSeg) trSeg {
+	s.host, s.port = ep.host, ep.port
+	return s
+}
+
+// key is the key of ep's connection to the server.
+func (ep trEndpoint) key() connKey {
+	port := ep.port
+	if port == 0 {
+		port = trClientPort
+	}
+	k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(ep.host), net.IP{10, 0, 0, 2}),
+		&layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort})
+	return k
+}
+
+// shardOf returns the shard of a key.
+func (t *connTable) shardOf(k *connKey) *shard { return t.shard(t.hash(k)) }
+
+// trShardMates returns n client endpoints whose connections fall in one
+// shard of t, the first being port 10000 of the default host.
+func trShardMates(t *connTable, n int) []trEndpoint {
+	eps := []trEndpoint{{port: 10000}}
+	first := eps[0].key()
+	target := t.shardOf(&first)
+	for port := uint16(10001); len(eps) < n && port < 65535; port++ {
+		for host := 0; host < 256; host++ {
+			ep := trEndpoint{host: byte(host), port: port}
+			if k := ep.key(); t.shardOf(&k) == target {
+				eps = append(eps, ep)
+				break
+			}
+		}
+	}
+	return eps
+}
+
 func trBuild(t testing.TB, segs []trSeg) []trPacket {
 	t.Helper()
 	out := make([]trPacket, len(segs))
@@ -184,8 +228,9 @@ type trRec struct {
 	news      int
 	nilStream bool // the factory returns nil
 	keepOpen  bool // ReassemblyComplete returns false
-	// refuseStart clears Accept's start: no direction starts without a SYN.
-	refuseStart bool
+	// refuseStart clears Accept's start: no direction starts without a SYN;
+	// forceStart sets it: a direction starts at its first segment.
+	refuseStart, forceStart bool
 	// log is "new N" and "complete N" in the order they happened.
 	log        []string
 	beforeNew  func()
@@ -214,6 +259,9 @@ func (r *trRec) accept(st *trStream, tcp *layers.TCP, start *bool) bool {
 	defer r.mu.Unlock()
 	if r.refuseStart {
 		*start = false
+	}
+	if r.forceStart {
+		*start = true
 	}
 	st.accepts++
 	if !(tcp.SrcPort == st.ports[0] && tcp.DstPort == st.ports[1]) && !(tcp.SrcPort == st.ports[1] && tcp.DstPort == st.ports[0]) {

@@ -13,7 +13,6 @@ import (
 	"go/parser"
 	"go/token"
 	"math"
-	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -434,12 +432,6 @@ func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
 // Row 11: connection recycling with 2 assemblers and a concurrent flusher.
 // Upstream is not run: under -race its data race fails the test binary.
 
-// trEndpoint is a client address and port.
-type trEndpoint struct {
-	host byte
-	port uint16
-}
-
 func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 	n := 3000
 	if testing.Short() {
@@ -466,26 +458,18 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 			r := &trRec{}
 			pool := NewStreamPool(trFactory{r})
 			a := NewAssembler(pool)
-			epA := trEndpoint{port: 10000}
-			kA, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: 10000, DstPort: trServerPort})
-			var epB trEndpoint
-			for port := uint16(10001); epB.port == 0; port++ {
-				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort})
-				if pool.t.shardOf(&k) == pool.t.shardOf(&kA) {
-					epB = trEndpoint{port: port}
-				}
-			}
-			seg := func(ep trEndpoint, s trSeg) trSeg { s.port, s.host = ep.port, ep.host; return s }
+			mates := trShardMates(&pool.t, 2) // A and B share a shard
+			epA, epB := mates[0], mates[1]
 			trFeed(t, a, trBuild(t, []trSeg{
-				seg(epA, trSeg{seq: 1000, flags: "S"}),
-				seg(epA, trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}),
-				seg(epA, trSeg{seq: 1001, ack: 5001, flags: "PA", data: "hello"}),
-				seg(epA, trSeg{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"}),
-				seg(epA, trSeg{seq: 1006, ack: 5006, flags: "FA"}),
-				seg(epA, trSeg{rev: true, seq: 5006, ack: 1007, flags: "FA"}), // A completes
-				seg(epB, trSeg{seq: 3000, flags: "S"}),                        // B reuses A's object
-				seg(epA, late),
-				seg(epB, trSeg{seq: 3001, flags: "PA", data: "bee"}),
+				epA.at(trSeg{seq: 1000, flags: "S"}),
+				epA.at(trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}),
+				epA.at(trSeg{seq: 1001, ack: 5001, flags: "PA", data: "hello"}),
+				epA.at(trSeg{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"}),
+				epA.at(trSeg{seq: 1006, ack: 5006, flags: "FA"}),
+				epA.at(trSeg{rev: true, seq: 5006, ack: 1007, flags: "FA"}), // A completes
+				epB.at(trSeg{seq: 3000, flags: "S"}),                        // B reuses A's object
+				epA.at(late),
+				epB.at(trSeg{seq: 3001, flags: "PA", data: "bee"}),
 			}))
 			a.FlushAll()
 			require.GreaterOrEqual(t, r.news, 2)
@@ -504,22 +488,7 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 		// hold a pointer to it from its lookup.
 		r := &trRec{}
 		pool := NewStreamPool(trFactory{r})
-		var target *shard
-		var eps []trEndpoint
-		for port := uint16(10000); port < 60000 && len(eps) < n/2; port++ {
-			for host := byte(1); host < 255; host++ {
-				probe := &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort}
-				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(host), net.IP{10, 0, 0, 2}), probe)
-				sh := pool.t.shardOf(&k)
-				if target == nil {
-					target = sh
-				}
-				if sh == target {
-					eps = append(eps, trEndpoint{host: host, port: port})
-					break
-				}
-			}
-		}
+		eps := trShardMates(&pool.t, n/2)
 		require.Len(t, eps, n/2, "endpoints found in one shard")
 		trRecycle(t, r, pool, eps)
 	})
