@@ -19,12 +19,14 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	upstream "github.com/google/gopacket/reassembly"
+	"github.com/stretchr/testify/require"
 )
 
 // atkRace tells whether the test binary was built with -race.
@@ -172,8 +174,9 @@ type atkChecked struct {
 	id        uint32
 	next      [2]int64
 	ended     [2]bool
-	bytes     [2]int64
+	bytes     [2]int64 // bytes delivered from a known start
 	gaps      int
+	unstarted int // deliveries of an unknown start (reopen factories only)
 	completes int
 }
 
@@ -182,44 +185,60 @@ func (s *atkChecked) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection,
 }
 
 func (s *atkChecked) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	f := s.f
+	if f.shared {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+	}
 	dir, _, end, skip := sg.Info()
 	d := fzDirIndex(dir)
 	switch {
 	case s.completes > 0:
-		s.f.failf("checked %d: delivery after ReassemblyComplete", s.id)
+		f.failf("checked %d: delivery after ReassemblyComplete", s.id)
 	case s.ended[d]:
-		s.f.failf("checked %d dir %d: delivery after the end", s.id, d)
-	case skip < 0:
-		s.f.failf("checked %d dir %d: skip %d on a connection that began with a SYN", s.id, d, skip)
+		f.failf("checked %d dir %d: delivery after the end", s.id, d)
+	case skip < 0 && !f.reopen:
+		f.failf("checked %d dir %d: skip %d on a connection that began with a SYN", s.id, d, skip)
+	}
+	if skip < 0 {
+		s.unstarted++
+		return
 	}
 	if skip > 0 {
 		s.gaps++
 	}
-	off := s.next[d] + int64(max(skip, 0))
+	off := s.next[d] + int64(skip)
 	n, _ := sg.Lengths()
-	data := sg.Fetch(n)
-	for i, b := range data {
-		if want := atkByte(s.id, d, off+int64(i)); b != want {
-			s.f.failf("checked %d dir %d: byte at offset %d is %#x, want %#x", s.id, d, off+int64(i), b, want)
-			break
+	if !f.unchecked {
+		for i, b := range sg.Fetch(n) {
+			if want := atkByte(s.id, d, off+int64(i)); b != want {
+				f.failf("checked %d dir %d: byte at offset %d is %#x, want %#x", s.id, d, off+int64(i), b, want)
+				break
+			}
 		}
 	}
 	s.next[d] = off + int64(n)
 	s.bytes[d] += int64(n)
+	f.bytes += int64(n)
 	s.ended[d] = s.ended[d] || end
 }
 
 func (s *atkChecked) ReassemblyComplete(AssemblerContext) bool {
-	s.completes++
-	if s.completes > 1 {
+	if s.f.shared {
+		s.f.mu.Lock()
+		defer s.f.mu.Unlock()
+	}
+	s.f.completes++
+	if s.completes++; s.completes > 1 {
 		s.f.failf("checked %d: ReassemblyComplete %d times", s.id, s.completes)
 	}
 	return true
 }
 
 // atkSink is the one Stream of every unchecked (flood) connection: it
-// counts.
+// counts, under mu when its factory is shared.
 type atkSink struct {
+	mu                          *sync.Mutex
 	news, completes, deliveries int64
 	bytes                       int64
 	skips                       int64
@@ -230,6 +249,10 @@ func (s *atkSink) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Se
 }
 
 func (s *atkSink) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	if s.mu != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	_, _, _, skip := sg.Info()
 	n, _ := sg.Lengths()
 	s.deliveries++
@@ -240,6 +263,10 @@ func (s *atkSink) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 }
 
 func (s *atkSink) ReassemblyComplete(AssemblerContext) bool {
+	if s.mu != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	s.completes++
 	return true
 }
@@ -288,18 +315,43 @@ func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
 	return nil
 }
 
-// atkFactory makes a checking Stream for connections from 10.0.0.0/8 (their
-// id is the low 24 bits of the client address) and hands the shared sink
-// to the others.
+// atkFactory makes a checking Stream for connections with an endpoint in
+// 10.0.0.0/8 (their id is the low 24 bits of that address) and hands the
+// shared sink to the others.
 type atkFactory struct {
-	checked map[uint32]*atkChecked
-	sink    atkSink
-	err     error
 	sinkAll bool // the benchmarks' setting: no connection is checked
+	// shared: the Streams are called from several goroutines (assemblers
+	// sharing a pool), so every callback takes mu.
+	shared bool
+	// reopen: a checked connection may be evicted and picked up again
+	// mid-stream: a second Stream replaces the first in checked, and a
+	// delivery of an unknown start (Skip -1) is counted, not a failure.
+	reopen bool
+	// unchecked: the bytes are counted, not checked (nor need they be
+	// atkByte's).
+	unchecked bool
+
+	mu              sync.Mutex
+	checked         map[uint32]*atkChecked // by id: the last Stream made for it
+	made, completes int                    // checked Streams made and completed
+	bytes           int64                  // bytes checked Streams got from a known start
+	sink            atkSink
+	err             error
 }
 
 func newAtkFactory() *atkFactory { return &atkFactory{checked: map[uint32]*atkChecked{}} }
 
+// newSharedAtkFactory is an atkFactory for a pool shared by several
+// assemblers; unless check is set, it lets connections reopen and does
+// not check their bytes.
+func newSharedAtkFactory(check bool) *atkFactory {
+	f := newAtkFactory()
+	f.shared, f.reopen, f.unchecked = true, !check, !check
+	f.sink.mu = &f.mu
+	return f
+}
+
+// failf records the first failure; with shared, mu must be held.
 func (f *atkFactory) failf(format string, args ...any) {
 	if f.err == nil {
 		f.err = fmt.Errorf(format, args...)
@@ -307,18 +359,46 @@ func (f *atkFactory) failf(format string, args ...any) {
 }
 
 func (f *atkFactory) New(netFlow, _ gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
-	src := netFlow.Src().Raw()
-	if len(src) == 4 && src[0] == 10 && !f.sinkAll {
-		id := uint32(src[1])<<16 | uint32(src[2])<<8 | uint32(src[3])
-		if f.checked[id] != nil {
-			f.failf("checked %d: a second Stream", id)
+	if f.shared {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+	}
+	for _, ep := range [2]gopacket.Endpoint{netFlow.Src(), netFlow.Dst()} {
+		if a := ep.Raw(); len(a) == 4 && a[0] == 10 && !f.sinkAll {
+			id := uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+			if f.checked[id] != nil && !f.reopen {
+				f.failf("checked %d: a second Stream", id)
+			}
+			s := &atkChecked{f: f, id: id}
+			f.checked[id] = s
+			f.made++
+			return s
 		}
-		s := &atkChecked{f: f, id: id}
-		f.checked[id] = s
-		return s
 	}
 	f.sink.news++
 	return &f.sink
+}
+
+// verifySent checks that every checked connection base+i got exactly the
+// bytes sent[i] each way from a known start, without a hole, and
+// completed once; one that sent nothing and has no Stream (its SYN was
+// not sent yet) is passed over.
+func (f *atkFactory) verifySent(t testing.TB, sent [][2]int64, base int) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.NoError(t, f.err)
+	for i, want := range sent {
+		id := uint32(base + i)
+		s := f.checked[id]
+		if s == nil && want == [2]int64{} {
+			continue
+		}
+		require.NotNil(t, s, "checked connection %d has no Stream", id)
+		require.Equal(t, want, s.bytes, "checked connection %d bytes", id)
+		require.Zero(t, s.gaps+s.unstarted, "checked connection %d holes", id)
+		require.Equal(t, 1, s.completes, "checked connection %d completions", id)
+	}
 }
 
 // atkChecked addresses: client 10.x.y.z:50000 (id x.y.z), server
@@ -409,19 +489,8 @@ func (e *atkEstablished) fin(f atkFeeder, id uint32) error {
 // sent, without a hole, and completed once.
 func (e *atkEstablished) verify(t testing.TB, f *atkFactory) {
 	t.Helper()
-	if f.err != nil {
-		t.Fatal(f.err)
-	}
-	for id := 0; id < e.n; id++ {
-		s := f.checked[uint32(id)]
-		if s == nil {
-			t.Fatalf("checked connection %d has no Stream", id)
-		}
-		if s.bytes != e.off[id] || s.gaps != 0 || s.completes != 1 {
-			t.Fatalf("checked connection %d: delivered %v bytes with %d holes and %d completions, sent %v",
-				id, s.bytes, s.gaps, s.completes, e.off[id])
-		}
-	}
+	require.Len(t, f.checked, e.n, "checked connections with a Stream")
+	f.verifySent(t, e.off, 0)
 }
 
 // atkImpl is one implementation set up for a scenario.
