@@ -998,45 +998,43 @@ func TestUpstreamBug25_SequenceWrap(t *testing.T) {
 		assert.Equal(t, -8, upstream.Sequence(1).Difference(0xFFFFFFF8), "upstream was expected to be off by one (row 25)")
 	})
 
-	t.Run("a/retransmit across the wrap", func(t *testing.T) {
-		first := "ABCDEFGHIJKLMNOP" // seq 0xFFFFFFF1 .. 0x0
-		segs := []trSeg{
+	// Each case: what ours delivers, and what upstream was expected to do
+	// wrong with it.
+	first, fill := "ABCDEFGHIJKLMNOP", trBytes(23, 4)
+	for _, tc := range []struct {
+		name     string
+		segs     []trSeg
+		want     string
+		upstream func(t *testing.T, got string)
+	}{
+		{"a/retransmit across the wrap", []trSeg{
 			{seq: 0xFFFFFFF0, flags: "S"},
-			{seq: 0xFFFFFFF1, flags: "A", data: first},
+			{seq: 0xFFFFFFF1, flags: "A", data: first},                   // seq 0xFFFFFFF1 .. 0x0
 			{seq: 0xFFFFFFF9, flags: "A", data: "IJKLMNOP" + "QRSTUVWX"}, // 8 old + 8 new bytes
 			{seq: 9, flags: "A", data: "YZ0123"},
-		}
-		want := first + "QRSTUVWX" + "YZ0123"
-		r := &trRec{}
-		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, want, r.stream(0).data(false), "bytes across the wrap, each once")
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		got := ur.stream(0).data(false)
-		assert.NotEqual(t, want, got, "upstream was expected to duplicate then lose a byte (row 25a)")
-		assert.Contains(t, got, "OPPQ", "upstream duplicates a byte (row 25a)")
-	})
-
-	t.Run("b/queued overwrite across the wrap", func(t *testing.T) {
-		fill := trBytes(23, 4) // 0xFFFFFFE1 .. 0xFFFFFFF7
-		segs := []trSeg{
+		}, first + "QRSTUVWX" + "YZ0123", func(t *testing.T, got string) {
+			assert.NotEqual(t, first+"QRSTUVWX"+"YZ0123", got, "upstream was expected to duplicate then lose a byte (row 25a)")
+			assert.Contains(t, got, "OPPQ", "upstream duplicates a byte (row 25a)")
+		}},
+		{"b/queued overwrite across the wrap", []trSeg{
 			{seq: 0xFFFFFFE0, flags: "S"},
 			{seq: 0xFFFFFFF8, flags: "A", data: "abcdefghijklmnop"}, // queued, [0xFFFFFFF8, 0x8)
 			{seq: 1, flags: "A", data: "XY"},                        // inside the queued page, offset 9
-			{seq: 0xFFFFFFE1, flags: "A", data: fill},
-		}
-		want := fill + "abcdefghi" + "XY" + "lmnop" // the newer copy of queued bytes wins
-		r := &trRec{}
-		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, want, r.stream(0).data(false), "bytes with the overwrite at the right offset")
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", ur.stream(0).data(false), "upstream was expected to overwrite one byte early (row 25b)")
-	})
+			{seq: 0xFFFFFFE1, flags: "A", data: fill},               // 0xFFFFFFE1 .. 0xFFFFFFF7
+		}, fill + "abcdefghi" + "XY" + "lmnop", func(t *testing.T, got string) { // the newer copy of queued bytes wins
+			assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", got, "upstream was expected to overwrite one byte early (row 25b)")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &trRec{}
+			trOurs(t, r, AssemblerOptions{}, trBuild(t, tc.segs))
+			assert.Equal(t, tc.want, r.stream(0).data(false), "bytes across the wrap, each once and at the right offset")
+			ur := &trRec{}
+			_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, tc.segs))
+			require.Nil(t, pv)
+			tc.upstream(t, ur.stream(0).data(false))
+		})
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -1114,92 +1112,72 @@ func TestUpstreamBug27_RetransmittedSYNWithPayload(t *testing.T) {
 // Row 28: data after a FIN is not delivered and the half closes.
 
 func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
-	t.Run("in-order FIN touching queued data", func(t *testing.T) {
-		segs := []trSeg{
+	// A segment that runs past a known FIN or RST position: the bytes
+	// after the FIN are data after the FIN, whichever packet carries them.
+	// upstream, when set, is what upstream was expected to deliver of them.
+	for _, tc := range []struct {
+		name     string
+		segs     []trSeg
+		upstream string
+	}{
+		{"in-order FIN touching queued data", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, lies after the FIN
 			{seq: 101, flags: "FA", data: "0123456789"},
 			{seq: 121, flags: "A", data: "more"},
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		st := r.stream(0)
-		assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN must not be delivered")
-		ds := st.dataDeliveries(0)
-		require.NotEmpty(t, ds)
-		assert.True(t, ds[len(ds)-1].end, "the FIN closes the direction")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages after the FIN are released")
-		a.FlushAll()
-		assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN")
-		trCompleteOnce(t, r)
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Contains(t, ur.stream(0).data(false), "AFTERFIN", "upstream was expected to deliver data after the FIN (row 28)")
-	})
-
-	// A segment that runs past a known FIN or RST position: the bytes
-	// after the FIN are data after the FIN, whichever packet carries them.
-	for name, segs := range map[string][]trSeg{
-		"queued segment straddles a queued FIN": {
+		}, "AFTERFIN"},
+		{"queued segment straddles a queued FIN", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "FA"},
 			{seq: 105, flags: "A", data: "456789AFTERFIN"},
 			{seq: 101, flags: "A", data: "0123"},
-		},
-		"in-order segment straddles a queued FIN": {
+		}, ""},
+		{"in-order segment straddles a queued FIN", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "FA"},
 			{seq: 101, flags: "A", data: "0123456789AFTERFIN"},
-		},
-		"longer retransmit of a queued FIN segment": {
+		}, ""},
+		{"longer retransmit of a queued FIN segment", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 105, flags: "FA", data: "456789"},
 			{seq: 105, flags: "A", data: "456789AFTERFIN"},
 			{seq: 101, flags: "A", data: "0123"},
-		},
-		"queued segment straddles a queued RST": {
+		}, ""},
+		{"queued segment straddles a queued RST", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "R"},
 			{seq: 105, flags: "A", data: "456789AFTERRST"},
 			{seq: 101, flags: "A", data: "0123"},
-		},
+		}, ""},
+		{"queued bare FIN", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "FA"},                    // queued FIN without data
+			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
+			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
+		}, ""},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			r := &trRec{}
-			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, tc.segs))
 			st := r.stream(0)
 			assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN/RST position (seq 111) must not be delivered")
 			ds := st.dataDeliveries(0)
 			if assert.NotEmpty(t, ds) {
 				assert.True(t, ds[len(ds)-1].end, "reaching the FIN/RST position closes the direction")
 			}
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages after the FIN/RST are released")
 			a.FlushAll()
 			assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN/RST")
 			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
 			trCompleteOnce(t, r)
+			if tc.upstream != "" {
+				ur := &trRec{}
+				_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, tc.segs))
+				require.Nil(t, pv)
+				assert.Contains(t, ur.stream(0).data(false), tc.upstream, "upstream was expected to deliver data after the FIN (row 28)")
+			}
 		})
 	}
-
-	t.Run("queued bare FIN", func(t *testing.T) {
-		segs := []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "FA"},                    // queued FIN without data
-			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
-			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		st := r.stream(0)
-		assert.Equal(t, "0123456789", st.data(false), "bytes after the queued FIN must not be delivered")
-		ds := st.dataDeliveries(0)
-		require.NotEmpty(t, ds)
-		assert.True(t, ds[len(ds)-1].end, "reaching the queued FIN closes the direction")
-		a.FlushAll()
-		assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN")
-		trCompleteOnce(t, r)
-	})
 }
 
 // ---------------------------------------------------------------------------
