@@ -263,11 +263,9 @@ func gvConn(t *testing.T, a *SafeAssembler, ep trEndpoint, isn uint32, ts time.T
 func gvAssembler(t *testing.T, r *trRec) (*SafeStreamPool, *SafeAssembler) {
 	t.Helper()
 	r.forceStart = true
-	pool := NewSafeStreamPool(trFactory{r}, 0)
 	opts := kitReplayOpts()
 	opts.ConnectionTimeout = time.Hour
-	a := newKitAssembler(t, pool, opts)
-	t.Cleanup(func() { _ = pool.Close() })
+	a, pool, _ := trSafe(t, r, opts, nil)
 	return pool, a
 }
 

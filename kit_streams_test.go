@@ -410,6 +410,21 @@ func trOurs(t testing.TB, r *trRec, opts AssemblerOptions, pkts []trPacket) *Ass
 	return a
 }
 
+// trSafe runs packets through a fresh SafeAssembler with opts on a pool of
+// its own (both closed when the test ends, if not before) and returns them
+// with each packet's error.
+func trSafe(t testing.TB, r *trRec, opts SafeAssemblerOptions, pkts []trPacket) (*SafeAssembler, *SafeStreamPool, []error) {
+	t.Helper()
+	pool := NewSafeStreamPool(trFactory{r}, 0)
+	a := newKitAssembler(t, pool, opts)
+	t.Cleanup(func() { _ = pool.Close() })
+	errs := make([]error, len(pkts))
+	for i, p := range pkts {
+		errs[i] = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
+	}
+	return a, pool, errs
+}
+
 // trFeedUp hands packets to an upstream Assembler and returns the first
 // panic, if any (later packets are not fed).
 func trFeedUp(a *upstream.Assembler, pkts []trPacket) (pv any) {

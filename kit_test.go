@@ -441,7 +441,7 @@ func kitNoLeaks(t *testing.T) goleak.Option {
 	return ign
 }
 
-func newKitAssembler(t *testing.T, pool *SafeStreamPool, opts SafeAssemblerOptions) *SafeAssembler {
+func newKitAssembler(t testing.TB, pool *SafeStreamPool, opts SafeAssemblerOptions) *SafeAssembler {
 	t.Helper()
 	a, err := NewSafeAssembler(pool, opts)
 	require.NoError(t, err)

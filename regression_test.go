@@ -368,13 +368,8 @@ func TestUpstreamBug09_FactoryReturnsNil(t *testing.T) {
 	})
 	t.Run("ours/safe", func(t *testing.T) {
 		r := &trRec{nilStream: true}
-		pool := NewSafeStreamPool(trFactory{r}, 0)
-		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-		require.NoError(t, err)
-		defer func() { _ = a.Close(); _ = pool.Close() }()
-		p := trMake(t, segs[0], trBase)
-		err = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
-		assert.ErrorIs(t, err, ErrNilStream, "SafeAssembler reports the nil Stream")
+		_, pool, errs := trSafe(t, r, kitReplayOpts(), trBuild(t, segs[:1]))
+		assert.ErrorIs(t, errs[0], ErrNilStream, "SafeAssembler reports the nil Stream")
 		assert.Zero(t, pool.Stats().ActiveConnections, "no connection kept")
 	})
 	t.Run("upstream panics", func(t *testing.T) {

@@ -70,3 +70,9 @@ func (s segment) build() testPacket {
 		ci:      gopacket.CaptureInfo{Timestamp: s.ts, CaptureLength: len(raw), Length: len(raw)},
 	}
 }
+
+// trPacket is p as the trace kit's runners (kit_streams_test.go) take it.
+func (p testPacket) trPacket() trPacket {
+	ctx := trCtx(p.ci)
+	return trPacket{flow: p.netFlow, tcp: p.tcp, ctx: &ctx}
+}
