@@ -10,6 +10,7 @@ package reassembly
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -59,34 +60,25 @@ type trPacket struct {
 	ctx  *trCtx
 }
 
-// trMake serializes and decodes one segment, so that TransportFlow works on
-// the layer (upstream keys connections by it).
+// trMake builds one segment (segment.build: serialized and decoded, so
+// that TransportFlow works on the layer, which upstream keys connections
+// by).
 func trMake(t testing.TB, s trSeg, ts time.Time) trPacket {
 	t.Helper()
 	cport := s.port
 	if cport == 0 {
 		cport = trClientPort
 	}
-	src, dst := trClientIP(s.host), net.IP{10, 0, 0, 2}
-	sp, dp := layers.TCPPort(cport), layers.TCPPort(trServerPort)
-	if s.rev {
-		src, dst, sp, dp = dst, src, dp, sp
-	}
-	tcp := &layers.TCP{
-		SrcPort: sp, DstPort: dp, Seq: s.seq, Ack: s.ack, Window: 65535,
-		SYN: strings.ContainsRune(s.flags, 'S'),
-		ACK: strings.ContainsRune(s.flags, 'A'),
-		FIN: strings.ContainsRune(s.flags, 'F'),
-		RST: strings.ContainsRune(s.flags, 'R'),
-		PSH: strings.ContainsRune(s.flags, 'P'),
-	}
-	buf := gopacket.NewSerializeBuffer()
-	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, tcp, gopacket.Payload([]byte(s.data))))
-	dec := &layers.TCP{}
-	require.NoError(t, dec.DecodeFromBytes(slices.Clone(buf.Bytes()), gopacket.NilDecodeFeedback))
-	require.Equal(t, s.data, string(dec.Payload), "packet builder payload")
-	ctx := trCtx(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: 40 + len(s.data), Length: 40 + len(s.data)})
-	return trPacket{flow: gopacket.NewFlow(layers.EndpointIPv4, src, dst), tcp: dec, ctx: &ctx}
+	cli, _ := netip.AddrFromSlice(trClientIP(s.host))
+	has := func(f rune) bool { return strings.ContainsRune(s.flags, f) }
+	p := segment{
+		client: netip.AddrPortFrom(cli, cport), server: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 2}), trServerPort),
+		fromServer: s.rev, seq: s.seq, ack: s.ack,
+		syn: has('S'), hasAck: has('A'), fin: has('F'), rst: has('R'), psh: has('P'),
+		payload: []byte(s.data), ts: ts,
+	}.build().trPacket()
+	require.Equal(t, s.data, string(p.tcp.Payload), "packet builder payload")
+	return p
 }
 
 func trClientIP(host byte) net.IP {
