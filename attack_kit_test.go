@@ -499,6 +499,8 @@ type atkImpl struct {
 	flushAll func()
 	live     func() int64 // connections held, -1 when unknown
 	// Our faces only (nil for upstream):
+	safe     *SafeAssembler // the Safe face's, nil for the others
+	ours     *Assembler     // the drop-in face's, nil for the others
 	assemble func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 	stats    func() AssemblerStats
 	table    *connTable
@@ -520,7 +522,7 @@ func newAtkImpl(impl string, f StreamFactory, opts SafeAssemblerOptions, maxConn
 		if err != nil {
 			panic(err)
 		}
-		return atkImpl{feeder: atkSafeFeeder{a}, flushAll: func() { a.Close(); pool.Close() },
+		return atkImpl{safe: a, feeder: atkSafeFeeder{a}, flushAll: func() { a.Close(); pool.Close() },
 			live: func() int64 { return pool.Stats().ActiveConnections }, assemble: a.AssembleWithContext, stats: a.Stats, table: &pool.t}
 	case "ours":
 		pool := NewStreamPool(f)
@@ -533,7 +535,7 @@ func newAtkImpl(impl string, f StreamFactory, opts SafeAssemblerOptions, maxConn
 			a.AssembleWithContext(fl, tcp, ac)
 			return nil
 		}
-		return atkImpl{feeder: atkOursFeeder{a}, flushAll: func() { a.FlushAll() },
+		return atkImpl{ours: a, feeder: atkOursFeeder{a}, flushAll: func() { a.FlushAll() },
 			live: func() int64 { return int64(pool.t.size()) }, assemble: assemble,
 			stats: func() AssemblerStats { return a.eng.ctr.snapshot(&pool.t.budget) }, table: &pool.t}
 	case "upstream":
@@ -610,7 +612,12 @@ func atkLongStream(f atkFeeder, isn uint32, total int64, seg int, swap bool) uin
 // atkCRCStream checks a client-to-server stream as it arrives against the
 // bytes pattern writes (nil: atkPatternAt), and keeps its CRC.
 type atkCRCStream struct {
-	pattern   func(off int64, b []byte)
+	pattern func(off int64, b []byte)
+	// check, when set, is asked about every delivery, whose data starts at
+	// stream offset off; its first error fails verify.
+	check     func(sg ScatterGather, off int64, data []byte) error
+	err       error
+	afterEnd  int // deliveries after the end
 	off       int64
 	crc       uint32
 	gaps      int
@@ -638,8 +645,14 @@ func (s *atkCRCStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	if skip != 0 {
 		s.gaps++
 	}
+	if s.ends > 0 {
+		s.afterEnd++
+	}
 	n, _ := sg.Lengths()
 	data := sg.Fetch(n)
+	if s.check != nil && s.err == nil {
+		s.err = s.check(sg, s.off, data)
+	}
 	if s.bad == 0 {
 		if cap(s.scratch) < n {
 			s.scratch = make([]byte, n)
@@ -669,11 +682,14 @@ func (s *atkCRCStream) ReassemblyComplete(AssemblerContext) bool {
 
 func (s *atkCRCStream) verify(t testing.TB, total int64, crc uint32) {
 	t.Helper()
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
 	if s.bad != 0 {
 		t.Fatalf("byte at offset %d differs from the pattern's", s.bad-1)
 	}
-	if s.off != total || s.gaps != 0 || s.ends != 1 || s.completes != 1 || s.crc != crc {
-		t.Fatalf("delivered %d of %d bytes, %d holes, %d ends, %d completions, crc %#x want %#x",
-			s.off, total, s.gaps, s.ends, s.completes, s.crc, crc)
+	if s.off != total || s.gaps != 0 || s.ends != 1 || s.afterEnd != 0 || s.completes != 1 || s.crc != crc {
+		t.Fatalf("delivered %d of %d bytes, %d holes, %d ends, %d deliveries after the end, %d completions, crc %#x want %#x",
+			s.off, total, s.gaps, s.ends, s.afterEnd, s.completes, s.crc, crc)
 	}
 }

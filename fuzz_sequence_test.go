@@ -5,12 +5,10 @@ package reassembly
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 )
 
 // FuzzSequence cuts a stream of n bytes (n from the input, at most 64 KiB)
@@ -60,42 +58,28 @@ func FuzzSequence(f *testing.F) {
 				payload: stream[s.off : s.off+s.n], ts: ts}.build())
 		}
 		pkts = append(pkts, segment{client: client, server: server, seq: isn + 1 + uint32(n), fin: true, hasAck: true, ts: ts}.build())
-		for _, safe := range []bool{false, true} {
-			rec := &fzSeqStream{first: Sequence(isn).Add(1)}
-			var feed func(p *testPacket)
-			var end func()
-			if safe {
-				pool := NewSafeStreamPool(fzSeqFactory{rec}, 0)
-				// Limits far above what an input can send: any skip is a fault.
-				a, err := NewSafeAssembler(pool, atkSafeInsertOptions)
-				if err != nil {
-					t.Fatal(err)
-				}
-				feed = func(p *testPacket) {
-					if err := a.AssembleWithTimestamp(p.netFlow, p.tcp, p.ci.Timestamp); err != nil {
+		for _, impl := range []string{"ours", "safe"} {
+			rec := &atkCRCStream{
+				pattern: func(off int64, b []byte) { copy(b, stream[min(off, int64(n)):]) },
+				check:   fzSeqParts(Sequence(isn).Add(1)),
+			}
+			// Limits far above what an input can send: any skip is a fault.
+			im := newAtkImpl(impl, atkCRCFactory{rec}, atkSafeInsertOptions, 0, false)
+			for _, p := range pkts {
+				// AssembleWithTimestamp: the one entry point the other
+				// tests leave out.
+				if impl == "safe" {
+					if err := im.safe.AssembleWithTimestamp(p.netFlow, p.tcp, p.ci.Timestamp); err != nil {
 						t.Fatalf("safe: %v", err)
 					}
+				} else {
+					im.ours.AssembleWithTimestamp(p.netFlow, p.tcp, p.ci.Timestamp)
 				}
-				end = func() { a.Close(); pool.Close() }
-			} else {
-				a := NewAssembler(NewStreamPool(fzSeqFactory{rec}))
-				feed = func(p *testPacket) { a.AssembleWithTimestamp(p.netFlow, p.tcp, p.ci.Timestamp) }
-				end = func() { a.FlushAll() }
-			}
-			for i := range pkts {
-				feed(&pkts[i])
 			}
 			// The server never answered: its direction closes at the end.
-			end()
-			if rec.err != nil {
-				t.Fatalf("safe=%v isn=%#x n=%d: %v", safe, isn, n, rec.err)
-			}
-			if !bytes.Equal(rec.got, stream) {
-				t.Fatalf("safe=%v isn=%#x n=%d: got %d bytes, want %d (first difference at %d)", safe, isn, n, len(rec.got), n, fzFirstDiff(rec.got, stream))
-			}
-			if !rec.ended || rec.completes != 1 {
-				t.Fatalf("safe=%v isn=%#x: end %v, %d completions", safe, isn, rec.ended, rec.completes)
-			}
+			im.flushAll()
+			t.Logf("impl=%s isn=%#x n=%d", impl, isn, n)
+			rec.verify(t, int64(n), crc32.ChecksumIEEE(stream))
 		}
 	})
 }
@@ -109,60 +93,27 @@ func fzFirstDiff(a, b []byte) int {
 	return min(len(a), len(b))
 }
 
-type fzSeqStream struct {
-	first     Sequence // the sequence number of the stream's first byte
-	got       []byte
-	ended     bool
-	completes int
-	err       error
-}
-
-type fzSeqFactory struct{ s *fzSeqStream }
-
-func (f fzSeqFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, AssemblerContext) Stream {
-	return f.s
-}
-
-func (s *fzSeqStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-
-func (s *fzSeqStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	dir, _, end, skip := sg.Info()
-	if dir != TCPDirClientToServer {
-		return
-	}
-	if skip != 0 && s.err == nil {
-		s.err = fmt.Errorf("skip %d after %d bytes", skip, len(s.got))
-	}
-	if s.ended && s.err == nil {
-		s.err = fmt.Errorf("delivery after the end")
-	}
-	n, _ := sg.Lengths()
-	data := sg.Fetch(n)
-	// The parts are the delivery, each where its sequence number says and
-	// marked as a data packet's (only the ACK flag).
-	at, w := 0, sg.(PartWalker)
-	for i := 0; i < w.NumParts() && s.err == nil; i++ {
-		p := w.Part(i)
-		switch {
-		case !bytes.Equal(p.Bytes, data[at:min(len(data), at+len(p.Bytes))]):
-			s.err = fmt.Errorf("part %d is not bytes [%d, %d) of the delivery", i, at, at+len(p.Bytes))
-		case p.Seq != s.first.Add(len(s.got)+at):
-			s.err = fmt.Errorf("part %d at stream offset %d has sequence number %d", i, len(s.got)+at, p.Seq)
-		case len(p.Bytes) > 0 && p.Flags != TCPFlagACK:
-			s.err = fmt.Errorf("part %d has flags %v", i, p.Flags)
+// fzSeqParts checks that the parts of a delivery of the stream whose
+// first byte has sequence number first are the delivery, each where its
+// sequence number says and marked as a data packet's (only the ACK flag).
+func fzSeqParts(first Sequence) func(sg ScatterGather, off int64, data []byte) error {
+	return func(sg ScatterGather, off int64, data []byte) error {
+		at, w := 0, sg.(PartWalker)
+		for i := 0; i < w.NumParts(); i++ {
+			p := w.Part(i)
+			switch {
+			case !bytes.Equal(p.Bytes, data[at:min(len(data), at+len(p.Bytes))]):
+				return fmt.Errorf("part %d is not bytes [%d, %d) of the delivery", i, at, at+len(p.Bytes))
+			case p.Seq != first.Add(int(off)+at):
+				return fmt.Errorf("part %d at stream offset %d has sequence number %d", i, int(off)+at, p.Seq)
+			case len(p.Bytes) > 0 && p.Flags != TCPFlagACK:
+				return fmt.Errorf("part %d has flags %v", i, p.Flags)
+			}
+			at += len(p.Bytes)
 		}
-		at += len(p.Bytes)
+		if at != len(data) {
+			return fmt.Errorf("parts hold %d of %d bytes", at, len(data))
+		}
+		return nil
 	}
-	if at != n && s.err == nil {
-		s.err = fmt.Errorf("parts hold %d of %d bytes", at, n)
-	}
-	s.got = append(s.got, data...)
-	s.ended = s.ended || end
-}
-
-func (s *fzSeqStream) ReassemblyComplete(AssemblerContext) bool {
-	s.completes++
-	return true
 }
