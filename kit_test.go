@@ -5,9 +5,12 @@ package reassembly
 // times), the AssemblerContext they travel with, recording Streams that check
 // the Stream contract as they go (one Stream live per connection, direction
 // labels, bytes at the right offsets, exactly one ReassemblyComplete), the
-// Safe face's runner (newKitAssembler), the goroutine-leak guard and the
-// conservation check of AssemblerStats. The drop-in and upstream runners and
-// their recorder are in kit_streams_test.go.
+// Safe face's setup (newKitSafe, newKitAssembler, kit*Opts), random traffic
+// (kitTraffic, kitInterleave), the goroutine-leak guard, the conservation
+// check of AssemblerStats (kitRequireConserved, kitSumStats) and loop
+// helpers. The trace kit (trSeg, trRec and the runners of all three faces)
+// is kit_streams_test.go; the attack kit, for floods of millions of
+// packets, is attack_kit_test.go.
 
 import (
 	"bytes"
@@ -570,5 +573,115 @@ func kitClosed(c <-chan struct{}) func() bool {
 		default:
 			return false
 		}
+	}
+}
+
+// kitPkt is one generated packet.
+type kitPkt struct {
+	c          kitConn
+	fromServer bool
+	tcp        *layers.TCP
+}
+
+// kitTraffic generates nConns connections of random traffic: both
+// directions cut into random segments (some larger than a page), with
+// duplicates, overlapping retransmissions, losses, segments the Stream
+// rejects (Window 1), bare ACKs, FIN or RST or neither, SYN retransmissions,
+// then locally reordered and interleaved. Each connection starts with the
+// client's SYN and the server's SYN-ACK. Every copy of a byte carries
+// kitContent.
+func kitTraffic(r *rand.Rand, firstID, nConns int) []kitPkt {
+	perConn := make([][]kitPkt, nConns)
+	for i := range perConn {
+		c := kitConnN(firstID + i)
+		seed := kitSeed(c.key())
+		var body []kitPkt
+		mk := func(fromServer bool, off, n int, flags string) kitPkt {
+			d := kitBtoi(fromServer)
+			var p []byte
+			if n > 0 {
+				p = make([]byte, n)
+				for k := range p {
+					p[k] = kitContent(seed, d, off+k)
+				}
+			}
+			return kitPkt{c, fromServer, c.seg(fromServer, c.seqAt(fromServer, off), flags, p)}
+		}
+		for _, fromServer := range []bool{false, true} {
+			n := r.Intn(6000)
+			for off := 0; off < n; {
+				l := 1 + r.Intn(1400)
+				if r.Intn(10) == 0 {
+					l = 1 + r.Intn(4000)
+				}
+				l = min(l, n-off)
+				if r.Intn(20) != 0 { // 5% loss
+					p := mk(fromServer, off, l, "A")
+					if r.Intn(20) == 0 {
+						p.tcp.Window = 1 // rejected by Accept
+					}
+					body = append(body, p)
+				}
+				if r.Intn(10) == 0 { // duplicate
+					body = append(body, mk(fromServer, off, l, "A"))
+				}
+				if r.Intn(8) == 0 && n > 0 { // overlapping retransmission
+					o := r.Intn(n)
+					body = append(body, mk(fromServer, o, 1+r.Intn(min(3000, n-o)), "A"))
+				}
+				if r.Intn(10) == 0 {
+					body = append(body, mk(fromServer, off, 0, "A"))
+				}
+				off += l
+			}
+			switch x := r.Intn(10); {
+			case x < 6:
+				body = append(body, mk(fromServer, n, 0, "FA"))
+			case x < 7:
+				body = append(body, mk(fromServer, r.Intn(n+1), 0, "R"))
+			}
+			if r.Intn(10) == 0 {
+				flags := "S"
+				if fromServer {
+					flags = "SA"
+				}
+				body = append(body, kitPkt{c, fromServer, c.seg(fromServer, c.seqAt(fromServer, -1), flags, nil)})
+			}
+		}
+		// Local reordering: each packet may swap with one up to 5 later.
+		for k := range body {
+			if j := k + r.Intn(5); j < len(body) {
+				body[k], body[j] = body[j], body[k]
+			}
+		}
+		syn := []kitPkt{
+			{c, false, c.seg(false, c.seqAt(false, -1), "S", nil)},
+			{c, true, c.seg(true, c.seqAt(true, -1), "SA", nil)},
+		}
+		perConn[i] = append(syn, body...)
+	}
+	return kitInterleave(r, perConn)
+}
+
+// kitInterleave merges lists at random, keeping the order within each.
+func kitInterleave(r *rand.Rand, lists [][]kitPkt) []kitPkt {
+	lists = append([][]kitPkt(nil), lists...)
+	var out []kitPkt
+	for {
+		live := 0
+		for _, p := range lists {
+			if len(p) > 0 {
+				live++
+			}
+		}
+		if live == 0 {
+			return out
+		}
+		k := r.Intn(len(lists))
+		for len(lists[k]) == 0 {
+			k = (k + 1) % len(lists)
+		}
+		out = append(out, lists[k][0])
+		lists[k] = lists[k][1:]
 	}
 }

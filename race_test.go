@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-type kitFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
+type raceFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 
 // Property (creation race): when both directions of a new connection reach
 // two different assemblers sharing a pool at the same instant — forced by
@@ -35,7 +35,7 @@ func TestRaceCreationBothDirections(t *testing.T) {
 	for _, face := range []string{"SafeAssembler", "Assembler"} {
 		t.Run(face, func(t *testing.T) {
 			f := newKitFactory()
-			var feed [2]kitFeed
+			var feed [2]raceFeed
 			var finish func()
 			if face == "SafeAssembler" {
 				pool := NewSafeStreamPool(f, 0)
@@ -115,10 +115,10 @@ func TestRaceCreationBothDirections(t *testing.T) {
 	}
 }
 
-// kitSplitByWorker generates nConns connections of random traffic and
+// raceSplitByWorker generates nConns connections of random traffic and
 // splits them so that the two directions of a connection go to different
 // workers; each worker's list keeps each direction's order.
-func kitSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
+func raceSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
 	per := make([][][]kitPkt, nWorkers)
 	for id := firstID; id < firstID+nConns; id++ {
 		var dirs [2][]kitPkt
@@ -138,7 +138,7 @@ func kitSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
 	return out
 }
 
-func kitAllowed(err error, allowed ...error) bool {
+func raceAllowed(err error, allowed ...error) bool {
 	if err == nil {
 		return true
 	}
@@ -178,7 +178,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 	for i := range asms {
 		asms[i] = newKitAssembler(t, pool, opts)
 	}
-	lists := kitSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
+	lists := raceSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
 	total := 0
 	for _, l := range lists {
 		total += len(l)
@@ -199,7 +199,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 				}
 				ts := kitT0.Add(time.Duration(k) * time.Millisecond)
 				err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, kitAt(ts))
-				if !kitAllowed(err, ErrConnectionClosed, ErrConnectionLimit, ErrAssemblerClosed) {
+				if !raceAllowed(err, ErrConnectionClosed, ErrConnectionLimit, ErrAssemblerClosed) {
 					unexpected.Store(err.Error(), true)
 				}
 				progress.Add(1)
@@ -289,7 +289,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 		asms[i].MaxBufferedPagesPerConnection = 6
 		asms[i].MaxBufferedPagesTotal = 30
 	}
-	lists := kitSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
+	lists := raceSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
 	stop := make(chan struct{})
 	var workers, helpers sync.WaitGroup
 	for w := range nWorkers {
@@ -324,8 +324,8 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 	f.requireSound(t)
 }
 
-// kitMax raises m to v.
-func kitMax(m *atomic.Int64, v int64) {
+// raceMax raises m to v.
+func raceMax(m *atomic.Int64, v int64) {
 	for {
 		cur := m.Load()
 		if v <= cur || m.CompareAndSwap(cur, v) {
@@ -377,10 +377,10 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 			defer monitors.Done()
 			kitUntil(stop, m, func(i int) {
 				ps := pool.Stats()
-				kitMax(&maxActive, ps.ActiveConnections)
-				kitMax(&maxInUse, ps.PageCache.PagesInUse)
+				raceMax(&maxActive, ps.ActiveConnections)
+				raceMax(&maxInUse, ps.PageCache.PagesInUse)
 				st := asms[i%nWorkers].Stats()
-				kitMax(&maxInUse, st.PageCache.PagesInUse)
+				raceMax(&maxInUse, st.PageCache.PagesInUse)
 				runtime.Gosched()
 			})
 		}()
