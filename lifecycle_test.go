@@ -123,7 +123,6 @@ type lcResult struct {
 	conns []*lcConn
 	log   []string
 	stats AssemblerStats
-	errs  []error
 }
 
 // conn returns Stream i, failing the test when there is none.
@@ -139,59 +138,44 @@ func (f lcFace) run(t *testing.T, segs []segment, flush bool) *lcResult {
 	t.Helper()
 	res := &lcResult{}
 	rec := &trRec{refuseStart: f.refuseStart, keepOpen: f.keepOpen}
+	pkts := make([]trPacket, len(segs))
+	for i, s := range segs {
+		pkts[i] = s.build().trPacket()
+	}
 	// What a run leaves is read before any Close, whose flush is not the
 	// run's.
-	snapshot := func() {
-		for _, st := range rec.streams {
-			res.conns = append(res.conns, lcConnOf(st))
-		}
-		res.log = append([]string(nil), rec.log...)
-	}
+	var flushAll func() int
 	switch {
 	case f.upstream:
-		a := upstream.NewAssembler(upstream.NewStreamPool(trUpFactory{rec}))
-		for _, s := range segs {
-			p := s.build()
-			a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
-		}
-		if flush {
-			a.FlushAll()
-		}
-		snapshot()
+		a, pv := trUp(rec, upstream.AssemblerOptions{}, pkts)
+		require.Nil(t, pv, "upstream panicked")
+		flushAll = a.FlushAll
 	case !f.safe:
 		a := NewAssembler(NewStreamPool(trFactory{rec}))
 		a.SetSkipAckedHoles(f.ackGaps)
-		for _, s := range segs {
-			p := s.build()
-			a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
-		}
-		if flush {
-			a.FlushAll()
-		}
-		snapshot()
+		trFeed(t, a, pkts)
+		flushAll = a.FlushAll
 	default:
 		opts := f.opts
 		opts.DisableBackgroundFlush = true
 		if opts.ConnectionTimeout == 0 {
 			opts.ConnectionTimeout = time.Hour
 		}
-		pool := NewSafeStreamPool(trFactory{rec}, 0)
-		a, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
-		for _, s := range segs {
-			p := s.build()
-			if err := a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci}); err != nil {
-				res.errs = append(res.errs, err)
-			}
-		}
-		if flush {
-			a.FlushAll()
-		}
-		res.stats = a.Stats()
-		snapshot()
-		require.NoError(t, a.Close())
-		require.NoError(t, pool.Close())
+		a, pool, _ := trSafe(t, rec, opts, pkts)
+		flushAll = a.FlushAll
+		defer func() {
+			res.stats = a.Stats()
+			require.NoError(t, a.Close())
+			require.NoError(t, pool.Close())
+		}()
 	}
+	if flush {
+		flushAll()
+	}
+	for _, st := range rec.streams {
+		res.conns = append(res.conns, lcConnOf(st))
+	}
+	res.log = append([]string(nil), rec.log...)
 	return res
 }
 

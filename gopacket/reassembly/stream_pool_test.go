@@ -3,8 +3,6 @@
 package reassembly
 
 import (
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -72,11 +70,8 @@ func TestSafeStreamPoolConnectionCap(t *testing.T) {
 // for that one once the factory behaves.
 func TestSafeStreamPoolNilStream(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
 	bad, good := kitConnN(1), kitConnN(2)
-	f.nilFor = bad.key()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, pool, a := newKitSafe(t, kitReplayOpts(), func(f *kitFactory) { f.nilFor = bad.key() })
 
 	var want error = ErrNilStream
 	if forkFlavour {
@@ -98,8 +93,7 @@ func TestSafeStreamPoolNilStream(t *testing.T) {
 	f.nilFor = ""
 	bad.open(t, a, kitT0)
 	require.NotNil(t, f.stream(bad))
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: PoolStats.TotalCreated counts connections created "each with
@@ -118,9 +112,7 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 				f.panicIn = "StreamFactory.New"
 			}
 			pool := NewSafeStreamPool(f, 0)
-			opts := kitReplayOpts()
-			opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-			a := newKitAssembler(t, pool, opts)
+			a := newKitAssembler(t, pool, kitQuietOpts())
 			err := c.send(a, false, "S", 0, "", kitT0)
 			if mode == "nil" && forkFlavour {
 				require.NoError(t, err, "the fork's factory declines with a nil Stream")
@@ -145,9 +137,7 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 // idempotent, and closing the assembler completes nothing twice.
 func TestSafeStreamPoolClose(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	f, pool, a := newKitSafe(t, SafeAssemblerOptions{})
 	c1, c2, c3 := kitConnN(1), kitConnN(2), kitConnN(3)
 	c1.open(t, a, kitT0)
 	require.NoError(t, c1.send(a, false, "A", 3, "held", kitT0))
@@ -180,21 +170,15 @@ func TestSafeStreamPoolClose(t *testing.T) {
 // is still completed once.
 func TestSafeStreamPoolClosePanic(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
 	bad, good := kitConnN(1), kitConnN(2)
-	f.panicIn, f.panicKey = "Stream.ReassemblyComplete", bad.key()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := newKitAssembler(t, pool, opts)
+	f, pool, a := newKitSafe(t, kitQuietOpts(), func(f *kitFactory) { f.panicIn, f.panicKey = "Stream.ReassemblyComplete", bad.key() })
 	bad.open(t, a, kitT0)
 	good.open(t, a, kitT0)
 	require.NotPanics(t, func() { require.NoError(t, pool.Close()) })
 	require.True(t, f.panicked.Load())
 	require.EqualValues(t, 1, pool.Stats().PanicsRecovered)
 	require.Zero(t, pool.Stats().ActiveConnections)
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: conservation survives SafeStreamPool.Close: bytes buffered
@@ -204,9 +188,7 @@ func TestSafeStreamPoolClosePanic(t *testing.T) {
 // QueuedBytes, and still match what the Streams received.
 func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, pool, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "A", 5, "buffered", kitT0))
@@ -232,10 +214,8 @@ func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
 	kitNoLeaks(t)
 	f := newKitFactory()
 	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 4, 4
-	a1 := newKitAssembler(t, pool, opts)
-	a2 := newKitAssembler(t, pool, opts)
+	a1 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
+	a2 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
 	x, y := kitConnN(1), kitConnN(2)
 	x.open(t, a1, kitT0)
 	for _, off := range []int{10, 20, 30} { // three pages, three holes
