@@ -107,6 +107,34 @@ func (a *Assembler) SetSkipAckedHoles(on bool) {
 	a.eng.life.ackGaps = on
 }
 
+// SetOverlapPolicy chooses which copy wins when buffered, not yet delivered
+// segments overlap (see OverlapPolicy). The default, OverlapDefault, is
+// upstream reassembly's: the newest copy. The tcpassembly face sets
+// OverlapBSD, the rule of upstream tcpassembly, where the segment that
+// starts first wins and an equal start keeps the older copy. A policy
+// other than the default takes the engine's slower, per-byte overlap
+// path; the default costs nothing.
+func (a *Assembler) SetOverlapPolicy(p OverlapPolicy) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := p.rule()
+	a.eng.overlaps.rule = r
+	a.eng.overlaps.policy = r != ruleLast
+	a.eng.screening.active = a.eng.overlaps.policy
+}
+
+// SetFlushHeldFINs makes flushes push through a FIN that waits behind a
+// hole with no bytes after the hole, as they do held bytes: one that
+// arrived before FlushOptions.T, and any at FlushAll, is delivered (empty,
+// with the hole as its skip) and ends its direction. Off by default, as
+// upstream reassembly, which dropped such a FIN; the tcpassembly face turns
+// it on, as upstream tcpassembly held the FIN as a page.
+func (a *Assembler) SetFlushHeldFINs(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.eng.life.heldFIN = on
+}
+
 // Assemble reassembles a packet stamped with the current time, for packets
 // read off the wire.
 func (a *Assembler) Assemble(netFlow gopacket.Flow, t *layers.TCP) {

@@ -1,7 +1,6 @@
 package reassembly
 
 import (
-	"hash/crc32"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,7 +11,7 @@ import (
 	upstream "github.com/google/gopacket/reassembly"
 )
 
-// The attack scenarios of attack_test.go at full size, each run through
+// The attack scenarios of the attack tests at full size, each run through
 // the Safe face (impl=safe), the drop-in Assembler (impl=ours, upstream's
 // defaults: no limits) and gopacket's reassembly v1.1.19 (impl=upstream) in
 // the same run. Besides sec/op (one whole scenario) each reports:
@@ -33,88 +32,6 @@ import (
 //
 // (-benchtime 1x: each scenario is long enough to measure once; upstream's
 // SYN flood and hold reach several GB of heap).
-
-// atkUpSink is upstream's Stream for every connection: it counts, and
-// keeps the CRC of the client's bytes when doCRC is set.
-type atkUpSink struct {
-	news, completes, deliveries, bytes, skips int64
-	crc                                       uint32
-	doCRC                                     bool
-}
-
-func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
-	return true
-}
-
-func (s *atkUpSink) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
-	dir, _, _, skip := sg.Info()
-	n, _ := sg.Lengths()
-	s.deliveries++
-	s.bytes += int64(n)
-	if skip > 0 {
-		s.skips++
-	}
-	if s.doCRC && dir == upstream.TCPDirClientToServer {
-		s.crc = crc32.Update(s.crc, crc32.IEEETable, sg.Fetch(n))
-	}
-}
-
-func (s *atkUpSink) ReassemblyComplete(upstream.AssemblerContext) bool {
-	s.completes++
-	return true
-}
-
-type atkUpFactory struct{ s *atkUpSink }
-
-func (f atkUpFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.AssemblerContext) upstream.Stream {
-	f.s.news++
-	return f.s
-}
-
-type atkUpFeeder struct{ a *upstream.Assembler }
-
-func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	f.a.AssembleWithContext(flow, tcp, ac)
-	return nil
-}
-
-// atkImpl is one implementation set up for a scenario.
-type atkImpl struct {
-	feeder   atkFeeder
-	flushAll func()
-	live     func() int64 // connections held, -1 when unknown
-}
-
-// newAtkImpl makes impl ("safe", "ours" or "upstream") with the Safe face's
-// options opts and connection cap maxConns; ours and upstream get the
-// page limits of opts when limited is set, else none (their default).
-func newAtkImpl(impl string, opts SafeAssemblerOptions, maxConns int, limited bool) atkImpl {
-	switch impl {
-	case "safe":
-		pool := NewSafeStreamPool(&atkFactory{sinkAll: true}, maxConns)
-		a, err := NewSafeAssembler(pool, opts)
-		if err != nil {
-			panic(err)
-		}
-		return atkImpl{atkSafeFeeder{a}, func() { a.Close(); pool.Close() }, func() int64 { return pool.Stats().ActiveConnections }}
-	case "ours":
-		pool := NewStreamPool(&atkFactory{sinkAll: true})
-		a := NewAssembler(pool)
-		if limited {
-			a.MaxBufferedPagesTotal = opts.MaxBufferedPagesTotal
-			a.MaxBufferedPagesPerConnection = opts.MaxBufferedPagesPerConnection
-		}
-		return atkImpl{atkOursFeeder{a}, func() { a.FlushAll() }, func() int64 { return int64(pool.t.size()) }}
-	case "upstream":
-		a := upstream.NewAssembler(upstream.NewStreamPool(atkUpFactory{&atkUpSink{}}))
-		if limited {
-			a.MaxBufferedPagesTotal = opts.MaxBufferedPagesTotal
-			a.MaxBufferedPagesPerConnection = opts.MaxBufferedPagesPerConnection
-		}
-		return atkImpl{atkUpFeeder{a}, func() { a.FlushAll() }, func() int64 { return -1 }}
-	}
-	panic("unknown impl " + impl)
-}
 
 // atkFigures are one run's measurements.
 type atkFigures struct {
@@ -178,7 +95,7 @@ func BenchmarkAttackSYNFlood(b *testing.B) {
 				var live int64
 				for range b.N {
 					b.StopTimer()
-					im := newAtkImpl(impl, SafeAssemblerOptions{DisableBackgroundFlush: true}, cfg.maxConns, false)
+					im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, cfg.maxConns, false)
 					heap.start()
 					b.StartTimer()
 					calls := 0
@@ -230,7 +147,7 @@ func BenchmarkAttackOutOfOrderHold(b *testing.B) {
 				var heap atkHeap
 				for range b.N {
 					b.StopTimer()
-					im := newAtkImpl(name, opts, 0, limited)
+					im := newAtkImpl(name, nil, opts, 0, limited)
 					calls := 0
 					b.StartTimer()
 					atkHold(cfg, im.feeder, func() {
@@ -316,9 +233,9 @@ func BenchmarkAttackInsertionOrder(b *testing.B) {
 						var f atkFeeder
 						switch impl {
 						case "safe":
-							f = newAtkImpl("safe", atkSafeInsertOptions, 0, false).feeder
+							f = newAtkImpl("safe", nil, atkSafeInsertOptions, 0, false).feeder
 						default:
-							f = newAtkImpl(impl, SafeAssemblerOptions{}, 0, false).feeder
+							f = newAtkImpl(impl, nil, SafeAssemblerOptions{}, 0, false).feeder
 						}
 						b.StartTimer()
 						for i := range pkts {
@@ -359,7 +276,7 @@ func BenchmarkAttackOverlapFlood(b *testing.B) {
 				var heap atkHeap
 				for range b.N {
 					b.StopTimer()
-					im := newAtkImpl(impl, SafeAssemblerOptions{DisableBackgroundFlush: true}, 0, false)
+					im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, 0, false)
 					heap.start()
 					b.StartTimer()
 					atkOverlapFlood(im.feeder, mode, n, heap.sample, nil)
@@ -395,12 +312,8 @@ func BenchmarkAttackSequenceSpace(b *testing.B) {
 				switch impl {
 				case "safe":
 					s := &atkCRCStream{}
-					pool := NewSafeStreamPool(atkCRCFactory{s}, 0)
-					a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-					if err != nil {
-						b.Fatal(err)
-					}
-					f, finish = atkSafeFeeder{a}, func() { a.Close(); pool.Close() }
+					im := newAtkImpl("safe", atkCRCFactory{s}, SafeAssemblerOptions{DisableBackgroundFlush: true}, 0, false)
+					f, finish = im.feeder, im.flushAll
 					check = func(want uint32) bool { return s.bad == 0 && s.off == total && s.crc == want && s.gaps == 0 }
 				case "upstream":
 					s := &atkUpSink{doCRC: true}
@@ -460,7 +373,7 @@ func BenchmarkAttackGarbage(b *testing.B) {
 			var heap atkHeap
 			for range b.N {
 				b.StopTimer()
-				im := newAtkImpl(impl, SafeAssemblerOptions{DisableBackgroundFlush: true}, 10_000, false)
+				im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, 10_000, false)
 				g := newAtkGen()
 				heap.start()
 				b.StartTimer()

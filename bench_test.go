@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	upstream "github.com/google/gopacket/reassembly"
 )
 
@@ -49,40 +48,6 @@ func inOrderTraffic(n, size int) []testPacket {
 	return out
 }
 
-type countingStream struct{ bytes int }
-
-func (s *countingStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-func (s *countingStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	n, _ := sg.Lengths()
-	s.bytes += n
-}
-func (s *countingStream) ReassemblyComplete(AssemblerContext) bool { return true }
-
-type countingFactory struct{ s countingStream }
-
-func (f *countingFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, AssemblerContext) Stream {
-	return &f.s
-}
-
-type upCountingStream struct{ bytes int }
-
-func (s *upCountingStream) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
-	return true
-}
-func (s *upCountingStream) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
-	n, _ := sg.Lengths()
-	s.bytes += n
-}
-func (s *upCountingStream) ReassemblyComplete(upstream.AssemblerContext) bool { return true }
-
-type upCountingFactory struct{ s upCountingStream }
-
-func (f *upCountingFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.AssemblerContext) upstream.Stream {
-	return &f.s
-}
-
 // benchCtx gives each packet its own context before timing, as a capture
 // loop that keeps its CaptureInfo would.
 type benchCtx struct {
@@ -109,16 +74,13 @@ func TestInOrderPathDoesNotAllocate(t *testing.T) {
 	for _, face := range []string{"drop-in", "safe-capped"} {
 		t.Run(face, func(t *testing.T) {
 			ctxs := contexts(pkts)
-			f := &countingFactory{}
+			f := &atkFactory{sinkAll: true} // counts, allocates nothing
 			var feed func(j int, p []testPacket, c []benchCtx)
 			if face == "drop-in" {
 				a := NewAssembler(NewStreamPool(f))
 				feed = func(j int, p []testPacket, c []benchCtx) { a.AssembleWithContext(p[j].netFlow, p[j].tcp, &c[j]) }
 			} else {
-				a, err := NewSafeAssembler(NewSafeStreamPool(f, 10), SafeAssemblerOptions{DisableBackgroundFlush: true})
-				if err != nil {
-					t.Fatal(err)
-				}
+				a := newKitAssembler(t, NewSafeStreamPool(f, 10), kitReplayOpts())
 				feed = func(j int, p []testPacket, c []benchCtx) { _ = a.AssembleWithContext(p[j].netFlow, p[j].tcp, &c[j]) }
 			}
 			// Warm up: the first pass creates the connection and its buffers.
@@ -139,7 +101,7 @@ func TestInOrderPathDoesNotAllocate(t *testing.T) {
 			if allocs != 0 {
 				t.Fatalf("in-order packet allocates %.2f times, want 0", allocs)
 			}
-			if f.s.bytes == 0 {
+			if f.sink.bytes == 0 {
 				t.Fatal("no bytes delivered")
 			}
 		})
@@ -167,7 +129,7 @@ func BenchmarkDescendingInsert(b *testing.B) {
 		ctxs := contexts(pkts)
 		b.Run("impl=ours/n="+itoa(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				a := NewAssembler(NewStreamPool(&countingFactory{}))
+				a := NewAssembler(NewStreamPool(&atkFactory{sinkAll: true}))
 				for j := range pkts {
 					a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
 				}
@@ -180,7 +142,7 @@ func BenchmarkDescendingInsert(b *testing.B) {
 		}
 		b.Run("impl=upstream/n="+itoa(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				a := upstream.NewAssembler(upstream.NewStreamPool(&upCountingFactory{}))
+				a := upstream.NewAssembler(upstream.NewStreamPool(atkUpFactory{&atkUpSink{}}))
 				for j := range pkts {
 					a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
 				}

@@ -41,6 +41,7 @@ import (
 	upstream "github.com/google/gopacket/reassembly"
 	ours "github.com/safepacket/reassembly"
 	"github.com/safepacket/reassembly/internal/capture"
+	"github.com/safepacket/reassembly/internal/capturetest"
 )
 
 // Floors measured with this test: directions of the shipped captures, and
@@ -317,18 +318,18 @@ type confCapture struct {
 // confCaptures lists the shipped captures and, when the shared corpus is
 // present, those of the corpus that are not shipped.
 func confCaptures(t *testing.T) (caps []confCapture, corpus string) {
-	shipped, err := filepath.Glob(filepath.Join("testdata", "captures", "*"))
+	shipped, err := filepath.Glob(capturetest.Testdata("captures", "*"))
 	require.NoError(t, err)
 	require.NotEmpty(t, shipped)
 	have := map[string]bool{}
 	for _, p := range shipped {
 		name := filepath.Base(p)
 		have[name] = true
-		caps = append(caps, confCapture{name: name, path: p, expected: filepath.Join("testdata", "expected", name), shipped: true})
+		caps = append(caps, confCapture{name: name, path: p, expected: capturetest.Testdata("expected", name), shipped: true})
 	}
 	corpus = os.Getenv("REASSEMBLY_CORPUS")
 	if corpus == "" {
-		corpus = filepath.Join("..", "shared", "corpus")
+		corpus = filepath.Join(capturetest.Testdata(), "..", "..", "shared", "corpus")
 	}
 	if _, err := os.Stat(filepath.Join(corpus, "MANIFEST.tsv")); err != nil {
 		return caps, ""

@@ -117,6 +117,11 @@ type halfConnection struct {
 	// pickedUp is set when the direction started mid-stream, without a
 	// SYN, by the Safe face's Midstream option.
 	pickedUp bool
+	// hasNewSYN tells that newSYN is the sequence number of a SYN with a
+	// new ISN seen while the conversation was open: the 4-tuple is reused
+	// only once the peer answers it (lifecycle.go). Both fit in padding.
+	hasNewSYN bool
+	newSYN    uint32
 	// ackedHoleAt is nextPos when the peer first acknowledged past the
 	// hole there, or -1: a second acknowledgement declares the gap.
 	ackedHoleAt int64
@@ -182,6 +187,14 @@ func (h *halfConnection) setNext(seq Sequence, pos int64) {
 
 func (h *halfConnection) started() bool { return h.nextSeq != invalidSequence }
 
+// begin starts an empty direction at seq, its first byte.
+func (h *halfConnection) begin(seq Sequence) int64 {
+	pos := h.posOf(seq)
+	h.setNext(seq, pos)
+	h.origin, h.hasOrigin = pos, true
+	return pos
+}
+
 // connection holds both directions of a TCP connection and its Stream.
 // What every packet reads comes first: the lock, the key and the
 // generation in the first cache line, the flags, the Stream and the hints
@@ -216,6 +229,18 @@ type connection struct {
 	endCtx captureContext
 	// lru links the connection into its shard's eviction list.
 	lru lruNode
+	// finSeen is, per direction (halves' index), the capture time of the
+	// packet that set its finPos; kept out of halfConnection, whose size
+	// is whole cache lines.
+	finSeen [2]time.Time
+}
+
+// finSeenOf returns where the capture time of half's FIN is kept.
+func (c *connection) finSeenOf(half *halfConnection) *time.Time {
+	if half == &c.halves[1] {
+		return &c.finSeen[1]
+	}
+	return &c.finSeen[0]
 }
 
 func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queued *atomic.Int64) {

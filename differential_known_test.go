@@ -204,9 +204,13 @@ func checkTruth(scn *scenario, evs []event) error {
 	sgs := map[sdir]int{}
 	conns := map[string]int{}
 	completed := map[string]bool{}
+	reversed := map[string]bool{}
 	for i, e := range evs {
 		if e.Kind == "new" {
-			conns[e.Stream] = scn.Steps[e.Step].Conn
+			c := scn.Steps[e.Step].Conn
+			conns[e.Stream] = c
+			ip := scn.Conns[c].ClientIP
+			reversed[e.Stream] = !strings.HasPrefix(e.get("net"), fmt.Sprintf("%d.%d.%d.%d->", ip[0], ip[1], ip[2], ip[3]))
 			continue
 		}
 		if e.Stream == "" {
@@ -237,9 +241,10 @@ func checkTruth(scn *scenario, evs []event) error {
 			return fmt.Errorf("event %d: lengths %d,%d but %d bytes fetched", i, avail, saved, len(e.Data))
 		}
 		conn := conns[e.Stream]
-		// The direction of the Stream may be the reverse of the generator's
-		// when the first packet seen was the server's.
-		if first := scn.Steps[firstStepOf(evs, e.Stream)]; first.Dir == 1 {
+		// The direction of the Stream is the reverse of the generator's
+		// when its client is the generator's server: the first packet seen
+		// was the server's (a SYN-ACK that answers a remembered SYN aside).
+		if reversed[e.Stream] {
 			d = 1 - d
 		}
 		fresh := e.Data[saved:]
@@ -293,15 +298,6 @@ func checkTruth(scn *scenario, evs []event) error {
 		next[k] = off + len(fresh)
 	}
 	return nil
-}
-
-func firstStepOf(evs []event, stream string) int {
-	for _, e := range evs {
-		if e.Stream == stream && e.Kind == "new" {
-			return e.Step
-		}
-	}
-	return 0
 }
 
 func stepByID(scn *scenario, id int) *step {

@@ -52,6 +52,10 @@ type engine struct {
 	// every packet.
 	start bool
 	free  connFreeList
+	// answered is where the client's data starts when a SYN-ACK ends a
+	// conversation by answering a new SYN on its 4-tuple, else
+	// invalidSequence: the next connection find makes starts there.
+	answered Sequence
 
 	recent    recentFlows   // find the connection (lookup.go)
 	life      lifecycle     // restarts and acknowledged holes (lifecycle.go)
@@ -68,6 +72,7 @@ func (e *engine) init(t *connTable, cb callbacks) {
 	e.pc = newPageCache(&t.budget)
 	e.cb = cb
 	e.sg.parts = make([]sgPart, 0, 16)
+	e.answered = invalidSequence
 }
 
 // assemble feeds one packet. It returns the connection error of the pool
@@ -89,7 +94,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
 	s, err := e.cb.newStream(c, e.table.factory, tcp, ac)
-	if err == nil && s != nil && e.screening.safe {
+	if err == nil && s != nil && e.screening.active {
 		c.depthOv, _ = s.(DepthOverrider)
 		c.halves[0].depth, c.halves[1].depth = e.depth.perDirection, e.depth.perDirection
 	}
@@ -143,5 +148,5 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		e.send(conn, s.half, ac)
 	}
 	e.room.forcing = false
-	s.half.clearQueuedHint()
+	e.settleHint(conn, s.half)
 }

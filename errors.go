@@ -4,7 +4,11 @@ import "errors"
 
 // Errors returned by the Safe face, matchable with errors.Is.
 var (
-	// ErrNilStream means the StreamFactory returned a nil Stream.
+	// ErrNilStream means the StreamFactory returned a nil Stream. In the
+	// github.com/gopacket/gopacket flavour (gopacket/reassembly) a nil
+	// Stream is how a factory declines a connection, as in that module:
+	// the packet is dropped and counted in PoolStats.ConnectionsDeclined,
+	// and no error is returned.
 	ErrNilStream = errors.New("reassembly: stream factory returned a nil Stream")
 	// ErrInvalidOptions means SafeAssemblerOptions failed validation.
 	ErrInvalidOptions = errors.New("reassembly: invalid options")

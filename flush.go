@@ -36,6 +36,10 @@ func (e *engine) expireIdle(cutoff int64) int {
 // or closes the direction when nothing is queued.
 func (e *engine) skipFlush(conn *connection, half *halfConnection) {
 	if half.queue.empty() {
+		if e.life.heldFIN && half.holdsFIN() {
+			e.pushFIN(conn, half)
+			return
+		}
 		e.closeHalf(conn, half, nil, false)
 		return
 	}
@@ -57,6 +61,10 @@ func (e *engine) flushClose(conn *connection, half *halfConnection, t, tc time.T
 		}
 		flushed = true
 		e.skipFlush(conn, half)
+	}
+	if e.life.heldFIN && !conn.removed && half.queue.empty() && half.holdsFIN() && conn.finSeenOf(half).Before(t) {
+		flushed = true
+		e.pushFIN(conn, half)
 	}
 	if half.closed {
 		return flushed, true
@@ -101,8 +109,8 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 			conn.halves[0].lastSeen.Before(opt.TC) && conn.halves[1].lastSeen.Before(opt.TC) {
 			e.table.remove(conn, &e.free)
 		}
-		conn.halves[0].clearQueuedHint()
-		conn.halves[1].clearQueuedHint()
+		e.settleHint(conn, &conn.halves[0])
+		e.settleHint(conn, &conn.halves[1])
 		conn.mu.Unlock()
 	}
 	clear(e.flushes.refs)

@@ -45,21 +45,11 @@ type grave struct {
 // window (a SYN: is the sender's own SYN again), and acknowledges within
 // the peer's; anything else, and any packet after graveTTL, starts anew:
 // a new conversation's sequence numbers are unrelated to the old ones.
+// A direction that never sent has nothing to copy.
 func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
-	// The difference is taken unsigned: it cannot overflow however odd
-	// the capture's timestamps.
-	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) {
+	s, p, ok := g.sides(fromLo, ts)
+	if !ok || g.next[s] == invalidSequence {
 		return false
-	}
-	s, p := 1, 0
-	if fromLo {
-		s, p = 0, 1
-	}
-	if g.next[s] == invalidSequence {
-		// The sender never started: only a late answer to the peer's SYN
-		// can be a copy of this connection's traffic.
-		return tcp.SYN && tcp.ACK && len(tcp.Payload) == 0 && g.next[p] != invalidSequence &&
-			Sequence(tcp.Ack) == g.from[p]
 	}
 	seq := Sequence(tcp.Seq)
 	if tcp.SYN {
@@ -70,6 +60,36 @@ func (g *grave) lateCopy(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
 		return false
 	}
 	return !tcp.ACK || g.next[p] == invalidSequence || g.within(p, Sequence(tcp.Ack), Sequence(tcp.Ack))
+}
+
+// answeredSYN returns where the peer's data starts when the packet is a
+// SYN-ACK answering the SYN of a connection the sender never answered
+// before (refused by an RST, or ended by a timeout or an eviction while
+// only the SYN was seen): the host went on with the conversation after
+// all, as a Windows host does after an RST to its SYN (suricata-verify
+// bug-3286), so the new connection takes over the peer's direction where
+// its SYN left it instead of losing its bytes.
+func (g *grave) answeredSYN(fromLo bool, tcp *layers.TCP, ts time.Time) (Sequence, bool) {
+	s, p, ok := g.sides(fromLo, ts)
+	if !ok || g.next[s] != invalidSequence || g.next[p] == invalidSequence ||
+		!tcp.SYN || !tcp.ACK || Sequence(tcp.Ack) != g.from[p] || g.next[p] != g.from[p] {
+		return 0, false
+	}
+	return g.from[p], true
+}
+
+// sides returns the sender's and the peer's index, and whether the grave
+// still speaks for the 4-tuple at ts.
+func (g *grave) sides(fromLo bool, ts time.Time) (s, p int, ok bool) {
+	// The difference is taken unsigned: it cannot overflow however odd
+	// the capture's timestamps.
+	if ns := nanos(ts); ns > g.retired && uint64(ns)-uint64(g.retired) > uint64(graveTTL) {
+		return 0, 0, false
+	}
+	if fromLo {
+		return 0, 1, true
+	}
+	return 1, 0, true
 }
 
 // within reports whether [from, to] lies in the final window of sender i.

@@ -3,7 +3,10 @@ package reassembly
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -230,4 +233,174 @@ func TestGraveyardTrimShrinksAfterBurst(t *testing.T) {
 		}
 	}
 	require.Len(t, y.ring, minGraveRing)
+}
+
+// Late copies: the graveyard seen from the assemblers.
+
+// gvConn plays one short connection of ep: handshake, "hello" from the
+// client, FIN both ways. It returns the client's data segment for replays.
+func gvConn(t *testing.T, a *SafeAssembler, ep trEndpoint, isn uint32, ts time.Time) trPacket {
+	t.Helper()
+	var data trPacket
+	for i, s := range []trSeg{
+		{seq: isn, flags: "S"},
+		{rev: true, seq: 9000, ack: isn + 1, flags: "SA"},
+		{seq: isn + 1, ack: 9001, flags: "A", data: "hello"},
+		{seq: isn + 6, ack: 9001, flags: "FA"},
+		{rev: true, seq: 9001, ack: isn + 7, flags: "FA"},
+	} {
+		p := trMake(t, ep.at(s), ts)
+		_ = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
+		if i == 2 {
+			data = p
+		}
+	}
+	return data
+}
+
+// gvAssembler is a Safe face over r whose Streams start at their first
+// segment, with connections that never time out during a test.
+func gvAssembler(t *testing.T, r *trRec) (*SafeStreamPool, *SafeAssembler) {
+	t.Helper()
+	r.forceStart = true
+	opts := kitReplayOpts()
+	opts.ConnectionTimeout = time.Hour
+	a, pool, _ := trSafe(t, r, opts, nil)
+	return pool, a
+}
+
+// Property: after a connection completed, a late copy of its data opens no
+// new Stream and is counted as dropped; a new SYN on the same 4-tuple, new
+// data past the old end, or any packet after graveTTL opens a new one.
+func TestGraveDropsLateCopiesAndReopens(t *testing.T) {
+	ep := trEndpoint{}
+	t0 := trBase
+	replay := func(a *SafeAssembler, p trPacket, ts time.Time) error {
+		return a.AssembleWithContext(p.flow, p.tcp, &trCtx{Timestamp: ts})
+	}
+
+	t.Run("late copy dropped", func(t *testing.T) {
+		r := &trRec{}
+		pool, a := gvAssembler(t, r)
+		data := gvConn(t, a, ep, 1000, t0)
+		require.Len(t, r.streams, 1)
+		require.Equal(t, 1, r.stream(0).completes)
+		assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
+		assert.ErrorIs(t, replay(a, data, t0.Add(time.Second)), ErrConnectionClosed)
+		assert.Len(t, r.streams, 1, "a late copy opened a phantom Stream")
+		assert.EqualValues(t, 5, a.Stats().BytesAfterClose)
+		assert.Equal(t, "hello", r.stream(0).data(false))
+	})
+	t.Run("late SYN-ACK with data dropped", func(t *testing.T) {
+		r := &trRec{}
+		_, a := gvAssembler(t, r)
+		gvConn(t, a, ep, 1000, t0)
+		p := trMake(t, trSeg{rev: true, seq: 9000, ack: 1001, flags: "SA", data: "x"}, t0)
+		assert.ErrorIs(t, replay(a, p, t0.Add(time.Second)), ErrConnectionClosed)
+		assert.Len(t, r.streams, 1, "a late SYN-ACK opened a phantom Stream")
+	})
+	t.Run("new data past the old end reopens", func(t *testing.T) {
+		r := &trRec{}
+		_, a := gvAssembler(t, r)
+		gvConn(t, a, ep, 1000, t0)
+		// The client's FIN took 1006: new bytes start at 1007.
+		p := trMake(t, trSeg{seq: 1007, ack: 9002, flags: "A", data: "more"}, t0)
+		require.NoError(t, replay(a, p, t0.Add(time.Second)))
+		require.Len(t, r.streams, 2, "new data did not open a new connection")
+		assert.Equal(t, "more", r.stream(1).data(false))
+	})
+	t.Run("new SYN reopens", func(t *testing.T) {
+		r := &trRec{}
+		_, a := gvAssembler(t, r)
+		gvConn(t, a, ep, 1000, t0)
+		gvConn(t, a, ep, 5000, t0.Add(time.Second))
+		require.Len(t, r.streams, 2)
+		assert.Equal(t, "hello", r.stream(1).data(false))
+	})
+	t.Run("after the TTL", func(t *testing.T) {
+		r := &trRec{}
+		_, a := gvAssembler(t, r)
+		data := gvConn(t, a, ep, 1000, t0)
+		require.NoError(t, replay(a, data, t0.Add(graveTTL+time.Second)))
+		assert.Len(t, r.streams, 2, "a packet after the TTL must open a new connection")
+	})
+	t.Run("flush reaps", func(t *testing.T) {
+		r := &trRec{}
+		pool, a := gvAssembler(t, r)
+		gvConn(t, a, ep, 1000, t0)
+		a.FlushCloseOlderThan(t0.Add(time.Second))
+		assert.Zero(t, pool.Stats().RecentlyClosed, "a flush past the close keeps the grave")
+	})
+}
+
+// Property: no shard holds more than maxGravesPerShard graves, however many
+// connections complete in it (that the oldest go first is
+// TestGraveyardMatchesModel's).
+func TestGravesCappedPerShard(t *testing.T) {
+	r := &trRec{}
+	pool, a := gvAssembler(t, r)
+	eps := trShardMates(&pool.t, maxGravesPerShard+100)
+	first := eps[0].key()
+	target := pool.t.shardOf(&first)
+	for _, ep := range eps {
+		gvConn(t, a, ep, 1000, trBase)
+	}
+	n := len(eps)
+	require.Equal(t, maxGravesPerShard+100, n)
+	target.mu.Lock()
+	graves, ring := target.graves.live, len(target.graves.ring)
+	target.mu.Unlock()
+	assert.Equal(t, maxGravesPerShard, graves, "the shard does not hold exactly the cap")
+	assert.LessOrEqual(t, ring, maxGravesPerShard)
+	assert.EqualValues(t, maxGravesPerShard, pool.Stats().RecentlyClosed)
+	assert.Len(t, r.streams, n)
+}
+
+// Property: a completed connection leaves only its small grave behind (its
+// connection object goes back to the assembler's free list), and reopening the
+// same 4-tuple again and again without a flush keeps the shard's grave
+// ring at its smallest: the slots the reopened graves leave are reused.
+func TestGravesAreSmallAndBounded(t *testing.T) {
+	r := &trRec{}
+	pool, a := gvAssembler(t, r)
+	ep, t0 := trEndpoint{}, trBase
+	k := ep.key()
+	sh := pool.t.shardOf(&k)
+
+	gvConn(t, a, ep, 1000, t0)
+	sh.mu.Lock()
+	live := sh.idx.get(pool.t.hash(&k), &k) != nil
+	buried := sh.graves.find(pool.t.hash(&k), &k) >= 0
+	sh.mu.Unlock()
+	free := len(a.eng.free.free)
+	assert.False(t, live, "a completed connection stays in the live map")
+	assert.True(t, buried, "a completed connection leaves no grave")
+	assert.Equal(t, 1, free, "the connection object was not recycled")
+
+	rounds := 3*maxGravesPerShard + 7
+	for i := range rounds {
+		gvConn(t, a, ep, uint32(5000+10*i), t0.Add(time.Duration(i+1)*time.Millisecond))
+	}
+	require.Len(t, r.streams, rounds+1, "every new SYN opens a connection")
+	sh.mu.Lock()
+	ring, graves := len(sh.graves.ring), sh.graves.live
+	sh.mu.Unlock()
+	assert.Equal(t, 1, graves)
+	assert.LessOrEqual(t, ring, minGraveRing)
+	assert.EqualValues(t, 1, pool.Stats().RecentlyClosed)
+}
+
+// Property: a packet more than graveTTL after the grave is never taken for
+// a late copy, however far apart the two timestamps are (no overflow), and
+// one within graveTTL that repeats old bytes is.
+func TestGraveLateCopyTimes(t *testing.T) {
+	old := &layers.TCP{Seq: 100, ACK: true, BaseLayer: layers.BaseLayer{Payload: []byte("x")}}
+	early := time.Unix(-1<<40, 0) // clamped to the smallest nanos
+	late := time.Unix(1<<40, 0)   // clamped to the largest
+	g := grave{retired: nanos(early), next: [2]Sequence{200, 200}}
+	assert.False(t, g.lateCopy(true, old, late), "a packet long after the TTL was dropped")
+	assert.True(t, g.lateCopy(true, old, early.Add(time.Second)), "a late copy within the TTL opened a connection")
+	g.retired = nanos(time.Unix(1_700_000_000, 0))
+	assert.False(t, g.lateCopy(true, old, time.Unix(1_700_000_000, 0).Add(graveTTL+time.Second)))
+	assert.True(t, g.lateCopy(false, old, time.Unix(1_700_000_000, 0).Add(graveTTL-time.Second)))
 }

@@ -10,6 +10,7 @@ package reassembly
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -59,34 +60,25 @@ type trPacket struct {
 	ctx  *trCtx
 }
 
-// trMake serializes and decodes one segment, so that TransportFlow works on
-// the layer (upstream keys connections by it).
+// trMake builds one segment (segment.build: serialized and decoded, so
+// that TransportFlow works on the layer, which upstream keys connections
+// by).
 func trMake(t testing.TB, s trSeg, ts time.Time) trPacket {
 	t.Helper()
 	cport := s.port
 	if cport == 0 {
 		cport = trClientPort
 	}
-	src, dst := trClientIP(s.host), net.IP{10, 0, 0, 2}
-	sp, dp := layers.TCPPort(cport), layers.TCPPort(trServerPort)
-	if s.rev {
-		src, dst, sp, dp = dst, src, dp, sp
-	}
-	tcp := &layers.TCP{
-		SrcPort: sp, DstPort: dp, Seq: s.seq, Ack: s.ack, Window: 65535,
-		SYN: strings.ContainsRune(s.flags, 'S'),
-		ACK: strings.ContainsRune(s.flags, 'A'),
-		FIN: strings.ContainsRune(s.flags, 'F'),
-		RST: strings.ContainsRune(s.flags, 'R'),
-		PSH: strings.ContainsRune(s.flags, 'P'),
-	}
-	buf := gopacket.NewSerializeBuffer()
-	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, tcp, gopacket.Payload([]byte(s.data))))
-	dec := &layers.TCP{}
-	require.NoError(t, dec.DecodeFromBytes(slices.Clone(buf.Bytes()), gopacket.NilDecodeFeedback))
-	require.Equal(t, s.data, string(dec.Payload), "packet builder payload")
-	ctx := trCtx(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: 40 + len(s.data), Length: 40 + len(s.data)})
-	return trPacket{flow: gopacket.NewFlow(layers.EndpointIPv4, src, dst), tcp: dec, ctx: &ctx}
+	cli, _ := netip.AddrFromSlice(trClientIP(s.host))
+	has := func(f rune) bool { return strings.ContainsRune(s.flags, f) }
+	p := segment{
+		client: netip.AddrPortFrom(cli, cport), server: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 2}), trServerPort),
+		fromServer: s.rev, seq: s.seq, ack: s.ack,
+		syn: has('S'), hasAck: has('A'), fin: has('F'), rst: has('R'), psh: has('P'),
+		payload: []byte(s.data), ts: ts,
+	}.build().trPacket()
+	require.Equal(t, s.data, string(p.tcp.Payload), "packet builder payload")
+	return p
 }
 
 func trClientIP(host byte) net.IP {
@@ -94,6 +86,50 @@ func trClientIP(host byte) net.IP {
 		return net.IP{10, 0, 0, 1}
 	}
 	return net.IP{10, 0, 1, host}
+}
+
+// trEndpoint is a client address (trClientIP(host)) and port.
+type trEndpoint struct {
+	host byte
+	port uint16
+}
+
+// at places s on ep's connection.
+func (ep trEndpoint) at(s trSeg) trSeg {
+	s.host, s.port = ep.host, ep.port
+	return s
+}
+
+// key is the key of ep's connection to the server.
+func (ep trEndpoint) key() connKey {
+	port := ep.port
+	if port == 0 {
+		port = trClientPort
+	}
+	k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(ep.host), net.IP{10, 0, 0, 2}),
+		&layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort})
+	return k
+}
+
+// shardOf returns the shard of a key.
+func (t *connTable) shardOf(k *connKey) *shard { return t.shard(t.hash(k)) }
+
+// trShardMates returns n client endpoints whose connections fall in one
+// shard of t, the first being port 10000 of the default host.
+func trShardMates(t *connTable, n int) []trEndpoint {
+	eps := []trEndpoint{{port: 10000}}
+	first := eps[0].key()
+	target := t.shardOf(&first)
+	for port := uint16(10001); len(eps) < n && port < 65535; port++ {
+		for host := 0; host < 256; host++ {
+			ep := trEndpoint{host: byte(host), port: port}
+			if k := ep.key(); t.shardOf(&k) == target {
+				eps = append(eps, ep)
+				break
+			}
+		}
+	}
+	return eps
 }
 
 func trBuild(t testing.TB, segs []trSeg) []trPacket {
@@ -184,8 +220,9 @@ type trRec struct {
 	news      int
 	nilStream bool // the factory returns nil
 	keepOpen  bool // ReassemblyComplete returns false
-	// refuseStart clears Accept's start: no direction starts without a SYN.
-	refuseStart bool
+	// refuseStart clears Accept's start: no direction starts without a SYN;
+	// forceStart sets it: a direction starts at its first segment.
+	refuseStart, forceStart bool
 	// log is "new N" and "complete N" in the order they happened.
 	log        []string
 	beforeNew  func()
@@ -214,6 +251,9 @@ func (r *trRec) accept(st *trStream, tcp *layers.TCP, start *bool) bool {
 	defer r.mu.Unlock()
 	if r.refuseStart {
 		*start = false
+	}
+	if r.forceStart {
+		*start = true
 	}
 	st.accepts++
 	if !(tcp.SrcPort == st.ports[0] && tcp.DstPort == st.ports[1]) && !(tcp.SrcPort == st.ports[1] && tcp.DstPort == st.ports[0]) {
@@ -360,6 +400,21 @@ func trOurs(t testing.TB, r *trRec, opts AssemblerOptions, pkts []trPacket) *Ass
 	a.AssemblerOptions = opts
 	trFeed(t, a, pkts)
 	return a
+}
+
+// trSafe runs packets through a fresh SafeAssembler with opts on a pool of
+// its own (both closed when the test ends, if not before) and returns them
+// with each packet's error.
+func trSafe(t testing.TB, r *trRec, opts SafeAssemblerOptions, pkts []trPacket) (*SafeAssembler, *SafeStreamPool, []error) {
+	t.Helper()
+	pool := NewSafeStreamPool(trFactory{r}, 0)
+	a := newKitAssembler(t, pool, opts)
+	t.Cleanup(func() { _ = pool.Close() })
+	errs := make([]error, len(pkts))
+	for i, p := range pkts {
+		errs[i] = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
+	}
+	return a, pool, errs
 }
 
 // trFeedUp hands packets to an upstream Assembler and returns the first

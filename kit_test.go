@@ -5,16 +5,22 @@ package reassembly
 // times), the AssemblerContext they travel with, recording Streams that check
 // the Stream contract as they go (one Stream live per connection, direction
 // labels, bytes at the right offsets, exactly one ReassemblyComplete), the
-// Safe face's runner (newKitAssembler), the goroutine-leak guard and the
-// conservation check of AssemblerStats. The drop-in and upstream runners and
-// their recorder are in kit_streams_test.go.
+// Safe face's setup (newKitSafe, newKitAssembler, kit*Opts), random traffic
+// (kitTraffic, kitInterleave), the goroutine-leak guard, the conservation
+// check of AssemblerStats (kitRequireConserved, kitSumStats) and loop
+// helpers. The trace kit (trSeg, trRec and the runners of all three faces)
+// is kit_streams_test.go; the attack kit, for floods of millions of
+// packets, is attack_kit_test.go.
 
 import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"log/slog"
 	"math/rand"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,7 +444,7 @@ func kitNoLeaks(t *testing.T) goleak.Option {
 	return ign
 }
 
-func newKitAssembler(t *testing.T, pool *SafeStreamPool, opts SafeAssemblerOptions) *SafeAssembler {
+func newKitAssembler(t testing.TB, pool *SafeStreamPool, opts SafeAssemblerOptions) *SafeAssembler {
 	t.Helper()
 	a, err := NewSafeAssembler(pool, opts)
 	require.NoError(t, err)
@@ -478,4 +484,204 @@ func (s *kitLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// newKitSafe is the Safe face as most tests want it: a fresh kitFactory
+// (set adjusts it before any traffic), a pool over it with no connection
+// cap, and an assembler with opts that is closed when the test ends.
+func newKitSafe(t *testing.T, opts SafeAssemblerOptions, set ...func(*kitFactory)) (*kitFactory, *SafeStreamPool, *SafeAssembler) {
+	t.Helper()
+	f := newKitFactory()
+	for _, s := range set {
+		s(f)
+	}
+	pool := NewSafeStreamPool(f, 0)
+	return f, pool, newKitAssembler(t, pool, opts)
+}
+
+// kitPagesOpts is kitReplayOpts with a page budget: total pages for the
+// pool, perConn for one connection.
+func kitPagesOpts(total, perConn int) SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = total, perConn
+	return opts
+}
+
+// kitCloseSound closes a and checks what the factory saw (requireSound).
+func kitCloseSound(t *testing.T, f *kitFactory, a *SafeAssembler) {
+	t.Helper()
+	require.NoError(t, a.Close())
+	f.requireSound(t)
+}
+
+// kitQuietOpts is kitReplayOpts with a logger that discards: for tests
+// whose Streams panic on purpose.
+func kitQuietOpts() SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.Logger = kitQuietLogger()
+	return opts
+}
+
+// kitQuietLogger discards what it is given.
+func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// kitSumStats adds up the counters of several assemblers (every int64 field);
+// the page cache is the pool's, taken from the last.
+func kitSumStats(all []AssemblerStats) (s AssemblerStats) {
+	sum := reflect.ValueOf(&s).Elem()
+	for _, a := range all {
+		v := reflect.ValueOf(a)
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Kind() == reflect.Int64 {
+				sum.Field(i).SetInt(sum.Field(i).Int() + f.Int())
+			}
+		}
+		s.PageCache = a.PageCache
+	}
+	return s
+}
+
+// kitPayload is n bytes of direction dir of c from offset off, as
+// kitContent has them.
+func kitPayload(c kitConn, dir, off, n int) string {
+	seed := kitSeed(c.key())
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = kitContent(seed, dir, off+i)
+	}
+	return string(b)
+}
+
+// kitUntil calls body with from, from+1, ... until stop is closed.
+func kitUntil(stop <-chan struct{}, from int, body func(i int)) {
+	for i := from; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		body(i)
+	}
+}
+
+// kitClosed reports whether c is closed, for require.Eventually.
+func kitClosed(c <-chan struct{}) func() bool {
+	return func() bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// kitPkt is one generated packet.
+type kitPkt struct {
+	c          kitConn
+	fromServer bool
+	tcp        *layers.TCP
+}
+
+// kitTraffic generates nConns connections of random traffic: both
+// directions cut into random segments (some larger than a page), with
+// duplicates, overlapping retransmissions, losses, segments the Stream
+// rejects (Window 1), bare ACKs, FIN or RST or neither, SYN retransmissions,
+// then locally reordered and interleaved. Each connection starts with the
+// client's SYN and the server's SYN-ACK. Every copy of a byte carries
+// kitContent.
+func kitTraffic(r *rand.Rand, firstID, nConns int) []kitPkt {
+	perConn := make([][]kitPkt, nConns)
+	for i := range perConn {
+		c := kitConnN(firstID + i)
+		seed := kitSeed(c.key())
+		var body []kitPkt
+		mk := func(fromServer bool, off, n int, flags string) kitPkt {
+			d := kitBtoi(fromServer)
+			var p []byte
+			if n > 0 {
+				p = make([]byte, n)
+				for k := range p {
+					p[k] = kitContent(seed, d, off+k)
+				}
+			}
+			return kitPkt{c, fromServer, c.seg(fromServer, c.seqAt(fromServer, off), flags, p)}
+		}
+		for _, fromServer := range []bool{false, true} {
+			n := r.Intn(6000)
+			for off := 0; off < n; {
+				l := 1 + r.Intn(1400)
+				if r.Intn(10) == 0 {
+					l = 1 + r.Intn(4000)
+				}
+				l = min(l, n-off)
+				if r.Intn(20) != 0 { // 5% loss
+					p := mk(fromServer, off, l, "A")
+					if r.Intn(20) == 0 {
+						p.tcp.Window = 1 // rejected by Accept
+					}
+					body = append(body, p)
+				}
+				if r.Intn(10) == 0 { // duplicate
+					body = append(body, mk(fromServer, off, l, "A"))
+				}
+				if r.Intn(8) == 0 && n > 0 { // overlapping retransmission
+					o := r.Intn(n)
+					body = append(body, mk(fromServer, o, 1+r.Intn(min(3000, n-o)), "A"))
+				}
+				if r.Intn(10) == 0 {
+					body = append(body, mk(fromServer, off, 0, "A"))
+				}
+				off += l
+			}
+			switch x := r.Intn(10); {
+			case x < 6:
+				body = append(body, mk(fromServer, n, 0, "FA"))
+			case x < 7:
+				body = append(body, mk(fromServer, r.Intn(n+1), 0, "R"))
+			}
+			if r.Intn(10) == 0 {
+				flags := "S"
+				if fromServer {
+					flags = "SA"
+				}
+				body = append(body, kitPkt{c, fromServer, c.seg(fromServer, c.seqAt(fromServer, -1), flags, nil)})
+			}
+		}
+		// Local reordering: each packet may swap with one up to 5 later.
+		for k := range body {
+			if j := k + r.Intn(5); j < len(body) {
+				body[k], body[j] = body[j], body[k]
+			}
+		}
+		syn := []kitPkt{
+			{c, false, c.seg(false, c.seqAt(false, -1), "S", nil)},
+			{c, true, c.seg(true, c.seqAt(true, -1), "SA", nil)},
+		}
+		perConn[i] = append(syn, body...)
+	}
+	return kitInterleave(r, perConn)
+}
+
+// kitInterleave merges lists at random, keeping the order within each.
+func kitInterleave(r *rand.Rand, lists [][]kitPkt) []kitPkt {
+	lists = append([][]kitPkt(nil), lists...)
+	var out []kitPkt
+	for {
+		live := 0
+		for _, p := range lists {
+			if len(p) > 0 {
+				live++
+			}
+		}
+		if live == 0 {
+			return out
+		}
+		k := r.Intn(len(lists))
+		for len(lists[k]) == 0 {
+			k = (k + 1) % len(lists)
+		}
+		out = append(out, lists[k][0])
+		lists[k] = lists[k][1:]
+	}
 }

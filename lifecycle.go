@@ -20,27 +20,96 @@ type lifecycle struct {
 	// midstream starts a direction whose SYN was not seen at its first
 	// packet, unless the Stream's Accept clears start.
 	midstream bool
+	// heldFIN makes flushes treat a FIN held behind a hole like held
+	// bytes: one older than the flush's T, or any at a FlushAll, is
+	// delivered (empty, with its skip) and ends the direction.
+	heldFIN bool
 	// acking is set while an acknowledgement moves a direction over a
 	// hole, so that the skip is counted as acknowledged.
 	acking bool
 }
 
+// holdsFIN reports whether half knows its end but has not reached it.
+func (h *halfConnection) holdsFIN() bool {
+	return h.finPos >= 0 && !h.closed && (!h.started() || h.finPos > h.nextPos)
+}
+
+// settleHint resets half's oldestQueued hint when nothing is queued, but
+// keeps a held FIN's time when flushes push FINs through.
+func (e *engine) settleHint(conn *connection, half *halfConnection) {
+	half.clearQueuedHint()
+	if e.life.heldFIN && half.queue.empty() && half.holdsFIN() {
+		half.noteQueued(*conn.finSeenOf(half))
+	}
+}
+
+// pushFIN delivers the FIN half holds behind a hole, with nothing queued
+// before it: an empty delivery that skips the hole and ends the direction.
+// Its context is the FIN's capture time alone.
+func (e *engine) pushFIN(conn *connection, half *halfConnection) {
+	sg := &e.sg
+	sg.reset()
+	conn.endCtx = captureContext{Timestamp: *conn.finSeenOf(half)}
+	sg.add(sgPart{seq: half.anchorSeq.Add(int(half.finPos - half.anchorPos)), pos: half.finPos, ac: &conn.endCtx})
+	sg.end, sg.rst = true, half.rstEnd
+	e.send(conn, half, sg.parts[0].ac)
+	sg.reset()
+}
+
+// restartReason tells why a packet ends its connection before it is
+// processed.
+type restartReason uint8
+
+const (
+	noRestart     restartReason = iota
+	restartIdle                 // conn was idle past the timeout
+	restartReuse                // a SYN opens a new conversation on the 4-tuple
+	restartAnswer               // a SYN-ACK answers the SYN of a completed conn
+)
+
 // restarts reports whether the packet belongs to a new conversation
 // rather than to conn, which must then be completed first: conn was idle
-// past the timeout, or the packet is a SYN that reuses the 4-tuple.
-func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.Time) (reuse, idle bool) {
+// past the timeout, the packet is a SYN that reuses the 4-tuple of a
+// closing conversation, or the SYN-ACK answering such a SYN on an open
+// one (the new connection then starts the SYN's direction), or a
+// SYN-ACK answering the SYN of a connection completed (by an RST refusing
+// it) but kept by its Stream: the host went on after all, and the
+// conversation resumes in a new connection (graveyard.go, answeredSYN).
+func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.Time) restartReason {
 	if e.life.idle > 0 {
 		if last := conn.lastSeenNs.Load(); last != math.MinInt64 {
 			if ns := nanos(ts); ns > last && uint64(ns)-uint64(last) > uint64(e.life.idle) {
-				return false, true
+				return restartIdle
 			}
 		}
 	}
-	if !t.SYN || t.ACK {
-		return false, false
+	if !t.SYN {
+		return noRestart
 	}
-	half, _ := conn.half(fromLo)
-	return half.reusedBy(Sequence(t.Seq)), false
+	half, peer := conn.half(fromLo)
+	if t.ACK {
+		switch {
+		case peer.hasNewSYN && t.Ack == peer.newSYN+1:
+			// The host answered the new SYN: the old conversation is over.
+			e.answered = Sequence(t.Ack)
+			return restartReuse
+		case conn.completed && !half.started() && peer.started() && peer.hasOrigin &&
+			peer.nextPos == peer.origin && Sequence(t.Ack) == peer.nextSeq:
+			return restartAnswer
+		}
+		return noRestart
+	}
+	if !half.reusedBy(Sequence(t.Seq)) {
+		return noRestart
+	}
+	if half.closed || peer.closed || half.finPos >= 0 || peer.finPos >= 0 {
+		return restartReuse
+	}
+	// On an open conversation a host answers such a SYN with an ACK and
+	// goes on (RFC 5961, suricata-verify bug-5437): only its SYN-ACK
+	// would tell that the 4-tuple was reused.
+	half.newSYN, half.hasNewSYN = t.Seq, true
+	return noRestart
 }
 
 // reusedBy reports whether a SYN (without ACK) with sequence number syn
@@ -88,17 +157,26 @@ func (e *engine) finish(conn *connection) int {
 
 // restart completes the locked conn for a packet of a new conversation on
 // its 4-tuple, unlocks it, and returns its key for the new connection.
-func (e *engine) restart(conn *connection, reuse bool) connKey {
+func (e *engine) restart(conn *connection, why restartReason) connKey {
 	k, h := conn.key, conn.hash
+	if why == restartAnswer && !conn.removed {
+		// Completed already, and kept by its Stream: its grave is what
+		// the answer resumes from.
+		e.table.retire(conn, &e.free)
+	}
 	closed := e.finish(conn)
-	if reuse {
+	switch why {
+	case restartReuse:
 		e.ctr.reused++
-	} else {
+	case restartIdle:
 		e.ctr.timedOut += int64(closed)
 	}
 	conn.mu.Unlock()
-	// The grave just left would judge the packet by the old conversation.
-	e.table.forgetGrave(h, &k)
+	if why != restartAnswer {
+		// The grave just left would judge the packet by the old
+		// conversation; an answer needs it to resume.
+		e.table.forgetGrave(h, &k)
+	}
 	return k
 }
 

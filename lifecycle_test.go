@@ -114,6 +114,7 @@ type lcFace struct {
 	ackGaps     bool                 // drop-in face: SetSkipAckedHoles
 	opts        SafeAssemblerOptions // Safe face
 	refuseStart bool                 // the Streams clear Accept's start
+	keepOpen    bool                 // ReassemblyComplete returns false
 }
 
 // lcResult is what a run left: the Streams, the event log, and the Safe
@@ -122,7 +123,6 @@ type lcResult struct {
 	conns []*lcConn
 	log   []string
 	stats AssemblerStats
-	errs  []error
 }
 
 // conn returns Stream i, failing the test when there is none.
@@ -137,60 +137,45 @@ func (r *lcResult) conn(t *testing.T, i int) *lcConn {
 func (f lcFace) run(t *testing.T, segs []segment, flush bool) *lcResult {
 	t.Helper()
 	res := &lcResult{}
-	rec := &trRec{refuseStart: f.refuseStart}
+	rec := &trRec{refuseStart: f.refuseStart, keepOpen: f.keepOpen}
+	pkts := make([]trPacket, len(segs))
+	for i, s := range segs {
+		pkts[i] = s.build().trPacket()
+	}
 	// What a run leaves is read before any Close, whose flush is not the
 	// run's.
-	snapshot := func() {
-		for _, st := range rec.streams {
-			res.conns = append(res.conns, lcConnOf(st))
-		}
-		res.log = append([]string(nil), rec.log...)
-	}
+	var flushAll func() int
 	switch {
 	case f.upstream:
-		a := upstream.NewAssembler(upstream.NewStreamPool(trUpFactory{rec}))
-		for _, s := range segs {
-			p := s.build()
-			a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
-		}
-		if flush {
-			a.FlushAll()
-		}
-		snapshot()
+		a, pv := trUp(rec, upstream.AssemblerOptions{}, pkts)
+		require.Nil(t, pv, "upstream panicked")
+		flushAll = a.FlushAll
 	case !f.safe:
 		a := NewAssembler(NewStreamPool(trFactory{rec}))
 		a.SetSkipAckedHoles(f.ackGaps)
-		for _, s := range segs {
-			p := s.build()
-			a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci})
-		}
-		if flush {
-			a.FlushAll()
-		}
-		snapshot()
+		trFeed(t, a, pkts)
+		flushAll = a.FlushAll
 	default:
 		opts := f.opts
 		opts.DisableBackgroundFlush = true
 		if opts.ConnectionTimeout == 0 {
 			opts.ConnectionTimeout = time.Hour
 		}
-		pool := NewSafeStreamPool(trFactory{rec}, 0)
-		a, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
-		for _, s := range segs {
-			p := s.build()
-			if err := a.AssembleWithContext(p.netFlow, p.tcp, &benchCtx{ci: p.ci}); err != nil {
-				res.errs = append(res.errs, err)
-			}
-		}
-		if flush {
-			a.FlushAll()
-		}
-		res.stats = a.Stats()
-		snapshot()
-		require.NoError(t, a.Close())
-		require.NoError(t, pool.Close())
+		a, pool, _ := trSafe(t, rec, opts, pkts)
+		flushAll = a.FlushAll
+		defer func() {
+			res.stats = a.Stats()
+			require.NoError(t, a.Close())
+			require.NoError(t, pool.Close())
+		}()
 	}
+	if flush {
+		flushAll()
+	}
+	for _, st := range rec.streams {
+		res.conns = append(res.conns, lcConnOf(st))
+	}
+	res.log = append([]string(nil), rec.log...)
 	return res
 }
 
@@ -249,22 +234,36 @@ func TestLifecycleNewConversationIsNotALateCopy(t *testing.T) {
 	}
 }
 
-// Property: a SYN-ACK that answers the SYN of a completed connection whose
-// server side never started (here the server refused with an RST) is a
-// late copy: it opens no Stream, which would take the server for the
-// client.
+// Property: a SYN-ACK answering the SYN of a connection an RST refused
+// is the host going on with the conversation after all (as a Windows host
+// does, suricata-verify bug-3286): it opens a Stream whose client is the
+// SYN's sender, and both directions' bytes are delivered in order, none
+// lost, also when the refused Stream asked to be kept. A SYN-ACK answering
+// some other SYN is a new conversation.
 func TestLifecycleLateAnswerToRememberedSYN(t *testing.T) {
 	t.Parallel()
 	v := newLCConv(1_000_000, 7_000_000, lcT0)
 	v.emit(0, segment{syn: true})
 	v.emit(1, segment{rst: true}) // acknowledges the SYN: a refusal
-	answer := segment{client: v.c, server: v.s, fromServer: true, seq: 7_000_000, ack: 1_000_001, syn: true, hasAck: true, ts: v.ts}
-	other := answer
-	other.ack = 5 // answers some other SYN: a new conversation
-	for _, face := range []lcFace{lcDropIn, lcSafe} {
-		r := face.run(t, append(append([]segment{}, v.segs...), answer), false)
-		assert.Equal(t, []string{"new 0", "complete 0"}, r.log, "%s: the late answer opened a Stream", face.name)
-		r = face.run(t, append(append([]segment{}, v.segs...), other), false)
+	refused := append([]segment{}, v.segs...)
+	v.segs = nil
+	v.next[1] = 7_000_000
+	v.emit(1, segment{syn: true})
+	v.ack(0).send(0, "request").send(1, "response").close()
+	other := segment{client: v.c, server: v.s, fromServer: true, seq: 7_000_000, ack: 5, syn: true, hasAck: true, ts: v.ts}
+	keptDropIn, keptSafe := lcDropIn, lcSafe
+	keptDropIn.keepOpen, keptSafe.keepOpen = true, true
+	keptDropIn.name, keptSafe.name = "drop-in, Stream kept", "Safe, Stream kept"
+	for _, face := range []lcFace{lcDropIn, lcSafe, keptDropIn, keptSafe} {
+		r := face.run(t, append(append([]segment{}, refused...), v.segs...), false)
+		assert.Equal(t, []string{"new 0", "complete 0", "new 1", "complete 1"}, r.log, "%s", face.name)
+		resumed := r.conn(t, 1)
+		assert.Equal(t, lcDir{data: "request", ends: 1}, resumed.dirs[0], "%s: the SYN's sender is not the client, or lost bytes", face.name)
+		assert.Equal(t, lcDir{data: "response", ends: 1}, resumed.dirs[1], face.name)
+		if face.keepOpen {
+			continue // a kept connection takes nothing but the answer
+		}
+		r = face.run(t, append(append([]segment{}, refused...), other), false)
 		assert.Equal(t, []string{"new 0", "complete 0", "new 1"}, r.log, "%s: a SYN-ACK of a new conversation was dropped", face.name)
 	}
 }
@@ -275,6 +274,33 @@ func make200(b byte) []byte {
 		out[i] = b + byte(i%26)
 	}
 	return out
+}
+
+// Property: on an open conversation, a SYN with a new ISN that the peer
+// does not answer with a SYN-ACK changes nothing (a host answers it with
+// an ACK and goes on, RFC 5961; suricata-verify bug-5437): the old
+// conversation's bytes go on in order in its one Stream. After a FIN the
+// same SYN starts a new conversation at once.
+func TestLifecycleSYNOnOpenConversation(t *testing.T) {
+	t.Parallel()
+	v := newLCConv(1_000_000, 7_000_000, lcT0).handshake().send(0, "before")
+	stray := segment{client: v.c, server: v.s, seq: 3_000_000, syn: true, ts: v.ts}
+	v.segs = append(v.segs, stray)
+	v.send(0, "-after").send(1, "reply").close()
+	for _, face := range []lcFace{lcDropIn, lcSafe} {
+		r := face.run(t, v.segs, false)
+		assert.Equal(t, []string{"new 0", "complete 0"}, r.log, "%s: the unanswered SYN restarted the connection", face.name)
+		c := r.conn(t, 0)
+		assert.Equal(t, lcDir{data: "before-after", ends: 1}, c.dirs[0], face.name)
+		assert.Equal(t, lcDir{data: "reply", ends: 1}, c.dirs[1], face.name)
+	}
+	closing := newLCConv(1_000_000, 7_000_000, lcT0).handshake().send(0, "old").fin(0)
+	neu := newLCConv(3_000_000, 9_000_000, closing.ts.Add(time.Millisecond)).handshake().send(0, "new").close()
+	segs := append(append([]segment{}, closing.segs...), neu.segs[0])
+	for _, face := range []lcFace{lcDropIn, lcSafe} {
+		r := face.run(t, segs, false)
+		assert.Equal(t, []string{"new 0", "complete 0", "new 1"}, r.log, "%s: a SYN after a FIN did not restart at once", face.name)
+	}
 }
 
 // Property (case 2): on an open connection, a SYN without ACK whose ISN

@@ -40,6 +40,11 @@ func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac As
 					return nil, false, nil
 				case err != nil:
 					e.ctr.discard(discardRefused, len(t.Payload))
+					if err == ErrNilStream && forkFlavour {
+						// The fork lets a factory decline a connection
+						// with a nil Stream: a decision, not an error.
+						return nil, false, nil
+					}
 				}
 				return nil, false, err
 			}
@@ -50,11 +55,11 @@ func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac As
 		}
 		// A connection idle past the timeout, or a SYN that reuses the
 		// 4-tuple, ends the connection: the packet starts a new one.
-		reuse, idle := e.restarts(conn, fromLo, t, ts)
-		if !reuse && !idle {
+		why := e.restarts(conn, fromLo, t, ts)
+		if why == noRestart {
 			return conn, fromLo, nil
 		}
-		k, keyed = e.restart(conn, reuse), true
+		k, keyed = e.restart(conn, why), true
 		conn = nil
 	}
 }

@@ -207,12 +207,14 @@ func (t *connTable) pickVictim(sh *shard, class uint8, force bool) *connection {
 func (e *engine) connect(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext) (*connection, error) {
 	t := e.table
 	for tries := 0; ; tries++ {
-		c, err := t.getConnection(k, fromLo, create, ts, tcp, ac, e.newStream, &e.free)
+		c, err := t.getConnection(k, fromLo, create, ts, tcp, ac, e.newStream, &e.free, e.answered)
 		if err != ErrConnectionLimit {
+			e.answered = invalidSequence
 			return c, err
 		}
 		if t.press.refuse || tries == maxEvictions || !e.evictOne(t.hash(&k)) {
 			t.refused.Add(1)
+			e.answered = invalidSequence
 			return nil, err
 		}
 	}

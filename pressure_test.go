@@ -2,7 +2,6 @@ package reassembly
 
 import (
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -148,151 +147,9 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 	return tr
 }
 
-// flStream receives a legitimate connection: it counts the bytes of
-// deliveries from a known start and, when check is set, checks each
-// against atkByte.
-type flStream struct {
-	f         *flFactory
-	id        uint32
-	next      [2]int64
-	bytes     [2]int64
-	gaps      int
-	unstarted int // deliveries without a known start (no SYN seen)
-	completes int
-}
-
-func (s *flStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-
-func (s *flStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
-	dir, _, _, skip := sg.Info()
-	d := fzDirIndex(dir)
-	n, _ := sg.Lengths()
-	if s.completes > 0 {
-		s.f.failf("legit %d: delivery after ReassemblyComplete", s.id)
-	}
-	if skip < 0 {
-		s.unstarted++
-		return
-	}
-	if skip > 0 {
-		s.gaps++
-	}
-	off := s.next[d] + int64(skip)
-	if s.f.check {
-		for i, b := range sg.Fetch(n) {
-			if b != atkByte(s.id, d, off+int64(i)) {
-				s.f.failf("legit %d dir %d: wrong byte at offset %d", s.id, d, off+int64(i))
-				break
-			}
-		}
-	}
-	s.next[d] = off + int64(n)
-	s.bytes[d] += int64(n)
-	s.f.legitBytes += int64(n)
-}
-
-func (s *flStream) ReassemblyComplete(AssemblerContext) bool {
-	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
-	s.f.legitCompletes++
-	if s.completes++; s.completes > 1 {
-		s.f.failf("legit %d: ReassemblyComplete %d times", s.id, s.completes)
-	}
-	return true
-}
-
-// flJunk is the Stream of every spoofed tuple: it counts.
-type flJunk struct{ f *flFactory }
-
-func (j flJunk) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-
-func (j flJunk) ReassembledSG(ScatterGather, AssemblerContext) {}
-
-func (j flJunk) ReassemblyComplete(AssemblerContext) bool {
-	j.f.mu.Lock()
-	j.f.junkCompletes++
-	j.f.mu.Unlock()
-	return true
-}
-
-// flFactory makes an flStream for each legitimate connection (either
-// endpoint in 10.0.0.0/8) and an flJunk for the flood. One lock guards it
-// and its Streams, which assemblers sharing a pool call from their
-// goroutines (an eviction completes another assembler's connection).
-type flFactory struct {
-	mu             sync.Mutex
-	check          bool
-	legit          map[uint32]*flStream // by id; the last Stream made for it
-	streams        int                  // legitimate Streams made
-	legitCompletes int
-	// oneStream makes a second Stream for a legitimate connection a
-	// failure: it was evicted.
-	oneStream     bool
-	legitBytes    int64
-	junk          int // spoofed tuples' Streams made
-	junkCompletes int
-	err           error
-}
-
-func newFlFactory(check bool) *flFactory {
-	return &flFactory{check: check, oneStream: check, legit: map[uint32]*flStream{}}
-}
-
-// failf records the first failure; the lock must be held.
-func (f *flFactory) failf(format string, args ...any) {
-	if f.err == nil {
-		f.err = fmt.Errorf(format, args...)
-	}
-}
-
-func (f *flFactory) New(netFlow, _ gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, ep := range [2]gopacket.Endpoint{netFlow.Src(), netFlow.Dst()} {
-		if a := ep.Raw(); len(a) == 4 && a[0] == 10 {
-			id := uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-			if f.legit[id] != nil && f.oneStream {
-				f.failf("legit %d: a second Stream", id)
-			}
-			s := &flStream{f: f, id: id}
-			f.legit[id] = s
-			f.streams++
-			return s
-		}
-	}
-	f.junk++
-	return flJunk{f}
-}
-
-// verify checks that every legitimate connection of tr that sent its SYN
-// had one Stream, got every byte sent without a hole and completed once.
-func (f *flFactory) verify(t testing.TB, tr *flTraffic, base int) {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	require.NoError(t, f.err)
-	for i, want := range tr.sent {
-		id := uint32(base + i)
-		s := f.legit[id]
-		if s == nil && want == [2]int64{} {
-			continue // its SYN was not sent yet
-		}
-		require.NotNil(t, s, "legit %d has no Stream", id)
-		require.Equal(t, want, s.bytes, "legit %d bytes", id)
-		require.Zero(t, s.gaps+s.unstarted, "legit %d holes", id)
-		require.Equal(t, 1, s.completes, "legit %d completions", id)
-	}
-}
-
 // flPool runs a flood through a Safe assembler on a pool capped at cap.
-func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAssemblerOptions, check bool, sample func(i int, pool *SafeStreamPool)) (*flFactory, *flTraffic, PoolStats, AssemblerStats) {
-	f := newFlFactory(check)
+func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAssemblerOptions, check bool, sample func(i int, pool *SafeStreamPool)) (*atkFactory, *flTraffic, PoolStats, AssemblerStats) {
+	f := newSharedAtkFactory(check)
 	pool, err := NewSafeStreamPoolWithOptions(f, popts)
 	require.NoError(t, err)
 	a, err := NewSafeAssembler(pool, opts)
@@ -326,15 +183,15 @@ func TestPressureFloodKeepsLegitimate(t *testing.T) {
 				func(_ int, pool *SafeStreamPool) { peak = max(peak, pool.Stats().ActiveConnections) })
 			require.LessOrEqual(t, int(peak), maxConns, "live connections passed the cap")
 			closing := ps.Closing
-			atkConserved(t, st)
+			kitRequireConserved(t, st)
 			require.Zero(t, closing.BytesProcessed+closing.BytesDelivered+closing.BytesDiscarded, "the assembler's Close left work to the pool's")
-			require.Equal(t, f.junk, f.junkCompletes, "flood Streams completed once each")
+			require.Equal(t, f.sink.news, f.sink.completes, "flood Streams completed once each")
 			sent := tr.legitBytes()
 			t.Logf("legit %d bytes sent, %d delivered; refused %d legit packets; evicted %d unanswered, %d idle",
-				sent, f.legitBytes, tr.refused, ps.EvictedUnanswered, ps.EvictedIdle)
+				sent, f.bytes, tr.refused, ps.EvictedUnanswered, ps.EvictedIdle)
 			if refuse {
 				require.Positive(t, tr.refused, "the cap never refused a legitimate packet: the test proves nothing")
-				require.Less(t, f.legitBytes, sent, "refusal lost nothing: the flood does not fill the cap")
+				require.Less(t, f.bytes, sent, "refusal lost nothing: the flood does not fill the cap")
 				return
 			}
 			require.Zero(t, tr.refused)
@@ -342,9 +199,9 @@ func TestPressureFloodKeepsLegitimate(t *testing.T) {
 			require.Positive(t, ps.EvictedUnanswered, "nothing evicted: the flood did not fill the cap")
 			require.Equal(t, ps.EvictedUnanswered, st.EvictedUnanswered+closing.EvictedUnanswered)
 			require.Zero(t, ps.EvictedIdle, "an answered connection was evicted while unanswered ones were left")
-			require.Equal(t, tr.begun, f.streams, "one Stream per legitimate connection")
-			f.verify(t, tr, 0)
-			require.Equal(t, sent, f.legitBytes)
+			require.Equal(t, tr.begun, f.made, "one Stream per legitimate connection")
+			f.verifySent(t, tr.sent, 0)
+			require.Equal(t, sent, f.bytes)
 		})
 	}
 }
@@ -363,8 +220,8 @@ func TestPressureFloodKeepsLegitimate(t *testing.T) {
 func TestPressureSharedPoolRace(t *testing.T) {
 	t.Parallel()
 	const maxConns, workers = 300, 2
-	f := newFlFactory(true)
-	f.oneStream = false
+	f := newSharedAtkFactory(true)
+	f.reopen = true
 	pool := NewSafeStreamPool(f, maxConns)
 	var asms [workers]*SafeAssembler
 	var trs [workers]*flTraffic
@@ -391,36 +248,35 @@ func TestPressureSharedPoolRace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var evicted, processed, accounted int64
+	var all []AssemblerStats
 	for w, a := range asms {
 		require.NoError(t, a.Close()) // the last one completes the pool's connections
-		st := a.Stats()
-		processed += st.BytesProcessed
-		accounted += st.BytesDelivered + st.BytesOverlap + st.BytesOverwritten + st.BytesDiscarded
-		evicted += st.EvictedUnanswered + st.EvictedIdle
+		all = append(all, a.Stats())
 		require.LessOrEqual(t, int(peak[w]), maxConns)
 		require.Zero(t, trs[w].refused, "worker %d: legitimate packets refused", w)
 	}
 	require.NoError(t, pool.Close())
 	ps := pool.Stats()
 	require.Zero(t, ps.PageCache.QueuedBytes)
-	require.Equal(t, processed, accounted, "conservation over the pool's assemblers")
+	sum := kitSumStats(all)
+	kitRequireConserved(t, sum) // over the pool's assemblers
+	evicted := sum.EvictedUnanswered + sum.EvictedIdle
 	require.Positive(t, ps.EvictedUnanswered, "nothing evicted: the test proves nothing")
 	require.Equal(t, ps.EvictedUnanswered+ps.EvictedIdle, evicted)
 	require.NoError(t, f.err)
-	require.Equal(t, f.streams, f.legitCompletes, "legitimate Streams completed once each")
-	require.Equal(t, f.junk, f.junkCompletes, "flood Streams completed once each")
+	require.Equal(t, f.made, f.completes, "legitimate Streams completed once each")
+	require.Equal(t, f.sink.news, f.sink.completes, "flood Streams completed once each")
 	var sent int64
 	for _, tr := range trs {
 		sent += tr.legitBytes()
 	}
-	t.Logf("legit %d bytes sent, %d delivered; evicted %d", sent, f.legitBytes, evicted)
+	t.Logf("legit %d bytes sent, %d delivered; evicted %d", sent, f.bytes, evicted)
 }
 
 // flRig is a small pool driven connection by connection, for the tests
 // of victim order and emergency mode; its clock starts at flT0.
 type flRig struct {
-	f    *flFactory
+	f    *atkFactory
 	pool *SafeStreamPool
 	a    *SafeAssembler
 	g    *atkGen
@@ -432,7 +288,7 @@ var flT0 = time.Unix(1_700_000_000, 0)
 func flAt(s int) time.Time { return flT0.Add(time.Duration(s) * time.Second) }
 
 func newFlRig(t *testing.T, popts SafeStreamPoolOptions, opts SafeAssemblerOptions) *flRig {
-	r := &flRig{f: newFlFactory(false), g: newAtkGen()}
+	r := &flRig{f: newSharedAtkFactory(false), g: newAtkGen()}
 	var err error
 	r.pool, err = NewSafeStreamPoolWithOptions(r.f, popts)
 	require.NoError(t, err)
@@ -490,13 +346,13 @@ func TestPressureVictimOrder(t *testing.T) {
 	ps := pool.Stats()
 	assert.EqualValues(t, 1, ps.EvictedUnanswered)
 	assert.Zero(t, ps.EvictedIdle)
-	v := f.legit[2]
+	v := f.checked[2]
 	require.NotNil(t, v)
 	assert.Equal(t, 1, v.completes, "the victim is completed")
 	assert.Equal(t, [2]int64{10, 0}, v.bytes, "its buffered bytes delivered")
 	assert.Equal(t, 1, v.gaps, "after their hole")
 	for _, id := range []uint32{0, 1, 3} {
-		assert.Zero(t, f.legit[id].completes, "answered connection %d evicted", id)
+		assert.Zero(t, f.checked[id].completes, "answered connection %d evicted", id)
 	}
 
 	// 0 is seen again: 1 is now the least recently seen.
@@ -504,17 +360,17 @@ func TestPressureVictimOrder(t *testing.T) {
 	answered(4, at(4))
 	ps = pool.Stats()
 	assert.EqualValues(t, 1, ps.EvictedIdle)
-	assert.Equal(t, 1, f.legit[1].completes, "the least recently seen connection goes")
+	assert.Equal(t, 1, f.checked[1].completes, "the least recently seen connection goes")
 	for _, id := range []uint32{0, 3, 4} {
-		assert.Zero(t, f.legit[id].completes, "connection %d evicted", id)
+		assert.Zero(t, f.checked[id].completes, "connection %d evicted", id)
 	}
 	st := a.Stats()
 	assert.EqualValues(t, 1, st.EvictedUnanswered)
 	assert.EqualValues(t, 1, st.EvictedIdle)
-	atkConserved(t, st)
+	kitRequireConserved(t, st)
 	require.NoError(t, a.Close())
 	require.NoError(t, pool.Close())
-	for id, s := range f.legit {
+	for id, s := range f.checked {
 		assert.Equal(t, 1, s.completes, "connection %d completions", id)
 	}
 }
@@ -533,11 +389,11 @@ func TestPressureSecondChance(t *testing.T) {
 	answered(B, at(1))
 	answered(D, at(2))
 	answered(E, at(3))
-	require.Equal(t, 1, f.legit[A].completes, "the least recently seen goes first")
+	require.Equal(t, 1, f.checked[A].completes, "the least recently seen goes first")
 	r.send(t, B, false, atkACK|atkPSH, 5, at(4))
 	answered(F, at(5))
-	assert.Equal(t, 1, f.legit[D].completes, "D, seen at 2 s, is now the least recently seen")
-	assert.Zero(t, f.legit[B].completes, "B, seen at 4 s, was evicted")
+	assert.Equal(t, 1, f.checked[D].completes, "D, seen at 2 s, is now the least recently seen")
+	assert.Zero(t, f.checked[B].completes, "B, seen at 4 s, was evicted")
 	assert.EqualValues(t, 2, r.pool.Stats().EvictedIdle)
 	r.close(t)
 }
@@ -577,10 +433,10 @@ func TestPressureEmergencyMode(t *testing.T) {
 	assert.EqualValues(t, 13, a.Stats().EmergencyTimeouts)
 	assert.EqualValues(t, 7, ps.ActiveConnections)
 	for _, id := range []uint32{0, 1, 2, 3, 4, 100, 101} {
-		assert.Zero(t, f.legit[id].completes, "connection %d closed", id)
+		assert.Zero(t, f.checked[id].completes, "connection %d closed", id)
 	}
 	for id := uint32(5); id < 18; id++ {
-		assert.Equal(t, 1, f.legit[id].completes, "unanswered connection %d", id)
+		assert.Equal(t, 1, f.checked[id].completes, "unanswered connection %d", id)
 	}
 	// 8 live, below the low-water mark: the next check leaves emergency
 	// mode.
@@ -634,7 +490,7 @@ func TestSafeStreamPoolOptionsValidate(t *testing.T) {
 // nothing in steady state: the victim's object is reused, and its lists
 // are intrusive.
 func TestPressureEvictionDoesNotAllocate(t *testing.T) {
-	f := newFlFactory(false)
+	f := newSharedAtkFactory(false)
 	pool := NewSafeStreamPool(f, 1000)
 	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	require.NoError(t, err)
@@ -729,7 +585,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 					var flush func(now time.Time)
 					switch impl {
 					case "safe", "evict-only", "refuse-only":
-						f := newFlFactory(false)
+						f := newSharedAtkFactory(false)
 						pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: maxConns, RefuseAtLimit: impl == "refuse-only"})
 						require.NoError(b, err)
 						opts := SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: timeout}
@@ -743,7 +599,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 							a.Close()
 							pool.Close()
 							ps := pool.Stats()
-							return f.legitBytes, ps.EvictedUnanswered + ps.EvictedIdle + ps.EmergencyTimeouts
+							return f.bytes, ps.EvictedUnanswered + ps.EvictedIdle + ps.EmergencyTimeouts
 						}
 					case "upstream":
 						f := &flUpFactory{}

@@ -6,8 +6,6 @@ package reassembly
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"math/rand"
 	"runtime"
 	"sync"
@@ -21,9 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-type kitFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
-
-func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+type raceFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 
 // Property (creation race): when both directions of a new connection reach
 // two different assemblers sharing a pool at the same instant — forced by
@@ -39,7 +35,7 @@ func TestRaceCreationBothDirections(t *testing.T) {
 	for _, face := range []string{"SafeAssembler", "Assembler"} {
 		t.Run(face, func(t *testing.T) {
 			f := newKitFactory()
-			var feed [2]kitFeed
+			var feed [2]raceFeed
 			var finish func()
 			if face == "SafeAssembler" {
 				pool := NewSafeStreamPool(f, 0)
@@ -119,10 +115,10 @@ func TestRaceCreationBothDirections(t *testing.T) {
 	}
 }
 
-// kitSplitByWorker generates nConns connections of random traffic and
+// raceSplitByWorker generates nConns connections of random traffic and
 // splits them so that the two directions of a connection go to different
 // workers; each worker's list keeps each direction's order.
-func kitSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
+func raceSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
 	per := make([][][]kitPkt, nWorkers)
 	for id := firstID; id < firstID+nConns; id++ {
 		var dirs [2][]kitPkt
@@ -142,7 +138,7 @@ func kitSplitByWorker(r *rand.Rand, firstID, nConns, nWorkers int) [][]kitPkt {
 	return out
 }
 
-func kitAllowed(err error, allowed ...error) bool {
+func raceAllowed(err error, allowed ...error) bool {
 	if err == nil {
 		return true
 	}
@@ -182,7 +178,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 	for i := range asms {
 		asms[i] = newKitAssembler(t, pool, opts)
 	}
-	lists := kitSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
+	lists := raceSplitByWorker(rand.New(rand.NewSource(7)), 1, nConns, nWorkers)
 	total := 0
 	for _, l := range lists {
 		total += len(l)
@@ -203,7 +199,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 				}
 				ts := kitT0.Add(time.Duration(k) * time.Millisecond)
 				err := a.AssembleWithContext(p.c.flow(p.fromServer), p.tcp, kitAt(ts))
-				if !kitAllowed(err, ErrConnectionClosed, ErrConnectionLimit, ErrAssemblerClosed) {
+				if !raceAllowed(err, ErrConnectionClosed, ErrConnectionLimit, ErrAssemblerClosed) {
 					unexpected.Store(err.Error(), true)
 				}
 				progress.Add(1)
@@ -215,12 +211,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 		go func() {
 			defer helpers.Done()
 			r := rand.New(rand.NewSource(int64(h)))
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			kitUntil(stop, 0, func(i int) {
 				a := asms[r.Intn(len(asms))]
 				at := func() time.Time { return kitT0.Add(time.Duration(r.Intn(600)) * time.Millisecond) }
 				switch i % 6 {
@@ -240,7 +231,7 @@ func TestRaceManyAssemblersManyConnections(t *testing.T) {
 					}
 				}
 				runtime.Gosched()
-			}
+			})
 		}()
 	}
 	helpers.Add(1)
@@ -298,7 +289,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 		asms[i].MaxBufferedPagesPerConnection = 6
 		asms[i].MaxBufferedPagesTotal = 30
 	}
-	lists := kitSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
+	lists := raceSplitByWorker(rand.New(rand.NewSource(11)), 1, 24, nWorkers)
 	stop := make(chan struct{})
 	var workers, helpers sync.WaitGroup
 	for w := range nWorkers {
@@ -314,12 +305,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 	go func() {
 		defer helpers.Done()
 		r := rand.New(rand.NewSource(3))
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		kitUntil(stop, 0, func(i int) {
 			a := asms[i%nWorkers]
 			at := kitT0.Add(time.Duration(r.Intn(300)) * time.Millisecond)
 			if i%2 == 0 {
@@ -328,7 +314,7 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 				a.FlushCloseOlderThan(at)
 			}
 			runtime.Gosched()
-		}
+		})
 	}()
 	workers.Wait()
 	close(stop)
@@ -338,8 +324,8 @@ func TestRaceDropInAssemblersSharedPool(t *testing.T) {
 	f.requireSound(t)
 }
 
-// kitMax raises m to v.
-func kitMax(m *atomic.Int64, v int64) {
+// raceMax raises m to v.
+func raceMax(m *atomic.Int64, v int64) {
 	for {
 		cur := m.Load()
 		if v <= cur || m.CompareAndSwap(cur, v) {
@@ -389,31 +375,19 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 		monitors.Add(1)
 		go func() {
 			defer monitors.Done()
-			for i := m; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			kitUntil(stop, m, func(i int) {
 				ps := pool.Stats()
-				kitMax(&maxActive, ps.ActiveConnections)
-				kitMax(&maxInUse, ps.PageCache.PagesInUse)
+				raceMax(&maxActive, ps.ActiveConnections)
+				raceMax(&maxInUse, ps.PageCache.PagesInUse)
 				st := asms[i%nWorkers].Stats()
-				kitMax(&maxInUse, st.PageCache.PagesInUse)
+				raceMax(&maxInUse, st.PageCache.PagesInUse)
 				runtime.Gosched()
-			}
+			})
 		}()
 	}
 
 	var unexpected sync.Map
-	payload := func(c kitConn, off int) []byte {
-		seed := kitSeed(c.key())
-		p := make([]byte, segLen)
-		for k := range p {
-			p[k] = kitContent(seed, 0, off+k)
-		}
-		return p
-	}
+	payload := func(c kitConn, off int) []byte { return []byte(kitPayload(c, 0, off, segLen)) }
 	for w := range nWorkers {
 		workers.Add(1)
 		go func() {
@@ -464,20 +438,12 @@ func TestRaceLimitsNeverExceeded(t *testing.T) {
 	require.Empty(t, errs, "unexpected errors")
 
 	ps := pool.Stats()
-	var sum AssemblerStats
+	var all []AssemblerStats
 	for _, a := range asms {
-		st := a.Stats()
-		sum.BytesProcessed += st.BytesProcessed
-		sum.BytesDelivered += st.BytesDelivered
-		sum.BytesOverlap += st.BytesOverlap
-		sum.BytesOverwritten += st.BytesOverwritten
-		sum.BytesDiscarded += st.BytesDiscarded
-		sum.Gaps += st.Gaps
-		sum.ForcedSkips += st.ForcedSkips
+		all = append(all, a.Stats())
 	}
-	require.Equal(t, sum.BytesProcessed,
-		sum.BytesDelivered+sum.BytesOverlap+sum.BytesOverwritten+sum.BytesDiscarded+ps.PageCache.QueuedBytes,
-		"conservation over the pool's assemblers")
+	sum := kitSumStats(all) // its PageCache is the pool's, shared by all
+	kitRequireConserved(t, sum)
 	require.Equal(t, f.firstBytes.Load(), sum.BytesDelivered)
 	require.Positive(t, ps.ConnectionsRefused, "the connection cap was never reached: the test proves nothing")
 	require.Positive(t, sum.ForcedSkips, "no skip was forced: the test proves nothing")

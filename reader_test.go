@@ -514,14 +514,7 @@ func TestReaderStalledReaderNeverBlocksAssembler(t *testing.T) {
 		}
 		fd.send(stalled, false, "FA", len(data), nil)
 	}()
-	require.Eventually(t, func() bool {
-		select {
-		case <-done:
-			return true
-		default:
-			return false
-		}
-	}, 30*time.Second, time.Millisecond, "the assembler blocked on a reader that does not read")
+	require.Eventually(t, kitClosed(done), 30*time.Second, time.Millisecond, "the assembler blocked on a reader that does not read")
 
 	p := f.pair(t, 0)
 	s := p.Client.Stats()
@@ -606,14 +599,7 @@ func TestReaderCloseReleasesAWaitingDelivery(t *testing.T) {
 		return p.Client.Stats().Buffered == 100
 	}, 10*time.Second, time.Millisecond)
 	require.NoError(t, p.Client.Close())
-	require.Eventually(t, func() bool {
-		select {
-		case <-done:
-			return true
-		default:
-			return false
-		}
-	}, 30*time.Second, time.Millisecond, "Close did not release the delivery waiting for room")
+	require.Eventually(t, kitClosed(done), 30*time.Second, time.Millisecond, "Close did not release the delivery waiting for room")
 	s := p.Client.Stats()
 	assert.Equal(t, int64(300), s.BytesDiscarded)
 	assert.Zero(t, s.BytesDropped)

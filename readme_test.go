@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 // stage functions of rows 2 to 6 in the order the diagram lists them.
 func TestReadmePipelineMatchesCode(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(moduleReadme(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +66,27 @@ func TestReadmePipelineMatchesCode(t *testing.T) {
 			t.Fatalf("engine.packet does not call %s after the stages before it (diagram %v, calls %v)", s, stages, calls)
 		}
 		at++
+	}
+}
+
+// moduleReadme returns the path of the module's README.md: the package is
+// also generated into a directory below the root (internal/cmd/flavour),
+// whose files the diagram names as well.
+func moduleReadme(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "README.md")
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			t.Fatal("no go.mod above the package")
+		}
+		dir = up
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"go/parser"
 	"go/token"
 	"math"
-	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -303,18 +301,13 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		flushPanic = trRecover(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
+			kitUntil(done, 0, func(i int) {
 				cut := trBase.Add(time.Duration(i%conns) * time.Millisecond)
 				a.FlushWithOptions(FlushOptions{T: cut})
 				if i%50 == 0 {
 					a.FlushCloseOlderThan(cut)
 				}
-			}
+			})
 		})
 	}()
 	trFeed(t, a, pkts)
@@ -375,13 +368,13 @@ func TestUpstreamBug09_FactoryReturnsNil(t *testing.T) {
 	})
 	t.Run("ours/safe", func(t *testing.T) {
 		r := &trRec{nilStream: true}
-		pool := NewSafeStreamPool(trFactory{r}, 0)
-		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-		require.NoError(t, err)
-		defer func() { _ = a.Close(); _ = pool.Close() }()
-		p := trMake(t, segs[0], trBase)
-		err = a.AssembleWithContext(p.flow, p.tcp, p.ctx)
-		assert.ErrorIs(t, err, ErrNilStream, "SafeAssembler reports the nil Stream")
+		_, pool, errs := trSafe(t, r, kitReplayOpts(), trBuild(t, segs[:1]))
+		if forkFlavour {
+			assert.NoError(t, errs[0], "the fork's factory declines a connection with a nil Stream")
+		} else {
+			assert.ErrorIs(t, errs[0], ErrNilStream, "SafeAssembler reports the nil Stream")
+		}
+		assert.EqualValues(t, 1, pool.Stats().ConnectionsDeclined)
 		assert.Zero(t, pool.Stats().ActiveConnections, "no connection kept")
 	})
 	t.Run("upstream panics", func(t *testing.T) {
@@ -439,12 +432,6 @@ func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
 // Row 11: connection recycling with 2 assemblers and a concurrent flusher.
 // Upstream is not run: under -race its data race fails the test binary.
 
-// trEndpoint is a client address and port.
-type trEndpoint struct {
-	host byte
-	port uint16
-}
-
 func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 	n := 3000
 	if testing.Short() {
@@ -471,26 +458,18 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 			r := &trRec{}
 			pool := NewStreamPool(trFactory{r})
 			a := NewAssembler(pool)
-			epA := trEndpoint{port: 10000}
-			kA, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: 10000, DstPort: trServerPort})
-			var epB trEndpoint
-			for port := uint16(10001); epB.port == 0; port++ {
-				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(0), net.IP{10, 0, 0, 2}), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort})
-				if pool.t.shardOf(&k) == pool.t.shardOf(&kA) {
-					epB = trEndpoint{port: port}
-				}
-			}
-			seg := func(ep trEndpoint, s trSeg) trSeg { s.port, s.host = ep.port, ep.host; return s }
+			mates := trShardMates(&pool.t, 2) // A and B share a shard
+			epA, epB := mates[0], mates[1]
 			trFeed(t, a, trBuild(t, []trSeg{
-				seg(epA, trSeg{seq: 1000, flags: "S"}),
-				seg(epA, trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}),
-				seg(epA, trSeg{seq: 1001, ack: 5001, flags: "PA", data: "hello"}),
-				seg(epA, trSeg{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"}),
-				seg(epA, trSeg{seq: 1006, ack: 5006, flags: "FA"}),
-				seg(epA, trSeg{rev: true, seq: 5006, ack: 1007, flags: "FA"}), // A completes
-				seg(epB, trSeg{seq: 3000, flags: "S"}),                        // B reuses A's object
-				seg(epA, late),
-				seg(epB, trSeg{seq: 3001, flags: "PA", data: "bee"}),
+				epA.at(trSeg{seq: 1000, flags: "S"}),
+				epA.at(trSeg{rev: true, seq: 5000, ack: 1001, flags: "SA"}),
+				epA.at(trSeg{seq: 1001, ack: 5001, flags: "PA", data: "hello"}),
+				epA.at(trSeg{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"}),
+				epA.at(trSeg{seq: 1006, ack: 5006, flags: "FA"}),
+				epA.at(trSeg{rev: true, seq: 5006, ack: 1007, flags: "FA"}), // A completes
+				epB.at(trSeg{seq: 3000, flags: "S"}),                        // B reuses A's object
+				epA.at(late),
+				epB.at(trSeg{seq: 3001, flags: "PA", data: "bee"}),
 			}))
 			a.FlushAll()
 			require.GreaterOrEqual(t, r.news, 2)
@@ -509,22 +488,7 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 		// hold a pointer to it from its lookup.
 		r := &trRec{}
 		pool := NewStreamPool(trFactory{r})
-		var target *shard
-		var eps []trEndpoint
-		for port := uint16(10000); port < 60000 && len(eps) < n/2; port++ {
-			for host := byte(1); host < 255; host++ {
-				probe := &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: trServerPort}
-				k, _ := makeKey(gopacket.NewFlow(layers.EndpointIPv4, trClientIP(host), net.IP{10, 0, 0, 2}), probe)
-				sh := pool.t.shardOf(&k)
-				if target == nil {
-					target = sh
-				}
-				if sh == target {
-					eps = append(eps, trEndpoint{host: host, port: port})
-					break
-				}
-			}
-		}
+		eps := trShardMates(&pool.t, n/2)
 		require.Len(t, eps, n/2, "endpoints found in one shard")
 		trRecycle(t, r, pool, eps)
 	})
@@ -1034,45 +998,43 @@ func TestUpstreamBug25_SequenceWrap(t *testing.T) {
 		assert.Equal(t, -8, upstream.Sequence(1).Difference(0xFFFFFFF8), "upstream was expected to be off by one (row 25)")
 	})
 
-	t.Run("a/retransmit across the wrap", func(t *testing.T) {
-		first := "ABCDEFGHIJKLMNOP" // seq 0xFFFFFFF1 .. 0x0
-		segs := []trSeg{
+	// Each case: what ours delivers, and what upstream was expected to do
+	// wrong with it.
+	first, fill := "ABCDEFGHIJKLMNOP", trBytes(23, 4)
+	for _, tc := range []struct {
+		name     string
+		segs     []trSeg
+		want     string
+		upstream func(t *testing.T, got string)
+	}{
+		{"a/retransmit across the wrap", []trSeg{
 			{seq: 0xFFFFFFF0, flags: "S"},
-			{seq: 0xFFFFFFF1, flags: "A", data: first},
+			{seq: 0xFFFFFFF1, flags: "A", data: first},                   // seq 0xFFFFFFF1 .. 0x0
 			{seq: 0xFFFFFFF9, flags: "A", data: "IJKLMNOP" + "QRSTUVWX"}, // 8 old + 8 new bytes
 			{seq: 9, flags: "A", data: "YZ0123"},
-		}
-		want := first + "QRSTUVWX" + "YZ0123"
-		r := &trRec{}
-		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, want, r.stream(0).data(false), "bytes across the wrap, each once")
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		got := ur.stream(0).data(false)
-		assert.NotEqual(t, want, got, "upstream was expected to duplicate then lose a byte (row 25a)")
-		assert.Contains(t, got, "OPPQ", "upstream duplicates a byte (row 25a)")
-	})
-
-	t.Run("b/queued overwrite across the wrap", func(t *testing.T) {
-		fill := trBytes(23, 4) // 0xFFFFFFE1 .. 0xFFFFFFF7
-		segs := []trSeg{
+		}, first + "QRSTUVWX" + "YZ0123", func(t *testing.T, got string) {
+			assert.NotEqual(t, first+"QRSTUVWX"+"YZ0123", got, "upstream was expected to duplicate then lose a byte (row 25a)")
+			assert.Contains(t, got, "OPPQ", "upstream duplicates a byte (row 25a)")
+		}},
+		{"b/queued overwrite across the wrap", []trSeg{
 			{seq: 0xFFFFFFE0, flags: "S"},
 			{seq: 0xFFFFFFF8, flags: "A", data: "abcdefghijklmnop"}, // queued, [0xFFFFFFF8, 0x8)
 			{seq: 1, flags: "A", data: "XY"},                        // inside the queued page, offset 9
-			{seq: 0xFFFFFFE1, flags: "A", data: fill},
-		}
-		want := fill + "abcdefghi" + "XY" + "lmnop" // the newer copy of queued bytes wins
-		r := &trRec{}
-		trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, want, r.stream(0).data(false), "bytes with the overwrite at the right offset")
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", ur.stream(0).data(false), "upstream was expected to overwrite one byte early (row 25b)")
-	})
+			{seq: 0xFFFFFFE1, flags: "A", data: fill},               // 0xFFFFFFE1 .. 0xFFFFFFF7
+		}, fill + "abcdefghi" + "XY" + "lmnop", func(t *testing.T, got string) { // the newer copy of queued bytes wins
+			assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", got, "upstream was expected to overwrite one byte early (row 25b)")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &trRec{}
+			trOurs(t, r, AssemblerOptions{}, trBuild(t, tc.segs))
+			assert.Equal(t, tc.want, r.stream(0).data(false), "bytes across the wrap, each once and at the right offset")
+			ur := &trRec{}
+			_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, tc.segs))
+			require.Nil(t, pv)
+			tc.upstream(t, ur.stream(0).data(false))
+		})
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -1150,92 +1112,72 @@ func TestUpstreamBug27_RetransmittedSYNWithPayload(t *testing.T) {
 // Row 28: data after a FIN is not delivered and the half closes.
 
 func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
-	t.Run("in-order FIN touching queued data", func(t *testing.T) {
-		segs := []trSeg{
+	// A segment that runs past a known FIN or RST position: the bytes
+	// after the FIN are data after the FIN, whichever packet carries them.
+	// upstream, when set, is what upstream was expected to deliver of them.
+	for _, tc := range []struct {
+		name     string
+		segs     []trSeg
+		upstream string
+	}{
+		{"in-order FIN touching queued data", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, lies after the FIN
 			{seq: 101, flags: "FA", data: "0123456789"},
 			{seq: 121, flags: "A", data: "more"},
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		st := r.stream(0)
-		assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN must not be delivered")
-		ds := st.dataDeliveries(0)
-		require.NotEmpty(t, ds)
-		assert.True(t, ds[len(ds)-1].end, "the FIN closes the direction")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages after the FIN are released")
-		a.FlushAll()
-		assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN")
-		trCompleteOnce(t, r)
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Contains(t, ur.stream(0).data(false), "AFTERFIN", "upstream was expected to deliver data after the FIN (row 28)")
-	})
-
-	// A segment that runs past a known FIN or RST position: the bytes
-	// after the FIN are data after the FIN, whichever packet carries them.
-	for name, segs := range map[string][]trSeg{
-		"queued segment straddles a queued FIN": {
+		}, "AFTERFIN"},
+		{"queued segment straddles a queued FIN", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "FA"},
 			{seq: 105, flags: "A", data: "456789AFTERFIN"},
 			{seq: 101, flags: "A", data: "0123"},
-		},
-		"in-order segment straddles a queued FIN": {
+		}, ""},
+		{"in-order segment straddles a queued FIN", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "FA"},
 			{seq: 101, flags: "A", data: "0123456789AFTERFIN"},
-		},
-		"longer retransmit of a queued FIN segment": {
+		}, ""},
+		{"longer retransmit of a queued FIN segment", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 105, flags: "FA", data: "456789"},
 			{seq: 105, flags: "A", data: "456789AFTERFIN"},
 			{seq: 101, flags: "A", data: "0123"},
-		},
-		"queued segment straddles a queued RST": {
+		}, ""},
+		{"queued segment straddles a queued RST", []trSeg{
 			{seq: 100, flags: "S"},
 			{seq: 111, flags: "R"},
 			{seq: 105, flags: "A", data: "456789AFTERRST"},
 			{seq: 101, flags: "A", data: "0123"},
-		},
+		}, ""},
+		{"queued bare FIN", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "FA"},                    // queued FIN without data
+			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
+			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
+		}, ""},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			r := &trRec{}
-			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
+			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, tc.segs))
 			st := r.stream(0)
 			assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN/RST position (seq 111) must not be delivered")
 			ds := st.dataDeliveries(0)
 			if assert.NotEmpty(t, ds) {
 				assert.True(t, ds[len(ds)-1].end, "reaching the FIN/RST position closes the direction")
 			}
+			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages after the FIN/RST are released")
 			a.FlushAll()
 			assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN/RST")
 			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
 			trCompleteOnce(t, r)
+			if tc.upstream != "" {
+				ur := &trRec{}
+				_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, tc.segs))
+				require.Nil(t, pv)
+				assert.Contains(t, ur.stream(0).data(false), tc.upstream, "upstream was expected to deliver data after the FIN (row 28)")
+			}
 		})
 	}
-
-	t.Run("queued bare FIN", func(t *testing.T) {
-		segs := []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "FA"},                    // queued FIN without data
-			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
-			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		st := r.stream(0)
-		assert.Equal(t, "0123456789", st.data(false), "bytes after the queued FIN must not be delivered")
-		ds := st.dataDeliveries(0)
-		require.NotEmpty(t, ds)
-		assert.True(t, ds[len(ds)-1].end, "reaching the queued FIN closes the direction")
-		a.FlushAll()
-		assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN")
-		trCompleteOnce(t, r)
-	})
 }
 
 // ---------------------------------------------------------------------------

@@ -6,17 +6,16 @@ package reassembly
 // (kit_test.go).
 
 import (
-	"log/slog"
-	"math/rand"
-	"strings"
-	"testing"
-	"time"
-
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"log/slog"
+	"math/rand"
+	"strings"
+	"testing"
+	"time"
 )
 
 // ---------------------------------------------------------------------------
@@ -27,9 +26,7 @@ import (
 // Stats().Errors, creates nothing and does not panic.
 func TestSafeAssembleNilPacket(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	f, pool, a := newKitSafe(t, SafeAssemblerOptions{})
 	c := kitConnN(1)
 
 	require.ErrorIs(t, a.AssembleWithContext(c.flow(false), nil, kitAt(kitT0)), ErrNilPacket)
@@ -48,9 +45,7 @@ func TestSafeAssembleNilPacket(t *testing.T) {
 // complete it once.
 func TestSafeAssembleNilContext(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	f, _, a := newKitSafe(t, SafeAssemblerOptions{})
 	c := kitConnN(1)
 	send := func(fromServer bool, flags string, off int, payload string) error {
 		seq := c.seqAt(fromServer, off)
@@ -71,8 +66,7 @@ func TestSafeAssembleNilContext(t *testing.T) {
 	require.Equal(t, "hello", s.bytes(0))
 	require.Equal(t, "world", s.bytes(1))
 	require.EqualValues(t, 1, s.completes.Load())
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: a TCP layer with no flags and no payload, with or without a
@@ -81,9 +75,7 @@ func TestSafeAssembleNilContext(t *testing.T) {
 // creates exactly one Stream.
 func TestSafeAssembleZeroLength(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, pool, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 
 	for _, tcp := range []*layers.TCP{
@@ -108,8 +100,7 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 	st := a.Stats()
 	require.Zero(t, st.BytesProcessed)
 	kitRequireConserved(t, st)
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: sequence numbers wrap at 2^32: a direction whose ISN is just
@@ -117,9 +108,7 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 // arrival order.
 func TestSafeAssembleSequenceWrap(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, _, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 	isn := uint32(0xFFFFFFFA)
 	send := func(seq uint32, flags, payload string) {
@@ -203,9 +192,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	}
 
 	t.Run("FIN both ways", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
 		c.open(t, a, kitT0)
 		require.NoError(t, c.send(a, false, "A", 0, "GET /", kitT0))
@@ -225,9 +212,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("RST closes both directions", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
 		c.open(t, a, kitT0)
 		require.NoError(t, c.send(a, false, "A", 0, "abc", kitT0))
@@ -244,11 +229,9 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("capture-time timeout", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
 		opts := kitReplayOpts()
 		opts.ConnectionTimeout = time.Minute
-		a := newKitAssembler(t, pool, opts)
+		f, pool, a := newKitSafe(t, opts)
 		idle, busy := kitConnN(1), kitConnN(2)
 		idle.open(t, a, kitT0)
 		require.NoError(t, idle.send(a, false, "A", 0, "ab", kitT0))
@@ -267,11 +250,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("wall-clock timeout", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, SafeAssemblerOptions{
-			FlushInterval: 20 * time.Millisecond, ConnectionTimeout: 50 * time.Millisecond,
-		})
+		f, pool, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 20 * time.Millisecond, ConnectionTimeout: 50 * time.Millisecond})
 		c := kitConnN(1)
 		now := time.Now()
 		c.open(t, a, now)
@@ -288,9 +267,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("FlushWithOptions", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
 		c.open(t, a, kitT0)
 		require.NoError(t, c.send(a, false, "A", 0, "ab", kitT0.Add(time.Second)))
@@ -311,9 +288,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("FlushCloseOlderThan", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		old, young := kitConnN(1), kitConnN(2)
 		old.open(t, a, kitT0)
 		young.open(t, a, kitT0.Add(10*time.Second))
@@ -326,9 +301,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("FlushAll", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a := newKitAssembler(t, pool, kitReplayOpts())
+		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c1, c2 := kitConnN(1), kitConnN(2)
 		c1.open(t, a, kitT0)
 		c2.open(t, a, kitT0)
@@ -370,11 +343,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 // has not passed, however old its capture timestamps are.
 func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{
-		FlushInterval: 5 * time.Millisecond, ConnectionTimeout: time.Hour,
-	})
+	f, _, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond, ConnectionTimeout: time.Hour})
 	c := kitConnN(1)
 	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	c.open(t, a, old)
@@ -392,9 +361,7 @@ func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 // returned.
 func TestSafeFlushCountedInStats(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, _, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "A", 10, "zz", kitT0))
@@ -405,8 +372,7 @@ func TestSafeFlushCountedInStats(t *testing.T) {
 	st := a.Stats()
 	assert.EqualValues(t, fl+fl2, st.ConnectionsFlush, "Stats().ConnectionsFlush")
 	assert.EqualValues(t, cl+cl2, st.ConnectionsClosed, "Stats().ConnectionsClosed")
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // ---------------------------------------------------------------------------
@@ -423,13 +389,10 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 	for _, where := range []string{"StreamFactory.New", "Stream.Accept", "Stream.ReassembledSG", "Stream.ReassemblyComplete"} {
 		t.Run(where, func(t *testing.T) {
 			var logs kitLogBuffer
-			f := newKitFactory()
 			bad, good := kitConnN(1), kitConnN(2)
-			f.panicIn, f.panicKey = where, bad.key()
-			pool := NewSafeStreamPool(f, 0)
 			opts := kitReplayOpts()
 			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-			a := newKitAssembler(t, pool, opts)
+			f, pool, a := newKitSafe(t, opts, func(f *kitFactory) { f.panicIn, f.panicKey = where, bad.key() })
 
 			// Drive bad until its callback panics.
 			steps := []struct {
@@ -490,11 +453,7 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 // and reported instead.
 func TestSafePageBudgetLargeSegment(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(2, 2))
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	big := strings.Repeat("x", 5000)
@@ -505,8 +464,7 @@ func TestSafePageBudgetLargeSegment(t *testing.T) {
 	require.Equal(t, 100, f.stream(c).gap(0))
 	require.EqualValues(t, 1, st.ForcedSkips)
 	assert.LessOrEqual(t, st.PageCache.PagesPeak, int64(2), "PagesPeak exceeds MaxBufferedPagesTotal")
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: a forced skip is a hole skipped and reported to a Stream
@@ -515,11 +473,7 @@ func TestSafePageBudgetLargeSegment(t *testing.T) {
 // the forced delivery of the first hole does not free enough pages.
 func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(2, 2))
 	x, y := kitConnN(1), kitConnN(2)
 	x.open(t, a, kitT0)
 	require.NoError(t, x.send(a, false, "A", 100, "x", kitT0))                       // one page
@@ -534,8 +488,7 @@ func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 	st = a.Stats()
 	assert.Equal(t, f.gaps.Load(), st.Gaps)
 	assert.LessOrEqual(t, st.ForcedSkips, st.Gaps, "ForcedSkips counts a skip that no Stream saw")
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: PagesPeak, like PagesInUse, stays within
@@ -543,11 +496,7 @@ func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 // time.
 func TestSafePagesPeakWithinBudget(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 2, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(2, 2))
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	for _, off := range []int{10, 20, 30, 40} {
@@ -556,8 +505,7 @@ func TestSafePagesPeakWithinBudget(t *testing.T) {
 		require.LessOrEqual(t, st.PageCache.PagesInUse, int64(2))
 		require.LessOrEqual(t, st.PageCache.PagesPeak, int64(2), "PagesPeak after the page at %d", off)
 	}
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: bytes buffered for a direction are never lost from the page
@@ -567,11 +515,7 @@ func TestSafePagesPeakWithinBudget(t *testing.T) {
 // and QueuedBytes stayed at 1 page / 5 bytes for ever.)
 func TestSafeNoPagesLeakedWhenMakingRoomClosesDirection(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 100, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(100, 2))
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "FA", 10, "", kitT0))     // FIN ahead, out of order
@@ -588,17 +532,6 @@ func TestSafeNoPagesLeakedWhenMakingRoomClosesDirection(t *testing.T) {
 	f.requireSound(t)
 }
 
-// kitPayload is n bytes of direction dir of c from offset off, as
-// kitContent has them.
-func kitPayload(c kitConn, dir, off, n int) string {
-	seed := kitSeed(c.key())
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = kitContent(seed, dir, off+i)
-	}
-	return string(b)
-}
-
 // Property: when room has to be made for an out-of-order segment by
 // skipping the first hole, and that skip makes the segment in order (or
 // partly delivered already), its bytes are delivered at once and exactly
@@ -606,12 +539,7 @@ func kitPayload(c kitConn, dir, off, n int) string {
 // with a negative Skip, and the forced skip is the one reported.
 func TestSafeMakeRoomThenSegmentInOrder(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	f.checkContent = true
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 100, 2
-	a := newKitAssembler(t, pool, opts)
+	f, _, a := newKitSafe(t, kitPagesOpts(100, 2), func(f *kitFactory) { f.checkContent = true })
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "A", 10, kitPayload(c, 0, 10, 10), kitT0)) // [10,20)
@@ -633,116 +561,6 @@ func TestSafeMakeRoomThenSegmentInOrder(t *testing.T) {
 
 // ---------------------------------------------------------------------------
 // Conservation on random traffic
-
-// kitPkt is one generated packet.
-type kitPkt struct {
-	c          kitConn
-	fromServer bool
-	tcp        *layers.TCP
-}
-
-// kitTraffic generates nConns connections of random traffic: both
-// directions cut into random segments (some larger than a page), with
-// duplicates, overlapping retransmissions, losses, segments the Stream
-// rejects (Window 1), bare ACKs, FIN or RST or neither, SYN retransmissions,
-// then locally reordered and interleaved. Each connection starts with the
-// client's SYN and the server's SYN-ACK. Every copy of a byte carries
-// kitContent.
-func kitTraffic(r *rand.Rand, firstID, nConns int) []kitPkt {
-	perConn := make([][]kitPkt, nConns)
-	for i := range perConn {
-		c := kitConnN(firstID + i)
-		seed := kitSeed(c.key())
-		var body []kitPkt
-		mk := func(fromServer bool, off, n int, flags string) kitPkt {
-			d := kitBtoi(fromServer)
-			var p []byte
-			if n > 0 {
-				p = make([]byte, n)
-				for k := range p {
-					p[k] = kitContent(seed, d, off+k)
-				}
-			}
-			return kitPkt{c, fromServer, c.seg(fromServer, c.seqAt(fromServer, off), flags, p)}
-		}
-		for _, fromServer := range []bool{false, true} {
-			n := r.Intn(6000)
-			for off := 0; off < n; {
-				l := 1 + r.Intn(1400)
-				if r.Intn(10) == 0 {
-					l = 1 + r.Intn(4000)
-				}
-				l = min(l, n-off)
-				if r.Intn(20) != 0 { // 5% loss
-					p := mk(fromServer, off, l, "A")
-					if r.Intn(20) == 0 {
-						p.tcp.Window = 1 // rejected by Accept
-					}
-					body = append(body, p)
-				}
-				if r.Intn(10) == 0 { // duplicate
-					body = append(body, mk(fromServer, off, l, "A"))
-				}
-				if r.Intn(8) == 0 && n > 0 { // overlapping retransmission
-					o := r.Intn(n)
-					body = append(body, mk(fromServer, o, 1+r.Intn(min(3000, n-o)), "A"))
-				}
-				if r.Intn(10) == 0 {
-					body = append(body, mk(fromServer, off, 0, "A"))
-				}
-				off += l
-			}
-			switch x := r.Intn(10); {
-			case x < 6:
-				body = append(body, mk(fromServer, n, 0, "FA"))
-			case x < 7:
-				body = append(body, mk(fromServer, r.Intn(n+1), 0, "R"))
-			}
-			if r.Intn(10) == 0 {
-				flags := "S"
-				if fromServer {
-					flags = "SA"
-				}
-				body = append(body, kitPkt{c, fromServer, c.seg(fromServer, c.seqAt(fromServer, -1), flags, nil)})
-			}
-		}
-		// Local reordering: each packet may swap with one up to 5 later.
-		for k := range body {
-			if j := k + r.Intn(5); j < len(body) {
-				body[k], body[j] = body[j], body[k]
-			}
-		}
-		syn := []kitPkt{
-			{c, false, c.seg(false, c.seqAt(false, -1), "S", nil)},
-			{c, true, c.seg(true, c.seqAt(true, -1), "SA", nil)},
-		}
-		perConn[i] = append(syn, body...)
-	}
-	return kitInterleave(r, perConn)
-}
-
-// kitInterleave merges lists at random, keeping the order within each.
-func kitInterleave(r *rand.Rand, lists [][]kitPkt) []kitPkt {
-	lists = append([][]kitPkt(nil), lists...)
-	var out []kitPkt
-	for {
-		live := 0
-		for _, p := range lists {
-			if len(p) > 0 {
-				live++
-			}
-		}
-		if live == 0 {
-			return out
-		}
-		k := r.Intn(len(lists))
-		for len(lists[k]) == 0 {
-			k = (k + 1) % len(lists)
-		}
-		out = append(out, lists[k][0])
-		lists[k] = lists[k][1:]
-	}
-}
 
 // Property (conservation): on random traffic through one SafeAssembler —
 // reordering, duplicates, overlaps, losses, rejected segments, FIN, RST,
@@ -826,5 +644,55 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 		"Gaps": total.Gaps,
 	} {
 		require.Positive(t, v, "random traffic never exercised %s", name)
+	}
+}
+
+// Property: on the Safe face, the payload of an RST never enters the
+// stream — in order, out of order, or filling a hole, whatever the overlap
+// policy — and is counted in BytesOnReset; the RST still ends the
+// connection, with an end delivery, once its position is reached.
+func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
+	t.Parallel()
+	for _, p := range opAllPolicies() {
+		for _, isn := range opISNs {
+			h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p})
+
+			// In order.
+			c := h.conn(isn)
+			c.send("S", 0, nil)
+			c.send("", 0, []byte("hello"))
+			c.send("R", 5, []byte("INJECTED"))
+			s := c.stream()
+			require.Equal(t, "hello", string(s.out))
+			require.Equal(t, 1, s.completes)
+			require.Contains(t, s.sgs[len(s.sgs)-1], `end=true depth=false skip=0 ""`)
+
+			// Out of order: the RST waits for the bytes before it, and its
+			// payload is not buffered.
+			c = h.conn(isn)
+			c.send("S", 0, nil)
+			c.send("R", 5, []byte("INJECTED"))
+			require.Zero(t, h.a.Stats().PageCache.QueuedBytes)
+			c.send("", 0, []byte("hello"))
+			s = c.stream()
+			require.Equal(t, "hello", string(s.out))
+			require.Equal(t, 1, s.completes)
+
+			// An RST whose payload would fill a hole, or overwrite buffered
+			// bytes, changes nothing: the bytes after the RST are not
+			// delivered either.
+			c = h.conn(isn)
+			c.send("S", 0, nil)
+			c.send("", 10, []byte("world"))
+			c.send("R", 0, []byte("0123456789WORLD"))
+			s = c.stream()
+			require.Equal(t, "", string(s.out))
+			require.Equal(t, 1, s.completes)
+
+			st := h.a.Stats()
+			require.Equal(t, int64(8+8+15), st.BytesOnReset)
+			require.Equal(t, int64(10), st.BytesDelivered)
+			kitRequireConserved(t, st)
+		}
 	}
 }

@@ -5,12 +5,13 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
-// screening is the state of the screen stage: zero for the drop-in face,
-// which screens as upstream does.
+// screening is the state of the screen stage: zero for the drop-in face
+// by default, which screens as upstream does.
 type screening struct {
-	// safe is set on the Safe face: the screens below, reassembly depths
-	// and DepthOverrider apply.
-	safe bool
+	// active is set when the evasion checks apply: the screens below,
+	// reassembly depths and DepthOverrider. The Safe face sets it, and the
+	// drop-in face's SetOverlapPolicy with a policy other than the default.
+	active bool
 	// dropRST keeps the payload of an RST out of the stream.
 	dropRST bool
 }
@@ -61,7 +62,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		e.closedDirection(s)
 		return false
 	}
-	if e.screening.safe && (t.RST || conn.depthOv != nil || half.depthDone) && !e.safeScreens(s) {
+	if e.screening.active && (t.RST || conn.depthOv != nil || half.depthDone) && !e.safeScreens(s) {
 		return false
 	}
 
@@ -96,10 +97,11 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	if s.end {
 		if fin := s.pos + int64(len(s.payload)); half.finPos < 0 || fin < half.finPos {
 			half.finPos, half.rstEnd = fin, t.RST
+			*conn.finSeenOf(half) = ci.Timestamp
 		}
 	}
 	s.extent = span{s.pos, s.pos + int64(len(s.payload))}
-	if e.screening.safe && len(s.payload) > 0 && e.mayLimitDepth(conn) {
+	if e.screening.active && len(s.payload) > 0 && e.mayLimitDepth(conn) {
 		s.payload = e.clipDepth(half, s.payload, s.pos)
 		if e.depthDue(s) {
 			return false

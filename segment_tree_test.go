@@ -1,7 +1,6 @@
 package reassembly
 
 import (
-	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -136,27 +135,6 @@ func stPos(c *chunk) any {
 	return c.pos
 }
 
-// stOps reads operations from a byte string; zero bytes once exhausted.
-type stOps struct {
-	data []byte
-	i    int
-}
-
-func (o *stOps) done() bool { return o.i >= len(o.data) }
-
-func (o *stOps) byte() byte {
-	if o.i >= len(o.data) {
-		return 0
-	}
-	b := o.data[o.i]
-	o.i++
-	return b
-}
-
-func (o *stOps) u16() int {
-	return int(binary.LittleEndian.Uint16([]byte{o.byte(), o.byte()}))
-}
-
 // stRun applies the operations encoded in data to a tree and to the model,
 // checking after each one that they agree.
 // It returns the largest number of chunks the tree held.
@@ -166,11 +144,11 @@ func stRun(t testing.TB, seed uint64, data []byte) (peak int) {
 	var pooled atomic.Int64
 	tr := &segmentTree{rng: seed, pooled: &pooled}
 	var m stModel
-	ops := &stOps{data: data}
-	for step := 0; !ops.done(); step++ {
-		switch op := ops.byte() % 10; op {
+	ops := &fzInput{b: data} // the fuzz targets' reader
+	for step := 0; ops.more(); step++ {
+		switch op := ops.u8() % 10; op {
 		case 0, 1, 2, 3: // insert a non-overlapping chunk
-			pos, n := int64(ops.u16()%space), 1+int(ops.byte()%24)
+			pos, n := int64(ops.u16()%space), 1+int(ops.u8()%24)
 			if m.overlaps(pos, n) {
 				continue
 			}
@@ -207,8 +185,8 @@ func stRun(t testing.TB, seed uint64, data []byte) (peak int) {
 			if len(c.bytes) < 2 {
 				continue
 			}
-			cut := 1 + int(ops.byte())%(len(c.bytes)-1)
-			if ops.byte()%2 == 0 {
+			cut := 1 + int(ops.u8())%(len(c.bytes)-1)
+			if ops.u8()%2 == 0 {
 				c.bytes = c.bytes[:len(c.bytes)-cut]
 			} else {
 				// Cutting the head moves the key up, within the gap to
@@ -229,7 +207,7 @@ func stRun(t testing.TB, seed uint64, data []byte) (peak int) {
 			})
 			stSameOrder(t, "each() stopping after f returns false", m[:stop+1], seen)
 		case 9: // drain, rarely
-			if ops.byte()%64 != 0 {
+			if ops.u8()%64 != 0 {
 				continue
 			}
 			var got []*chunk

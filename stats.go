@@ -157,12 +157,15 @@ type PoolStats struct {
 	ActiveConnections  int64 // connections in the pool now
 	TotalCreated       int64 // connections created, each with one Stream
 	ConnectionsRefused int64 // packets refused because their new connection would pass the cap
-	ConnectionsRemoved int64 // connections that left the pool
-	RecentlyClosed     int64 // completed connections remembered so late copies of their packets are dropped
-	MaxConnections     int64 // the cap, 0 when there is none
-	PoolClosed         bool  // Close was called
-	PanicsRecovered    int64 // panics recovered while Close completed Streams
-	PageCache          PageCacheStats
+	// ConnectionsDeclined counts packets whose new connection the
+	// StreamFactory declined by returning a nil Stream.
+	ConnectionsDeclined int64
+	ConnectionsRemoved  int64 // connections that left the pool
+	RecentlyClosed      int64 // completed connections remembered so late copies of their packets are dropped
+	MaxConnections      int64 // the cap, 0 when there is none
+	PoolClosed          bool  // Close was called
+	PanicsRecovered     int64 // panics recovered while Close completed Streams
+	PageCache           PageCacheStats
 	// Closing counts what Close delivered and dropped when it flushed the
 	// pool's connections; add it to the assemblers' stats for conservation.
 	Closing AssemblerStats

@@ -10,14 +10,11 @@ import (
 	"encoding/json"
 	"expvar"
 	"log/slog"
-	"net"
 	"reflect"
 	"regexp"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -154,23 +151,14 @@ func seIndex(typ reflect.Type, path string) []int {
 	return idx
 }
 
-// seTraffic runs one short connection through a SafeAssembler.
+// seTraffic runs two packets of one connection (a SYN and 5 bytes)
+// through a SafeAssembler.
 func seTraffic(t *testing.T) (*SafeAssembler, *SafeStreamPool) {
 	t.Helper()
-	f := &ReaderFactory{}
-	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		a.Close()
-		pool.Close()
-	})
-	cli, srv := net.IPv4(10, 0, 0, 1).To4(), net.IPv4(10, 0, 0, 2).To4()
-	flow := gopacket.NewFlow(layers.EndpointIPv4, cli, srv)
-	ts := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
-	require.NoError(t, a.AssembleWithTimestamp(flow, &layers.TCP{SrcPort: 1234, DstPort: 80, SYN: true, Seq: 10}, ts))
-	require.NoError(t, a.AssembleWithTimestamp(flow, &layers.TCP{SrcPort: 1234, DstPort: 80, ACK: true, Seq: 11,
-		BaseLayer: layers.BaseLayer{Payload: []byte("hello")}}, ts))
+	a, pool, fd := rdSetup(t, &ReaderFactory{})
+	c := kitConnN(1)
+	fd.send(c, false, "S", 0, nil)
+	fd.send(c, false, "A", 0, []byte("hello"))
 	return a, pool
 }
 

@@ -71,6 +71,7 @@ type connTable struct {
 	maxConns int64 // <= 0: no cap
 	closed   atomic.Bool
 	refused  atomic.Int64
+	declined atomic.Int64 // packets whose Stream the factory declined (nil)
 	// reserved counts the live connections against maxConns, only when
 	// there is a cap: it is the one counter all assemblers write, once per
 	// connection, so it gets cache lines of its own.
@@ -111,7 +112,11 @@ type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (St
 // connection is published locked before the factory runs, so concurrent
 // packets of either direction wait for that one Stream instead of making a
 // second one.
-func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList) (*connection, error) {
+//
+// A valid answered makes the new connection a SYN-ACK's whose SYN was seen
+// on the 4-tuple's previous connection: the client's direction starts at
+// answered.
+func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList, answered Sequence) (*connection, error) {
 	h := t.hash(&k)
 	sh := t.shard(h)
 	c := sh.idx.find(h)
@@ -146,20 +151,33 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
-		if pos := sh.graves.find(h, &k); pos >= 0 {
-			if sh.graves.ring[pos].lateCopy(fromLo, tcp, ts) {
-				sh.mu.Unlock()
-				return nil, ErrConnectionClosed
-			}
-			// A new connection on the 4-tuple.
-			sh.graves.forget(pos)
+		grave := sh.graves.find(h, &k)
+		if grave >= 0 && sh.graves.ring[grave].lateCopy(fromLo, tcp, ts) {
+			sh.mu.Unlock()
+			return nil, ErrConnectionClosed
 		}
 		if !t.reserve() {
+			// The grave stays: the packet comes back after an eviction.
 			sh.mu.Unlock()
 			return nil, ErrConnectionLimit
 		}
+		resume, resumed := answered, answered != invalidSequence
+		if grave >= 0 {
+			// A new connection on the 4-tuple, or the old one's SYN
+			// answered at last.
+			if !resumed {
+				resume, resumed = sh.graves.ring[grave].answeredSYN(fromLo, tcp, ts)
+			}
+			sh.graves.forget(grave)
+		}
 		c = free.get()
-		c.reset(k, h, fromLo, ts, &t.budget.queued)
+		// A resumed conversation's client is the SYN's sender, whose
+		// direction goes on where its SYN left it.
+		c.reset(k, h, fromLo != resumed, ts, &t.budget.queued)
+		if resumed {
+			_, peer := c.half(fromLo)
+			peer.begin(resume)
+		}
 		sh.idx.insert(h, c)
 		t.track(sh, c)
 		sh.live++
@@ -167,6 +185,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 		sh.mu.Unlock()
 		s, err := newStream(c, tcp, ac)
 		if err == nil && s == nil {
+			t.declined.Add(1)
 			err = ErrNilStream
 		}
 		if err != nil {
@@ -434,24 +453,32 @@ func (p *SafeStreamPool) Stats() PoolStats {
 	closing := p.closing
 	p.closeMu.Unlock()
 	live, graves, created, removed := p.t.counts()
+	if p.t.maxConns > 0 {
+		// The shards are read one after the other: a connection that ends
+		// in one after it was read, while another starts in one not read
+		// yet, is counted twice. The reservations are one atomic count of
+		// the same connections, never above the cap.
+		live = p.t.reserved.Load()
+	}
 	return PoolStats{
-		Closing:            closing,
-		ActiveConnections:  live,
-		TotalCreated:       created,
-		ConnectionsRefused: p.t.refused.Load(),
-		ConnectionsRemoved: removed,
-		RecentlyClosed:     graves,
-		MaxConnections:     max(p.t.maxConns, 0),
-		PoolClosed:         p.t.closed.Load(),
-		PanicsRecovered:    p.panics.Load(),
-		PageCache:          p.t.budget.Stats(),
-		EvictedUnanswered:  p.t.press.evicted[evictUnanswered].Load(),
-		EvictedIdle:        p.t.press.evicted[evictIdle].Load(),
-		EmergencyTimeouts:  p.t.press.evicted[evictEmergency].Load(),
-		Emergency:          p.t.press.emergency.Load(),
-		Emergencies:        p.t.press.emergencies.Load(),
-		HighWaterMark:      p.t.press.high,
-		LowWaterMark:       p.t.press.low,
+		Closing:             closing,
+		ActiveConnections:   live,
+		TotalCreated:        created,
+		ConnectionsRefused:  p.t.refused.Load(),
+		ConnectionsDeclined: p.t.declined.Load(),
+		ConnectionsRemoved:  removed,
+		RecentlyClosed:      graves,
+		MaxConnections:      max(p.t.maxConns, 0),
+		PoolClosed:          p.t.closed.Load(),
+		PanicsRecovered:     p.panics.Load(),
+		PageCache:           p.t.budget.Stats(),
+		EvictedUnanswered:   p.t.press.evicted[evictUnanswered].Load(),
+		EvictedIdle:         p.t.press.evicted[evictIdle].Load(),
+		EmergencyTimeouts:   p.t.press.evicted[evictEmergency].Load(),
+		Emergency:           p.t.press.emergency.Load(),
+		Emergencies:         p.t.press.emergencies.Load(),
+		HighWaterMark:       p.t.press.high,
+		LowWaterMark:        p.t.press.low,
 	}
 }
 

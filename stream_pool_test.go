@@ -1,8 +1,6 @@
 package reassembly
 
 import (
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -63,23 +61,27 @@ func TestSafeStreamPoolConnectionCap(t *testing.T) {
 	f.requireSound(t)
 }
 
-// Property: a StreamFactory that returns nil is reported as ErrNilStream;
-// the connection does not stay in the pool, and the assembler keeps
-// working, for other connections and for that one once the factory
-// behaves.
+// Property: a StreamFactory that returns nil is reported as ErrNilStream
+// (in the fork flavour, where nil declines a connection, as no error) and
+// counted in ConnectionsDeclined per packet; the connection does not stay
+// in the pool, and the assembler keeps working, for other connections and
+// for that one once the factory behaves.
 func TestSafeStreamPoolNilStream(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
 	bad, good := kitConnN(1), kitConnN(2)
-	f.nilFor = bad.key()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, pool, a := newKitSafe(t, kitReplayOpts(), func(f *kitFactory) { f.nilFor = bad.key() })
 
+	var want error = ErrNilStream
+	if forkFlavour {
+		want = nil
+	}
 	var err error
 	require.NotPanics(t, func() { err = bad.send(a, false, "S", 0, "", kitT0) })
-	require.ErrorIs(t, err, ErrNilStream)
-	require.ErrorIs(t, bad.send(a, false, "A", 0, "data", kitT0), ErrNilStream)
+	require.Equal(t, want, err)
+	require.Equal(t, want, bad.send(a, false, "A", 0, "data", kitT0))
 	require.Zero(t, pool.Stats().ActiveConnections)
+	require.EqualValues(t, 2, pool.Stats().ConnectionsDeclined, "one per packet of the declined connection")
+	require.EqualValues(t, 4, a.Stats().BytesAfterClose, "the declined packet's payload")
 	kitRequireConserved(t, a.Stats())
 
 	good.open(t, a, kitT0)
@@ -89,8 +91,7 @@ func TestSafeStreamPoolNilStream(t *testing.T) {
 	f.nilFor = ""
 	bad.open(t, a, kitT0)
 	require.NotNil(t, f.stream(bad))
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: PoolStats.TotalCreated counts connections created "each with
@@ -109,10 +110,13 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 				f.panicIn = "StreamFactory.New"
 			}
 			pool := NewSafeStreamPool(f, 0)
-			opts := kitReplayOpts()
-			opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-			a := newKitAssembler(t, pool, opts)
-			require.Error(t, c.send(a, false, "S", 0, "", kitT0))
+			a := newKitAssembler(t, pool, kitQuietOpts())
+			err := c.send(a, false, "S", 0, "", kitT0)
+			if mode == "nil" && forkFlavour {
+				require.NoError(t, err, "the fork's factory declines with a nil Stream")
+			} else {
+				require.Error(t, err)
+			}
 			require.Empty(t, f.all())
 			ps := pool.Stats()
 			require.Zero(t, ps.ActiveConnections)
@@ -131,9 +135,7 @@ func TestSafeStreamPoolTotalCreatedCountsStreams(t *testing.T) {
 // idempotent, and closing the assembler completes nothing twice.
 func TestSafeStreamPoolClose(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	f, pool, a := newKitSafe(t, SafeAssemblerOptions{})
 	c1, c2, c3 := kitConnN(1), kitConnN(2), kitConnN(3)
 	c1.open(t, a, kitT0)
 	require.NoError(t, c1.send(a, false, "A", 3, "held", kitT0))
@@ -166,21 +168,15 @@ func TestSafeStreamPoolClose(t *testing.T) {
 // is still completed once.
 func TestSafeStreamPoolClosePanic(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
 	bad, good := kitConnN(1), kitConnN(2)
-	f.panicIn, f.panicKey = "Stream.ReassemblyComplete", bad.key()
-	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := newKitAssembler(t, pool, opts)
+	f, pool, a := newKitSafe(t, kitQuietOpts(), func(f *kitFactory) { f.panicIn, f.panicKey = "Stream.ReassemblyComplete", bad.key() })
 	bad.open(t, a, kitT0)
 	good.open(t, a, kitT0)
 	require.NotPanics(t, func() { require.NoError(t, pool.Close()) })
 	require.True(t, f.panicked.Load())
 	require.EqualValues(t, 1, pool.Stats().PanicsRecovered)
 	require.Zero(t, pool.Stats().ActiveConnections)
-	require.NoError(t, a.Close())
-	f.requireSound(t)
+	kitCloseSound(t, f, a)
 }
 
 // Property: conservation survives SafeStreamPool.Close: bytes buffered
@@ -190,9 +186,7 @@ func TestSafeStreamPoolClosePanic(t *testing.T) {
 // QueuedBytes, and still match what the Streams received.
 func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, kitReplayOpts())
+	f, pool, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.NoError(t, c.send(a, false, "A", 5, "buffered", kitT0))
@@ -218,10 +212,8 @@ func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
 	kitNoLeaks(t)
 	f := newKitFactory()
 	pool := NewSafeStreamPool(f, 0)
-	opts := kitReplayOpts()
-	opts.MaxBufferedPagesTotal, opts.MaxBufferedPagesPerConnection = 4, 4
-	a1 := newKitAssembler(t, pool, opts)
-	a2 := newKitAssembler(t, pool, opts)
+	a1 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
+	a2 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
 	x, y := kitConnN(1), kitConnN(2)
 	x.open(t, a1, kitT0)
 	for _, off := range []int{10, 20, 30} { // three pages, three holes

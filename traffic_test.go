@@ -60,13 +60,20 @@ func (s segment) build() testPacket {
 		panic(err)
 	}
 	a, b := src.Addr().AsSlice(), dst.Addr().AsSlice()
-	typ := layers.EndpointIPv4
+	typ, ipLen := layers.EndpointIPv4, 20
 	if src.Addr().Is6() {
-		typ = layers.EndpointIPv6
+		typ, ipLen = layers.EndpointIPv6, 40
 	}
 	return testPacket{
 		netFlow: gopacket.NewFlow(typ, a, b),
 		tcp:     decoded,
-		ci:      gopacket.CaptureInfo{Timestamp: s.ts, CaptureLength: len(raw), Length: len(raw)},
+		// The lengths a capture of the IP packet would give.
+		ci: gopacket.CaptureInfo{Timestamp: s.ts, CaptureLength: ipLen + len(raw), Length: ipLen + len(raw)},
 	}
+}
+
+// trPacket is p as the trace kit's runners (kit_streams_test.go) take it.
+func (p testPacket) trPacket() trPacket {
+	ctx := trCtx(p.ci)
+	return trPacket{flow: p.netFlow, tcp: p.tcp, ctx: &ctx}
 }

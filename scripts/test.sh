@@ -2,7 +2,8 @@
 # The project's test command (README: "Run the tests"). On a fresh machine
 # with Go it installs a C compiler if missing (the race detector needs cgo)
 # and staticcheck from the module proxy, then runs vet, staticcheck, the
-# race-enabled tests and a short fuzzing pass.
+# race-enabled tests (the generated gopacket/ packages included: every test
+# runs against both flavours) and a short fuzzing pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,8 @@ unformatted="$(gofmt -l .)"
 if [ -n "$unformatted" ]; then
 	echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 fi
+echo "== generated flavour (gopacket/) up to date"
+go run ./internal/cmd/flavour -check
 echo "== go vet"
 go vet ./...
 echo "== staticcheck"
@@ -43,3 +46,5 @@ echo "== go test -race"
 go test -race -count=1 ./...
 echo "== fuzz (short)"
 bash scripts/fuzz.sh
+echo "== real programs swapped in"
+bash scripts/clients.sh

@@ -44,11 +44,23 @@ var (
 	MACB = []byte{0x02, 0, 0, 0, 0, 2}
 )
 
-// Testdata names a file under the repository's testdata folder, wherever the
-// test runs from.
+// Testdata names a file under the testdata folder of the module root (the
+// nearest directory above this file holding go.mod), wherever the test runs
+// from: the generated flavour of a package finds the one shared copy.
 func Testdata(parts ...string) string {
 	_, self, _, _ := runtime.Caller(0)
-	return filepath.Join(append([]string{filepath.Dir(self), "..", "..", "testdata"}, parts...)...)
+	dir := filepath.Dir(self)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			panic("capturetest: no go.mod above " + self)
+		}
+		dir = up
+	}
+	return filepath.Join(append([]string{dir, "testdata"}, parts...)...)
 }
 
 // IPPacket returns a whole IP packet (v4 or v6 by address) carrying the

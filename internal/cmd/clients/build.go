@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// program is a real client of upstream gopacket: a main package inside an
+// upstream module, and the runs to compare on each capture.
+type program struct {
+	name    string            // short name used in the output and in known.go
+	module  string            // the upstream module holding the program
+	version string            // its version, as the module proxy serves it
+	dir     string            // the program's directory inside the module
+	swap    map[string]string // upstream import path → this module's
+	runs    []programRun
+	// masks hide what both builds print differently by design, on every
+	// capture: each replaces what its pattern matches before comparing.
+	masks []mask
+}
+
+// mask is one such rewrite, with the reason it is not a difference.
+type mask struct {
+	re     *regexp.Regexp
+	repl   string
+	reason string
+}
+
+// programRun is one command line to run on every capture.
+type programRun struct {
+	name string
+	args func(capture string) []string
+}
+
+// clientGoVersion is the go directive of the scratch client modules: the
+// newest this module may demand of a client (DESIGN.md §1), so that a swap
+// which raised it would show as a go.mod difference.
+const clientGoVersion = "1.22"
+
+// ourModule is this repository's module path.
+const ourModule = "github.com/safepacket/reassembly"
+
+// build makes the two scratch modules of a program (upstream's, and the same
+// sources with the imports swapped), tidies and builds both, and checks that
+// the swap changed nothing in go.mod but this module's own lines.
+func (r *runner) build(p program) (up, ours string, err error) {
+	src, err := r.moduleDir(p.module, p.version)
+	if err != nil {
+		return "", "", err
+	}
+	base := filepath.Join(r.work, p.name)
+	upDir, ourDir := filepath.Join(base, "upstream"), filepath.Join(base, "ours")
+	for _, d := range []string{upDir, ourDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return "", "", err
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", "", err
+		}
+	}
+	if err := copyProgram(filepath.Join(src, p.dir), upDir, nil); err != nil {
+		return "", "", err
+	}
+	if err := copyProgram(filepath.Join(src, p.dir), ourDir, p.swap); err != nil {
+		return "", "", err
+	}
+	require := fmt.Sprintf("module example.com/client\n\ngo %s\n\nrequire %s %s\n", clientGoVersion, p.module, p.version)
+	if err := os.WriteFile(filepath.Join(upDir, "go.mod"), []byte(require), 0o644); err != nil {
+		return "", "", err
+	}
+	ourMod := require + fmt.Sprintf("\nrequire %s v0.0.0\n\nreplace %s => %s\n", ourModule, ourModule, r.repo)
+	if err := os.WriteFile(filepath.Join(ourDir, "go.mod"), []byte(ourMod), 0o644); err != nil {
+		return "", "", err
+	}
+	for _, d := range []string{upDir, ourDir} {
+		if out, err := goCmd(d, "mod", "tidy"); err != nil {
+			return "", "", fmt.Errorf("go mod tidy in %s: %v\n%s", d, err, out)
+		}
+		if out, err := goCmd(d, "build", "-o", "prog", "."); err != nil {
+			return "", "", fmt.Errorf("go build in %s: %v\n%s", d, err, out)
+		}
+	}
+	if err := sameModFile(upDir, ourDir); err != nil {
+		return "", "", err
+	}
+	return filepath.Join(upDir, "prog"), filepath.Join(ourDir, "prog"), nil
+}
+
+// moduleDir downloads an upstream module (module cache, else the proxy) and
+// returns its directory.
+func (r *runner) moduleDir(module, version string) (string, error) {
+	out, err := goCmd(r.repo, "mod", "download", "-json", module+"@"+version)
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s@%s: %v\n%s", module, version, err, out)
+	}
+	const key = `"Dir": "`
+	i := bytes.Index(out, []byte(key))
+	if i < 0 {
+		return "", fmt.Errorf("go mod download %s@%s: no Dir in %s", module, version, out)
+	}
+	rest := out[i+len(key):]
+	return string(rest[:bytes.IndexByte(rest, '"')]), nil
+}
+
+// copyProgram copies the non-test Go files of a program's directory,
+// rewriting the quoted import paths named in swap.
+func copyProgram(from, to string, swap map[string]string) error {
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			return err
+		}
+		for old, repl := range swap {
+			b = bytes.ReplaceAll(b, []byte(`"`+old+`"`), []byte(`"`+repl+`"`))
+		}
+		if err := os.WriteFile(filepath.Join(to, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameModFile checks the no-friction promise: after go mod tidy, the swapped
+// client's go.mod differs from upstream's only in lines naming this module.
+func sameModFile(upDir, ourDir string) error {
+	up, err := modLines(upDir)
+	if err != nil {
+		return err
+	}
+	ours, err := modLines(ourDir)
+	if err != nil {
+		return err
+	}
+	var kept []string
+	for _, l := range ours {
+		if !strings.Contains(l, ourModule) {
+			kept = append(kept, l)
+		}
+	}
+	if d := diffLines(up, kept); len(d) > 0 {
+		return fmt.Errorf("the swap changes the client's go.mod beyond this module's lines:\n     %s", strings.Join(d, "\n     "))
+	}
+	return nil
+}
+
+func modLines(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || l == ")" || strings.HasSuffix(l, "(") {
+			continue
+		}
+		lines = append(lines, strings.TrimPrefix(l, "require "))
+	}
+	sort.Strings(lines)
+	return lines, nil
+}
+
+func goCmd(dir string, args ...string) ([]byte, error) {
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	// The scratch modules must resolve like a user's: no workspace, and
+	// modules from the proxy.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	return cmd.CombinedOutput()
+}

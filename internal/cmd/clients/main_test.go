@@ -1,0 +1,58 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Property: diffLines reports each line one side printed more often than
+// the other, as many times as the counts differ, and nothing else.
+func TestDiffLinesCountsRepeats(t *testing.T) {
+	up := normalise([]byte("b\na\na\nc\n"), nil)
+	ours := normalise([]byte("a\nc\nd\nb\n"), nil)
+	assert.Equal(t, []string{"- a", "+ d"}, diffLines(up, ours))
+	assert.Empty(t, diffLines(up, up), "a run differs from itself")
+}
+
+// Property: an intended difference explains only the lines its reasons
+// name: a listed capture with one more kind of differing line fails.
+func TestKnownDifferenceExplainsOnlyItsLines(t *testing.T) {
+	k := knownDifference{reasons: []reason{startOnce}}
+	syn := "- 10.0.0.1->10.0.0.2 1->2(client->server): : SG reassembled packet with 0 bytes (start:true,end:false,skip:0,saved:0,nb:1,1,overlap:0,0)"
+	require.True(t, k.matches([]string{syn, "-  total packets:\t\t5", "+  total packets:\t\t4"}),
+		"the retransmitted SYN's lines are not explained by start-once")
+	data := "+ 10.0.0.1->10.0.0.2 1->2(client->server): : SG reassembled packet with 7 bytes (start:false,end:false,skip:0,saved:0,nb:1,1,overlap:0,0)"
+	assert.False(t, k.matches([]string{syn, data}), "start-once explains a delivery of data")
+}
+
+// Property: every listed difference names a program run that exists, has
+// a reason, and lists a capture at most once per run, so none is dead or
+// shadowed.
+func TestKnownDifferencesAreReachable(t *testing.T) {
+	runs := map[string]bool{}
+	for _, p := range programs() {
+		for _, r := range p.runs {
+			runs[p.name+" "+r.name] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, k := range knownDifferences() {
+		id := k.program + " " + k.run + " " + k.capture
+		assert.True(t, runs[k.program+" "+k.run], "%s: no such program run", id)
+		assert.False(t, seen[id], "%s listed twice: the second is never used", id)
+		assert.NotEmpty(t, k.reasons, "%s has no reason", id)
+		seen[id] = true
+	}
+}
+
+// Property: the masks hide only the Dump figures they name.
+func TestMasksHideOnlyDumpFigures(t *testing.T) {
+	m := programs()[0].masks
+	a := normalise([]byte("Final flush: 1 closedpageCache: used: 0, size: 1024, free: 1024"), m)
+	b := normalise([]byte("Final flush: 1 closedpageCache: used: 0, peak: 1, free: 1, connections: 1"), m)
+	assert.Equal(t, a, b)
+	c := normalise([]byte("Final flush: 2 closedpageCache: used: 0, peak: 1, free: 1, connections: 1"), m)
+	assert.NotEqual(t, a, c, "the mask hid the number of connections flushed")
+}

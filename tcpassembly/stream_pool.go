@@ -1,0 +1,176 @@
+package tcpassembly
+
+import (
+	"sync"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/safepacket/reassembly"
+)
+
+// StreamPool holds the connections of one or more Assemblers and makes
+// their Streams through a StreamFactory. It is safe for concurrent use;
+// each connection's Streams are called by one Assembler at a time.
+//
+// Underneath it is a reassembly.StreamPool: a connection there is both
+// directions, whose bytes are routed to the Stream of each direction.
+type StreamPool struct {
+	factory StreamFactory
+	root    *reassembly.StreamPool
+	// mu is held for reading while a packet is assembled and for writing
+	// during a flush, so that the directions a flush touches are counted
+	// for that flush alone (tally), even when Assemblers share the pool.
+	mu    sync.RWMutex
+	tally *flushTally
+	gen   uint64
+}
+
+// NewStreamPool returns an empty pool whose Streams factory makes.
+func NewStreamPool(factory StreamFactory) *StreamPool {
+	p := &StreamPool{factory: factory}
+	p.root = reassembly.NewStreamPool(rootFactory{p})
+	return p
+}
+
+// flushTally counts what one flush did, per direction as upstream counts.
+type flushTally struct {
+	gen             uint64
+	flushed, closed int
+}
+
+// beginFlush locks the pool for a flush and starts its tally.
+func (p *StreamPool) beginFlush() *flushTally {
+	p.mu.Lock()
+	p.gen++
+	p.tally = &flushTally{gen: p.gen}
+	return p.tally
+}
+
+// endFlush ends the flush that beginFlush started.
+func (p *StreamPool) endFlush() {
+	p.tally = nil
+	p.mu.Unlock()
+}
+
+// rootFactory makes the engine's Stream of each connection.
+type rootFactory struct{ p *StreamPool }
+
+func (f rootFactory) New(netFlow, tcpFlow gopacket.Flow, _ *layers.TCP, _ reassembly.AssemblerContext) reassembly.Stream {
+	c := &connStreams{pool: f.p}
+	c.dirs[0].netFlow, c.dirs[0].tcpFlow = netFlow, tcpFlow
+	c.dirs[1].netFlow, c.dirs[1].tcpFlow = netFlow.Reverse(), tcpFlow.Reverse()
+	return c
+}
+
+// connStreams is the engine's Stream of one connection: it makes the
+// Stream of a direction when that direction's first SYN or data arrives,
+// as upstream created a connection then, and hands each delivery to it.
+// The engine calls it with the connection locked.
+type connStreams struct {
+	pool *StreamPool
+	dirs [2]direction
+	ret  []Reassembly
+}
+
+// direction is the state of one direction's Stream.
+type direction struct {
+	netFlow, tcpFlow gopacket.Flow
+	stream           Stream
+	made, done       bool
+	// flushGen is the flush that last counted this direction.
+	flushGen uint64
+}
+
+func dirIndex(d reassembly.TCPFlowDirection) int {
+	if d == reassembly.TCPDirServerToClient {
+		return 1
+	}
+	return 0
+}
+
+// Accept makes the direction's Stream on its first SYN or data. It
+// refuses a bare FIN of a direction that has none yet, which upstream
+// ignored (it had no connection for the direction); an RST goes through,
+// so that a refused connection ends both directions.
+func (c *connStreams) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, _ reassembly.Sequence, _ *bool, _ reassembly.AssemblerContext) bool {
+	d := &c.dirs[dirIndex(dir)]
+	if !d.made {
+		if !tcp.SYN && len(tcp.Payload) == 0 {
+			return tcp.RST
+		}
+		d.made = true
+		d.stream = c.pool.factory.New(d.netFlow, d.tcpFlow)
+	}
+	return true
+}
+
+// ReassembledSG gives the delivery to the direction's Stream, one
+// Reassembly per part, and completes the Stream when the direction ended.
+func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
+	dir, start, end, _ := sg.Info()
+	d := &c.dirs[dirIndex(dir)]
+	if !d.made || d.done {
+		// A bare FIN or RST of a direction that never sent a SYN or data:
+		// upstream had no connection for it and ignored it.
+		return
+	}
+	pw, ok := sg.(reassembly.PartWalker)
+	if !ok || pw.NumParts() == 0 {
+		return
+	}
+	if d.stream != nil {
+		c.ret = c.ret[:0]
+		for i, n := 0, pw.NumParts(); i < n; i++ {
+			p := pw.Part(i)
+			r := Reassembly{Bytes: p.Bytes, Skip: p.Skip}
+			if p.Context != nil {
+				r.Seen = p.Context.GetCaptureInfo().Timestamp
+			}
+			c.ret = append(c.ret, r)
+		}
+		c.ret[0].Start = start
+		c.ret[len(c.ret)-1].End = end
+		// Like upstream's, the slice stays as it is until the next call.
+		d.stream.Reassembled(c.ret)
+	}
+	c.count(d, false)
+	if end {
+		c.complete(d)
+	}
+}
+
+// ReassemblyComplete completes the Streams of the directions still open,
+// and lets the engine forget the connection.
+func (c *connStreams) ReassemblyComplete(_ reassembly.AssemblerContext) bool {
+	for i := range c.dirs {
+		if d := &c.dirs[i]; d.made && !d.done {
+			c.complete(d)
+		}
+	}
+	return true
+}
+
+// complete calls the direction's ReassemblyComplete, once.
+func (c *connStreams) complete(d *direction) {
+	d.done = true
+	if d.stream != nil {
+		d.stream.ReassemblyComplete()
+		d.stream = nil
+	}
+	c.count(d, true)
+}
+
+// count tallies, during a flush, that d was flushed (and closed).
+func (c *connStreams) count(d *direction, closed bool) {
+	t := c.pool.tally
+	if t == nil {
+		return
+	}
+	if d.flushGen != t.gen {
+		d.flushGen = t.gen
+		t.flushed++
+	}
+	if closed {
+		t.closed++
+	}
+}
