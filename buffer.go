@@ -2,18 +2,11 @@ package reassembly
 
 import "time"
 
-// release gives a chunk of half back to the cache.
-func (e *engine) release(half *halfConnection, c *chunk) {
-	half.pages--
-	half.cost -= c.cost()
-	e.pc.put(c)
-}
-
 // buffer is the fifth stage of a packet's path for an out-of-order
-// segment captured at ts: its bytes are buffered, their overlaps with buffered bytes
-// resolved (enqueue), and the pages makeRoom booked given back. Without
-// the Safe face's strict limits, a direction or pool over its limit then
-// skips its first hole, as upstream did.
+// segment captured at ts: its bytes are buffered, their overlaps with
+// buffered bytes resolved (enqueue), and the pages makeRoom booked given
+// back. Without the Safe face's strict limits, a direction or pool over
+// its limit then skips its first hole, as upstream did.
 func (e *engine) buffer(s *arrival, ts time.Time) {
 	e.enqueue(s, ts)
 	// The bytes went into buffered chunks, which count in the budget now:
@@ -153,4 +146,11 @@ func (e *engine) trimQueued(half *halfConnection, from, to int64) {
 		}
 		c = next
 	}
+}
+
+// release gives a chunk of half back to the cache.
+func (e *engine) release(half *halfConnection, c *chunk) {
+	half.pages--
+	half.cost -= c.cost()
+	e.pc.put(c)
 }

@@ -22,6 +22,10 @@ func (e *engine) closeHalf(conn *connection, half *halfConnection, ac AssemblerC
 	e.completeIfDone(conn, ac)
 }
 
+// completeIfDone completes the Stream, once, when both directions of conn
+// are closed. When ReassemblyComplete lets the connection go, it is
+// retired (its grave catches late copies of its packets); a Stream that
+// panicked takes it out of the pool at once.
 func (e *engine) completeIfDone(conn *connection, ac AssemblerContext) {
 	if conn.completed || conn.removed || !conn.halves[0].closed || !conn.halves[1].closed {
 		return
