@@ -126,21 +126,27 @@ type conflictWatch struct {
 // compare is the third stage of a packet's path, on the Safe face: it
 // reports the bytes of the segment that differ from a copy its direction
 // holds, delivered (in the window) or buffered, before overlap resolution
-// picks the copy that stays; engine.packet calls it when detect is set.
-// It reports false when the OnConflict handler
+// picks the copy that stays. engine.packet calls it when detect is set and
+// the segment mayOverlapHeld. It reports false when the OnConflict handler
 // panicked: the connection is then aborted.
 func (e *engine) compare(s *arrival, ci *gopacket.CaptureInfo) bool {
-	conn, half := s.conn, s.half
-	if len(s.payload) == 0 || half.queue.empty() && !(half.started() && s.pos < half.nextPos) {
-		return true
-	}
-	e.checkConflicts(conn, half, s.payload, s.seq, s.pos, *ci)
+	conn := s.conn
+	e.checkConflicts(conn, s.half, s.payload, s.seq, s.pos, *ci)
 	if conn.poisoned {
 		e.ctr.discard(discardClosed, len(s.payload))
 		e.abort(conn, s.ac)
 		return false
 	}
 	return true
+}
+
+// mayOverlapHeld reports, cheaply, whether the segment may overlap a copy
+// its direction holds: it has bytes, and starts before the next byte to
+// deliver or the direction buffers some. Only then has compare anything
+// to do; packets in order pay for every call.
+func (s *arrival) mayOverlapHeld() bool {
+	h := s.half
+	return len(s.payload) > 0 && (!h.queue.empty() || h.started() && s.pos < h.nextPos)
 }
 
 // checkConflicts compares the payload data, at offset pos and sequence

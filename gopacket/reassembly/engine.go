@@ -124,7 +124,7 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 		return
 	}
 	// Compare it with the copies its direction holds (conflict.go).
-	if e.conflicts.detect && !e.compare(&s, &ci) {
+	if e.conflicts.detect && s.mayOverlapHeld() && !e.compare(&s, &ci) {
 		return
 	}
 	// Make room for it under the Safe face's limits (room.go); the
