@@ -118,6 +118,14 @@ func (r *runner) runAll(progs []program, captures map[string]string, only string
 			failed++
 			continue
 		}
+		if p.whole {
+			if err := r.ownTests(p, filepath.Dir(up), filepath.Dir(ours)); err != nil {
+				fmt.Fprintf(r.out, "FAIL %s: %v\n", p.name, err)
+				failed++
+			} else {
+				passed++
+			}
+		}
 		for _, run := range p.runs {
 			id := p.name + " " + run.name
 			if only != "" && !strings.Contains(id, only) {
