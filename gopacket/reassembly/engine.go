@@ -375,12 +375,12 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 			}
 		}
 		if len(sg.parts) > 0 {
-			sg.start = t.SYN && !half.delivered
+			sg.start = (t.SYN || half.resumed) && !half.delivered
 			sg.end = end
 			sg.rst = t.RST
 		} else if len(payload) > 0 || end || (t.SYN && !half.delivered) {
 			sg.add(livePart(payload, dataSeq, pos, ac, e.meta))
-			sg.start = t.SYN && !half.delivered
+			sg.start = (t.SYN || half.resumed) && !half.delivered
 			sg.end = end
 			sg.rst = t.RST
 		}

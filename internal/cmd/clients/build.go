@@ -78,7 +78,16 @@ func (r *runner) build(p program) (up, ours string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	lines := fmt.Sprintf("\nrequire %s v0.0.0\n\nreplace %s => %s\n", ourModule, ourModule, r.repo)
+	// The module of this repository that the swapped imports name: the
+	// root one for google/gopacket's packages, the nested gopacket one for
+	// the fork's.
+	mod, dir := ourModule, r.repo
+	for _, to := range p.swap {
+		if strings.HasPrefix(to, ourModule+"/gopacket/") {
+			mod, dir = ourModule+"/gopacket", filepath.Join(r.repo, "gopacket")
+		}
+	}
+	lines := fmt.Sprintf("\nrequire %s v0.0.0\n\nreplace %s => %s\n", mod, mod, dir)
 	if err := appendFile(filepath.Join(ourDir, "go.mod"), lines); err != nil {
 		return "", "", err
 	}

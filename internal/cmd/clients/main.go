@@ -172,13 +172,7 @@ func (r *runner) compare(p program, run programRun, capture, path, up, ours stri
 	fmt.Fprintf(r.out, "FAIL %s: outputs differ\n", id)
 	if isKnown {
 		fmt.Fprintf(r.out, "     (intended differences are listed, %v, but these lines are not explained by them)\n", known)
-		var rest []string
-		for _, l := range d {
-			if !known.explains(l) {
-				rest = append(rest, l)
-			}
-		}
-		d = rest
+		d = known.unexplained(d)
 	}
 	printDiff(r.out, d)
 	return false
