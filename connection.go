@@ -119,8 +119,11 @@ type halfConnection struct {
 	pickedUp bool
 	// hasNewSYN tells that newSYN is the sequence number of a SYN with a
 	// new ISN seen while the conversation was open: the 4-tuple is reused
-	// only once the peer answers it (lifecycle.go). Both fit in padding.
+	// only once the peer answers it (lifecycle.go). resumed tells that
+	// the direction was started where a remembered SYN left it, so that its
+	// first delivery reports start. All fit in padding.
 	hasNewSYN bool
+	resumed   bool
 	newSYN    uint32
 	// ackedHoleAt is nextPos when the peer first acknowledged past the
 	// hole there, or -1: a second acknowledgement declares the gap.

@@ -88,6 +88,7 @@ type lcDir struct {
 type lcConn struct {
 	dirs      [2]lcDir
 	completes int
+	starts    [2]int // deliveries reporting start, per direction
 }
 
 func lcConnOf(st *trStream) *lcConn {
@@ -98,6 +99,9 @@ func lcConnOf(st *trStream) *lcConn {
 		}
 		if d.end {
 			c.dirs[d.dir].ends++
+		}
+		if d.start {
+			c.starts[d.dir]++
 		}
 	}
 	for i := range c.dirs {
@@ -260,6 +264,7 @@ func TestLifecycleLateAnswerToRememberedSYN(t *testing.T) {
 		resumed := r.conn(t, 1)
 		assert.Equal(t, lcDir{data: "request", ends: 1}, resumed.dirs[0], "%s: the SYN's sender is not the client, or lost bytes", face.name)
 		assert.Equal(t, lcDir{data: "response", ends: 1}, resumed.dirs[1], face.name)
+		assert.Equal(t, [2]int{1, 1}, resumed.starts, "%s: each resumed direction reports start once", face.name)
 		if face.keepOpen {
 			continue // a kept connection takes nothing but the answer
 		}

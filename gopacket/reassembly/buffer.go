@@ -38,7 +38,7 @@ func (e *engine) deliverInOrder(s *arrival) {
 		}
 		sg.add(livePart(s.payload, s.seq, s.pos, s.ac, s.meta))
 	}
-	sg.start = t.SYN && !half.delivered
+	sg.start = (t.SYN || half.resumed) && !half.delivered
 	sg.end = s.end
 	sg.rst = t.RST
 }

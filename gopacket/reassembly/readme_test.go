@@ -71,9 +71,9 @@ func TestReadmePipelineMatchesCode(t *testing.T) {
 	}
 }
 
-// moduleReadme returns the path of the module's README.md: the package is
-// also generated into a directory below the root (internal/cmd/flavour),
-// whose files the diagram names as well.
+// moduleReadme returns the path of the repository's README.md, the first
+// one above the package: the package is also generated into a module below
+// the root (internal/cmd/flavour), whose files the diagram names as well.
 func moduleReadme(t *testing.T) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -81,15 +81,20 @@ func moduleReadme(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "README.md")
+		if p := filepath.Join(dir, "README.md"); fileExists(p) {
+			return p
 		}
 		up := filepath.Dir(dir)
 		if up == dir {
-			t.Fatal("no go.mod above the package")
+			t.Fatal("no README.md above the package")
 		}
 		dir = up
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // packetCalls returns the methods of the engine that engine.packet calls,

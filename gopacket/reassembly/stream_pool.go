@@ -179,6 +179,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 		if resumed {
 			_, peer := c.half(fromLo)
 			peer.begin(resume)
+			peer.resumed = true
 		}
 		sh.idx.insert(h, c)
 		t.track(sh, c)

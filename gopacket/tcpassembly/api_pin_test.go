@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	upstream "github.com/gopacket/gopacket/tcpassembly"
+	"github.com/safepacket/reassembly/gopacket/internal/apipin"
 	"github.com/safepacket/reassembly/gopacket/tcpassembly"
-	"github.com/safepacket/reassembly/internal/apipin"
 )
 
 // Property: every exported name of upstream tcpassembly is here, with its

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	upstream "github.com/gopacket/gopacket/tcpassembly"
-	"github.com/safepacket/reassembly/internal/upstreamtest"
+	"github.com/safepacket/reassembly/gopacket/internal/upstreamtest"
 )
 
 // Upstream's own test file passes against this package, unchanged.

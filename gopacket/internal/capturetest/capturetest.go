@@ -51,23 +51,33 @@ var (
 	MACB = []byte{0x02, 0, 0, 0, 0, 2}
 )
 
-// Testdata names a file under the testdata folder of the module root (the
-// nearest directory above this file holding go.mod), wherever the test runs
-// from: the generated flavour of a package finds the one shared copy.
+// Testdata names a file under the testdata folder of the nearest module
+// root above this file that has one, wherever the test runs from: the
+// generated fork flavour, a module nested in this one, finds the one
+// shared copy (and, published alone, a folder that does not exist, so that
+// tests needing it skip).
 func Testdata(parts ...string) string {
 	_, self, _, _ := runtime.Caller(0)
-	dir := filepath.Dir(self)
-	for {
+	nearest := ""
+	for dir := filepath.Dir(self); ; {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+			if nearest == "" {
+				nearest = dir
+			}
+			if fi, err := os.Stat(filepath.Join(dir, "testdata")); err == nil && fi.IsDir() {
+				return filepath.Join(append([]string{dir, "testdata"}, parts...)...)
+			}
 		}
 		up := filepath.Dir(dir)
 		if up == dir {
-			panic("capturetest: no go.mod above " + self)
+			break
 		}
 		dir = up
 	}
-	return filepath.Join(append([]string{dir, "testdata"}, parts...)...)
+	if nearest == "" {
+		panic("capturetest: no go.mod above " + self)
+	}
+	return filepath.Join(append([]string{nearest, "testdata"}, parts...)...)
 }
 
 // IPPacket returns a whole IP packet (v4 or v6 by address) carrying the

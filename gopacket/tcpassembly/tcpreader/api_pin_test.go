@@ -8,9 +8,9 @@ import (
 
 	upstream "github.com/gopacket/gopacket/tcpassembly"
 	uptcpreader "github.com/gopacket/gopacket/tcpassembly/tcpreader"
+	"github.com/safepacket/reassembly/gopacket/internal/apipin"
 	"github.com/safepacket/reassembly/gopacket/tcpassembly"
 	"github.com/safepacket/reassembly/gopacket/tcpassembly/tcpreader"
-	"github.com/safepacket/reassembly/internal/apipin"
 )
 
 // Property: every exported name of upstream tcpreader is here, with its

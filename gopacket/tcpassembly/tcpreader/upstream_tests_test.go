@@ -8,8 +8,8 @@ import (
 
 	upstream "github.com/gopacket/gopacket/tcpassembly"
 	uptcpreader "github.com/gopacket/gopacket/tcpassembly/tcpreader"
+	"github.com/safepacket/reassembly/gopacket/internal/upstreamtest"
 	"github.com/safepacket/reassembly/gopacket/tcpassembly"
-	"github.com/safepacket/reassembly/internal/upstreamtest"
 )
 
 // Upstream's own test file passes against this package, with its import

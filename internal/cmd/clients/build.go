@@ -23,6 +23,12 @@ type program struct {
 	// masks hide what both builds print differently by design, on every
 	// capture: each replaces what its pattern matches before comparing.
 	masks []mask
+	// whole is set for a program that is its module's main package (dir
+	// "."): the whole module is copied, with its own go.mod, and its own
+	// tests, run with the go test arguments in tests, must pass with
+	// the import swapped as they pass without.
+	whole bool
+	tests []string
 }
 
 // mask is one such rewrite, with the reason it is not a difference.
@@ -64,18 +70,25 @@ func (r *runner) build(p program) (up, ours string, err error) {
 			return "", "", err
 		}
 	}
-	if err := copyProgram(filepath.Join(src, p.dir), upDir, nil); err != nil {
+	if p.whole {
+		err = copyModule(src, upDir, ourDir, p.swap)
+	} else {
+		err = copyExample(filepath.Join(src, p.dir), upDir, ourDir, p)
+	}
+	if err != nil {
 		return "", "", err
 	}
-	if err := copyProgram(filepath.Join(src, p.dir), ourDir, p.swap); err != nil {
-		return "", "", err
+	// The module of this repository that the swapped imports name: the
+	// root one for google/gopacket's packages, the nested gopacket one for
+	// the fork's.
+	mod, dir := ourModule, r.repo
+	for _, to := range p.swap {
+		if strings.HasPrefix(to, ourModule+"/gopacket/") {
+			mod, dir = ourModule+"/gopacket", filepath.Join(r.repo, "gopacket")
+		}
 	}
-	require := fmt.Sprintf("module example.com/client\n\ngo %s\n\nrequire %s %s\n", clientGoVersion, p.module, p.version)
-	if err := os.WriteFile(filepath.Join(upDir, "go.mod"), []byte(require), 0o644); err != nil {
-		return "", "", err
-	}
-	ourMod := require + fmt.Sprintf("\nrequire %s v0.0.0\n\nreplace %s => %s\n", ourModule, ourModule, r.repo)
-	if err := os.WriteFile(filepath.Join(ourDir, "go.mod"), []byte(ourMod), 0o644); err != nil {
+	lines := fmt.Sprintf("\nrequire %s v0.0.0\n\nreplace %s => %s\n", mod, mod, dir)
+	if err := appendFile(filepath.Join(ourDir, "go.mod"), lines); err != nil {
 		return "", "", err
 	}
 	for _, d := range []string{upDir, ourDir} {
@@ -86,10 +99,91 @@ func (r *runner) build(p program) (up, ours string, err error) {
 			return "", "", fmt.Errorf("go build in %s: %v\n%s", d, err, out)
 		}
 	}
-	if err := sameModFile(upDir, ourDir); err != nil {
+	if err := r.sameModFile(p.name, upDir, ourDir); err != nil {
 		return "", "", err
 	}
 	return filepath.Join(upDir, "prog"), filepath.Join(ourDir, "prog"), nil
+}
+
+// copyExample makes the scratch modules of a program that lives in a
+// directory of an upstream module: its files, and a go.mod requiring that
+// module.
+func copyExample(from, upDir, ourDir string, p program) error {
+	if err := copyProgram(from, upDir, nil); err != nil {
+		return err
+	}
+	if err := copyProgram(from, ourDir, p.swap); err != nil {
+		return err
+	}
+	require := fmt.Sprintf("module example.com/client\n\ngo %s\n\nrequire %s %s\n", clientGoVersion, p.module, p.version)
+	for _, d := range []string{upDir, ourDir} {
+		if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte(require), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyModule copies a whole module twice, rewriting the swapped imports in
+// the second copy's Go files.
+func copyModule(from, upDir, ourDir string, swap map[string]string) error {
+	return filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			for _, dir := range []string{upDir, ourDir} {
+				if err := os.MkdirAll(filepath.Join(dir, rel), 0o755); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(upDir, rel), b, 0o644); err != nil {
+			return err
+		}
+		if strings.HasSuffix(rel, ".go") {
+			b = swapImports(b, swap)
+		}
+		return os.WriteFile(filepath.Join(ourDir, rel), b, 0o644)
+	})
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ownTests runs a whole-module program's own tests in both copies: ours
+// must pass wherever upstream's does.
+func (r *runner) ownTests(p program, upDir, ourDir string) error {
+	up, upErr := goCmd(upDir, append([]string{"test", "-count=1"}, p.tests...)...)
+	if upErr != nil {
+		return fmt.Errorf("upstream's own tests fail unswapped (nothing to compare): %v\n%s", upErr, up)
+	}
+	ours, err := goCmd(ourDir, append([]string{"test", "-count=1"}, p.tests...)...)
+	if err != nil {
+		return fmt.Errorf("its own tests fail with the import swapped: %v\n%s", err, ours)
+	}
+	return nil
 }
 
 // moduleDir downloads an upstream module (module cache, else the proxy) and
@@ -124,19 +218,25 @@ func copyProgram(from, to string, swap map[string]string) error {
 		if err != nil {
 			return err
 		}
-		for old, repl := range swap {
-			b = bytes.ReplaceAll(b, []byte(`"`+old+`"`), []byte(`"`+repl+`"`))
-		}
-		if err := os.WriteFile(filepath.Join(to, name), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(to, name), swapImports(b, swap), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// swapImports rewrites the quoted import paths named in swap.
+func swapImports(b []byte, swap map[string]string) []byte {
+	for old, repl := range swap {
+		b = bytes.ReplaceAll(b, []byte(`"`+old+`"`), []byte(`"`+repl+`"`))
+	}
+	return b
+}
+
 // sameModFile checks the no-friction promise: after go mod tidy, the swapped
-// client's go.mod differs from upstream's only in lines naming this module.
-func sameModFile(upDir, ourDir string) error {
+// client's go.mod differs from upstream's only in lines naming this module,
+// and in a go directive raised at most to clientGoVersion (said, as a note).
+func (r *runner) sameModFile(name, upDir, ourDir string) error {
 	up, err := modLines(upDir)
 	if err != nil {
 		return err
@@ -150,6 +250,11 @@ func sameModFile(upDir, ourDir string) error {
 		if !strings.Contains(l, ourModule) {
 			kept = append(kept, l)
 		}
+	}
+	upGo, ourGo := goLine(up), goLine(kept)
+	if upGo != ourGo && ourGo == "go "+clientGoVersion {
+		fmt.Fprintf(r.out, "note %s: the swap raises the client's %q to %q, this module's minimum\n", name, upGo, ourGo)
+		kept = replaceLine(kept, ourGo, upGo)
 	}
 	if d := diffLines(up, kept); len(d) > 0 {
 		return fmt.Errorf("the swap changes the client's go.mod beyond this module's lines:\n     %s", strings.Join(d, "\n     "))
@@ -181,4 +286,25 @@ func goCmd(dir string, args ...string) ([]byte, error) {
 	// modules from the proxy.
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	return cmd.CombinedOutput()
+}
+
+func goLine(lines []string) string {
+	for _, l := range lines {
+		if strings.HasPrefix(l, "go ") {
+			return l
+		}
+	}
+	return ""
+}
+
+func replaceLine(lines []string, old, repl string) []string {
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		if l == old {
+			l = repl
+		}
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
 }

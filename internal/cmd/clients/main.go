@@ -118,6 +118,14 @@ func (r *runner) runAll(progs []program, captures map[string]string, only string
 			failed++
 			continue
 		}
+		if p.whole {
+			if err := r.ownTests(p, filepath.Dir(up), filepath.Dir(ours)); err != nil {
+				fmt.Fprintf(r.out, "FAIL %s: %v\n", p.name, err)
+				failed++
+			} else {
+				passed++
+			}
+		}
 		for _, run := range p.runs {
 			id := p.name + " " + run.name
 			if only != "" && !strings.Contains(id, only) {
@@ -164,13 +172,7 @@ func (r *runner) compare(p program, run programRun, capture, path, up, ours stri
 	fmt.Fprintf(r.out, "FAIL %s: outputs differ\n", id)
 	if isKnown {
 		fmt.Fprintf(r.out, "     (intended differences are listed, %v, but these lines are not explained by them)\n", known)
-		var rest []string
-		for _, l := range d {
-			if !known.explains(l) {
-				rest = append(rest, l)
-			}
-		}
-		d = rest
+		d = known.unexplained(d)
 	}
 	printDiff(r.out, d)
 	return false

@@ -56,3 +56,15 @@ func TestMasksHideOnlyDumpFigures(t *testing.T) {
 	c := normalise([]byte("Final flush: 2 closedpageCache: used: 0, peak: 1, free: 1, connections: 1"), m)
 	assert.NotEqual(t, a, c, "the mask hid the number of connections flushed")
 }
+
+// Property: a pairing reason explains an upstream line and one of ours
+// only as the change it names: fq's has_end turned true, nothing else.
+func TestPairingReasonExplainsOnlyItsChange(t *testing.T) {
+	k := knownDifference{reasons: []reason{fqFINKept}}
+	up := `- ["10.0.0.1",1,"10.0.0.2","http","client",false,false,0,"014b06c19af67a96e17e8d46c9a6df3e"]`
+	endSet := `+ ["10.0.0.1",1,"10.0.0.2","http","client",false,true,0,"014b06c19af67a96e17e8d46c9a6df3e"]`
+	otherBytes := `+ ["10.0.0.1",1,"10.0.0.2","http","client",false,true,0,"ffd6457b866c97a448299f91e01b9f12"]`
+	assert.Empty(t, k.unexplained([]string{up, endSet}))
+	assert.Equal(t, []string{up, otherBytes}, k.unexplained([]string{up, otherBytes}), "has_end explained different bytes")
+	assert.Equal(t, []string{endSet}, k.unexplained([]string{endSet}), "a line of ours explained without its upstream pair")
+}

@@ -46,6 +46,10 @@ var faces = []face{
 	{"internal/capture", "gopacket/internal/capture"},
 	{"tcpassembly", "gopacket/tcpassembly"},
 	{"tcpassembly/tcpreader", "gopacket/tcpassembly/tcpreader"},
+	// Flavour-neutral test helpers, copied so that the fork flavour's
+	// module needs nothing of this one.
+	{"internal/apipin", "gopacket/internal/apipin"},
+	{"internal/upstreamtest", "gopacket/internal/upstreamtest"},
 }
 
 func main() {
