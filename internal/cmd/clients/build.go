@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // program is a real client of upstream gopacket: a main package inside an
@@ -29,6 +30,24 @@ type program struct {
 	// the import swapped as they pass without.
 	whole bool
 	tests []string
+	// stderr is set for a program that logs its results on standard
+	// error (with the log package: masks hide the timestamps).
+	stderr bool
+	// linger, when set, hands the capture to the program through a pipe
+	// held open that long after its last byte: a program that exits at
+	// the end of the file without waiting for its goroutines then
+	// reaches the end only once they have had time to print.
+	linger time.Duration
+	// known names the program whose intended differences apply, when
+	// they are another's (the fork's copy of a google/gopacket example).
+	known string
+}
+
+func (p program) knownAs() string {
+	if p.known != "" {
+		return p.known
+	}
+	return p.name
 }
 
 // mask is one such rewrite, with the reason it is not a difference.

@@ -148,14 +148,14 @@ func (r *runner) runAll(progs []program, captures map[string]string, only string
 func (r *runner) compare(p program, run programRun, capture, path, up, ours string) bool {
 	id := fmt.Sprintf("%s %s %s", p.name, run.name, capture)
 	args := run.args(path)
-	upOut, upErr := execute(up, args)
-	ourOut, ourErr := execute(ours, args)
+	upOut, upErr := runNormalised(up, args, p)
+	ourOut, ourErr := runNormalised(ours, args, p)
 	if (upErr == nil) != (ourErr == nil) {
 		fmt.Fprintf(r.out, "FAIL %s: upstream exit %v, ours exit %v\n", id, upErr, ourErr)
 		return false
 	}
-	d := diffLines(normalise(upOut, p.masks), normalise(ourOut, p.masks))
-	known, isKnown := lookupKnown(p.name, run.name, capture)
+	d := diffLines(upOut, ourOut)
+	known, isKnown := lookupKnown(p.knownAs(), run.name, capture)
 	switch {
 	case len(d) == 0 && !isKnown:
 		return true
@@ -189,15 +189,36 @@ func printDiff(w io.Writer, d []string) {
 	}
 }
 
-// execute runs a built program and returns its standard output; standard
-// error carries timings and progress, which differ from run to run.
-func execute(bin string, args []string) ([]byte, error) {
+// execute runs a built program and returns its standard output (standard
+// error carries timings and progress, which differ from run to run), or
+// its standard error for a program that logs its results there.
+func execute(bin string, args []string, p program) ([]byte, error) {
+	if p.linger > 0 {
+		pipe, done, err := lingeringPipe(args[len(args)-1], p.linger)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		args = append(append([]string(nil), args[:len(args)-1]...), pipe)
+	}
 	cmd := exec.Command(bin, args...)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = io.Discard
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, io.Discard
+	if p.stderr {
+		// A program that logs its results: standard output is unused.
+		cmd.Stdout, cmd.Stderr = io.Discard, &out
+	}
 	err := cmd.Run()
-	return stdout.Bytes(), err
+	return out.Bytes(), err
+}
+
+// runNormalised runs a build and returns its normalised lines.
+func runNormalised(bin string, args []string, p program) ([]string, error) {
+	out, err := execute(bin, args, p)
+	if err != nil {
+		return nil, err
+	}
+	return normalise(out, p.masks), nil
 }
 
 // normalise splits output into lines, applies the program's masks and

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// lingeringPipe makes a named pipe that serves the file at path and stays
+// open linger after its last byte, and returns its name and a function
+// that waits for the writer and removes the pipe.
+func lingeringPipe(path string, linger time.Duration) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "clients-pipe-")
+	if err != nil {
+		return "", nil, err
+	}
+	pipe := filepath.Join(dir, filepath.Base(path))
+	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		// Opening blocks until the program opens the pipe to read.
+		w, err := os.OpenFile(pipe, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		if f, err := os.Open(path); err == nil {
+			_, _ = io.Copy(w, f)
+			f.Close()
+		}
+		time.Sleep(linger)
+	}()
+	done := func() {
+		// A program that never opened the pipe would leave the writer
+		// blocked: open it once ourselves to release it.
+		if r, err := os.OpenFile(pipe, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			r.Close()
+		}
+		<-wrote
+		os.RemoveAll(dir)
+	}
+	return pipe, done, nil
+}
