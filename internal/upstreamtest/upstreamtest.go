@@ -6,7 +6,12 @@
 package upstreamtest
 
 import (
+	"bytes"
 	"encoding/json"
+	"go/ast"
+	"go/format"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +33,10 @@ type Suite struct {
 	Files   []string
 	// Rewrite maps quoted upstream import paths to ours.
 	Rewrite map[string]string
+	// Omit names upstream test functions left out, each with the reason
+	// (a test of upstream's unexported internals, say): they are dropped
+	// from the copy, and the reasons logged.
+	Omit map[string]string
 }
 
 var testName = regexp.MustCompile(`(?m)^func ((?:Test|Example)\w*)\(`)
@@ -65,6 +74,9 @@ func Run(t *testing.T, s Suite) {
 		for from, to := range s.Rewrite {
 			text = strings.ReplaceAll(text, from, to)
 		}
+		if text, err = omit(f, text, s.Omit); err != nil {
+			t.Fatal(err)
+		}
 		for _, m := range testName.FindAllStringSubmatch(text, -1) {
 			names = append(names, m[1])
 		}
@@ -90,4 +102,70 @@ func Run(t *testing.T, s Suite) {
 		t.Fatalf("upstream's %v against our package: %v\n%s", s.Files, err, res)
 	}
 	t.Logf("upstream's tests %v pass:\n%s", names, res)
+	for name, why := range s.Omit {
+		t.Logf("left out: %s: %s", name, why)
+	}
+}
+
+// omit drops the named top-level functions from a Go file, and the
+// imports that leaves unused.
+func omit(name, text string, names map[string]string) (string, error) {
+	if len(names) == 0 {
+		return text, nil
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, name, text, parser.ParseComments)
+	if err != nil {
+		return "", err
+	}
+	kept := f.Decls[:0]
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil {
+			if _, drop := names[fd.Name.Name]; drop {
+				continue
+			}
+		}
+		kept = append(kept, d)
+	}
+	f.Decls = kept
+	dropUnusedImports(f)
+	// Comments of dropped functions would be printed in their place.
+	f.Comments = nil
+	var b bytes.Buffer
+	if err := format.Node(&b, fset, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// dropUnusedImports removes the imports no selector of f names any more.
+func dropUnusedImports(f *ast.File) {
+	used := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok {
+			if id, ok := sel.X.(*ast.Ident); ok {
+				used[id.Name] = true
+			}
+		}
+		return true
+	})
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.IMPORT {
+			continue
+		}
+		specs := gd.Specs[:0]
+		for _, sp := range gd.Specs {
+			is := sp.(*ast.ImportSpec)
+			path := strings.Trim(is.Path.Value, `"`)
+			name := path[strings.LastIndex(path, "/")+1:]
+			if is.Name != nil {
+				name = is.Name.Name
+			}
+			if name == "_" || name == "." || used[name] {
+				specs = append(specs, sp)
+			}
+		}
+		gd.Specs = specs
+	}
 }
