@@ -80,6 +80,12 @@ func explainDifferenceAll(scn *scenario, ref []event) string {
 		// comparison spanning the wrap may differ.
 		return "row 25: Sequence.Difference off by one across the wrap"
 	}
+	if staleFINEnded(scn, ref) {
+		return provenPrefix + staleFINReason
+	}
+	if staleFIN(scn) {
+		return staleFINReason
+	}
 	type sdir struct{ stream, dir string }
 	starts := map[sdir]int{}
 	waiting := map[sdir]bool{} // data accepted while the direction had no start
@@ -336,6 +342,57 @@ func spansQuarters(scn *scenario) bool {
 		if h-l >= 1<<31 || (h >= 0xC0000000 && l < 0x40000000) {
 			return true
 		}
+	}
+	return false
+}
+
+const staleFINReason = "a FIN in bytes its direction already went past ends the direction upstream (here, as in the fork since v1.7.6, it ends nothing)"
+
+// staleFINEnded reports whether upstream's log shows a direction ended by
+// a FIN packet that lies before bytes upstream delivered from an earlier
+// packet of that direction.
+func staleFINEnded(scn *scenario, ref []event) bool {
+	type cdir struct{ conn, dir int }
+	delivered := map[cdir]int32{}
+	for _, e := range ref {
+		if e.Kind != "sg" || e.Step < 0 || e.Step >= len(scn.Steps) {
+			continue
+		}
+		st := scn.Steps[e.Step]
+		if st.Kind != stepPacket {
+			continue
+		}
+		k := cdir{st.Conn, st.Dir}
+		end := int32(st.Seq-(scn.Conns[st.Conn].ISN[st.Dir]+1)) + int32(len(st.Payload))
+		_, _, ended, _ := sgInfo(e)
+		if st.FIN && !st.RST && ended && end < delivered[k] {
+			return true
+		}
+		if avail, _ := sgLengths(e); avail > 0 && len(st.Payload) > 0 {
+			delivered[k] = max(delivered[k], end)
+		}
+	}
+	return false
+}
+
+// staleFIN reports whether a FIN arrives in a segment that ends before
+// bytes its direction sent earlier: a stale copy, which ours ignores.
+func staleFIN(scn *scenario) bool {
+	type cdir struct{ conn, dir int }
+	sent := map[cdir]int32{}
+	for _, st := range scn.Steps {
+		if st.Kind != stepPacket {
+			continue
+		}
+		k := cdir{st.Conn, st.Dir}
+		end := int32(st.Seq-(scn.Conns[st.Conn].ISN[st.Dir]+1)) + int32(len(st.Payload))
+		if st.SYN {
+			end++
+		}
+		if st.FIN && !st.RST && end < sent[k] {
+			return true
+		}
+		sent[k] = max(sent[k], end)
 	}
 	return false
 }
