@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"testing"
 )
 
 // Difference is one exported name whose declaration differs: Got is what
@@ -227,4 +228,23 @@ func unnamedTuple(tu *types.Tuple) *types.Tuple {
 		vars[i] = types.NewParam(v.Pos(), v.Pkg(), "", unnamed(v.Type()))
 	}
 	return types.NewTuple(vars...)
+}
+
+// Pin fails t for every exported name of up that self lacks or declares
+// with another type, and returns how many names self has beyond up's:
+// the check each face's test makes against its upstream.
+func Pin(t testing.TB, self, up string, same map[string]string) (extras int) {
+	t.Helper()
+	diffs, err := Diff(self, up, same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		if d.Want == "" {
+			extras++
+			continue
+		}
+		t.Errorf("against %s: %v", up, d)
+	}
+	return extras
 }
