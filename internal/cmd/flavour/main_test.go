@@ -134,3 +134,19 @@ func TestRunStaleness(t *testing.T) {
 		t.Errorf("stale after regeneration: %v %v", stale, err)
 	}
 }
+
+// Property: the fork flavour's module carries this module's licence, the
+// same text (a module's zip holds only its own folder).
+func TestForkModuleLicence(t *testing.T) {
+	root, err := os.ReadFile(filepath.Join("..", "..", "..", "LICENSE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fork, err := os.ReadFile(filepath.Join("..", "..", "..", "gopacket", "LICENSE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(root) != string(fork) {
+		t.Fatal("gopacket/LICENSE differs from LICENSE: cp LICENSE gopacket/LICENSE")
+	}
+}
