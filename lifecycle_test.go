@@ -281,21 +281,25 @@ func make200(b byte) []byte {
 	return out
 }
 
-// Property: a FIN in bytes a direction already went past (a stale or
-// forged copy: data past it was delivered) ends nothing on either face,
-// as a host drops such a segment; the bytes after it still arrive, and
-// the real FIN ends the direction.
+// Property: a FIN or an RST in bytes a direction already went past (a
+// stale or forged copy: data past it was delivered) ends nothing on either
+// face, as a host drops such a segment; the bytes after it still arrive,
+// and the real FIN ends the direction.
 func TestLifecycleStaleFINEndsNothing(t *testing.T) {
 	t.Parallel()
-	v := newLCConv(1_000_000, 7_000_000, lcT0).handshake().send(0, "hello, ").send(0, "world")
-	stale := segment{client: v.c, server: v.s, seq: 1_000_001 + 3, ack: v.next[1], hasAck: true, fin: true, ts: v.ts}
-	v.segs = append(v.segs, stale)
-	v.send(0, "!").send(1, "ok").close()
-	for _, face := range []lcFace{lcDropIn, lcSafe} {
-		r := face.run(t, v.segs, false)
-		c := r.conn(t, 0)
-		assert.Equal(t, lcDir{data: "hello, world!", ends: 1}, c.dirs[0], "%s: the stale FIN ended the direction", face.name)
-		assert.Equal(t, []string{"new 0", "complete 0"}, r.log, face.name)
+	for _, flag := range []string{"FIN", "RST"} {
+		v := newLCConv(1_000_000, 7_000_000, lcT0).handshake().send(0, "hello, ").send(0, "world")
+		stale := segment{client: v.c, server: v.s, seq: 1_000_001 + 3, ack: v.next[1], hasAck: true,
+			fin: flag == "FIN", rst: flag == "RST", ts: v.ts}
+		v.segs = append(v.segs, stale)
+		v.send(0, "!").send(1, "ok").close()
+		for _, face := range []lcFace{lcDropIn, lcSafe} {
+			r := face.run(t, v.segs, false)
+			c := r.conn(t, 0)
+			assert.Equal(t, lcDir{data: "hello, world!", ends: 1}, c.dirs[0], "%s: the stale %s ended the direction", face.name, flag)
+			assert.Equal(t, lcDir{data: "ok", ends: 1}, c.dirs[1], "%s: the stale %s ended the connection", face.name, flag)
+			assert.Equal(t, []string{"new 0", "complete 0"}, r.log, face.name)
+		}
 	}
 }
 

@@ -94,10 +94,11 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	}
 	s.pos = half.posOf(s.seq)
 	s.end = t.FIN || t.RST
-	if t.FIN && !t.RST && half.started() && s.pos+int64(len(s.payload)) < half.nextPos {
-		// A FIN inside bytes the direction already went past is a stale or
-		// forged copy: a host drops such a segment, FIN and all (RFC 9293,
-		// 3.10.7.4), so it ends nothing here either.
+	if (t.FIN || t.RST) && half.started() && s.pos+int64(len(s.payload)) < half.nextPos {
+		// A FIN or an RST inside bytes the direction already went past is
+		// a stale or forged copy: a host drops such a segment, FIN and all
+		// (RFC 9293, 3.10.7.4; an RST must be in the window, RFC 5961), so
+		// it ends nothing here either.
 		s.end = false
 	}
 	if s.end {
