@@ -51,8 +51,27 @@ func (w *receiveWindow) note(t *layers.TCP, peer *receiveWindow) {
 	}
 }
 
-// inWindow is the window screen (Safe face, CheckWindow): it records the
-// window the packet advertises for its own direction, and keeps out a
+// windowsOf returns the receive windows of the direction that sent s and
+// of the other one.
+func windowsOf(s *arrival) (own, peer *receiveWindow) {
+	if s.half == &s.conn.halves[1] {
+		return &s.conn.windows[1], &s.conn.windows[0]
+	}
+	return &s.conn.windows[0], &s.conn.windows[1]
+}
+
+// noteWindow records the window the packet advertises for its own
+// direction (Safe face, CheckWindow). Every packet that reaches the screen
+// stage counts, whatever the screens then decide: one that Accept refuses,
+// or for a direction already closed (a side that sent its FIN still
+// acknowledges), still tells where the sender's window is, and a window
+// missed would only leave the edge short.
+func (e *engine) noteWindow(s *arrival) {
+	own, peer := windowsOf(s)
+	own.note(s.tcp, peer)
+}
+
+// inWindow is the window screen (Safe face, CheckWindow): it keeps out a
 // segment whose data starts at or past the right edge of the window the
 // receiver advertised, which the receiver drops (RFC 9293 §3.10.7.4). Only
 // data entirely beyond the window is kept out: data before it is old,
@@ -61,11 +80,7 @@ func (w *receiveWindow) note(t *layers.TCP, peer *receiveWindow) {
 // seen) keeps everything. It reports whether the packet goes on.
 func (e *engine) inWindow(s *arrival) bool {
 	t := s.tcp
-	own, rw := &s.conn.windows[0], &s.conn.windows[1]
-	if s.half == &s.conn.halves[1] {
-		own, rw = rw, own
-	}
-	own.note(t, rw)
+	_, rw := windowsOf(s)
 	if len(s.payload) == 0 || !rw.known {
 		return true
 	}

@@ -8,14 +8,19 @@ package reassembly
 // host's).
 
 import (
+	"encoding/binary"
 	"math/rand"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly/gopacket/internal/capture"
+	"github.com/safepacket/reassembly/gopacket/internal/capturetest"
 )
 
 // Property: tcpChecksum agrees with gopacket's checksum on IPv4 and IPv6
@@ -312,42 +317,56 @@ func TestInsertionScreensDoNotAllocate(t *testing.T) {
 
 // BenchmarkInsertionScreens is the cost of the insertion screens on one
 // long in-order connection (1460-byte segments both ways, each ACKed),
-// the Safe face's best case, where their share is the largest:
+// the Safe face's cheapest traffic, where their share is the largest; the
+// count consumer never reads the bytes, the copy consumer copies them out
+// as a parser would:
 //
 //	go test -run X -bench InsertionScreens -count 10 > ids.out
 //	benchstat -col /screens ids.out
 func BenchmarkInsertionScreens(b *testing.B) {
 	pkts := inOrderTraffic(2000, 1460)
-	ctxs := contexts(pkts)
 	var payload int64
 	for _, p := range pkts {
 		payload += int64(len(p.tcp.Payload))
 	}
-	for _, sc := range idsScreens {
-		b.Run("screens="+sc.name, func(b *testing.B) {
-			opts := benchSafeOptions
-			sc.set(&opts)
-			b.SetBytes(payload / int64(len(pkts)))
-			b.ResetTimer()
-			for left := b.N; left > 0; {
-				// A fresh assembler per replay, not timed: the trace opens
-				// and closes its one connection.
-				b.StopTimer()
-				a, err := NewSafeAssembler(NewSafeStreamPool(&atkFactory{sinkAll: true}, 0), opts)
-				if err != nil {
-					b.Fatal(err)
+	scratch := make([]byte, 0, 64<<10)
+	for _, consumer := range []string{"count", "copy"} {
+		for _, sc := range idsScreens {
+			b.Run("consumer="+consumer+"/screens="+sc.name, func(b *testing.B) {
+				ctxs := contexts(pkts)
+				for i := range ctxs {
+					ctxs[i].scratch = &scratch
 				}
-				n := min(left, len(pkts))
-				b.StartTimer()
-				for j := 0; j < n; j++ {
-					_ = a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
+				opts := benchSafeOptions
+				sc.set(&opts)
+				b.SetBytes(payload / int64(len(pkts)))
+				b.ResetTimer()
+				for left := b.N; left > 0; {
+					// A fresh assembler per replay, not timed: the trace
+					// opens and closes its one connection.
+					b.StopTimer()
+					var f StreamFactory = &atkFactory{sinkAll: true}
+					if consumer == "copy" {
+						bf := &benchFactory{copyBytes: true}
+						bf.init(1, 4)
+						f = bf
+					}
+					a, err := NewSafeAssembler(NewSafeStreamPool(f, 0), opts)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n := min(left, len(pkts))
+					b.StartTimer()
+					for j := 0; j < n; j++ {
+						_ = a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
+					}
+					b.StopTimer()
+					_ = a.Close()
+					b.StartTimer()
+					left -= n
 				}
-				b.StopTimer()
-				_ = a.Close()
-				b.StartTimer()
-				left -= n
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -408,4 +427,114 @@ func TestChecksumPolicyNamesAndValidation(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidOptions)
 		require.Contains(t, err.Error(), "ChecksumPolicy")
 	}
+}
+
+// idsReplay replays a capture into a fresh Safe face with opts and returns
+// each connection's bytes, both directions, by key, and the statistics.
+func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string][2]string, AssemblerStats) {
+	t.Helper()
+	opts.DisableBackgroundFlush, opts.Logger = true, kitQuietLogger()
+	f, _, a := newKitSafe(t, opts)
+	_, err := capture.ReadFile(path, func(_ int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
+		_ = a.AssembleWithContext(seg.NetFlow, seg.TCP, &kitCtx{ci: ci}) // errors are counted
+		return nil
+	})
+	require.NoError(t, err)
+	a.FlushAll()
+	st := a.Stats()
+	kitRequireConserved(t, st)
+	out := map[string][2]string{}
+	for _, s := range f.all() {
+		b := out[s.key]
+		b[0] += s.bytes(0)
+		b[1] += s.bytes(1)
+		out[s.key] = b
+	}
+	return out, st
+}
+
+// Property: on the shipped captures, real traffic, CheckWindow changes
+// nothing (no false positive) but in sv-stream-out-of-window, whose one
+// data segment lies beyond the window the SYN-ACK advertised (Suricata's
+// tcp-session-stream-out-of-window test), and kept out there; every
+// checksum the screen finds wrong, gopacket finds wrong too.
+func TestInsertionScreensOnCaptures(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			plain, _ := idsReplay(t, path, SafeAssemblerOptions{})
+			windowed, st := idsReplay(t, path, SafeAssemblerOptions{CheckWindow: true})
+			if name != "sv-stream-out-of-window.pcap" {
+				require.Equal(t, plain, windowed)
+				require.Zero(t, st.OutOfWindow)
+				return
+			}
+			require.Equal(t, int64(1), st.OutOfWindow)
+			require.Equal(t, int64(11), st.BytesOutOfWindow)
+			require.Zero(t, st.BytesDelivered)
+		})
+	}
+}
+
+// Property: tcpChecksum's verdict on every segment of the shipped
+// captures is gopacket's (the segment serialized again, its checksum
+// recomputed, compared with the one captured).
+func TestTCPChecksumOnCaptures(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
+	require.NoError(t, err)
+	var checked, bad, filesBad int
+	for _, path := range files {
+		before := bad
+		_, err := capture.ReadFile(path, func(n int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
+			good, verified := tcpChecksum(&seg.NetFlow, seg.TCP)
+			if !verified || ci.CaptureLength < ci.Length {
+				return nil
+			}
+			src, dst := seg.NetFlow.Endpoints()
+			again := *seg.TCP
+			raw := wireTCP(&again, src.Raw(), dst.Raw(), seg.TCP.Payload)
+			want := binary.BigEndian.Uint16(raw[16:]) == seg.TCP.Checksum
+			require.Equal(t, want, good, "%s packet %d", filepath.Base(path), n)
+			checked++
+			if !good {
+				bad++
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		if bad > before {
+			filesBad++
+		}
+	}
+	t.Logf("%d captures, %d with wrong checksums; %d segments verified, %d wrong", len(files), filesBad, checked, bad)
+	require.Positive(t, checked)
+	require.Positive(t, bad, "the captures hold wrong checksums (offload): the test can fail")
+}
+
+// Property: a side that sent its FIN still moves its window with its
+// ACKs: the other side's data within the window goes on (as in
+// zk-tcp-reassembly, where the server closes first and acknowledges 30 KB
+// after).
+func TestCheckWindowFollowsClosedSide(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(6)
+	sAck := c.seqAt(true, 1) // past the server's FIN
+	opts := kitReplayOpts()
+	opts.CheckWindow = true
+	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 65535),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 8),
+		idsSeg(c, true, "F", 0, "", c.seqAt(false, 0), 8),
+		idsSeg(c, false, "", 0, "01234567", sAck, 500),
+		idsSeg(c, true, "", 1, "", c.seqAt(false, 8), 8),
+		idsSeg(c, false, "", 8, "89abcdef", sAck, 500),
+	})
+	require.Equal(t, "0123456789abcdef", got)
+	require.Zero(t, st.OutOfWindow)
 }

@@ -43,6 +43,9 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 			conn.lastSeenNs.Store(ns)
 		}
 	}
+	if e.screening.checkWindow {
+		e.noteWindow(s)
+	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
 	accepted := e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
 	if conn.poisoned {
