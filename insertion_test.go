@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -171,8 +172,9 @@ func TestEvasionBadChecksum(t *testing.T) {
 }
 
 // Property: with ChecksumDrop, a SYN or data segment with a wrong
-// checksum makes no connection (the host never had one), and layers built
-// without header bytes are counted as unverified and reassembled.
+// checksum makes no connection (the host never had one), an RST with one
+// ends none, and layers built without header bytes are counted as
+// unverified and reassembled.
 func TestChecksumDropMakesNoConnection(t *testing.T) {
 	t.Parallel()
 	c := kitConnN(3)
@@ -193,6 +195,24 @@ func TestChecksumDropMakesNoConnection(t *testing.T) {
 	require.Equal(t, "built", got)
 	require.Equal(t, int64(2), st.UnverifiedChecksums)
 	require.Zero(t, st.BadChecksums)
+
+	// An RST with a wrong checksum ends nothing: the bytes after it are
+	// delivered in the same Stream.
+	f, pool, a := newKitSafe(t, opts)
+	for i, p := range []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 65535),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 65535),
+		idsSeg(c, false, "", 0, "before ", c.seqAt(true, 0), 65535),
+		corrupt(idsSeg(c, true, "R", 0, "", c.seqAt(false, 7), 0)),
+		idsSeg(c, false, "", 7, "after", c.seqAt(true, 0), 65535),
+	} {
+		require.NoError(t, a.AssembleWithContext(c.flow(p.SrcPort == kitServerPort), p, kitAt(kitT0.Add(time.Duration(i)))))
+	}
+	require.Zero(t, f.stream(c).completes.Load(), "the RST completed the Stream")
+	a.FlushAll()
+	require.Equal(t, "before after", f.stream(c).bytes(0))
+	require.Equal(t, int64(1), pool.Stats().TotalCreated)
+	kitCloseSound(t, f, a)
 }
 
 // wsOpt is a window scale option of shift.
