@@ -236,6 +236,10 @@ type connection struct {
 	// packet that set its finPos; kept out of halfConnection, whose size
 	// is whole cache lines.
 	finSeen [2]time.Time
+	// windows are, per direction (halves' index), the receive windows
+	// they advertised (Safe face, CheckWindow): cold, so kept out of the
+	// halves' cache lines, as finSeen.
+	windows [2]receiveWindow
 }
 
 // finSeenOf returns where the capture time of half's FIN is kept.
@@ -255,6 +259,7 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.poisoned = false
 	c.wallLast = 0
 	c.depthOv = nil
+	c.windows = [2]receiveWindow{}
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
 	c.lastSeenNs.Store(nanos(ts))

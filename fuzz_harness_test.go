@@ -603,7 +603,8 @@ func (h *fzHarness) checkAll() {
 			s.BytesProcessed, s.BytesDelivered, s.BytesOverlap, s.BytesOverwritten, s.BytesDiscarded, queued, sum)
 		return
 	}
-	if d := s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd + s.BytesBeyondDepth + s.BytesOnReset; d != s.BytesDiscarded {
+	if d := s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd + s.BytesBeyondDepth + s.BytesOnReset +
+		s.BytesBadChecksum + s.BytesOutOfWindow; d != s.BytesDiscarded {
 		h.fail("BytesDiscarded %d is not the sum of its parts %d", s.BytesDiscarded, d)
 	}
 	if s.BytesDelivered != h.seenFresh {

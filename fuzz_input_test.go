@@ -144,10 +144,15 @@ func fzDecodeConfig(in *fzInput, safe bool) fzConfig {
 	}
 	c.opts.DisableBackgroundFlush = true
 	c.opts.Logger = kitQuietLogger() // the planned panics are logged
-	// The Safe face's overlap policy, reassembly depth and conflict window.
+	// The Safe face's overlap policy, reassembly depth and conflict window;
+	// the policy's byte also turns the insertion screens on.
 	pol, depth, window := in.u8(), in.u8(), in.u8()
 	if safe {
 		c.opts.OverlapPolicy = OverlapPolicy(int(pol) % int(numOverlapPolicies))
+		c.opts.CheckWindow = pol&0x80 != 0
+		if pol&0x40 != 0 {
+			c.opts.ChecksumPolicy = ChecksumDrop
+		}
 		c.opts.ReassemblyDepth = int(depth) * 16
 		c.opts.ConflictWindow = int(window) * 8
 	}

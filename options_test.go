@@ -31,7 +31,7 @@ func kitNumericOptionFields(t *testing.T) []string {
 
 // kitOffByDefault are the numeric options whose zero value is their
 // documented default, meaning off: no delivered bytes kept, no depth.
-var kitOffByDefault = map[string]bool{"ConflictWindow": true, "ReassemblyDepth": true}
+var kitOffByDefault = map[string]bool{"ConflictWindow": true, "ReassemblyDepth": true, "ChecksumPolicy": true}
 
 func kitSetField(o *SafeAssemblerOptions, name string, v int64) {
 	reflect.ValueOf(o).Elem().FieldByName(name).SetInt(v)

@@ -14,13 +14,17 @@ type screening struct {
 	active bool
 	// dropRST keeps the payload of an RST out of the stream.
 	dropRST bool
+	// checkWindow keeps out segments beyond the receiver's window
+	// (window.go).
+	checkWindow bool
 }
 
 // screen is the second stage of a packet's path: it notes the packet's
 // time, decides whether the segment goes on, and where its bytes lie. The
 // Stream's Accept may refuse it; an acknowledgement may first move the
 // other direction over a hole; a closed direction takes nothing
-// (closedDirection); the Safe face drops an RST's data and stops a
+// (closedDirection); the Safe face may keep out a segment beyond the
+// receiver's window (inWindow), drops an RST's data and stops a
 // direction at its reassembly depth (safeScreens). A segment that goes on
 // is located in its direction's stream and cut to its depth. It reports
 // whether the packet goes on.
@@ -36,6 +40,9 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		if ns := nanos(ts); ns > conn.lastSeenNs.Load() {
 			conn.lastSeenNs.Store(ns)
 		}
+	}
+	if e.screening.checkWindow {
+		e.noteWindow(s)
 	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
 	accepted := e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
@@ -60,6 +67,9 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	}
 	if half.closed {
 		e.closedDirection(s)
+		return false
+	}
+	if e.screening.checkWindow && !e.inWindow(s) {
 		return false
 	}
 	if e.screening.active && (t.RST || conn.depthOv != nil || half.depthDone) && !e.safeScreens(s) {

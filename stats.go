@@ -11,37 +11,42 @@ const (
 	discardRefused                          // the connection was refused by the pool
 	discardDepth                            // past the direction's reassembly depth
 	discardRST                              // carried by an RST (Safe face)
+	discardChecksum                         // a wrong TCP checksum (ChecksumDrop)
+	discardWindow                           // beyond the receiver's window (CheckWindow)
 	numDiscardReasons
 )
 
 // counters are an engine's running totals. The engine's owner serializes
 // every call, so plain integers do and cost nothing on the packet path.
 type counters struct {
-	packets          int64
-	bytesIn          int64
-	deliveredBytes   int64
-	overlapBytes     int64 // copies of bytes already delivered
-	overwrittenBytes int64 // buffered copies that lost an overlap
-	discarded        [numDiscardReasons]int64
-	conflicts        int64 // overlaps whose bytes differed from those held
-	conflictBytes    int64
-	depthReached     int64 // directions that reached their reassembly depth
-	gaps             int64
-	gapBytes         int64
-	forcedFlushes    int64 // holes skipped because a buffer limit was hit
-	forcedGapBytes   int64
-	deliveries       int64
-	completed        int64
-	flushedHalves    int64
-	closedByFlush    int64
-	timedOut         int64
-	reused           int64 // connections ended by a SYN reusing their 4-tuple
-	ackedGaps        int64 // holes skipped because the peer acknowledged past them
-	ackedGapBytes    int64
-	panics           int64
-	keptDropped      int64 // bytes kept by KeepFrom let go at a limit
-	errors           int64
-	evicted          [numEvictReasons]int64 // connections evicted under pressure
+	packets            int64
+	bytesIn            int64
+	deliveredBytes     int64
+	overlapBytes       int64 // copies of bytes already delivered
+	overwrittenBytes   int64 // buffered copies that lost an overlap
+	discarded          [numDiscardReasons]int64
+	conflicts          int64 // overlaps whose bytes differed from those held
+	conflictBytes      int64
+	depthReached       int64 // directions that reached their reassembly depth
+	gaps               int64
+	gapBytes           int64
+	forcedFlushes      int64 // holes skipped because a buffer limit was hit
+	forcedGapBytes     int64
+	deliveries         int64
+	completed          int64
+	flushedHalves      int64
+	closedByFlush      int64
+	timedOut           int64
+	reused             int64 // connections ended by a SYN reusing their 4-tuple
+	ackedGaps          int64 // holes skipped because the peer acknowledged past them
+	ackedGapBytes      int64
+	panics             int64
+	keptDropped        int64 // bytes kept by KeepFrom let go at a limit
+	errors             int64
+	checksumBad        int64                  // segments whose checksum was wrong
+	checksumUnverified int64                  // segments whose checksum could not be verified
+	outOfWindow        int64                  // segments beyond the receiver's window
+	evicted            [numEvictReasons]int64 // connections evicted under pressure
 }
 
 func (c *counters) discard(r discardReason, n int) {
@@ -68,13 +73,26 @@ type AssemblerStats struct {
 	BytesDelivered   int64 // bytes handed to Streams, each once
 	BytesOverlap     int64 // retransmitted copies of bytes already delivered
 	BytesOverwritten int64 // copies of buffered bytes that lost an overlap (see OverlapPolicy)
-	BytesDiscarded   int64 // bytes dropped, the sum of the six below
+	BytesDiscarded   int64 // bytes dropped, the sum of the eight below
 	BytesRejected    int64 // in packets that Stream.Accept refused
 	BytesAfterClose  int64 // in packets for a closed direction or refused connection
 	BytesBeforeStart int64 // buffered before the start of their direction
 	BytesAfterEnd    int64 // buffered when their direction ended
 	BytesBeyondDepth int64 // past their direction's ReassemblyDepth
 	BytesOnReset     int64 // carried by RST segments, never part of the stream
+	BytesBadChecksum int64 // in segments dropped for a wrong checksum (ChecksumDrop)
+	BytesOutOfWindow int64 // in segments beyond the receiver's window (CheckWindow)
+
+	// BadChecksums counts segments whose TCP checksum was wrong, with a
+	// ChecksumPolicy other than ChecksumOff; UnverifiedChecksums those
+	// whose checksum could not be verified (a layers.TCP built rather than
+	// decoded, a capture cut short, a flow neither IPv4 nor IPv6), which
+	// go on as if right.
+	BadChecksums        int64
+	UnverifiedChecksums int64
+	// OutOfWindow counts segments with data entirely beyond the window
+	// their receiver advertised, kept out by CheckWindow.
+	OutOfWindow int64
 
 	OverlapConflicts int64 // overlaps whose bytes differed from those held, each reported to OnConflict
 	ConflictBytes    int64 // bytes in those overlaps
@@ -113,42 +131,47 @@ type AssemblerStats struct {
 
 func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 	s := AssemblerStats{
-		PacketsProcessed:   c.packets,
-		BytesProcessed:     c.bytesIn,
-		Errors:             c.errors,
-		BytesDelivered:     c.deliveredBytes,
-		BytesOverlap:       c.overlapBytes,
-		BytesOverwritten:   c.overwrittenBytes,
-		BytesRejected:      c.discarded[discardRejected],
-		BytesAfterClose:    c.discarded[discardClosed] + c.discarded[discardRefused],
-		BytesBeforeStart:   c.discarded[discardBeforeStart],
-		BytesAfterEnd:      c.discarded[discardAfterEnd],
-		BytesBeyondDepth:   c.discarded[discardDepth],
-		BytesOnReset:       c.discarded[discardRST],
-		OverlapConflicts:   c.conflicts,
-		ConflictBytes:      c.conflictBytes,
-		DepthReached:       c.depthReached,
-		Gaps:               c.gaps,
-		GapBytes:           c.gapBytes,
-		ForcedSkips:        c.forcedFlushes,
-		ForcedGapBytes:     c.forcedGapBytes,
-		AckedGaps:          c.ackedGaps,
-		AckedGapBytes:      c.ackedGapBytes,
-		Deliveries:         c.deliveries,
-		StreamsCompleted:   c.completed,
-		ConnectionsFlush:   c.flushedHalves,
-		ConnectionsClosed:  c.closedByFlush,
-		ConnectionTimeouts: c.timedOut,
-		ConnectionsReused:  c.reused,
-		PanicsRecovered:    c.panics,
-		KeptBytesDropped:   c.keptDropped,
-		PageCache:          pc.Stats(),
-		EvictedUnanswered:  c.evicted[evictUnanswered],
-		EvictedIdle:        c.evicted[evictIdle],
-		EmergencyTimeouts:  c.evicted[evictEmergency],
+		PacketsProcessed:    c.packets,
+		BytesProcessed:      c.bytesIn,
+		Errors:              c.errors,
+		BytesDelivered:      c.deliveredBytes,
+		BytesOverlap:        c.overlapBytes,
+		BytesOverwritten:    c.overwrittenBytes,
+		BytesRejected:       c.discarded[discardRejected],
+		BytesAfterClose:     c.discarded[discardClosed] + c.discarded[discardRefused],
+		BytesBeforeStart:    c.discarded[discardBeforeStart],
+		BytesAfterEnd:       c.discarded[discardAfterEnd],
+		BytesBeyondDepth:    c.discarded[discardDepth],
+		BytesOnReset:        c.discarded[discardRST],
+		BytesBadChecksum:    c.discarded[discardChecksum],
+		BytesOutOfWindow:    c.discarded[discardWindow],
+		BadChecksums:        c.checksumBad,
+		UnverifiedChecksums: c.checksumUnverified,
+		OutOfWindow:         c.outOfWindow,
+		OverlapConflicts:    c.conflicts,
+		ConflictBytes:       c.conflictBytes,
+		DepthReached:        c.depthReached,
+		Gaps:                c.gaps,
+		GapBytes:            c.gapBytes,
+		ForcedSkips:         c.forcedFlushes,
+		ForcedGapBytes:      c.forcedGapBytes,
+		AckedGaps:           c.ackedGaps,
+		AckedGapBytes:       c.ackedGapBytes,
+		Deliveries:          c.deliveries,
+		StreamsCompleted:    c.completed,
+		ConnectionsFlush:    c.flushedHalves,
+		ConnectionsClosed:   c.closedByFlush,
+		ConnectionTimeouts:  c.timedOut,
+		ConnectionsReused:   c.reused,
+		PanicsRecovered:     c.panics,
+		KeptBytesDropped:    c.keptDropped,
+		PageCache:           pc.Stats(),
+		EvictedUnanswered:   c.evicted[evictUnanswered],
+		EvictedIdle:         c.evicted[evictIdle],
+		EmergencyTimeouts:   c.evicted[evictEmergency],
 	}
 	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd +
-		s.BytesBeyondDepth + s.BytesOnReset
+		s.BytesBeyondDepth + s.BytesOnReset + s.BytesBadChecksum + s.BytesOutOfWindow
 	return s
 }
 

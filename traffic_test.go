@@ -1,7 +1,7 @@
 package reassembly
 
 import (
-	"encoding/binary"
+	"net"
 	"net/netip"
 	"time"
 
@@ -40,21 +40,7 @@ func (s segment) build() testPacket {
 		Seq: s.seq, Ack: s.ack, SYN: s.syn, FIN: s.fin, RST: s.rst, PSH: s.psh, ACK: s.hasAck,
 		Window: 65535,
 	}
-	hdr := make([]byte, 20, 20+len(s.payload))
-	binary.BigEndian.PutUint16(hdr[0:], uint16(tcp.SrcPort))
-	binary.BigEndian.PutUint16(hdr[2:], uint16(tcp.DstPort))
-	binary.BigEndian.PutUint32(hdr[4:], tcp.Seq)
-	binary.BigEndian.PutUint32(hdr[8:], tcp.Ack)
-	hdr[12] = 5 << 4
-	var flags byte
-	for i, f := range []bool{s.fin, s.syn, s.rst, s.psh, s.hasAck} {
-		if f {
-			flags |= 1 << i
-		}
-	}
-	hdr[13] = flags
-	binary.BigEndian.PutUint16(hdr[14:], tcp.Window)
-	raw := append(hdr, s.payload...)
+	raw := wireTCP(tcp, src.Addr().AsSlice(), dst.Addr().AsSlice(), s.payload)
 	decoded := &layers.TCP{}
 	if err := decoded.DecodeFromBytes(raw, gopacket.NilDecodeFeedback); err != nil {
 		panic(err)
@@ -70,6 +56,26 @@ func (s segment) build() testPacket {
 		// The lengths a capture of the IP packet would give.
 		ci: gopacket.CaptureInfo{Timestamp: s.ts, CaptureLength: ipLen + len(raw), Length: ipLen + len(raw)},
 	}
+}
+
+// wireTCP returns t with payload as it is on the wire between addresses
+// src and dst (both IPv4, or both IPv6): serialized by gopacket, the
+// oracle of the checksum, with the data offset filled in and the checksum
+// computed over the pseudo-header.
+func wireTCP(t *layers.TCP, src, dst net.IP, payload []byte) []byte {
+	var ip gopacket.NetworkLayer = &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+	if src.To4() != nil {
+		ip = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+	}
+	if err := t.SetNetworkLayerForChecksum(ip); err != nil {
+		panic(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}
+	if err := gopacket.SerializeLayers(buf, opts, t, gopacket.Payload(payload)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
 }
 
 // trPacket is p as the trace kit's runners (kit_streams_test.go) take it.

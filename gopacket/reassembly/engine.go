@@ -59,6 +59,7 @@ type engine struct {
 	// invalidSequence: the next connection find makes starts there.
 	answered Sequence
 
+	checksums checksums     // screen by checksum, before find (checksum.go)
 	recent    recentFlows   // find the connection (lookup.go)
 	life      lifecycle     // restarts and acknowledged holes (lifecycle.go)
 	screening screening     // screen the segment (screen.go)
@@ -85,6 +86,9 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	e.droppedClosed = false
 	e.ctr.packets++
 	e.ctr.bytesIn += int64(len(t.Payload))
+	if e.checksums.policy != ChecksumOff && !e.checkSum(&netFlow, t, &ci) {
+		return nil
+	}
 	conn, fromLo, err := e.find(&netFlow, t, ci.Timestamp, ac)
 	if conn == nil {
 		return err

@@ -12,7 +12,8 @@ import (
 // with flush, close and nil-packet calls interleaved, and drives the drop-in
 // Assembler (FuzzAssembler) or SafeAssemblers sharing a SafeStreamPool
 // (FuzzSafeAssembler, with small limits, a connection cap, an overlap
-// policy, a reassembly depth, a conflict window, and Streams that panic).
+// policy, a reassembly depth, a conflict window, the insertion screens,
+// and Streams that panic).
 // After every call the harness checks:
 //
 //   - nothing panics (the Safe face's own recovered panics aside);

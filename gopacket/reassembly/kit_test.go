@@ -146,6 +146,22 @@ func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) 
 	return t
 }
 
+// wire returns t as a decoder hands it over from the wire, Contents
+// holding its header, options included, and a right checksum for c's
+// addresses in the direction fromServer tells (wireTCP), then decoded.
+func (c kitConn) wire(fromServer bool, t *layers.TCP) *layers.TCP {
+	src, dst := c.cli, c.srv
+	if fromServer {
+		src, dst = dst, src
+	}
+	raw := wireTCP(t, src, dst, t.Payload)
+	out := &layers.TCP{}
+	if err := out.DecodeFromBytes(raw, gopacket.NilDecodeFeedback); err != nil {
+		panic(err)
+	}
+	return out
+}
+
 // send hands one segment to a: a segment with S starts at the ISN, others
 // at byte off of the direction.
 func (c kitConn) send(a *SafeAssembler, fromServer bool, flags string, off int, payload string, ts time.Time) error {
@@ -466,7 +482,8 @@ func kitRequireConserved(t *testing.T, st AssemblerStats) {
 		st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
 		"conservation: %+v", st)
 	require.Equal(t, st.BytesDiscarded,
-		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset,
+		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
+			st.BytesBadChecksum+st.BytesOutOfWindow,
 		"discards add up: %+v", st)
 }
 

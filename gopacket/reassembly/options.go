@@ -102,6 +102,20 @@ type SafeAssemblerOptions struct {
 	// back to its low-water mark (SafeStreamPoolOptions). 0 means a tenth
 	// of ConnectionTimeout.
 	EmergencyTimeout time.Duration
+
+	// ChecksumPolicy verifies TCP checksums against the flow's IPv4 or
+	// IPv6 addresses: ChecksumOff (the default: NIC offload makes wrong
+	// checksums common in captures), ChecksumCount, or ChecksumDrop, which
+	// keeps the segments the host would drop out of the streams. It costs
+	// a pass over every payload (README.md, "Insertion attacks").
+	ChecksumPolicy ChecksumPolicy
+	// CheckWindow keeps out a segment whose data lies entirely beyond the
+	// receive window the other side advertised (its last ACK plus its
+	// window, scaled as both SYNs negotiated), which the host drops; its
+	// bytes are counted in AssemblerStats.BytesOutOfWindow. It checks only
+	// connections whose two SYNs were seen and whose receiver has sent an
+	// ACK; data before the window (retransmissions) goes on as usual.
+	CheckWindow bool
 }
 
 // Validate fills in defaults and reports invalid values with an error that
@@ -119,6 +133,9 @@ func (o *SafeAssemblerOptions) Validate() error {
 		{"EmergencyTimeout", int64(o.EmergencyTimeout)},
 	}); err != nil {
 		return err
+	}
+	if o.ChecksumPolicy < 0 || o.ChecksumPolicy >= numChecksumPolicies {
+		return fmt.Errorf("%w: ChecksumPolicy %v is unknown", ErrInvalidOptions, o.ChecksumPolicy)
 	}
 	if o.OverlapPolicy >= numOverlapPolicies {
 		return fmt.Errorf("%w: OverlapPolicy %v is unknown", ErrInvalidOptions, o.OverlapPolicy)

@@ -58,7 +58,8 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 		maxBytesPerConn: int64(opts.MaxBufferedBytesPerConnection),
 		maxGapsPerConn:  opts.MaxGapsPerConnection,
 	}
-	a.eng.screening = screening{active: true, dropRST: true}
+	a.eng.screening = screening{active: true, dropRST: true, checkWindow: opts.CheckWindow}
+	a.eng.checksums = checksums{policy: opts.ChecksumPolicy}
 	a.eng.depth = depthRule{perDirection: int64(opts.ReassemblyDepth)}
 	a.eng.conflicts = conflictWatch{detect: true, onConflict: opts.OnConflict, window: opts.ConflictWindow}
 	a.eng.overlaps = overlaps{rule: opts.OverlapPolicy.rule(), policy: opts.OverlapPolicy.rule() != ruleLast}

@@ -1,0 +1,558 @@
+package reassembly
+
+// Insertion attacks (Ptacek & Newsham, 1998): segments the host drops but
+// a sensor may reassemble. For each screen, what the default Safe face
+// delivers (the attacker's bytes) and what the screen delivers (the
+// host's).
+
+import (
+	"encoding/binary"
+	"math/rand"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly/internal/capture"
+	"github.com/safepacket/reassembly/internal/capturetest"
+)
+
+// Property: tcpChecksum agrees with gopacket's checksum on IPv4 and IPv6
+// segments of every payload length parity, with options, and finds any
+// flipped byte of the header, the payload or an address wrong.
+func TestTCPChecksumMatchesGopacket(t *testing.T) {
+	t.Parallel()
+	addrs := [][2]net.IP{
+		{net.IP{10, 0, 0, 1}, net.IP{192, 168, 7, 9}},
+		{net.ParseIP("2001:db8::1"), net.ParseIP("fe80::1234:5678")},
+	}
+	for _, a := range addrs {
+		typ := layers.EndpointIPv6
+		if a[0].To4() != nil {
+			typ, a[0], a[1] = layers.EndpointIPv4, a[0].To4(), a[1].To4()
+		}
+		flow := gopacket.NewFlow(typ, a[0], a[1])
+		for n := 0; n < 40; n++ {
+			payload := []byte(strings.Repeat("xyzzy", 8)[:n])
+			tcp := &layers.TCP{SrcPort: 4000, DstPort: 80, Seq: 0xFFFFFF00 + uint32(n), Ack: 7, ACK: true, PSH: n%2 == 0, Window: 1000}
+			if n%3 == 0 {
+				tcp.Options = []layers.TCPOption{{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}}}
+			}
+			raw := wireTCP(tcp, a[0], a[1], payload)
+			dec := &layers.TCP{}
+			require.NoError(t, dec.DecodeFromBytes(raw, gopacket.NilDecodeFeedback))
+			good, verified := tcpChecksum(&flow, dec)
+			require.True(t, verified)
+			require.True(t, good, "%v, %d bytes: gopacket's checksum found wrong", typ, n)
+			for i := range raw {
+				raw[i] ^= 0x10
+				if dec.DecodeFromBytes(raw, gopacket.NilDecodeFeedback) != nil {
+					raw[i] ^= 0x10
+					continue // a data offset the decoder refuses
+				}
+				good, _ = tcpChecksum(&flow, dec)
+				require.False(t, good, "%v, %d bytes: byte %d flipped, checksum still right", typ, n, i)
+				raw[i] ^= 0x10
+			}
+			require.NoError(t, dec.DecodeFromBytes(raw, gopacket.NilDecodeFeedback))
+			swapped := flow.Reverse()
+			good, _ = tcpChecksum(&swapped, dec)
+			require.True(t, good, "the pseudo-header's sum does not depend on the order of the addresses")
+			src2 := net.IP{10, 0, 0, 2}
+			if len(a[1]) == 16 {
+				src2 = net.ParseIP("2001:db8::2")
+			}
+			other := gopacket.NewFlow(typ, src2, a[1])
+			good, _ = tcpChecksum(&other, dec)
+			require.False(t, good, "another source address, checksum still right")
+		}
+	}
+}
+
+// Property: a segment the checksum cannot be computed for is unverified,
+// never bad: a layer built without header bytes, a flow that is not IP.
+func TestTCPChecksumUnverifiable(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(1)
+	built := c.segOff(false, "A", 0, []byte("data"))
+	flow := c.flow(false)
+	_, verified := tcpChecksum(&flow, built)
+	require.False(t, verified, "no Contents")
+	wired := c.wire(false, built)
+	_, verified = tcpChecksum(&flow, wired)
+	require.True(t, verified)
+	eth := gopacket.NewFlow(layers.EndpointMAC, []byte{1, 2, 3, 4, 5, 6}, []byte{6, 5, 4, 3, 2, 1})
+	_, verified = tcpChecksum(&eth, wired)
+	require.False(t, verified, "a MAC flow")
+}
+
+// idsSeg builds a segment of c from the wire, acknowledging ack with
+// window win (the A flag is set when ack is not zero).
+func idsSeg(c kitConn, fromServer bool, flags string, off int, payload string, ack uint32, win uint16, opts ...layers.TCPOption) *layers.TCP {
+	if ack != 0 {
+		flags += "A"
+	}
+	t := c.segOff(fromServer, flags, off, []byte(payload))
+	t.Ack, t.Window, t.Options = ack, win, opts
+	return c.wire(fromServer, t)
+}
+
+// corrupt returns t with a wrong checksum.
+func corrupt(t *layers.TCP) *layers.TCP {
+	t.Contents[16] ^= 0xFF
+	return t
+}
+
+// idsRun feeds pkts, each sent by the server when its flag in fromServer
+// is set, to a fresh Safe face with opts, and returns the client's bytes
+// as delivered and the statistics, conservation checked.
+func idsRun(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*layers.TCP) (string, AssemblerStats, *SafeStreamPool) {
+	t.Helper()
+	f, pool, a := newKitSafe(t, opts)
+	ts := kitT0
+	for _, p := range pkts {
+		ts = ts.Add(1e6)
+		fromServer := p.SrcPort == kitServerPort
+		require.NoError(t, a.AssembleWithContext(c.flow(fromServer), p, kitAt(ts)))
+	}
+	a.FlushAll()
+	st := a.Stats()
+	kitRequireConserved(t, st)
+	got := ""
+	if s := f.stream(c); s != nil {
+		got = s.bytes(0)
+	}
+	kitCloseSound(t, f, a)
+	return got, st, pool
+}
+
+// Property: a segment with a wrong checksum, carrying other bytes than the
+// real one and arriving first, is what the default face delivers; with
+// ChecksumCount it is counted and still delivered; with ChecksumDrop the
+// host's bytes are delivered and the attacker's counted as discarded.
+func TestEvasionBadChecksum(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(2)
+	pkts := func() []*layers.TCP {
+		return []*layers.TCP{
+			idsSeg(c, false, "S", 0, "", 0, 65535),
+			idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 65535),
+			idsSeg(c, false, "", 0, "", c.seqAt(true, 0), 65535),
+			corrupt(idsSeg(c, false, "", 0, "EVIL", c.seqAt(true, 0), 65535)),
+			idsSeg(c, false, "", 0, "GOOD", c.seqAt(true, 0), 65535),
+			idsSeg(c, false, "", 4, " day", c.seqAt(true, 0), 65535),
+		}
+	}
+	for _, tc := range []struct {
+		policy  ChecksumPolicy
+		want    string
+		bad     int64
+		dropped int64
+	}{
+		{ChecksumOff, "EVIL day", 0, 0},
+		{ChecksumCount, "EVIL day", 1, 0},
+		{ChecksumDrop, "GOOD day", 1, 4},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			t.Parallel()
+			opts := kitReplayOpts()
+			opts.ChecksumPolicy = tc.policy
+			got, st, _ := idsRun(t, c, opts, pkts())
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.bad, st.BadChecksums)
+			require.Equal(t, tc.dropped, st.BytesBadChecksum)
+			require.Zero(t, st.UnverifiedChecksums)
+		})
+	}
+}
+
+// Property: with ChecksumDrop, a SYN or data segment with a wrong
+// checksum makes no connection (the host never had one), an RST with one
+// ends none, and layers built without header bytes are counted as
+// unverified and reassembled.
+func TestChecksumDropMakesNoConnection(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(3)
+	opts := kitReplayOpts()
+	opts.ChecksumPolicy = ChecksumDrop
+	_, st, pool := idsRun(t, c, opts, []*layers.TCP{
+		corrupt(idsSeg(c, false, "S", 0, "", 0, 65535)),
+		corrupt(idsSeg(c, false, "", 0, "hello", 1, 65535)),
+	})
+	require.Zero(t, pool.Stats().TotalCreated)
+	require.Equal(t, int64(2), st.BadChecksums)
+	require.Equal(t, int64(5), st.BytesBadChecksum)
+
+	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
+		c.segOff(false, "S", 0, nil),
+		c.segOff(false, "A", 0, []byte("built")),
+	})
+	require.Equal(t, "built", got)
+	require.Equal(t, int64(2), st.UnverifiedChecksums)
+	require.Zero(t, st.BadChecksums)
+
+	// An RST with a wrong checksum ends nothing: the bytes after it are
+	// delivered in the same Stream.
+	f, pool, a := newKitSafe(t, opts)
+	for i, p := range []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 65535),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 65535),
+		idsSeg(c, false, "", 0, "before ", c.seqAt(true, 0), 65535),
+		corrupt(idsSeg(c, true, "R", 0, "", c.seqAt(false, 7), 0)),
+		idsSeg(c, false, "", 7, "after", c.seqAt(true, 0), 65535),
+	} {
+		require.NoError(t, a.AssembleWithContext(c.flow(p.SrcPort == kitServerPort), p, kitAt(kitT0.Add(time.Duration(i)))))
+	}
+	require.Zero(t, f.stream(c).completes.Load(), "the RST completed the Stream")
+	a.FlushAll()
+	require.Equal(t, "before after", f.stream(c).bytes(0))
+	require.Equal(t, int64(1), pool.Stats().TotalCreated)
+	kitCloseSound(t, f, a)
+}
+
+// wsOpt is a window scale option of shift.
+func wsOpt(shift byte) layers.TCPOption {
+	return layers.TCPOption{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{shift}}
+}
+
+// Property: a segment beyond the window the server advertised (100
+// scaled by 2: 400 bytes), which the server drops, is what the default
+// face delivers when it arrives first; CheckWindow delivers the copy sent
+// once the window opened, and counts the other. Data inside the scaled
+// window but past the unscaled one goes on (the scale is applied), an
+// older ACK reordered after a newer one does not pull the edge back, and
+// a retransmission of bytes already acknowledged goes on as an overlap.
+func TestEvasionOutOfWindow(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(4)
+	a400 := strings.Repeat("a", 400)
+	pkts := func() []*layers.TCP {
+		sAck := c.seqAt(true, 0)
+		return []*layers.TCP{
+			idsSeg(c, false, "S", 0, "", 0, 65535, wsOpt(7)),
+			idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 100, wsOpt(2)), // a SYN's window is not scaled
+			idsSeg(c, false, "", 0, "", sAck, 500),
+			idsSeg(c, true, "", 0, "", c.seqAt(false, 0), 100),
+			idsSeg(c, false, "", 0, a400[:300], sAck, 500),
+			idsSeg(c, false, "", 300, a400[300:], sAck, 500), // past 100, inside 400
+			idsSeg(c, false, "", 400, "EVIL", sAck, 500),     // at the edge: dropped by the host
+			idsSeg(c, true, "", 0, "", c.seqAt(false, 400), 100),
+			idsSeg(c, true, "", 0, "", c.seqAt(false, 0), 100), // an older ACK, reordered: the edge stays
+			idsSeg(c, false, "", 0, "aaaa", sAck, 500),         // retransmitted, acknowledged
+			idsSeg(c, false, "", 400, "GOOD", sAck, 500),
+		}
+	}
+	got, st, _ := idsRun(t, c, kitReplayOpts(), pkts())
+	require.Equal(t, a400+"EVIL", got, "the default face")
+	require.Zero(t, st.OutOfWindow)
+
+	opts := kitReplayOpts()
+	opts.CheckWindow = true
+	got, st, _ = idsRun(t, c, opts, pkts())
+	require.Equal(t, a400+"GOOD", got, "CheckWindow")
+	require.Equal(t, int64(1), st.OutOfWindow)
+	require.Equal(t, int64(4), st.BytesOutOfWindow)
+	require.Equal(t, int64(4), st.BytesOverlap, "the retransmission goes on as an overlap")
+}
+
+// Property: CheckWindow checks nothing where the window is not known: a
+// connection picked up mid-stream (no SYN, the scale unknown) delivers
+// data far past the raw window, and without a scale option on both SYNs
+// the window is unscaled.
+func TestCheckWindowUnknownOrUnscaled(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(5)
+	opts := kitReplayOpts()
+	opts.CheckWindow, opts.Midstream = true, true
+	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
+		idsSeg(c, false, "", 0, "0123456789abcdef", c.seqAt(true, 0), 10),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 0), 10),
+		idsSeg(c, false, "", 16, "later", c.seqAt(true, 0), 10),
+	})
+	require.Equal(t, "0123456789abcdeflater", got)
+	require.Zero(t, st.OutOfWindow)
+
+	opts.Midstream = false
+	got, st, _ = idsRun(t, c, opts, []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 65535), // no scale: the server's window 10 is not shifted by its 7
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 10, wsOpt(7)),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 0), 10),
+		idsSeg(c, false, "", 0, "0123456789", c.seqAt(true, 0), 500),
+		idsSeg(c, false, "", 10, "x", c.seqAt(true, 0), 500),
+	})
+	require.Equal(t, "0123456789", got)
+	require.Equal(t, int64(1), st.OutOfWindow)
+}
+
+// idsScreens are the insertion screens' settings the benchmark and the
+// allocation test compare: none, each alone, both.
+var idsScreens = []struct {
+	name string
+	set  func(*SafeAssemblerOptions)
+}{
+	{"off", func(*SafeAssemblerOptions) {}},
+	{"checksum", func(o *SafeAssemblerOptions) { o.ChecksumPolicy = ChecksumDrop }},
+	{"window", func(o *SafeAssemblerOptions) { o.CheckWindow = true }},
+	{"both", func(o *SafeAssemblerOptions) { o.ChecksumPolicy, o.CheckWindow = ChecksumDrop, true }},
+}
+
+// Property: with the insertion screens on, an in-order packet of an open
+// connection still allocates nothing, and every byte is delivered (none
+// is screened out of a well-formed connection).
+func TestInsertionScreensDoNotAllocate(t *testing.T) {
+	pkts := inOrderTraffic(200, 1460)
+	ctxs := contexts(pkts)
+	for _, sc := range idsScreens[1:] {
+		t.Run(sc.name, func(t *testing.T) {
+			opts := kitReplayOpts()
+			sc.set(&opts)
+			f := &atkFactory{sinkAll: true}
+			a := newKitAssembler(t, NewSafeStreamPool(f, 10), opts)
+			feed := func(j int, p []testPacket, c []benchCtx) { _ = a.AssembleWithContext(p[j].netFlow, p[j].tcp, &c[j]) }
+			// The connection opens with the handshake; the steady state is
+			// the data and ACKs, fed once each.
+			for j := 0; j < 3; j++ {
+				feed(j, pkts, ctxs)
+			}
+			steady, sctx := pkts[3:len(pkts)-2], ctxs[3:len(ctxs)-2]
+			i := 0
+			allocs := testing.AllocsPerRun(len(steady)-1, func() {
+				feed(i, steady, sctx)
+				i++
+			})
+			require.Zero(t, allocs, "allocations per in-order packet")
+			st := a.Stats()
+			require.Equal(t, st.BytesProcessed, st.BytesDelivered, "%+v", st)
+			require.Zero(t, st.BadChecksums+st.OutOfWindow+st.UnverifiedChecksums)
+		})
+	}
+}
+
+// BenchmarkInsertionScreens is the cost of the insertion screens on one
+// long in-order connection (1460-byte segments both ways, each ACKed),
+// the Safe face's cheapest traffic, where their share is the largest; the
+// count consumer never reads the bytes, the copy consumer copies them out
+// as a parser would:
+//
+//	go test -run X -bench InsertionScreens -count 10 > ids.out
+//	benchstat -col /screens ids.out
+func BenchmarkInsertionScreens(b *testing.B) {
+	pkts := inOrderTraffic(2000, 1460)
+	var payload int64
+	for _, p := range pkts {
+		payload += int64(len(p.tcp.Payload))
+	}
+	scratch := make([]byte, 0, 64<<10)
+	for _, consumer := range []string{"count", "copy"} {
+		for _, sc := range idsScreens {
+			b.Run("consumer="+consumer+"/screens="+sc.name, func(b *testing.B) {
+				ctxs := contexts(pkts)
+				for i := range ctxs {
+					ctxs[i].scratch = &scratch
+				}
+				opts := benchSafeOptions
+				sc.set(&opts)
+				b.SetBytes(payload / int64(len(pkts)))
+				b.ResetTimer()
+				for left := b.N; left > 0; {
+					// A fresh assembler per replay, not timed: the trace
+					// opens and closes its one connection.
+					b.StopTimer()
+					var f StreamFactory = &atkFactory{sinkAll: true}
+					if consumer == "copy" {
+						bf := &benchFactory{copyBytes: true}
+						bf.init(1, 4)
+						f = bf
+					}
+					a, err := NewSafeAssembler(NewSafeStreamPool(f, 0), opts)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n := min(left, len(pkts))
+					b.StartTimer()
+					for j := 0; j < n; j++ {
+						_ = a.AssembleWithContext(pkts[j].netFlow, pkts[j].tcp, &ctxs[j])
+					}
+					b.StopTimer()
+					_ = a.Close()
+					b.StartTimer()
+					left -= n
+				}
+			})
+		}
+	}
+}
+
+// Property: onesSum, folded, is the ones' complement sum of 16-bit words
+// that RFC 1071 defines, computed word by word, for every length and for
+// bytes all ones, which carry the most.
+func TestOnesSumMatchesWordByWord(t *testing.T) {
+	t.Parallel()
+	fold := func(s uint64) uint64 {
+		for s > 0xFFFF {
+			s = s>>16 + s&0xFFFF
+		}
+		return s
+	}
+	r := rand.New(rand.NewSource(1))
+	for n := 0; n < 300; n++ {
+		for _, fill := range []string{"ones", "random"} {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = 0xFF
+				if fill == "random" {
+					b[i] = byte(r.Intn(256))
+				}
+			}
+			var want uint64
+			for i := 0; i < n; i += 2 {
+				w := uint64(b[i]) << 8
+				if i+1 < n {
+					w |= uint64(b[i+1])
+				}
+				want = fold(want + w)
+			}
+			require.Equal(t, want, fold(onesSum(b)), "%d bytes, %s", n, fill)
+		}
+	}
+}
+
+// BenchmarkTCPChecksum is the checksum of one full-sized segment.
+func BenchmarkTCPChecksum(b *testing.B) {
+	p := inOrderTraffic(1, 1460)[3]
+	b.SetBytes(int64(len(p.tcp.Contents) + len(p.tcp.Payload)))
+	for i := 0; i < b.N; i++ {
+		if good, _ := tcpChecksum(&p.netFlow, p.tcp); !good {
+			b.Fatal("checksum wrong")
+		}
+	}
+}
+
+// Property: the policies have their configuration names, and Validate
+// refuses a value that is none of them.
+func TestChecksumPolicyNamesAndValidation(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{"off", "count", "drop", "ChecksumPolicy(3)"},
+		[]string{ChecksumOff.String(), ChecksumCount.String(), ChecksumDrop.String(), numChecksumPolicies.String()})
+	for _, p := range []ChecksumPolicy{-1, numChecksumPolicies} {
+		o := SafeAssemblerOptions{ChecksumPolicy: p}
+		err := o.Validate()
+		require.ErrorIs(t, err, ErrInvalidOptions)
+		require.Contains(t, err.Error(), "ChecksumPolicy")
+	}
+}
+
+// idsReplay replays a capture into a fresh Safe face with opts and returns
+// each connection's bytes, both directions, by key, and the statistics.
+func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string][2]string, AssemblerStats) {
+	t.Helper()
+	opts.DisableBackgroundFlush, opts.Logger = true, kitQuietLogger()
+	f, _, a := newKitSafe(t, opts)
+	_, err := capture.ReadFile(path, func(_ int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
+		_ = a.AssembleWithContext(seg.NetFlow, seg.TCP, &kitCtx{ci: ci}) // errors are counted
+		return nil
+	})
+	require.NoError(t, err)
+	a.FlushAll()
+	st := a.Stats()
+	kitRequireConserved(t, st)
+	out := map[string][2]string{}
+	for _, s := range f.all() {
+		b := out[s.key]
+		b[0] += s.bytes(0)
+		b[1] += s.bytes(1)
+		out[s.key] = b
+	}
+	return out, st
+}
+
+// Property: on the shipped captures, real traffic, CheckWindow changes
+// nothing (no false positive) but in sv-stream-out-of-window, whose one
+// data segment lies beyond the window the SYN-ACK advertised (Suricata's
+// tcp-session-stream-out-of-window test), and kept out there; every
+// checksum the screen finds wrong, gopacket finds wrong too.
+func TestInsertionScreensOnCaptures(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			plain, _ := idsReplay(t, path, SafeAssemblerOptions{})
+			windowed, st := idsReplay(t, path, SafeAssemblerOptions{CheckWindow: true})
+			if name != "sv-stream-out-of-window.pcap" {
+				require.Equal(t, plain, windowed)
+				require.Zero(t, st.OutOfWindow)
+				return
+			}
+			require.Equal(t, int64(1), st.OutOfWindow)
+			require.Equal(t, int64(11), st.BytesOutOfWindow)
+			require.Zero(t, st.BytesDelivered)
+		})
+	}
+}
+
+// Property: tcpChecksum's verdict on every segment of the shipped
+// captures is gopacket's (the segment serialized again, its checksum
+// recomputed, compared with the one captured).
+func TestTCPChecksumOnCaptures(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
+	require.NoError(t, err)
+	var checked, bad, filesBad int
+	for _, path := range files {
+		before := bad
+		_, err := capture.ReadFile(path, func(n int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
+			good, verified := tcpChecksum(&seg.NetFlow, seg.TCP)
+			if !verified || ci.CaptureLength < ci.Length {
+				return nil
+			}
+			src, dst := seg.NetFlow.Endpoints()
+			again := *seg.TCP
+			raw := wireTCP(&again, src.Raw(), dst.Raw(), seg.TCP.Payload)
+			want := binary.BigEndian.Uint16(raw[16:]) == seg.TCP.Checksum
+			require.Equal(t, want, good, "%s packet %d", filepath.Base(path), n)
+			checked++
+			if !good {
+				bad++
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		if bad > before {
+			filesBad++
+		}
+	}
+	t.Logf("%d captures, %d with wrong checksums; %d segments verified, %d wrong", len(files), filesBad, checked, bad)
+	require.Positive(t, checked)
+	require.Positive(t, bad, "the captures hold wrong checksums (offload): the test can fail")
+}
+
+// Property: a side that sent its FIN still moves its window with its
+// ACKs: the other side's data within the window goes on (as in
+// zk-tcp-reassembly, where the server closes first and acknowledges 30 KB
+// after).
+func TestCheckWindowFollowsClosedSide(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(6)
+	sAck := c.seqAt(true, 1) // past the server's FIN
+	opts := kitReplayOpts()
+	opts.CheckWindow = true
+	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 65535),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 8),
+		idsSeg(c, true, "F", 0, "", c.seqAt(false, 0), 8),
+		idsSeg(c, false, "", 0, "01234567", sAck, 500),
+		idsSeg(c, true, "", 1, "", c.seqAt(false, 8), 8),
+		idsSeg(c, false, "", 8, "89abcdef", sAck, 500),
+	})
+	require.Equal(t, "0123456789abcdef", got)
+	require.Zero(t, st.OutOfWindow)
+}

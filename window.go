@@ -1,0 +1,97 @@
+package reassembly
+
+import "github.com/google/gopacket/layers"
+
+// receiveWindow is what one direction told the other about its receive
+// window (SafeAssemblerOptions.CheckWindow): its SYN's window scale option
+// and the right edge of the windows it advertised.
+type receiveWindow struct {
+	// edge is the sequence number (of the other direction's bytes) just
+	// past the furthest window advertised, ack plus scaled window, once
+	// known is set. The furthest, not the last: a window shrinks only in
+	// misbehaving stacks (RFC 9293 §3.8.6.2.2), while a capture that
+	// reorders an older ACK after a newer one is common.
+	edge  Sequence
+	known bool
+	// syn is set once the direction's SYN was seen, with a well-formed
+	// window scale option or none; scaled when it had one, shift its
+	// value (at most 14, RFC 7323 §2.3).
+	syn, scaled bool
+	shift       uint8
+}
+
+// note records what t, sent by the direction whose window w is, tells of
+// that window. The window scale is in effect only when both SYNs offered
+// it (RFC 7323 §2.2), and a SYN's own window is never scaled; when either
+// SYN was not seen the scale is unknown, so only SYNs' windows count:
+// taking the window as unscaled would put the edge short of where the
+// host's really is on a connection picked up mid-stream that scales, and
+// drop the bytes it accepts (TCPOptionCheck's fault, kept from gopacket).
+func (w *receiveWindow) note(t *layers.TCP, peer *receiveWindow) {
+	if t.SYN {
+		_, scale, err := synOptions(t.Options)
+		// A malformed option leaves the scale unknown: nothing is checked.
+		w.syn, w.scaled = err == nil, scale >= 0
+		w.shift = uint8(min(max(scale, 0), maxWindowShift))
+	}
+	if !t.ACK {
+		return
+	}
+	wnd := int(t.Window)
+	switch {
+	case t.SYN:
+	case !w.syn || !peer.syn:
+		return
+	case w.scaled && peer.scaled:
+		wnd <<= w.shift
+	}
+	edge := Sequence(t.Ack).Add(wnd)
+	if !w.known || w.edge.Difference(edge) > 0 {
+		w.edge, w.known = edge, true
+	}
+}
+
+// windowsOf returns the receive windows of the direction that sent s and
+// of the other one.
+func windowsOf(s *arrival) (own, peer *receiveWindow) {
+	if s.half == &s.conn.halves[1] {
+		return &s.conn.windows[1], &s.conn.windows[0]
+	}
+	return &s.conn.windows[0], &s.conn.windows[1]
+}
+
+// noteWindow records the window the packet advertises for its own
+// direction (Safe face, CheckWindow). Every packet that reaches the screen
+// stage counts, whatever the screens then decide: one that Accept refuses,
+// or for a direction already closed (a side that sent its FIN still
+// acknowledges), still tells where the sender's window is, and a window
+// missed would only leave the edge short.
+func (e *engine) noteWindow(s *arrival) {
+	own, peer := windowsOf(s)
+	own.note(s.tcp, peer)
+}
+
+// inWindow is the window screen (Safe face, CheckWindow): it keeps out a
+// segment whose data starts at or past the right edge of the window the
+// receiver advertised, which the receiver drops (RFC 9293 §3.10.7.4). Only
+// data entirely beyond the window is kept out: data before it is old,
+// and goes on to be resolved as an overlap, as without the option; and a
+// receiver whose window is not known (no ACK from it yet, or a SYN not
+// seen) keeps everything. It reports whether the packet goes on.
+func (e *engine) inWindow(s *arrival) bool {
+	t := s.tcp
+	_, rw := windowsOf(s)
+	if len(s.payload) == 0 || !rw.known {
+		return true
+	}
+	seq := Sequence(t.Seq)
+	if t.SYN {
+		seq = seq.Add(1)
+	}
+	if rw.edge.Difference(seq) < 0 {
+		return true
+	}
+	e.ctr.outOfWindow++
+	e.ctr.discard(discardWindow, len(s.payload))
+	return false
+}
