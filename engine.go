@@ -56,6 +56,9 @@ type engine struct {
 	// conversation by answering a new SYN on its 4-tuple, else
 	// invalidSequence: the next connection find makes starts there.
 	answered Sequence
+	// stampCopy is the copy of the current packet's reused context that
+	// its buffers keep (kept_context.go).
+	stampCopy stampCopy
 
 	recent    recentFlows   // find the connection (lookup.go)
 	life      lifecycle     // restarts and acknowledged holes (lifecycle.go)

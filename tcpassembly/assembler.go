@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/safepacket/reassembly"
+	"github.com/safepacket/reassembly/internal/stamp"
 )
 
 // AssemblerOptions are the buffering limits of an Assembler.
@@ -57,6 +58,10 @@ type Assembler struct {
 	mu   sync.Mutex
 	pool *StreamPool
 	root *reassembly.Assembler
+	// ctx is the context of the packet being assembled, restamped for
+	// each one instead of allocated: the engine copies it for the bytes
+	// it buffers, and the face's Streams never see it.
+	ctx stamp.Context
 }
 
 // NewAssembler returns an Assembler that uses pool, with
@@ -73,6 +78,9 @@ func NewAssembler(pool *StreamPool) *Assembler {
 		AssemblerOptions: DefaultAssemblerOptions,
 		pool:             pool,
 		root:             root,
+		// The engine's Assembler is this one's alone, and every call to
+		// it holds mu.
+		ctx: stamp.Context{Serialized: true},
 	}
 }
 
@@ -107,7 +115,8 @@ func (a *Assembler) AssembleWithTimestamp(netFlow gopacket.Flow, t *layers.TCP, 
 	defer a.pool.mu.RUnlock()
 	a.lock()
 	defer a.mu.Unlock()
-	a.root.AssembleWithTimestamp(netFlow, t, timestamp)
+	a.ctx.Stamp(timestamp)
+	a.root.AssembleWithContext(netFlow, t, &a.ctx)
 }
 
 // FlushWithOptions delivers, skipping the holes before them, the bytes

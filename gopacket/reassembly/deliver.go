@@ -217,12 +217,12 @@ func (e *engine) keep(half *halfConnection) {
 			continue
 		}
 		// The live packet's bytes belong to the caller: copy them.
-		data, pos, seq := p.bytes[from:], p.pos+int64(from), p.seq.Add(from)
+		data, pos, seq, ac := p.bytes[from:], p.pos+int64(from), p.seq.Add(from), e.keptContext(p.ac)
 		for firstPiece := true; len(data) > 0; firstPiece = false {
 			n := min(len(data), pageBytes)
 			c := e.pc.get(n)
 			copy(c.bytes, data[:n])
-			c.pos, c.seq, c.ac = pos, seq, p.ac
+			c.pos, c.seq, c.ac = pos, seq, ac
 			c.ack, c.flags, c.rewritten = p.ack, p.flags, p.rewritten
 			c.packetStart = firstPiece
 			half.pages++

@@ -25,6 +25,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 	"github.com/safepacket/reassembly/gopacket/reassembly"
 )
 
@@ -64,6 +65,10 @@ type Assembler struct {
 	mu   sync.Mutex
 	pool *StreamPool
 	root *reassembly.Assembler
+	// ctx is the context of the packet being assembled, restamped for
+	// each one instead of allocated: the engine copies it for the bytes
+	// it buffers, and the face's Streams never see it.
+	ctx stamp.Context
 }
 
 // NewAssembler returns an Assembler that uses pool, with
@@ -80,6 +85,9 @@ func NewAssembler(pool *StreamPool) *Assembler {
 		AssemblerOptions: DefaultAssemblerOptions,
 		pool:             pool,
 		root:             root,
+		// The engine's Assembler is this one's alone, and every call to
+		// it holds mu.
+		ctx: stamp.Context{Serialized: true},
 	}
 }
 
@@ -114,7 +122,8 @@ func (a *Assembler) AssembleWithTimestamp(netFlow gopacket.Flow, t *layers.TCP, 
 	defer a.pool.mu.RUnlock()
 	a.lock()
 	defer a.mu.Unlock()
-	a.root.AssembleWithTimestamp(netFlow, t, timestamp)
+	a.ctx.Stamp(timestamp)
+	a.root.AssembleWithContext(netFlow, t, &a.ctx)
 }
 
 // FlushWithOptions delivers, skipping the holes before them, the bytes

@@ -4,9 +4,11 @@ package tcpassembly
 
 import (
 	"sync"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 	"github.com/safepacket/reassembly/gopacket/reassembly"
 )
 
@@ -121,17 +123,21 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 		return
 	}
 	if d.stream != nil {
-		c.ret = c.ret[:0]
-		for i, n := 0, pw.NumParts(); i < n; i++ {
+		// Filled in place: building each Reassembly aside and appending
+		// it costs the packets in order a copy of each.
+		n := pw.NumParts()
+		if cap(c.ret) < n {
+			c.ret = make([]Reassembly, n)
+		}
+		c.ret = c.ret[:n]
+		for i := range c.ret {
 			p := pw.Part(i)
-			r := Reassembly{Bytes: p.Bytes, Skip: p.Skip}
-			if p.Context != nil {
-				r.Seen = p.Context.GetCaptureInfo().Timestamp
-			}
-			c.ret = append(c.ret, r)
+			r := &c.ret[i]
+			r.Bytes, r.Skip, r.Start, r.End = p.Bytes, p.Skip, false, false
+			r.Seen = seenOf(p.Context)
 		}
 		c.ret[0].Start = start
-		c.ret[len(c.ret)-1].End = end
+		c.ret[n-1].End = end
 		// Like upstream's, the slice stays as it is until the next call.
 		d.stream.Reassembled(c.ret)
 	}
@@ -139,6 +145,19 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 	if end {
 		c.complete(d)
 	}
+}
+
+// seenOf returns the capture time of the packet whose context is ac. The
+// context of a packet in order is the face's own stamp, read without the
+// call and the copy of a whole CaptureInfo.
+func seenOf(ac reassembly.AssemblerContext) time.Time {
+	switch c := ac.(type) {
+	case *stamp.Context:
+		return c.Info.Timestamp
+	case nil:
+		return time.Time{}
+	}
+	return ac.GetCaptureInfo().Timestamp
 }
 
 // ReassemblyComplete completes the Streams of the directions still open,
