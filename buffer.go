@@ -34,7 +34,7 @@ func (e *engine) deliverInOrder(s *arrival) {
 		if len(s.payload) == 0 && !s.end && !(t.SYN && !half.delivered) {
 			return
 		}
-		sg.add(livePart(s.payload, s.seq, s.pos, s.ac, s.meta))
+		sg.addLive(s)
 	}
 	sg.start = (t.SYN || half.resumed) && !half.delivered
 	sg.end = s.end

@@ -18,16 +18,17 @@ func (e *engine) takeFirst(half *halfConnection) {
 // keeps what it asked for, and closes the direction at its end.
 func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContext) {
 	sg := &e.sg
-	first := sg.parts[0]
+	// Only its offset: copying the whole part costs packets in order.
+	firstPos := sg.parts[0].pos
 	sg.dir = half.dir
 	sg.skip = -1
 	if !half.delivered && half.pickedUp {
 		// Picked up mid-stream: what came before is unknown, as upstream
 		// reports a start it did not see.
 	} else if half.started() {
-		sg.skip = int(first.pos - half.nextPos)
+		sg.skip = int(firstPos - half.nextPos)
 	} else {
-		half.origin, half.hasOrigin = first.pos, true
+		half.origin, half.hasOrigin = firstPos, true
 	}
 	if sg.skip > 0 {
 		e.ctr.gaps++
@@ -78,7 +79,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 			half.win.add(p.bytes, p.pos, e.conflicts.window)
 		}
 	}
-	e.prependKept(half, first)
+	e.prependKept(half, firstPos)
 	sg.stats = half.takeStats()
 	half.delivered = true
 	if !half.started() || last > half.nextPos {
@@ -86,7 +87,11 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	}
 	end, rst, depth := sg.end, sg.rst, sg.depth
 	e.ctr.deliveries++
-	e.cb.reassembled(conn, sg, ac)
+	if e.direct {
+		conn.stream.ReassembledSG(sg, ac)
+	} else {
+		e.cb.reassembled(conn, sg, ac)
+	}
 	if conn.poisoned || conn.removed {
 		e.releaseParts(half)
 		e.abort(conn, ac)
@@ -146,7 +151,7 @@ func (e *engine) cutAt(half *halfConnection, fin int64, r discardReason) (int64,
 // prependKept puts the bytes kept by the previous KeepFrom in front of the
 // delivery when they end where it begins; otherwise they are dropped, as
 // upstream does after a hole.
-func (e *engine) prependKept(half *halfConnection, first sgPart) {
+func (e *engine) prependKept(half *halfConnection, firstPos int64) {
 	if half.kept == nil {
 		return
 	}
@@ -156,7 +161,7 @@ func (e *engine) prependKept(half *halfConnection, first sgPart) {
 		n += len(c.bytes)
 		lastKept = c
 	}
-	if lastKept.end() != first.pos {
+	if lastKept.end() != firstPos {
 		e.releaseKept(half)
 		return
 	}

@@ -36,6 +36,10 @@ type engine struct {
 	table *connTable
 	pc    *pageCache
 	cb    callbacks
+	// direct tells that cb is directCallbacks, which packets in order
+	// call around: the Stream's own Accept and ReassembledSG, without a
+	// second dynamic call and a second copy of the CaptureInfo.
+	direct bool
 	// sg is the delivery being prepared, one per engine, reused for every
 	// delivery as upstream does.
 	sg  scatterGather
@@ -74,6 +78,7 @@ func (e *engine) init(t *connTable, cb callbacks) {
 	e.table = t
 	e.pc = newPageCache(&t.budget)
 	e.cb = cb
+	_, e.direct = cb.(directCallbacks)
 	e.sg.parts = make([]sgPart, 0, 16)
 	e.answered = invalidSequence
 }

@@ -40,7 +40,12 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		}
 	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
-	accepted := e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+	var accepted bool
+	if e.direct {
+		accepted = conn.stream.Accept(t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+	} else {
+		accepted = e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+	}
 	if conn.poisoned {
 		// Accept panicked (recovered by the Safe face): close at once.
 		e.ctr.discard(discardClosed, len(s.payload))
