@@ -4,6 +4,7 @@ package tcpassembly
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -21,12 +22,22 @@ import (
 type StreamPool struct {
 	factory StreamFactory
 	root    *reassembly.StreamPool
-	// mu is held for reading while a packet is assembled and for writing
-	// during a flush, so that the directions a flush touches are counted
-	// for that flush alone (tally), even when Assemblers share the pool.
+	// mu is held for writing during a flush and, once Assemblers share
+	// the pool, for reading while a packet is assembled, so that the
+	// directions a flush touches are counted for that flush alone
+	// (tally). While the pool has one Assembler, that Assembler's own
+	// lock keeps its packets out of its flushes, and packets skip mu.
 	mu    sync.RWMutex
 	tally *flushTally
 	gen   uint64
+	// joined guards sole, the pool's only Assembler until a second one
+	// comes and sets shared, and pending, the first Assembler once the
+	// pool is shared until a flush has waited out its packets that began
+	// unshared, without mu.
+	joined  sync.Mutex
+	sole    *Assembler
+	pending *Assembler
+	shared  atomic.Bool
 }
 
 // NewStreamPool returns an empty pool whose Streams factory makes.
@@ -36,14 +47,44 @@ func NewStreamPool(factory StreamFactory) *StreamPool {
 	return p
 }
 
+// join registers a new Assembler of the pool; the second one makes it
+// shared.
+func (p *StreamPool) join(a *Assembler) {
+	p.joined.Lock()
+	defer p.joined.Unlock()
+	switch {
+	case p.shared.Load():
+	case p.sole == nil:
+		p.sole = a
+	default:
+		p.shared.Store(true)
+		p.pending, p.sole = p.sole, nil
+	}
+}
+
 // flushTally counts what one flush did, per direction as upstream counts.
 type flushTally struct {
 	gen             uint64
 	flushed, closed int
 }
 
-// beginFlush locks the pool for a flush and starts its tally.
-func (p *StreamPool) beginFlush() *flushTally {
+// beginFlush locks the pool for a flush by a, which holds its own lock,
+// and starts its tally. The first flush after the pool became shared
+// first waits for the call the pool's first Assembler may be in, if that
+// is another one: a packet it began before, without mu, ends by then, and
+// its packets after that see shared set (they read it under their
+// Assembler's lock). The wait comes before mu, which a packet of a shared
+// pool takes after its Assembler's lock.
+func (p *StreamPool) beginFlush(a *Assembler) *flushTally {
+	p.joined.Lock()
+	first := p.pending
+	p.pending = nil
+	p.joined.Unlock()
+	if first != nil && first != a {
+		first.mu.Lock()
+		//lint:ignore SA2001 the critical section is the wait itself
+		first.mu.Unlock()
+	}
 	p.mu.Lock()
 	p.gen++
 	p.tally = &flushTally{gen: p.gen}
