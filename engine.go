@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/safepacket/reassembly/internal/stamp"
 )
 
 // captureContext is the AssemblerContext of Assemble and
@@ -86,7 +87,14 @@ func (e *engine) init(t *connTable, cb callbacks) {
 // assemble feeds one packet. It returns the connection error of the pool
 // (limit reached, nil Stream) and otherwise nil.
 func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerContext) error {
-	ci := ac.GetCaptureInfo()
+	// The face's stamp is read in place; any other context copied once.
+	var ci *gopacket.CaptureInfo
+	if st, ok := ac.(*stamp.Context); ok {
+		ci = &st.Info
+	} else {
+		own := ac.GetCaptureInfo()
+		ci = &own
+	}
 	e.lastTS = ci.Timestamp
 	e.droppedClosed = false
 	e.ctr.packets++
@@ -118,7 +126,7 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 // makeRoom are those stages' first tests, here so that a packet they have
 // nothing to do for does not pay for the call: packets in order are most
 // of the traffic.
-func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
+func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci *gopacket.CaptureInfo, ac AssemblerContext) {
 	// Filled field by field: a composite literal is built aside and copied.
 	var s arrival
 	s.conn, s.tcp, s.ac, s.payload = conn, t, ac, t.Payload
@@ -126,11 +134,11 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	s.half, s.peer = conn.half(fromLo)
 
 	// Screen the segment (screen.go).
-	if !e.screen(&s, &ci) {
+	if !e.screen(&s, ci) {
 		return
 	}
 	// Compare it with the copies its direction holds (conflict.go).
-	if e.conflicts.detect && s.mayOverlapHeld() && !e.compare(&s, &ci) {
+	if e.conflicts.detect && s.mayOverlapHeld() && !e.compare(&s, ci) {
 		return
 	}
 	// Make room for it under the Safe face's limits (room.go); the

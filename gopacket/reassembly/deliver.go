@@ -70,15 +70,16 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		last, lastSeq = e.cutAtDepth(half, last, lastSeq)
 	}
 	// Delivered bytes count once, when first handed over.
-	for _, p := range sg.parts {
-		e.ctr.deliveredBytes += int64(len(p.bytes))
+	// By index: a copy of each part costs packets in order.
+	for i := range sg.parts {
+		e.ctr.deliveredBytes += int64(len(sg.parts[i].bytes))
 	}
 	if e.conflicts.window > 0 {
 		if half.win == nil {
 			half.win = &deliveredWindow{}
 		}
-		for _, p := range sg.parts {
-			half.win.add(p.bytes, p.pos, e.conflicts.window)
+		for i := range sg.parts {
+			half.win.add(sg.parts[i].bytes, sg.parts[i].pos, e.conflicts.window)
 		}
 	}
 	e.prependKept(half, firstPos)
