@@ -147,6 +147,17 @@ func (c *connStreams) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reasse
 	return true
 }
 
+// AcceptsAll tells the engine that Accept has nothing left to do for the
+// direction once its Stream is made: packets in order then skip the call.
+func (c *connStreams) AcceptsAll(serverToClient bool) bool {
+	if serverToClient {
+		return c.dirs[1].made
+	}
+	return c.dirs[0].made
+}
+
+var _ stamp.SteadyAccepter = (*connStreams)(nil)
+
 // ReassembledSG gives the delivery to the direction's Stream, one
 // Reassembly per part, and completes the Stream when the direction ended.
 func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 )
 
 // connKey identifies a connection whatever the direction of the packet: the
@@ -64,7 +65,10 @@ func (k *connKey) flows(fromLo bool) (gopacket.Flow, gopacket.Flow) {
 // the CPU fetches as a pair; the rest, used when buffering, at depth limits
 // or rarely, follows.
 type halfConnection struct {
-	dir       TCPFlowDirection
+	dir TCPFlowDirection
+	// steady is set once the Stream's Accept is steady for the direction
+	// (stamp.SteadyAccepter): packets then skip the call.
+	steady    bool
 	anchored  bool
 	closed    bool
 	delivered bool // a delivery was made: start can no longer be reported
@@ -226,6 +230,9 @@ type connection struct {
 	wallLast int64
 	// depthOv is the Stream when it chooses its own reassembly depth.
 	depthOv DepthOverrider
+	// steady is the Stream when it can tell that its Accept has become
+	// steady, on the drop-in face only (the Safe one recovers every call).
+	steady stamp.SteadyAccepter
 
 	halves [2]halfConnection
 	// endCtx is the context handed to ReassemblyComplete when no packet
@@ -257,6 +264,7 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.poisoned = false
 	c.wallLast = 0
 	c.depthOv = nil
+	c.steady = nil
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
 	c.lastSeenNs.Store(nanos(ts))

@@ -41,9 +41,15 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
 	var accepted bool
-	if e.direct {
+	switch {
+	case half.steady:
+		accepted = true
+	case e.direct:
 		accepted = conn.stream.Accept(t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
-	} else {
+		if accepted && conn.steady != nil {
+			half.steady = conn.steady.AcceptsAll(half.dir == TCPDirServerToClient)
+		}
+	default:
 		accepted = e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
 	}
 	if conn.poisoned {

@@ -39,3 +39,15 @@ func (c *Context) Stamp(ts time.Time) {
 	c.Info.Timestamp = ts
 	c.Gen++
 }
+
+// SteadyAccepter is implemented by a Stream whose Accept, once
+// AcceptsAll(dir) reports true for a direction, would accept every later
+// packet of that direction and do nothing else: the drop-in engine then
+// stops calling Accept for it. The tcpassembly face's per-connection
+// Stream is one (its Accept only makes the direction's Stream, once);
+// internal, so that no user's Stream is ever taken for one.
+type SteadyAccepter interface {
+	// AcceptsAll tells whether Accept is now steady for the direction
+	// from the server (serverToClient) or from the client.
+	AcceptsAll(serverToClient bool) bool
+}
