@@ -111,7 +111,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
 	s, err := e.cb.newStream(c, e.table.factory, tcp, ac)
 	if err == nil && e.direct {
-		c.steady, _ = s.(stamp.SteadyAccepter)
+		_, c.steadyOK = s.(stamp.SteadyAccepter)
 	}
 	if err == nil && s != nil && e.screening.active {
 		c.depthOv, _ = s.(DepthOverrider)

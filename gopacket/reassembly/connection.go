@@ -11,7 +11,6 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 )
 
 // connKey identifies a connection whatever the direction of the packet: the
@@ -65,10 +64,7 @@ func (k *connKey) flows(fromLo bool) (gopacket.Flow, gopacket.Flow) {
 // the CPU fetches as a pair; the rest, used when buffering, at depth limits
 // or rarely, follows.
 type halfConnection struct {
-	dir TCPFlowDirection
-	// steady is set once the Stream's Accept is steady for the direction
-	// (stamp.SteadyAccepter): packets then skip the call.
-	steady    bool
+	dir       TCPFlowDirection
 	anchored  bool
 	closed    bool
 	delivered bool // a delivery was made: start can no longer be reported
@@ -222,7 +218,13 @@ type connection struct {
 	c2sFromLo bool
 	completed bool // ReassemblyComplete was called
 	poisoned  bool // a Stream callback panicked: close at once
-	stream    Stream
+	// steadyOK tells that the Stream is a stamp.SteadyAccepter (drop-in
+	// face only: the Safe one recovers every call), and steady, per
+	// direction (halves' index), that its Accept has become steady, so
+	// that packets skip the call. They fill what would be padding.
+	steadyOK bool
+	steady   [2]bool
+	stream   Stream
 	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
@@ -230,9 +232,6 @@ type connection struct {
 	wallLast int64
 	// depthOv is the Stream when it chooses its own reassembly depth.
 	depthOv DepthOverrider
-	// steady is the Stream when it can tell that its Accept has become
-	// steady, on the drop-in face only (the Safe one recovers every call).
-	steady stamp.SteadyAccepter
 
 	halves [2]halfConnection
 	// endCtx is the context handed to ReassemblyComplete when no packet
@@ -264,7 +263,7 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.poisoned = false
 	c.wallLast = 0
 	c.depthOv = nil
-	c.steady = nil
+	c.steadyOK, c.steady = false, [2]bool{}
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
 	c.lastSeenNs.Store(nanos(ts))
