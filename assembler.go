@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/safepacket/reassembly/internal/stamp"
 )
 
 // AssemblerOptions are the buffering limits of an Assembler.
@@ -90,6 +91,11 @@ func (directCallbacks) complete(c *connection, ac AssemblerContext) bool {
 
 func (a *Assembler) lock() {
 	a.mu.Lock()
+	a.applyLimits()
+}
+
+// applyLimits hands the current options to the engine.
+func (a *Assembler) applyLimits() {
 	a.eng.room.limits = limits{
 		maxPagesPerConn: a.MaxBufferedPagesPerConnection,
 		maxPagesTotal:   a.MaxBufferedPagesTotal,
@@ -161,6 +167,12 @@ func (a *Assembler) AssembleWithContext(netFlow gopacket.Flow, t *layers.TCP, ac
 	}
 	if ac == nil {
 		ac = &captureContext{}
+	}
+	if s, ok := ac.(*stamp.Context); ok && s.Serialized {
+		// The tcpassembly face holds its own lock around every call.
+		a.applyLimits()
+		_ = a.eng.assemble(netFlow, t, ac)
+		return
 	}
 	a.lock()
 	defer a.mu.Unlock()

@@ -34,7 +34,7 @@ func (e *engine) deliverInOrder(s *arrival) {
 		if len(s.payload) == 0 && !s.end && !(t.SYN && !half.delivered) {
 			return
 		}
-		sg.add(livePart(s.payload, s.seq, s.pos, s.ac, s.meta))
+		sg.addLive(s)
 	}
 	sg.start = (t.SYN || half.resumed) && !half.delivered
 	sg.end = s.end
@@ -72,6 +72,7 @@ func (e *engine) enqueue(s *arrival, ts time.Time) {
 // insertChunks copies data into chunks of at most pageBytes and queues them;
 // the segment [segStart, segEnd) supplied the bytes.
 func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, pos int64, ac AssemblerContext, m pktMeta, ts time.Time, packet bool, segStart, segEnd int64) {
+	ac = e.keptContext(ac)
 	for first := true; len(data) > 0; first = false {
 		n := min(len(data), pageBytes)
 		var c *chunk

@@ -61,6 +61,22 @@ func (sg *scatterGather) add(p sgPart) {
 	sg.total += len(p.bytes)
 }
 
+// addLive adds the part of the packet s, unbuffered: add(livePart(...))
+// filled in place, since building the part aside and copying it in costs
+// packets in order more than the rest of their delivery's preparation.
+func (sg *scatterGather) addLive(s *arrival) {
+	n := len(sg.parts)
+	if n == cap(sg.parts) {
+		sg.parts = append(sg.parts, sgPart{})
+	} else {
+		sg.parts = sg.parts[:n+1]
+	}
+	p := &sg.parts[n]
+	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = s.payload, s.seq, s.meta.ack, s.pos, s.ac, nil
+	p.packet, p.kept, p.rewritten, p.flags = true, false, false, s.meta.flags
+	sg.total += len(s.payload)
+}
+
 // Lengths returns the bytes available and, of those, the bytes kept from
 // the previous delivery.
 func (sg *scatterGather) Lengths() (int, int) {

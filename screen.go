@@ -3,6 +3,7 @@ package reassembly
 import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/safepacket/reassembly/internal/stamp"
 )
 
 // screening is the state of the screen stage: zero for the drop-in face
@@ -45,7 +46,22 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		e.noteWindow(s)
 	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
-	accepted := e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+	var accepted bool
+	steady := &conn.steady[0]
+	if half == &conn.halves[1] {
+		steady = &conn.steady[1]
+	}
+	switch {
+	case *steady:
+		accepted = true
+	case e.direct:
+		accepted = conn.stream.Accept(t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+		if accepted && conn.steadyOK {
+			*steady = conn.stream.(stamp.SteadyAccepter).AcceptsAll(half.dir == TCPDirServerToClient)
+		}
+	default:
+		accepted = e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+	}
 	if conn.poisoned {
 		// Accept panicked (recovered by the Safe face): close at once.
 		e.ctr.discard(discardClosed, len(s.payload))

@@ -218,7 +218,13 @@ type connection struct {
 	c2sFromLo bool
 	completed bool // ReassemblyComplete was called
 	poisoned  bool // a Stream callback panicked: close at once
-	stream    Stream
+	// steadyOK tells that the Stream is a stamp.SteadyAccepter (drop-in
+	// face only: the Safe one recovers every call), and steady, per
+	// direction (halves' index), that its Accept has become steady, so
+	// that packets skip the call. They fill what would be padding.
+	steadyOK bool
+	steady   [2]bool
+	stream   Stream
 	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
@@ -262,6 +268,7 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.wallLast = 0
 	c.depthOv = nil
 	c.windows = [2]receiveWindow{}
+	c.steadyOK, c.steady = false, [2]bool{}
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
 	c.lastSeenNs.Store(nanos(ts))

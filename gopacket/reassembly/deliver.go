@@ -20,16 +20,17 @@ func (e *engine) takeFirst(half *halfConnection) {
 // keeps what it asked for, and closes the direction at its end.
 func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContext) {
 	sg := &e.sg
-	first := sg.parts[0]
+	// Only its offset: copying the whole part costs packets in order.
+	firstPos := sg.parts[0].pos
 	sg.dir = half.dir
 	sg.skip = -1
 	if !half.delivered && half.pickedUp {
 		// Picked up mid-stream: what came before is unknown, as upstream
 		// reports a start it did not see.
 	} else if half.started() {
-		sg.skip = int(first.pos - half.nextPos)
+		sg.skip = int(firstPos - half.nextPos)
 	} else {
-		half.origin, half.hasOrigin = first.pos, true
+		half.origin, half.hasOrigin = firstPos, true
 	}
 	if sg.skip > 0 {
 		e.ctr.gaps++
@@ -69,18 +70,19 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 		last, lastSeq = e.cutAtDepth(half, last, lastSeq)
 	}
 	// Delivered bytes count once, when first handed over.
-	for _, p := range sg.parts {
-		e.ctr.deliveredBytes += int64(len(p.bytes))
+	// By index: a copy of each part costs packets in order.
+	for i := range sg.parts {
+		e.ctr.deliveredBytes += int64(len(sg.parts[i].bytes))
 	}
 	if e.conflicts.window > 0 {
 		if half.win == nil {
 			half.win = &deliveredWindow{}
 		}
-		for _, p := range sg.parts {
-			half.win.add(p.bytes, p.pos, e.conflicts.window)
+		for i := range sg.parts {
+			half.win.add(sg.parts[i].bytes, sg.parts[i].pos, e.conflicts.window)
 		}
 	}
-	e.prependKept(half, first)
+	e.prependKept(half, firstPos)
 	sg.stats = half.takeStats()
 	half.delivered = true
 	if !half.started() || last > half.nextPos {
@@ -88,7 +90,11 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	}
 	end, rst, depth := sg.end, sg.rst, sg.depth
 	e.ctr.deliveries++
-	e.cb.reassembled(conn, sg, ac)
+	if e.direct {
+		conn.stream.ReassembledSG(sg, ac)
+	} else {
+		e.cb.reassembled(conn, sg, ac)
+	}
 	if conn.poisoned || conn.removed {
 		e.releaseParts(half)
 		e.abort(conn, ac)
@@ -148,7 +154,7 @@ func (e *engine) cutAt(half *halfConnection, fin int64, r discardReason) (int64,
 // prependKept puts the bytes kept by the previous KeepFrom in front of the
 // delivery when they end where it begins; otherwise they are dropped, as
 // upstream does after a hole.
-func (e *engine) prependKept(half *halfConnection, first sgPart) {
+func (e *engine) prependKept(half *halfConnection, firstPos int64) {
 	if half.kept == nil {
 		return
 	}
@@ -158,7 +164,7 @@ func (e *engine) prependKept(half *halfConnection, first sgPart) {
 		n += len(c.bytes)
 		lastKept = c
 	}
-	if lastKept.end() != first.pos {
+	if lastKept.end() != firstPos {
 		e.releaseKept(half)
 		return
 	}
@@ -217,12 +223,12 @@ func (e *engine) keep(half *halfConnection) {
 			continue
 		}
 		// The live packet's bytes belong to the caller: copy them.
-		data, pos, seq := p.bytes[from:], p.pos+int64(from), p.seq.Add(from)
+		data, pos, seq, ac := p.bytes[from:], p.pos+int64(from), p.seq.Add(from), e.keptContext(p.ac)
 		for firstPiece := true; len(data) > 0; firstPiece = false {
 			n := min(len(data), pageBytes)
 			c := e.pc.get(n)
 			copy(c.bytes, data[:n])
-			c.pos, c.seq, c.ac = pos, seq, p.ac
+			c.pos, c.seq, c.ac = pos, seq, ac
 			c.ack, c.flags, c.rewritten = p.ack, p.flags, p.rewritten
 			c.packetStart = firstPiece
 			half.pages++

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 )
 
 // captureContext is the AssemblerContext of Assemble and
@@ -38,6 +39,10 @@ type engine struct {
 	table *connTable
 	pc    *pageCache
 	cb    callbacks
+	// direct tells that cb is directCallbacks, which packets in order
+	// call around: the Stream's own Accept and ReassembledSG, without a
+	// second dynamic call and a second copy of the CaptureInfo.
+	direct bool
 	// sg is the delivery being prepared, one per engine, reused for every
 	// delivery as upstream does.
 	sg  scatterGather
@@ -58,6 +63,9 @@ type engine struct {
 	// conversation by answering a new SYN on its 4-tuple, else
 	// invalidSequence: the next connection find makes starts there.
 	answered Sequence
+	// stampCopy is the copy of the current packet's reused context that
+	// its buffers keep (kept_context.go).
+	stampCopy stampCopy
 
 	checksums checksums     // screen by checksum, before find (checksum.go)
 	recent    recentFlows   // find the connection (lookup.go)
@@ -74,6 +82,7 @@ func (e *engine) init(t *connTable, cb callbacks) {
 	e.table = t
 	e.pc = newPageCache(&t.budget)
 	e.cb = cb
+	_, e.direct = cb.(directCallbacks)
 	e.sg.parts = make([]sgPart, 0, 16)
 	e.answered = invalidSequence
 }
@@ -81,12 +90,19 @@ func (e *engine) init(t *connTable, cb callbacks) {
 // assemble feeds one packet. It returns the connection error of the pool
 // (limit reached, nil Stream) and otherwise nil.
 func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerContext) error {
-	ci := ac.GetCaptureInfo()
+	// The face's stamp is read in place; any other context copied once.
+	var ci *gopacket.CaptureInfo
+	if st, ok := ac.(*stamp.Context); ok {
+		ci = &st.Info
+	} else {
+		own := ac.GetCaptureInfo()
+		ci = &own
+	}
 	e.lastTS = ci.Timestamp
 	e.droppedClosed = false
 	e.ctr.packets++
 	e.ctr.bytesIn += int64(len(t.Payload))
-	if e.checksums.policy != ChecksumOff && !e.checkSum(&netFlow, t, &ci) {
+	if e.checksums.policy != ChecksumOff && !e.checkSum(&netFlow, t, ci) {
 		return nil
 	}
 	conn, fromLo, err := e.find(&netFlow, t, ci.Timestamp, ac)
@@ -100,6 +116,9 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 
 func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) (Stream, error) {
 	s, err := e.cb.newStream(c, e.table.factory, tcp, ac)
+	if err == nil && e.direct {
+		_, c.steadyOK = s.(stamp.SteadyAccepter)
+	}
 	if err == nil && s != nil && e.screening.active {
 		c.depthOv, _ = s.(DepthOverrider)
 		c.halves[0].depth, c.halves[1].depth = e.depth.perDirection, e.depth.perDirection
@@ -116,7 +135,7 @@ func (e *engine) newStream(c *connection, tcp *layers.TCP, ac AssemblerContext) 
 // makeRoom are those stages' first tests, here so that a packet they have
 // nothing to do for does not pay for the call: packets in order are most
 // of the traffic.
-func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacket.CaptureInfo, ac AssemblerContext) {
+func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci *gopacket.CaptureInfo, ac AssemblerContext) {
 	// Filled field by field: a composite literal is built aside and copied.
 	var s arrival
 	s.conn, s.tcp, s.ac, s.payload = conn, t, ac, t.Payload
@@ -124,11 +143,11 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci gopacke
 	s.half, s.peer = conn.half(fromLo)
 
 	// Screen the segment (screen.go).
-	if !e.screen(&s, &ci) {
+	if !e.screen(&s, ci) {
 		return
 	}
 	// Compare it with the copies its direction holds (conflict.go).
-	if e.conflicts.detect && s.mayOverlapHeld() && !e.compare(&s, &ci) {
+	if e.conflicts.detect && s.mayOverlapHeld() && !e.compare(&s, ci) {
 		return
 	}
 	// Make room for it under the Safe face's limits (room.go); the

@@ -111,15 +111,20 @@ func (f TCPFlags) String() string {
 	return b.String()
 }
 
-// flagsOf returns the flags of t.
+// flagsOf returns the flags of t. Unrolled, flag by flag: every packet
+// pays for it, and a loop over the flags costs it several times as much.
 func flagsOf(t *layers.TCP) TCPFlags {
-	var f TCPFlags
-	for i, set := range [...]bool{t.FIN, t.SYN, t.RST, t.PSH, t.ACK, t.URG, t.ECE, t.CWR} {
-		if set {
-			f |= 1 << i
-		}
+	return flagIf(t.FIN, TCPFlagFIN) | flagIf(t.SYN, TCPFlagSYN) | flagIf(t.RST, TCPFlagRST) |
+		flagIf(t.PSH, TCPFlagPSH) | flagIf(t.ACK, TCPFlagACK) | flagIf(t.URG, TCPFlagURG) |
+		flagIf(t.ECE, TCPFlagECE) | flagIf(t.CWR, TCPFlagCWR)
+}
+
+// flagIf returns f when set, else no flag.
+func flagIf(set bool, f TCPFlags) TCPFlags {
+	if set {
+		return f
 	}
-	return f
+	return 0
 }
 
 // pktMeta is what a part tells of its packet besides its context.

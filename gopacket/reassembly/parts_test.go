@@ -438,3 +438,21 @@ func TestPartsWalkAllocatesNothing(t *testing.T) {
 	require.True(t, s.keptWalked, "a delivery with kept parts was walked")
 	require.Zero(t, s.worst, "allocations per walk")
 }
+
+// Property: each flag of a TCP header sets its own bit of TCPFlags, the
+// one named after it, and nothing else.
+func TestFlagsOfEachFlag(t *testing.T) {
+	t.Parallel()
+	for name, set := range map[string]func(*layers.TCP){
+		"FIN": func(t *layers.TCP) { t.FIN = true }, "SYN": func(t *layers.TCP) { t.SYN = true },
+		"RST": func(t *layers.TCP) { t.RST = true }, "PSH": func(t *layers.TCP) { t.PSH = true },
+		"ACK": func(t *layers.TCP) { t.ACK = true }, "URG": func(t *layers.TCP) { t.URG = true },
+		"ECE": func(t *layers.TCP) { t.ECE = true }, "CWR": func(t *layers.TCP) { t.CWR = true },
+	} {
+		var tcp layers.TCP
+		set(&tcp)
+		require.Equal(t, name, flagsOf(&tcp).String())
+	}
+	all := layers.TCP{FIN: true, SYN: true, RST: true, PSH: true, ACK: true, URG: true, ECE: true, CWR: true}
+	require.Equal(t, TCPFlags(0xff), flagsOf(&all))
+}

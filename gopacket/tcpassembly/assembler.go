@@ -25,6 +25,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 	"github.com/safepacket/reassembly/gopacket/reassembly"
 )
 
@@ -64,6 +65,10 @@ type Assembler struct {
 	mu   sync.Mutex
 	pool *StreamPool
 	root *reassembly.Assembler
+	// ctx is the context of the packet being assembled, restamped for
+	// each one instead of allocated: the engine copies it for the bytes
+	// it buffers, and the face's Streams never see it.
+	ctx stamp.Context
 }
 
 // NewAssembler returns an Assembler that uses pool, with
@@ -76,11 +81,16 @@ func NewAssembler(pool *StreamPool) *Assembler {
 	root.SetOverlapPolicy(reassembly.OverlapBSD)
 	// It held a FIN behind a hole as a page, which flushes pushed through.
 	root.SetFlushHeldFINs(true)
-	return &Assembler{
+	a := &Assembler{
 		AssemblerOptions: DefaultAssemblerOptions,
 		pool:             pool,
 		root:             root,
+		// The engine's Assembler is this one's alone, and every call to
+		// it holds mu.
+		ctx: stamp.Context{Serialized: true},
 	}
+	pool.join(a)
+	return a
 }
 
 // lock serializes the Assembler and hands its current limits to the
@@ -110,11 +120,15 @@ func (a *Assembler) AssembleWithTimestamp(netFlow gopacket.Flow, t *layers.TCP, 
 	if t == nil || !t.SYN && !t.FIN && !t.RST && len(t.Payload) == 0 {
 		return
 	}
-	a.pool.mu.RLock()
-	defer a.pool.mu.RUnlock()
+	// Locks are taken in this order: the Assembler's, then the pool's.
 	a.lock()
 	defer a.mu.Unlock()
-	a.root.AssembleWithTimestamp(netFlow, t, timestamp)
+	if a.pool.shared.Load() {
+		a.pool.mu.RLock()
+		defer a.pool.mu.RUnlock()
+	}
+	a.ctx.Stamp(timestamp)
+	a.root.AssembleWithContext(netFlow, t, &a.ctx)
 }
 
 // FlushWithOptions delivers, skipping the holes before them, the bytes
@@ -125,10 +139,10 @@ func (a *Assembler) AssembleWithTimestamp(netFlow gopacket.Flow, t *layers.TCP, 
 // returns the number of directions flushed or closed, and of those, the
 // number closed.
 func (a *Assembler) FlushWithOptions(opt FlushOptions) (flushed, closed int) {
-	tally := a.pool.beginFlush()
-	defer a.pool.endFlush()
 	a.lock()
 	defer a.mu.Unlock()
+	tally := a.pool.beginFlush(a)
+	defer a.pool.endFlush()
 	ro := reassembly.FlushOptions{T: opt.T}
 	if opt.CloseAll {
 		ro.TC = opt.T
@@ -145,10 +159,10 @@ func (a *Assembler) FlushOlderThan(t time.Time) (flushed, closed int) {
 // FlushAll delivers everything held, skipping holes, closes every
 // direction of the pool, and returns how many it closed.
 func (a *Assembler) FlushAll() (closed int) {
-	tally := a.pool.beginFlush()
-	defer a.pool.endFlush()
 	a.lock()
 	defer a.mu.Unlock()
+	tally := a.pool.beginFlush(a)
+	defer a.pool.endFlush()
 	a.root.FlushAll()
 	return tally.closed
 }

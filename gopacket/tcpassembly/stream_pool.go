@@ -4,9 +4,12 @@ package tcpassembly
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 	"github.com/safepacket/reassembly/gopacket/reassembly"
 )
 
@@ -19,12 +22,22 @@ import (
 type StreamPool struct {
 	factory StreamFactory
 	root    *reassembly.StreamPool
-	// mu is held for reading while a packet is assembled and for writing
-	// during a flush, so that the directions a flush touches are counted
-	// for that flush alone (tally), even when Assemblers share the pool.
+	// mu is held for writing during a flush and, once Assemblers share
+	// the pool, for reading while a packet is assembled, so that the
+	// directions a flush touches are counted for that flush alone
+	// (tally). While the pool has one Assembler, that Assembler's own
+	// lock keeps its packets out of its flushes, and packets skip mu.
 	mu    sync.RWMutex
 	tally *flushTally
 	gen   uint64
+	// joined guards sole, the pool's only Assembler until a second one
+	// comes and sets shared, and pending, the first Assembler once the
+	// pool is shared until a flush has waited out its packets that began
+	// unshared, without mu.
+	joined  sync.Mutex
+	sole    *Assembler
+	pending *Assembler
+	shared  atomic.Bool
 }
 
 // NewStreamPool returns an empty pool whose Streams factory makes.
@@ -34,14 +47,44 @@ func NewStreamPool(factory StreamFactory) *StreamPool {
 	return p
 }
 
+// join registers a new Assembler of the pool; the second one makes it
+// shared.
+func (p *StreamPool) join(a *Assembler) {
+	p.joined.Lock()
+	defer p.joined.Unlock()
+	switch {
+	case p.shared.Load():
+	case p.sole == nil:
+		p.sole = a
+	default:
+		p.shared.Store(true)
+		p.pending, p.sole = p.sole, nil
+	}
+}
+
 // flushTally counts what one flush did, per direction as upstream counts.
 type flushTally struct {
 	gen             uint64
 	flushed, closed int
 }
 
-// beginFlush locks the pool for a flush and starts its tally.
-func (p *StreamPool) beginFlush() *flushTally {
+// beginFlush locks the pool for a flush by a, which holds its own lock,
+// and starts its tally. The first flush after the pool became shared
+// first waits for the call the pool's first Assembler may be in, if that
+// is another one: a packet it began before, without mu, ends by then, and
+// its packets after that see shared set (they read it under their
+// Assembler's lock). The wait comes before mu, which a packet of a shared
+// pool takes after its Assembler's lock.
+func (p *StreamPool) beginFlush(a *Assembler) *flushTally {
+	p.joined.Lock()
+	first := p.pending
+	p.pending = nil
+	p.joined.Unlock()
+	if first != nil && first != a {
+		first.mu.Lock()
+		//lint:ignore SA2001 the critical section is the wait itself
+		first.mu.Unlock()
+	}
 	p.mu.Lock()
 	p.gen++
 	p.tally = &flushTally{gen: p.gen}
@@ -106,6 +149,17 @@ func (c *connStreams) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reasse
 	return true
 }
 
+// AcceptsAll tells the engine that Accept has nothing left to do for the
+// direction once its Stream is made: packets in order then skip the call.
+func (c *connStreams) AcceptsAll(serverToClient bool) bool {
+	if serverToClient {
+		return c.dirs[1].made
+	}
+	return c.dirs[0].made
+}
+
+var _ stamp.SteadyAccepter = (*connStreams)(nil)
+
 // ReassembledSG gives the delivery to the direction's Stream, one
 // Reassembly per part, and completes the Stream when the direction ended.
 func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
@@ -121,17 +175,21 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 		return
 	}
 	if d.stream != nil {
-		c.ret = c.ret[:0]
-		for i, n := 0, pw.NumParts(); i < n; i++ {
+		// Filled in place: building each Reassembly aside and appending
+		// it costs the packets in order a copy of each.
+		n := pw.NumParts()
+		if cap(c.ret) < n {
+			c.ret = make([]Reassembly, n)
+		}
+		c.ret = c.ret[:n]
+		for i := range c.ret {
 			p := pw.Part(i)
-			r := Reassembly{Bytes: p.Bytes, Skip: p.Skip}
-			if p.Context != nil {
-				r.Seen = p.Context.GetCaptureInfo().Timestamp
-			}
-			c.ret = append(c.ret, r)
+			r := &c.ret[i]
+			r.Bytes, r.Skip, r.Start, r.End = p.Bytes, p.Skip, false, false
+			r.Seen = seenOf(p.Context)
 		}
 		c.ret[0].Start = start
-		c.ret[len(c.ret)-1].End = end
+		c.ret[n-1].End = end
 		// Like upstream's, the slice stays as it is until the next call.
 		d.stream.Reassembled(c.ret)
 	}
@@ -139,6 +197,19 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 	if end {
 		c.complete(d)
 	}
+}
+
+// seenOf returns the capture time of the packet whose context is ac. The
+// context of a packet in order is the face's own stamp, read without the
+// call and the copy of a whole CaptureInfo.
+func seenOf(ac reassembly.AssemblerContext) time.Time {
+	switch c := ac.(type) {
+	case *stamp.Context:
+		return c.Info.Timestamp
+	case nil:
+		return time.Time{}
+	}
+	return ac.GetCaptureInfo().Timestamp
 }
 
 // ReassemblyComplete completes the Streams of the directions still open,

@@ -41,6 +41,7 @@ type face struct{ src, dst string }
 // a package holding both flavours' types would need the fork in every
 // client's build.
 var faces = []face{
+	{"internal/stamp", "gopacket/internal/stamp"},
 	{".", "gopacket/reassembly"},
 	{"internal/capturetest", "gopacket/internal/capturetest"},
 	{"internal/capture", "gopacket/internal/capture"},
