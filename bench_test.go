@@ -352,9 +352,7 @@ func benchReplays(b *testing.B, r *benchRun) {
 	}
 	b.StopTimer()
 	am.stop()
-	b.ReportMetric(float64(am.mallocs)/float64(b.N), "allocs/pkt")
-	b.ReportMetric(float64(am.bytes)/float64(b.N), "B/pkt")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/pkt")
+	am.report(b, float64(b.N))
 }
 
 // benchCaptures times b.N captures of r's trace, each on a new pool and
@@ -384,15 +382,14 @@ func benchCaptures(b *testing.B, r *benchRun) {
 	}
 	b.StopTimer()
 	am.stop()
-	pkts := float64(b.N) * float64(size)
-	b.ReportMetric(float64(am.mallocs)/pkts, "allocs/pkt")
-	b.ReportMetric(float64(am.bytes)/pkts, "B/pkt")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/pkts, "ns/pkt")
+	am.report(b, float64(b.N)*float64(size))
 }
 
-// allocMeter counts heap allocations in the timed regions only.
+// allocMeter counts heap allocations, and the process's CPU time (the
+// garbage collector's included), in the timed regions only.
 type allocMeter struct {
 	mallocs, bytes uint64
+	cpu            time.Duration
 	ms             runtime.MemStats
 }
 
@@ -400,12 +397,22 @@ func (m *allocMeter) start() {
 	runtime.ReadMemStats(&m.ms)
 	m.mallocs -= m.ms.Mallocs
 	m.bytes -= m.ms.TotalAlloc
+	m.cpu -= processCPU()
 }
 
 func (m *allocMeter) stop() {
+	m.cpu += processCPU()
 	runtime.ReadMemStats(&m.ms)
 	m.mallocs += m.ms.Mallocs
 	m.bytes += m.ms.TotalAlloc
+}
+
+// report adds the meter's figures per packet to b's results.
+func (m *allocMeter) report(b *testing.B, pkts float64) {
+	b.ReportMetric(float64(m.mallocs)/pkts, "allocs/pkt")
+	b.ReportMetric(float64(m.bytes)/pkts, "B/pkt")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/pkts, "ns/pkt")
+	b.ReportMetric(float64(m.cpu.Nanoseconds())/pkts, "cpu-ns/pkt")
 }
 
 // laneAssembler is one goroutine's assembler, whatever the implementation.
