@@ -579,6 +579,13 @@ func TestBenchTraffic(t *testing.T) {
 						continue
 					}
 					for _, copyBytes := range []bool{false, true} {
+						if copyBytes && g > 1 && sc.flush.every > 0 {
+							// A lane's flush delivers to the other lane's
+							// Streams, whose copy buffer that lane is writing
+							// (a harness race: no benchmark flushes with
+							// several lanes).
+							continue
+						}
 						r := newBenchRun(tr, impl, copyBytes, g, sc.flush)
 						// A partial replay, then a full one: the teardown between
 						// them must leave nothing behind.
