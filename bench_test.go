@@ -187,9 +187,16 @@ func itoa(n int) string { return strconv.Itoa(n) }
 var benchImpls = []string{"ours", "safe", "upstream"}
 
 type benchScenario struct {
-	name       string
-	gen        func() *trace
-	flushEvery int // packets between FlushCloseOlderThan(ts - 1s); 0: none
+	name  string
+	gen   func() *trace
+	flush benchFlush
+}
+
+// benchFlush is a periodic flush: every `every` packets (0: none),
+// FlushWithOptions{T: ts - t, TC: ts - tc} at the packet's timestamp ts.
+type benchFlush struct {
+	every int
+	t, tc time.Duration
 }
 
 // benchScenarios lists the single-goroutine scenarios, (a) to (d) of
@@ -203,14 +210,31 @@ type benchScenario struct {
 //	         overlapping retransmissions (same bytes)
 //	loss     (d) http with 1% of the packets after the handshake lost, and
 //	         FlushCloseOlderThan(ts - 1s) every 1000 packets
+//
+// and the shapes of issue 15, bulk transfers interleaved over conns/78
+// connections (128 for the suite's 10k), where a small flow cache misses:
+//
+//	bulk     256 segments of 1460 bytes each way per connection, 5%
+//	         reordered within 8 segments, 1% retransmitted, 0.5% overlapping
+//	bulkloss bulk with 1% loss instead, and FlushWithOptions{T: ts - 5ms,
+//	         TC: ts - 1s} every 1024 packets
 func benchScenarios(conns int) []benchScenario {
+	bulk := max(conns/78, 8)
 	return []benchScenario{
 		{name: "inorder", gen: inOrderTrace},
 		{name: "http", gen: func() *trace { return httpTrace(httpConfig{conns: conns, seed: 1}) }},
 		{name: "reorder", gen: func() *trace {
 			return httpTrace(httpConfig{conns: conns, seed: 2, reorder: 0.05, retrans: 0.01, overlap: 0.005})
 		}},
-		{name: "loss", gen: func() *trace { return httpTrace(httpConfig{conns: conns, seed: 3, loss: 0.01}) }, flushEvery: 1000},
+		{name: "loss", gen: func() *trace { return httpTrace(httpConfig{conns: conns, seed: 3, loss: 0.01}) },
+			flush: benchFlush{every: 1000, t: time.Second, tc: time.Second}},
+		{name: "bulk", gen: func() *trace {
+			return httpTrace(httpConfig{conns: bulk, total: bulk, seed: 4, bulkSegs: 256,
+				reorder: 0.05, reorderWithin: 8, retrans: 0.01, overlap: 0.005})
+		}},
+		{name: "bulkloss", gen: func() *trace {
+			return httpTrace(httpConfig{conns: bulk, total: bulk, seed: 5, bulkSegs: 256, loss: 0.01})
+		}, flush: benchFlush{every: 1024, t: 5 * time.Millisecond, tc: time.Second}},
 	}
 }
 
@@ -220,7 +244,24 @@ const benchConns = 10000
 func BenchmarkTraffic(b *testing.B) {
 	for _, sc := range benchScenarios(benchConns) {
 		b.Run("scenario="+sc.name, func(b *testing.B) {
-			benchImplementations(b, sc.gen(), 1, sc.flushEvery)
+			benchImplementations(b, sc.gen(), 1, sc.flush, false)
+		})
+	}
+}
+
+// BenchmarkFreshCapture runs the scenarios of BenchmarkTraffic in the
+// shape of a capture tool reading one file: each op builds a new pool and
+// assembler, hands in the whole trace and calls FlushAll, all timed, so
+// that pool construction, the creation and first touch of every
+// connection and the final flush are paid each time, where the steady
+// state's replays reuse a warm pool. b.N counts captures; ns/pkt is the
+// time per packet, to set beside BenchmarkTraffic's:
+//
+//	benchstat -filter '.unit:ns/pkt' -col /impl bench.out
+func BenchmarkFreshCapture(b *testing.B) {
+	for _, sc := range benchScenarios(benchConns) {
+		b.Run("scenario="+sc.name, func(b *testing.B) {
+			benchImplementations(b, sc.gen(), 1, sc.flush, true)
 		})
 	}
 }
@@ -241,7 +282,7 @@ func BenchmarkSharedPool(b *testing.B) {
 	}
 	for _, g := range counts {
 		b.Run("goroutines="+itoa(g), func(b *testing.B) {
-			benchImplementations(b, tr, g, 0)
+			benchImplementations(b, tr, g, benchFlush{}, false)
 		})
 	}
 }
@@ -249,19 +290,27 @@ func BenchmarkSharedPool(b *testing.B) {
 // benchImplementations runs tr through every implementation with both
 // consumers. Each leaf keeps its pool and assemblers across the testing
 // package's calls (calibration and -count repetitions), so the warm-up
-// replay happens once per leaf.
-func benchImplementations(b *testing.B, tr *trace, goroutines, flushEvery int) {
+// replay happens once per leaf; with fresh set, it keeps only its Streams'
+// factory, and every op is a capture of its own (benchCaptures).
+func benchImplementations(b *testing.B, tr *trace, goroutines int, flush benchFlush, fresh bool) {
 	for _, consumer := range []string{"count", "copy"} {
 		b.Run("consumer="+consumer, func(b *testing.B) {
 			for _, impl := range benchImpls {
 				var r *benchRun
 				b.Run("impl="+impl, func(b *testing.B) {
 					if r == nil {
-						r = newBenchRun(tr, impl, consumer == "copy", goroutines, flushEvery)
+						r = newBenchRun(tr, impl, consumer == "copy", goroutines, flush)
+						if fresh {
+							r.close() // each capture builds its own
+						}
 					}
-					benchReplays(b, r)
+					if fresh {
+						benchCaptures(b, r)
+					} else {
+						benchReplays(b, r)
+					}
 				})
-				if r != nil {
+				if r != nil && !fresh {
 					r.close()
 				}
 			}
@@ -303,13 +352,44 @@ func benchReplays(b *testing.B, r *benchRun) {
 	}
 	b.StopTimer()
 	am.stop()
-	b.ReportMetric(float64(am.mallocs)/float64(b.N), "allocs/pkt")
-	b.ReportMetric(float64(am.bytes)/float64(b.N), "B/pkt")
+	am.report(b, float64(b.N))
 }
 
-// allocMeter counts heap allocations in the timed regions only.
+// benchCaptures times b.N captures of r's trace, each on a new pool and
+// assemblers, from construction to FlushAll. Between two captures
+// (untimed) the previous pool is closed and the Streams recycled.
+func benchCaptures(b *testing.B, r *benchRun) {
+	size := len(r.tr.pkts)
+	b.SetBytes(r.tr.avgPayload() * int64(size))
+	debug.FreeOSMemory() // as in benchReplays: the previous leaf's garbage
+	var am allocMeter
+	am.start()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.build()
+		r.replay(0, size)
+		r.flushAll()
+		b.StopTimer()
+		am.stop()
+		r.close()
+		r.resetStreams()
+		for _, l := range r.lanes {
+			l.shift(0)
+			l.countdown = r.flush.every
+		}
+		am.start()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	am.stop()
+	am.report(b, float64(b.N)*float64(size))
+}
+
+// allocMeter counts heap allocations, and the process's CPU time (the
+// garbage collector's included), in the timed regions only.
 type allocMeter struct {
 	mallocs, bytes uint64
+	cpu            time.Duration
 	ms             runtime.MemStats
 }
 
@@ -317,48 +397,61 @@ func (m *allocMeter) start() {
 	runtime.ReadMemStats(&m.ms)
 	m.mallocs -= m.ms.Mallocs
 	m.bytes -= m.ms.TotalAlloc
+	m.cpu -= processCPU()
 }
 
 func (m *allocMeter) stop() {
+	m.cpu += processCPU()
 	runtime.ReadMemStats(&m.ms)
 	m.mallocs += m.ms.Mallocs
 	m.bytes += m.ms.TotalAlloc
 }
 
+// report adds the meter's figures per packet to b's results.
+func (m *allocMeter) report(b *testing.B, pkts float64) {
+	b.ReportMetric(float64(m.mallocs)/pkts, "allocs/pkt")
+	b.ReportMetric(float64(m.bytes)/pkts, "B/pkt")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/pkts, "ns/pkt")
+	b.ReportMetric(float64(m.cpu.Nanoseconds())/pkts, "cpu-ns/pkt")
+}
+
 // laneAssembler is one goroutine's assembler, whatever the implementation.
 type laneAssembler interface {
 	assemble(p *testPacket, c *benchCtx)
-	flushCloseOlderThan(t time.Time)
+	flush(t, tc time.Time)
 }
 
 type oursLane struct{ a *Assembler }
 
 func (l oursLane) assemble(p *testPacket, c *benchCtx) { l.a.AssembleWithContext(p.netFlow, p.tcp, c) }
-func (l oursLane) flushCloseOlderThan(t time.Time)     { l.a.FlushCloseOlderThan(t) }
+func (l oursLane) flush(t, tc time.Time)               { l.a.FlushWithOptions(FlushOptions{T: t, TC: tc}) }
 
 type safeLane struct{ a *SafeAssembler }
 
 func (l safeLane) assemble(p *testPacket, c *benchCtx) {
 	_ = l.a.AssembleWithContext(p.netFlow, p.tcp, c) // errors are counted in Stats
 }
-func (l safeLane) flushCloseOlderThan(t time.Time) { l.a.FlushCloseOlderThan(t) }
+func (l safeLane) flush(t, tc time.Time) { l.a.FlushWithOptions(FlushOptions{T: t, TC: tc}) }
 
 type upLane struct{ a *upstream.Assembler }
 
 func (l upLane) assemble(p *testPacket, c *benchCtx) { l.a.AssembleWithContext(p.netFlow, p.tcp, c) }
-func (l upLane) flushCloseOlderThan(t time.Time)     { l.a.FlushCloseOlderThan(t) }
+func (l upLane) flush(t, tc time.Time) {
+	l.a.FlushWithOptions(upstream.FlushOptions{T: t, TC: tc})
+}
 
 // benchRun is one implementation set up to replay a trace: a pool shared
 // by one assembler per lane.
 type benchRun struct {
-	tr         *trace
-	lanes      []*benchLane
-	asm        []laneAssembler
-	flushEvery int
-	replays    int  // replays begun, for moving capture time forward
-	pos        int  // next packet of the current replay
-	warm       bool // the warm-up replay is done
+	tr      *trace
+	lanes   []*benchLane
+	asm     []laneAssembler
+	flush   benchFlush
+	replays int  // replays begun, for moving capture time forward
+	pos     int  // next packet of the current replay
+	warm    bool // the warm-up replay is done
 
+	build        func() // makes the pool and the assemblers (again)
 	flushAll     func() // closes every connection of the pool
 	closeAll     func()
 	resetStreams func()
@@ -372,11 +465,11 @@ var benchSafeOptions = SafeAssemblerOptions{
 	DisableBackgroundFlush:        true,
 }
 
-func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery int) *benchRun {
-	r := &benchRun{tr: tr, lanes: tr.split(goroutines), flushEvery: flushEvery}
+func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines int, flush benchFlush) *benchRun {
+	r := &benchRun{tr: tr, lanes: tr.split(goroutines), flush: flush}
 	for _, l := range r.lanes {
 		l.shift(0)
-		l.countdown = flushEvery
+		l.countdown = flush.every
 	}
 	slab := 3*tr.conns + 16 // upstream re-creates a connection for the last ACK
 	switch impl {
@@ -386,47 +479,57 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines, flushEvery 
 		r.resetStreams = f.reset
 		r.delivered = func() int64 { return f.delivered(func(s *benchStream) *streamCore { return &s.streamCore }) }
 		if impl == "ours" {
-			pool := NewStreamPool(f)
-			for range r.lanes {
-				r.asm = append(r.asm, oursLane{NewAssembler(pool)})
+			r.build = func() {
+				pool := NewStreamPool(f)
+				r.asm = r.asm[:0]
+				for range r.lanes {
+					r.asm = append(r.asm, oursLane{NewAssembler(pool)})
+				}
+				a := r.asm[0].(oursLane).a
+				r.flushAll = func() { a.FlushAll() }
+				r.closeAll = r.flushAll
 			}
-			a := r.asm[0].(oursLane).a
-			r.flushAll = func() { a.FlushAll() }
-			r.closeAll = r.flushAll
 			break
 		}
-		pool := NewSafeStreamPool(f, 1<<20)
-		var all []*SafeAssembler
-		for range r.lanes {
-			a, err := NewSafeAssembler(pool, benchSafeOptions)
-			if err != nil {
-				panic(err)
+		r.build = func() {
+			pool := NewSafeStreamPool(f, 1<<20)
+			var all []*SafeAssembler
+			r.asm = r.asm[:0]
+			for range r.lanes {
+				a, err := NewSafeAssembler(pool, benchSafeOptions)
+				if err != nil {
+					panic(err)
+				}
+				all = append(all, a)
+				r.asm = append(r.asm, safeLane{a})
 			}
-			all = append(all, a)
-			r.asm = append(r.asm, safeLane{a})
-		}
-		r.flushAll = func() { all[0].FlushAll() }
-		r.closeAll = func() {
-			for _, a := range all {
-				a.Close()
+			r.flushAll = func() { all[0].FlushAll() }
+			r.closeAll = func() {
+				for _, a := range all {
+					a.Close()
+				}
+				pool.Close()
 			}
-			pool.Close()
 		}
 	case "upstream":
 		f := &upBenchFactory{copyBytes: copyBytes}
 		f.init(len(r.lanes), slab)
 		r.resetStreams = f.reset
 		r.delivered = func() int64 { return f.delivered(func(s *upBenchStream) *streamCore { return &s.streamCore }) }
-		pool := upstream.NewStreamPool(f)
-		for range r.lanes {
-			r.asm = append(r.asm, upLane{upstream.NewAssembler(pool)})
+		r.build = func() {
+			pool := upstream.NewStreamPool(f)
+			r.asm = r.asm[:0]
+			for range r.lanes {
+				r.asm = append(r.asm, upLane{upstream.NewAssembler(pool)})
+			}
+			a := r.asm[0].(upLane).a
+			r.flushAll = func() { a.FlushAll() }
+			r.closeAll = r.flushAll
 		}
-		a := r.asm[0].(upLane).a
-		r.flushAll = func() { a.FlushAll() }
-		r.closeAll = r.flushAll
 	default:
 		panic("unknown impl " + impl)
 	}
+	r.build()
 	return r
 }
 
@@ -450,13 +553,14 @@ func (r *benchRun) run(lane, from, to int) {
 	l, a := r.lanes[lane], r.asm[lane]
 	lo, hi := l.upTo(from), l.upTo(to)
 	pkts, ctxs := l.pkts[lo:hi], l.ctxs[lo:hi]
-	every := r.flushEvery
+	fl := r.flush
 	for j := range pkts {
 		a.assemble(&pkts[j], &ctxs[j])
-		if every > 0 {
+		if fl.every > 0 {
 			if l.countdown--; l.countdown <= 0 {
-				l.countdown = every
-				a.flushCloseOlderThan(ctxs[j].ci.Timestamp.Add(-time.Second))
+				l.countdown = fl.every
+				ts := ctxs[j].ci.Timestamp
+				a.flush(ts.Add(-fl.t), ts.Add(-fl.tc))
 			}
 		}
 	}
@@ -473,7 +577,7 @@ func (r *benchRun) next() {
 	d := time.Duration(r.replays) * (r.tr.span + time.Second)
 	for _, l := range r.lanes {
 		l.shift(d)
-		l.countdown = r.flushEvery
+		l.countdown = r.flush.every
 	}
 }
 

@@ -1,7 +1,9 @@
 package reassembly
 
 import (
+	"hash/maphash"
 	"time"
+	"unsafe"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -64,48 +66,120 @@ func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac As
 	}
 }
 
-// recentFlows remembers the connections of the last two directional flows:
-// packets come in bursts per connection, in both directions, and a hit
-// skips building the canonical key and the map lookup.
+// recentFlows remembers the connections of the directional flows seen
+// recently, so that a hit skips building the canonical key, hashing it
+// and probing the pool's index. Packets of a few connections come in
+// bursts, but a link carrying a hundred bulk transfers interleaves them
+// packet by packet, which a cache of the last two flows always misses:
+// this one holds recentSets*recentWays flows, found by a seeded hash of
+// the flow. A hit still compares the whole flow and both ports, so a
+// collision, crafted or not, costs only a miss.
 type recentFlows struct {
-	flows [2]recentFlow
-	next  int // the entry to replace next
+	seed maphash.Seed
+	// sets is allocated on first use: an engine that never sees a packet
+	// (a flush-only assembler, the tests' many short-lived ones) does not
+	// pay for it.
+	sets *[recentSets]recentSet
+	// last are the two entries hit or filled last, tried before hashing:
+	// packets of one or two connections come in bursts, in both
+	// directions, and comparing the ports first makes a miss cheap.
+	last     [2]*recentFlow
+	lastNext int
+}
+
+// recentSets * recentWays flows: twice the directional flows of the
+// issue's 128 interleaved connections, in 40 KB of a core's L2.
+const (
+	recentSets = 256
+	recentWays = 2
+)
+
+// recentSet is one set of the cache; victim is the way to replace next
+// (the one not hit last).
+type recentSet struct {
+	ways   [recentWays]recentFlow
+	victim uint8
 }
 
 // recentFlow is one remembered flow; gen tells whether conn still holds the
 // connection it held then.
 type recentFlow struct {
 	netFlow gopacket.Flow
-	sp, dp  uint16
-	fromLo  bool
 	conn    *connection
 	gen     uint64
+	sp, dp  uint16
+	fromLo  bool
+}
+
+// set returns the set of the flow with ports sp and dp.
+func (r *recentFlows) set(netFlow *gopacket.Flow, sp, dp uint16) *recentSet {
+	// The flow is plain data (no pointer, no padding): hashed as bytes. Its
+	// bytes past the endpoints' lengths are zero, as == compares them.
+	h := maphash.Bytes(r.seed, (*[unsafe.Sizeof(gopacket.Flow{})]byte)(unsafe.Pointer(netFlow))[:])
+	h ^= (uint64(sp)<<16 | uint64(dp)) * 0x9E3779B97F4A7C15
+	h ^= h >> 32
+	return &r.sets[h%recentSets]
 }
 
 // lookup returns, locked, the connection of a remembered flow that is still
 // in the pool, and the direction of the flow.
 func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16) (*connection, bool) {
-	for i := range r.flows {
-		f := &r.flows[i]
-		if f.conn == nil || f.sp != sp || f.dp != dp || f.netFlow != *netFlow {
+	if r.sets == nil {
+		return nil, false
+	}
+	for _, f := range r.last {
+		if f.matches(netFlow, sp, dp) {
+			return f.lock()
+		}
+	}
+	set := r.set(netFlow, sp, dp)
+	for i := range set.ways {
+		f := &set.ways[i]
+		if !f.matches(netFlow, sp, dp) {
 			continue
 		}
-		c := f.conn
-		c.mu.Lock()
-		if c.gen != f.gen || c.removed {
-			c.mu.Unlock()
-			f.conn = nil
-			return nil, false
-		}
-		r.next = 1 - i
-		return c, f.fromLo
+		set.victim = uint8(recentWays - 1 - i)
+		r.keepLast(f)
+		return f.lock()
 	}
 	return nil, false
 }
 
-// remember keeps c as the connection of the flow, in place of the flow
-// used least recently.
+func (f *recentFlow) matches(netFlow *gopacket.Flow, sp, dp uint16) bool {
+	return f.conn != nil && f.sp == sp && f.dp == dp && f.netFlow == *netFlow
+}
+
+// lock returns the entry's connection locked, and the direction of its
+// flow, if the connection is still the one remembered; else it forgets it.
+func (f *recentFlow) lock() (*connection, bool) {
+	c := f.conn
+	c.mu.Lock()
+	if c.gen != f.gen || c.removed {
+		c.mu.Unlock()
+		f.conn = nil
+		return nil, false
+	}
+	return c, f.fromLo
+}
+
+func (r *recentFlows) keepLast(f *recentFlow) {
+	r.last[r.lastNext] = f
+	r.lastNext ^= 1
+}
+
+// remember keeps c as the connection of the flow, in place of the flow of
+// its set hit least recently.
 func (r *recentFlows) remember(netFlow *gopacket.Flow, sp, dp uint16, c *connection, fromLo bool) {
-	r.flows[r.next] = recentFlow{netFlow: *netFlow, sp: sp, dp: dp, fromLo: fromLo, conn: c, gen: c.gen}
-	r.next = 1 - r.next
+	if r.sets == nil {
+		r.seed = maphash.MakeSeed()
+		r.sets = new([recentSets]recentSet)
+		// Until then last points at an empty entry, which matches nothing.
+		r.last = [2]*recentFlow{&r.sets[0].ways[0], &r.sets[0].ways[0]}
+	}
+	set := r.set(netFlow, sp, dp)
+	i := set.victim
+	f := &set.ways[i]
+	*f = recentFlow{netFlow: *netFlow, sp: sp, dp: dp, fromLo: fromLo, conn: c, gen: c.gen}
+	set.victim = uint8(recentWays - 1 - int(i))
+	r.keepLast(f)
 }

@@ -6,12 +6,14 @@
 #   scripts/bench.sh                           # -count=6 -benchtime=500ms: 5 to 6 minutes on 2 cores
 #   COUNT=2 BENCHTIME=300ms scripts/bench.sh   # quick look
 #   BENCH='^BenchmarkTraffic$/scenario=http/' scripts/bench.sh
+#   BENCH='^BenchmarkFreshCapture$' scripts/bench.sh   # a new pool per capture, all timed
 #
 # Environment: COUNT (default 6), BENCHTIME (go test -benchtime, default
 # 500ms), BENCH (go test -bench pattern, default the whole suite), OUT (raw
-# output, default bench.out at the repository root). sec/op is per packet,
-# B/s is payload throughput, allocs/pkt and B/pkt are allocations per
-# packet. On a fresh machine with Go it installs benchstat from the module
+# output, default bench.out at the repository root). sec/op is per packet
+# (per capture in BenchmarkFreshCapture), ns/pkt and cpu-ns/pkt are wall
+# and process CPU time per packet, B/s is payload throughput, allocs/pkt
+# and B/pkt are allocations per packet. On a fresh machine with Go it installs benchstat from the module
 # proxy first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
