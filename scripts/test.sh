@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). On a fresh machine
 # with Go it installs a C compiler if missing (the race detector needs cgo)
-# and staticcheck from the module proxy, then runs vet, staticcheck, the
-# race-enabled tests (the generated gopacket/ packages included: every test
-# runs against both flavours) and a short fuzzing pass.
+# and staticcheck from the module proxy, then runs gofmt, the generated
+# flavour's staleness check, vet, staticcheck and the race-enabled tests of
+# both modules, a short fuzzing pass, and the real programs swapped in
+# (scripts/clients.sh, which installs libpcap-dev if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

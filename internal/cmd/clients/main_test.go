@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,4 +71,27 @@ func TestPairingReasonExplainsOnlyItsChange(t *testing.T) {
 	assert.Empty(t, k.unexplained([]string{up, endSet}))
 	assert.Equal(t, []string{up, otherBytes}, k.unexplained([]string{up, otherBytes}), "has_end explained different bytes")
 	assert.Equal(t, []string{endSet}, k.unexplained([]string{endSet}), "a line of ours explained without its upstream pair")
+}
+
+// Property: a lingering pipe serves the whole file, and its cleanup
+// returns even when no program ever opened it.
+func TestLingeringPipe(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "capture")
+	require.NoError(t, os.WriteFile(src, bytes.Repeat([]byte("x"), 200_000), 0o644))
+	pipe, done, err := lingeringPipe(src, time.Millisecond)
+	require.NoError(t, err)
+	got, err := os.ReadFile(pipe)
+	require.NoError(t, err)
+	done()
+	assert.Len(t, got, 200_000)
+
+	_, done, err = lingeringPipe(src, time.Millisecond)
+	require.NoError(t, err)
+	finished := make(chan struct{})
+	go func() { done(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(time.Minute):
+		t.Fatal("cleanup of an unopened pipe hangs")
+	}
 }

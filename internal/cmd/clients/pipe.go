@@ -37,12 +37,16 @@ func lingeringPipe(path string, linger time.Duration) (string, func(), error) {
 		time.Sleep(linger)
 	}()
 	done := func() {
-		// A program that never opened the pipe would leave the writer
-		// blocked: open it once ourselves to release it.
+		// A program that never opened the pipe, or stopped reading it,
+		// would leave the writer blocked: read what is left ourselves
+		// until the writer closes.
 		if r, err := os.OpenFile(pipe, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			go func() { _, _ = io.Copy(io.Discard, r) }()
+			<-wrote
 			r.Close()
+		} else {
+			<-wrote
 		}
-		<-wrote
 		os.RemoveAll(dir)
 	}
 	return pipe, done, nil
