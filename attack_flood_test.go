@@ -2,7 +2,7 @@ package reassembly
 
 // Floods that try to make the assembler hold without bound (issue 4): spoofed
 // SYNs beyond the connection cap, segments held behind a hole, a hole per
-// byte. Each test asserts its bound; the attack kit is attack_kit_test.go.
+// byte. Each test asserts its bound; the flood kit is kit_traffic_test.go.
 
 import (
 	"strconv"

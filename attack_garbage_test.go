@@ -1,8 +1,8 @@
 package reassembly
 
 // Malformed and hostile input (issue 4) and the limits the fuzzer found
-// wanting: no panic, every byte accounted, kept bytes bounded. The attack
-// kit is attack_kit_test.go.
+// wanting: no panic, every byte accounted, kept bytes bounded. The flood
+// kit is kit_traffic_test.go.
 
 import (
 	"errors"

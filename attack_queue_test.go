@@ -2,7 +2,7 @@ package reassembly
 
 // Attacks on the queue of a direction (issue 4): segments in the order that
 // costs most to insert, and one range retransmitted again and again with
-// other bytes. The attack kit is attack_kit_test.go.
+// other bytes. The flood kit is kit_traffic_test.go.
 
 import (
 	"hash/crc32"

@@ -1,8 +1,8 @@
 package reassembly
 
 // The sequence space as an attack surface (issue 4): ISNs at and around the
-// wrap, and one stream long enough to wrap twice. The attack kit is
-// attack_kit_test.go.
+// wrap, and one stream long enough to wrap twice. The flood kit is
+// kit_traffic_test.go.
 
 import (
 	"strconv"

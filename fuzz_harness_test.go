@@ -84,13 +84,6 @@ type fzDirState struct {
 	keep  []byte // bytes KeepFrom asked for, nil when none
 }
 
-func fzDirIndex(d TCPFlowDirection) int {
-	if d == TCPDirServerToClient {
-		return 1
-	}
-	return 0
-}
-
 type fzFactory struct{ h *fzHarness }
 
 func (f fzFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) Stream {
@@ -140,7 +133,7 @@ func (s *fzStream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowD
 	if uint16(tcp.SrcPort) == fzServerPort {
 		gd = 1
 	}
-	if s.gen[fzDirIndex(dir)] != gd {
+	if s.gen[kitDirOf(dir)] != gd {
 		h.fail("stream %d: Accept called with direction %v for a packet from port %d", s.id, dir, tcp.SrcPort)
 	}
 	if s.cfg.forceStart && nextSeq == invalidSequence {
@@ -172,7 +165,7 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 		h.fail("stream %d: ReassembledSG after the Stream panicked", s.id)
 	}
 	dir, start, end, skip := sg.Info()
-	di := fzDirIndex(dir)
+	di := kitDirOf(dir)
 	st := &s.dirs[di]
 	gd := s.gen[di]
 	switch {
@@ -420,7 +413,7 @@ func (h *fzHarness) onConflict(c Conflict) {
 		h.fail("stream %d: Conflict of %d old and %d new bytes, equal %v", s.id, len(c.Old), len(c.New), bytes.Equal(c.Old, c.New))
 		return
 	}
-	gd := s.gen[fzDirIndex(c.Direction)]
+	gd := s.gen[kitDirOf(c.Direction)]
 	off := int64(int32(uint32(c.Seq) - (h.cfg.isn[s.conn][gd] + 1)))
 	for _, b := range [][]byte{c.Old, c.New} {
 		if !s.matches(gd, off, b) {
@@ -575,7 +568,7 @@ func (h *fzHarness) packet(in *fzInput, nilCtx bool) {
 	if !nilCtx {
 		ci := pkt.ci
 		ci.InterfaceIndex = id + 1
-		ac = &fzCtx{ci: ci}
+		ac = &kitCtx{ci: ci}
 	}
 	h.logf("pkt %d asm %d conn %d dir %d off %d len %d v%d syn=%v fin=%v rst=%v ack=%v seq=%d nilctx=%v",
 		id, asm, conn, dir, off, n, version, syn, fin, rst, ack, seq, nilCtx)

@@ -85,15 +85,6 @@ func FuzzSequence(f *testing.F) {
 	})
 }
 
-func fzFirstDiff(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
-}
-
 // fzSeqParts checks that the parts of a delivery of the stream whose
 // first byte has sequence number first are the delivery, each where its
 // sequence number says and marked as a data packet's (only the ACK flag).

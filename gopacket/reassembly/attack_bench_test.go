@@ -35,52 +35,6 @@ import (
 // (-benchtime 1x: each scenario is long enough to measure once; upstream's
 // SYN flood and hold reach several GB of heap).
 
-// atkFigures are one run's measurements.
-type atkFigures struct {
-	peakMB, liveMB, nsPkt float64
-}
-
-// atkReport reports a run's figures and keeps them for the comparison.
-func atkReport(b *testing.B, got map[string]atkFigures, key string, heap *atkHeap, pkts int64) {
-	f := atkFigures{
-		peakMB: float64(heap.peakInuse) / 1e6,
-		liveMB: float64(heap.peakLive) / 1e6,
-		nsPkt:  float64(b.Elapsed().Nanoseconds()) / float64(int64(b.N)*pkts),
-	}
-	got[key] = f
-	b.ReportMetric(f.peakMB, "peak-heap-MB")
-	b.ReportMetric(f.liveMB, "live-heap-MB")
-	b.ReportMetric(f.nsPkt, "ns/pkt")
-}
-
-// atkKeys names the sub-benchmarks of impls, upstream's last.
-func atkKeys(prefix string, impls ...string) []string {
-	keys := make([]string, len(impls))
-	for i, impl := range impls {
-		keys[i] = prefix + impl
-	}
-	return keys
-}
-
-// atkCompare logs each implementation's figures beside upstream's; it runs
-// in the last leaf, upstream's (a parent benchmark's log shows only with
-// -v), and does nothing in the others.
-func atkCompare(b *testing.B, got map[string]atkFigures, keys []string, key string) {
-	up := keys[len(keys)-1]
-	u, ok := got[up]
-	if !ok || key != up {
-		return
-	}
-	for _, k := range keys {
-		f, ok := got[k]
-		if !ok || k == up {
-			continue
-		}
-		b.Logf("%-28s peak heap %9.1f MB (upstream %9.1f, %6.1fx less), live %9.1f MB (upstream %9.1f, %6.1fx less), %7.0f ns/pkt (upstream %7.0f)",
-			k, f.peakMB, u.peakMB, u.peakMB/f.peakMB, f.liveMB, u.liveMB, u.liveMB/f.liveMB, f.nsPkt, u.nsPkt)
-	}
-}
-
 // BenchmarkAttackSYNFlood: 1M spoofed 4-tuples, each a SYN and one
 // out-of-order segment of 100 (or 1460) bytes, 100 established connections
 // sending both ways every 100 tuples; the Safe face caps the pool at 100k
@@ -202,12 +156,6 @@ func atkInsertionPackets(order []int) []atkPacket {
 	}
 	atkInsertion(atkFeederFunc(keep), order, nil)
 	return out
-}
-
-type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
-
-func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	return f(flow, tcp, ac)
 }
 
 // BenchmarkAttackInsertionOrder: n one-byte segments into one connection

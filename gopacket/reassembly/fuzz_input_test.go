@@ -8,8 +8,6 @@ package reassembly
 import (
 	"net/netip"
 	"time"
-
-	"github.com/gopacket/gopacket"
 )
 
 // fzInput reads the fuzz bytes; past the end it reads zeros.
@@ -92,10 +90,6 @@ type fzPacket struct {
 	flags   TCPFlags
 	version int
 }
-
-type fzCtx struct{ ci gopacket.CaptureInfo }
-
-func (c *fzCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
 
 // fzConnCfg is how a connection's Stream behaves.
 type fzConnCfg struct {
