@@ -17,6 +17,7 @@ package reassembly
 // stays within a few seconds on two cores. The benchmarks never scale.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -850,4 +851,58 @@ func atkCompare(b *testing.B, got map[string]atkFigures, keys []string, key stri
 		b.Logf("%-28s peak heap %9.1f MB (upstream %9.1f, %6.1fx less), live %9.1f MB (upstream %9.1f, %6.1fx less), %7.0f ns/pkt (upstream %7.0f)",
 			k, f.peakMB, u.peakMB, u.peakMB/f.peakMB, f.liveMB, u.liveMB, u.liveMB/f.liveMB, f.nsPkt, u.nsPkt)
 	}
+}
+
+// kitCheckParts returns what is wrong with the parts walk of sg, in what
+// every delivery must show: the parts are Fetch of the whole delivery, in
+// order, each where the previous one ends in sequence space, the kept
+// ones first and holding exactly the bytes Lengths says were saved, the
+// delivery's skip on the first part and on no other, no kept bytes across
+// a skip, and the zero Part out of range. each, when set, is asked about
+// every part, at its offset in the delivery, for what its packet must
+// show.
+func kitCheckParts(sg ScatterGather, each func(i, at int, p Part) error) error {
+	w, ok := sg.(PartWalker)
+	if !ok {
+		return fmt.Errorf("the ScatterGather %T is no PartWalker", sg)
+	}
+	n, saved := sg.Lengths()
+	_, _, _, skip := sg.Info()
+	data := sg.Fetch(n)
+	at, kept := 0, 0
+	var next Sequence
+	for i := 0; i < w.NumParts(); i++ {
+		p := w.Part(i)
+		wantSkip := 0
+		if i == 0 {
+			wantSkip = skip
+		}
+		switch {
+		case at+len(p.Bytes) > len(data) || !bytes.Equal(p.Bytes, data[at:at+len(p.Bytes)]):
+			return fmt.Errorf("part %d is not bytes [%d, %d) of Fetch(%d)", i, at, at+len(p.Bytes), n)
+		case p.Kept != (at < saved):
+			return fmt.Errorf("part %d at %d: kept %v, with %d bytes saved", i, at, p.Kept, saved)
+		case p.Skip != wantSkip:
+			return fmt.Errorf("part %d: Skip %d, want %d (delivery skip %d)", i, p.Skip, wantSkip, skip)
+		case i > 0 && p.Seq != next:
+			return fmt.Errorf("part %d: Seq %d, want %d where part %d ends", i, p.Seq, next, i-1)
+		}
+		if each != nil {
+			if err := each(i, at, p); err != nil {
+				return err
+			}
+		}
+		if p.Kept {
+			kept += len(p.Bytes)
+		}
+		at += len(p.Bytes)
+		next = p.Seq.Add(len(p.Bytes))
+	}
+	if z := w.Part(w.NumParts()); z.Bytes != nil || z.Context != nil || w.Part(-1).Context != nil {
+		return fmt.Errorf("a part out of range is not the zero Part")
+	}
+	if at != n || kept != saved || saved > 0 && skip != 0 {
+		return fmt.Errorf("parts hold %d of %d bytes, %d kept of %d saved, skip %d", at, n, kept, saved, skip)
+	}
+	return nil
 }

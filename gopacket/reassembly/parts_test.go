@@ -93,10 +93,7 @@ func (s *ptChecker) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		s.t.Error(err)
 	}
 	dir, _, _, _ := sg.Info()
-	d := 0
-	if dir == TCPDirServerToClient {
-		d = 1
-	}
+	d := kitDirOf(dir)
 	s.kept[d] = nil
 	n, _ := sg.Lengths()
 	if s.rng != nil && n > 0 && s.rng.Intn(3) == 0 {
@@ -106,42 +103,13 @@ func (s *ptChecker) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	}
 }
 
-// ptCheck returns what is wrong with the parts of sg, given the packets
-// handed in and the bytes each direction asked to keep before.
+// ptCheck returns what is wrong with the parts of sg (kitCheckParts),
+// given the packets handed in and the bytes each direction asked to keep
+// before: each part shows its own packet's context, capture time,
+// acknowledgement number and flags, and that packet's bytes unless it says
+// they were rewritten.
 func ptCheck(sg ScatterGather, pkts []ptPacket, kept [2][]byte, tally *ptTally) error {
-	w, ok := sg.(PartWalker)
-	if !ok {
-		return fmt.Errorf("the ScatterGather %T is no PartWalker", sg)
-	}
-	n, saved := sg.Lengths()
-	dir, _, _, skip := sg.Info()
-	var cat []byte
-	keptBytes, firstNew := 0, -1
-	for i := 0; i < w.NumParts(); i++ {
-		p := w.Part(i)
-		cat = append(cat, p.Bytes...)
-		if p.Kept {
-			if firstNew >= 0 {
-				return fmt.Errorf("part %d is kept but follows new part %d", i, firstNew)
-			}
-			keptBytes += len(p.Bytes)
-			tally.kept++
-		} else if firstNew < 0 {
-			firstNew = i
-		}
-		wantSkip := 0
-		if i == 0 {
-			wantSkip = skip
-		}
-		if p.Skip != wantSkip {
-			return fmt.Errorf("part %d: Skip %d, want %d (delivery skip %d)", i, p.Skip, wantSkip, skip)
-		}
-		if i > 0 {
-			prev := w.Part(i - 1)
-			if want := prev.Seq.Add(len(prev.Bytes)); p.Seq != want {
-				return fmt.Errorf("part %d: Seq %d, want %d where part %d ends", i, p.Seq, want, i-1)
-			}
-		}
+	err := kitCheckParts(sg, func(i, at int, p Part) error {
 		c, ok := p.Context.(*ptCtx)
 		if !ok {
 			return fmt.Errorf("part %d: context %T, not the packet's", i, p.Context)
@@ -164,40 +132,31 @@ func ptCheck(sg ScatterGather, pkts []ptPacket, kept [2][]byte, tally *ptTally) 
 		} else if len(p.Bytes) > 0 && !bytes.Equal(p.Bytes, payload[off:off+len(p.Bytes)]) {
 			return fmt.Errorf("part %d of packet %d: bytes differ from the packet's at offset %d", i, c.idx, off)
 		}
-		if len(p.Bytes) > 0 {
-			at := len(cat) - len(p.Bytes)
-			if ci := sg.CaptureInfo(at); !ci.Timestamp.Equal(pk.seg.ts) {
-				return fmt.Errorf("part %d: CaptureInfo(%d) is %v, the part says %v", i, at, ci.Timestamp, pk.seg.ts)
-			}
-		} else {
+		if len(p.Bytes) == 0 {
 			tally.empty++
+		} else if ci := sg.CaptureInfo(at); !ci.Timestamp.Equal(pk.seg.ts) {
+			return fmt.Errorf("part %d: CaptureInfo(%d) is %v, the part says %v", i, at, ci.Timestamp, pk.seg.ts)
+		}
+		if p.Kept {
+			tally.kept++
 		}
 		if p.Skip > 0 {
 			tally.skipped++
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if z := w.Part(w.NumParts()); z.Bytes != nil || z.Context != nil || w.Part(-1).Context != nil {
-		return fmt.Errorf("a part out of range is not the zero Part")
-	}
-	if len(cat) != n || !bytes.Equal(cat, sg.Fetch(n)) {
-		return fmt.Errorf("parts hold %d bytes that are not Fetch(%d)", len(cat), n)
-	}
-	if saved > 0 && skip != 0 {
-		return fmt.Errorf("kept bytes handed over again across a skip of %d", skip)
-	}
-	if keptBytes != saved {
-		return fmt.Errorf("kept parts hold %d bytes, Lengths says %d were saved", keptBytes, saved)
-	}
-	d := 0
-	if dir == TCPDirServerToClient {
-		d = 1
-	}
-	if k := kept[d]; saved > 0 && !bytes.Equal(cat[:saved], k[len(k)-saved:]) {
+	n, saved := sg.Lengths()
+	dir, _, _, _ := sg.Info()
+	if k := kept[kitDirOf(dir)]; saved > 0 && !bytes.Equal(sg.Fetch(n)[:saved], k[len(k)-saved:]) {
 		return fmt.Errorf("kept parts are not the bytes KeepFrom asked for")
 	}
+	parts := sg.(PartWalker).NumParts()
 	tally.deliveries++
-	tally.parts += w.NumParts()
-	if w.NumParts() > 1 {
+	tally.parts += parts
+	if parts > 1 {
 		tally.multiPart++
 	}
 	return nil
