@@ -789,16 +789,11 @@ func (s *atkCRCStream) ReassemblyComplete(AssemblerContext) bool {
 
 func (s *atkCRCStream) verify(t testing.TB, total int64, crc uint32) {
 	t.Helper()
-	if s.err != nil {
-		t.Fatal(s.err)
-	}
-	if s.bad != 0 {
-		t.Fatalf("byte at offset %d differs from the pattern's", s.bad-1)
-	}
-	if s.off != total || s.gaps != 0 || s.ends != 1 || s.afterEnd != 0 || s.completes != 1 || s.crc != crc {
-		t.Fatalf("delivered %d of %d bytes, %d holes, %d ends, %d deliveries after the end, %d completions, crc %#x want %#x",
-			s.off, total, s.gaps, s.ends, s.afterEnd, s.completes, s.crc, crc)
-	}
+	require.NoError(t, s.err)
+	require.Zero(t, s.bad, "1 + the offset of the first byte that differs from the pattern's")
+	require.True(t, s.off == total && s.gaps == 0 && s.ends == 1 && s.afterEnd == 0 && s.completes == 1 && s.crc == crc,
+		"delivered %d of %d bytes, %d holes, %d ends, %d deliveries after the end, %d completions, crc %#x want %#x",
+		s.off, total, s.gaps, s.ends, s.afterEnd, s.completes, s.crc, crc)
 }
 
 type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
