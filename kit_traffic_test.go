@@ -72,13 +72,12 @@ func (s segment) build() testPacket {
 	if err := decoded.DecodeFromBytes(raw, gopacket.NilDecodeFeedback); err != nil {
 		panic(err)
 	}
-	a, b := src.Addr().AsSlice(), dst.Addr().AsSlice()
-	typ, ipLen := layers.EndpointIPv4, 20
+	ipLen := 20
 	if src.Addr().Is6() {
-		typ, ipLen = layers.EndpointIPv6, 40
+		ipLen = 40
 	}
 	return testPacket{
-		netFlow: gopacket.NewFlow(typ, a, b),
+		netFlow: atkFlow(src.Addr(), dst.Addr()),
 		tcp:     decoded,
 		// The lengths a capture of the IP packet would give.
 		ci: gopacket.CaptureInfo{Timestamp: s.ts, CaptureLength: ipLen + len(raw), Length: ipLen + len(raw)},

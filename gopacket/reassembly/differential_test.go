@@ -189,22 +189,24 @@ func protect(f func()) (msg string, ok bool) {
 	return "", true
 }
 
+// protectStack is protect with the panicking goroutine's stack after the
+// message.
+func protectStack(f func()) (msg string, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			msg, ok = fmt.Sprint(p)+"\n"+string(debug.Stack()), false
+		}
+	}()
+	f()
+	return "", true
+}
+
 func (r *recorder) play(ops libOps) {
 	for i := range r.scn.Steps {
 		r.cur = i
-		var stack string
-		msg, ok := protect(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					stack = string(debug.Stack())
-					panic(p)
-				}
-			}()
-			r.playStep(r.scn.Steps[i], ops)
-		})
-		if !ok {
+		if msg, ok := protectStack(func() { r.playStep(r.scn.Steps[i], ops) }); !ok {
 			// The library's state is unknown after a panic (locks may be held): stop.
-			r.emit("", "panic", nil, msg+"\n"+stack)
+			r.emit("", "panic", nil, msg)
 			return
 		}
 	}
@@ -446,18 +448,8 @@ func (d *driver) run(scn *scenario) runResult {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var stack string
-		msg, ok := protect(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					stack = string(debug.Stack())
-					panic(p)
-				}
-			}()
-			rec.play(d.build(rec))
-		})
-		if !ok {
-			rec.emit("", "panic", nil, msg+"\n"+stack)
+		if msg, ok := protectStack(func() { rec.play(d.build(rec)) }); !ok {
+			rec.emit("", "panic", nil, msg)
 		}
 	}()
 	timer := time.NewTimer(hangTimeout)

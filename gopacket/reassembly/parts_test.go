@@ -20,15 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// ptCtx is the context of one packet of a parts test: the index of the
-// packet tells a part which packet it must describe.
-type ptCtx struct {
-	ci  gopacket.CaptureInfo
-	idx int
-}
-
-func (c *ptCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
-
 // ptPacket is a packet of a parts test with what its parts must show.
 type ptPacket struct {
 	seg     segment
@@ -48,6 +39,14 @@ func ptFlags(s segment) TCPFlags {
 		}
 	}
 	return f
+}
+
+// ptCtx is the context packet i of a parts test is handed in with: its
+// InterfaceIndex, i+1, tells a part which packet it must describe.
+func ptCtx(p ptPacket, i int) *kitCtx {
+	ci := p.pkt.ci
+	ci.InterfaceIndex = i + 1
+	return &kitCtx{ci: ci}
 }
 
 func ptMake(segs []segment) []ptPacket {
@@ -110,27 +109,28 @@ func (s *ptChecker) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 // they were rewritten.
 func ptCheck(sg ScatterGather, pkts []ptPacket, kept [2][]byte, tally *ptTally) error {
 	err := kitCheckParts(sg, func(i, at int, p Part) error {
-		c, ok := p.Context.(*ptCtx)
+		c, ok := p.Context.(*kitCtx)
 		if !ok {
 			return fmt.Errorf("part %d: context %T, not the packet's", i, p.Context)
 		}
-		pk := pkts[c.idx]
+		idx := c.ci.InterfaceIndex - 1
+		pk := pkts[idx]
 		if p.Ack != Sequence(pk.seg.ack) || p.Flags != pk.flags {
-			return fmt.Errorf("part %d of packet %d: ack %d flags %v, want %d %v", i, c.idx, p.Ack, p.Flags, pk.seg.ack, pk.flags)
+			return fmt.Errorf("part %d of packet %d: ack %d flags %v, want %d %v", i, idx, p.Ack, p.Flags, pk.seg.ack, pk.flags)
 		}
 		if got := p.CaptureInfo(); !got.Timestamp.Equal(pk.seg.ts) {
-			return fmt.Errorf("part %d of packet %d: capture time %v, want %v", i, c.idx, got.Timestamp, pk.seg.ts)
+			return fmt.Errorf("part %d of packet %d: capture time %v, want %v", i, idx, got.Timestamp, pk.seg.ts)
 		}
 		payload := pk.seg.payload
 		off := pk.dataSeq.Difference(p.Seq)
 		// An empty part (a SYN's, a FIN's) stands where the stream is.
 		if len(p.Bytes) > 0 && (off < 0 || off+len(p.Bytes) > len(payload)) {
-			return fmt.Errorf("part %d of packet %d: bytes [%d, %d) of the packet, which carried %d", i, c.idx, off, off+len(p.Bytes), len(payload))
+			return fmt.Errorf("part %d of packet %d: bytes [%d, %d) of the packet, which carried %d", i, idx, off, off+len(p.Bytes), len(payload))
 		}
 		if p.Rewritten {
 			tally.rewritten++
 		} else if len(p.Bytes) > 0 && !bytes.Equal(p.Bytes, payload[off:off+len(p.Bytes)]) {
-			return fmt.Errorf("part %d of packet %d: bytes differ from the packet's at offset %d", i, c.idx, off)
+			return fmt.Errorf("part %d of packet %d: bytes differ from the packet's at offset %d", i, idx, off)
 		}
 		if len(p.Bytes) == 0 {
 			tally.empty++
@@ -302,7 +302,7 @@ func TestPartsCoverDeliveries(t *testing.T) {
 			chk := &ptChecker{t: t, pkts: pkts, rng: rand.New(rand.NewSource(seed)), tally: &total}
 			f := mk(chk)
 			for i, p := range pkts {
-				f.assemble(p.pkt, &ptCtx{ci: p.pkt.ci, idx: i})
+				f.assemble(p.pkt, ptCtx(p, i))
 				if i == flushAt {
 					f.flush(p.seg.ts.Add(-500 * time.Millisecond))
 				}
@@ -390,7 +390,7 @@ func TestPartsWalkAllocatesNothing(t *testing.T) {
 	s := &ptAllocStream{}
 	a := NewAssembler(NewStreamPool(s))
 	for i, p := range pkts {
-		a.AssembleWithContext(p.pkt.netFlow, p.pkt.tcp, &ptCtx{ci: p.pkt.ci, idx: i})
+		a.AssembleWithContext(p.pkt.netFlow, p.pkt.tcp, ptCtx(p, i))
 	}
 	a.FlushAll()
 	require.GreaterOrEqual(t, s.widest, 10, "a delivery of many parts was walked")
