@@ -27,7 +27,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"reflect"
 	"runtime"
 	"runtime/debug"
@@ -405,20 +404,17 @@ func (s *recStream[D, S, ST, SG, AC]) ReassemblyComplete(ac AC) bool {
 // Drivers
 
 type driver struct {
-	name    string // from the file name: "upstream", "ours", ...
+	name    string // "upstream", "ours", ...
 	pkgPath string
 	build   func(rec *recorder) libOps
 }
 
 var drivers []*driver
 
-// registerDriver is called from the init of each driver file. sample is any
-// value of a named type of the driver's library (for its import path).
-func registerDriver(sample any, build func(rec *recorder) libOps) {
-	_, file, _, _ := runtime.Caller(1)
-	name := strings.TrimSuffix(filepath.Base(file), "_test.go")
-	name = strings.TrimPrefix(name, "differential_")
-	name = strings.TrimPrefix(name, "driver_")
+// registerDriver is called from the init of differential_drivers_test.go.
+// sample is any value of a named type of the driver's library (for its
+// import path).
+func registerDriver(name string, sample any, build func(rec *recorder) libOps) {
 	drivers = append(drivers, &driver{name: name, pkgPath: reflect.TypeOf(sample).PkgPath(), build: build})
 }
 
