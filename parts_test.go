@@ -197,11 +197,6 @@ func ptFaces(t testing.TB) []func(StreamFactory) ptFace {
 	return makers
 }
 
-// ptContent is the byte at offset off of direction dir in copy version v:
-// copies of the same bytes differ, so a part showing another packet's
-// bytes is caught.
-func ptContent(dir, off, v int) byte { return byte(off*7 + v*31 + dir*101) }
-
 // ptDirection makes the data segments of one direction: total bytes in
 // random pieces (some larger than a page), some sent again over random
 // ranges with other content, in a shuffled order, the last with a FIN.
@@ -214,7 +209,7 @@ func ptDirection(r *rand.Rand, c segment, dataSeq uint32, total int, dir int) []
 		s.psh = r.Intn(2) == 0
 		s.payload = make([]byte, to-from)
 		for i := range s.payload {
-			s.payload[i] = ptContent(dir, from+i, v)
+			s.payload[i] = fzTruth(0, dir, int64(from+i)) ^ fzVersions[v] // copies differ
 		}
 		return s
 	}
