@@ -249,12 +249,8 @@ func confDiff(got *confDir, want []byte) string {
 	if got == nil {
 		return fmt.Sprintf("missing (want %d bytes)", len(want))
 	}
-	i := 0
-	for i < len(got.data) && i < len(want) && got.data[i] == want[i] {
-		i++
-	}
 	return fmt.Sprintf("got %d bytes, want %d, first difference at offset %d (skips %d/%dB)",
-		len(got.data), len(want), i, got.skips, got.skipBytes)
+		len(got.data), len(want), kitFirstDiff(got.data, want), got.skips, got.skipBytes)
 }
 
 // ---------------------------------------------------------------------------

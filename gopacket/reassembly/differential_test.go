@@ -560,10 +560,7 @@ func describeMismatch(scn *scenario, refName, candName string, ref, cand []event
 			}
 		}
 		if r.Kind == c.Kind && !bytes.Equal(r.Data, c.Data) {
-			off := 0
-			for off < len(r.Data) && off < len(c.Data) && r.Data[off] == c.Data[off] {
-				off++
-			}
+			off := kitFirstDiff(r.Data, c.Data)
 			fmt.Fprintf(&b, "    data: len %d vs %d, first differing byte at offset %d\n", len(r.Data), len(c.Data), off)
 			fmt.Fprintf(&b, "      %s: %s\n      %s: %s\n", refName, hexPreview(r.Data, off-8, 32), candName, hexPreview(c.Data, off-8, 32))
 		}
