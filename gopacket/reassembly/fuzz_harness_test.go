@@ -531,14 +531,15 @@ func (h *fzHarness) packet(in *fzInput, nilCtx bool) {
 	}
 	h.cursor[conn][dir] = max(cur, off+int64(n))
 	client, server := h.cfg.addrs(conn)
-	pkt := segment{
+	seg := segment{
 		client: client, server: server, fromServer: dir == 1,
 		seq: seq, ack: ackNo, syn: syn, fin: fin, rst: rst, psh: flags&16 != 0, hasAck: ack,
 		payload: payload, ts: h.now,
-	}.build()
+	}
+	pkt := seg.build()
 	id := len(h.packets)
 	h.packets = append(h.packets, fzPacket{conn: conn, dir: dir, off: off, n: n,
-		dataSeq: Sequence(isn + 1 + uint32(off)), ack: ackNo, flags: ptFlags(segment{syn: syn, fin: fin, rst: rst, psh: flags&16 != 0, hasAck: ack}), version: version})
+		dataSeq: Sequence(isn + 1 + uint32(off)), ack: ackNo, flags: seg.flags(), version: version})
 	var ac AssemblerContext
 	if !nilCtx {
 		ci := pkt.ci

@@ -86,6 +86,21 @@ func (s segment) build() testPacket {
 	}
 }
 
+// flags are the TCPFlags s sets, found without flagsOf: what the parts of
+// its bytes must show.
+func (s segment) flags() TCPFlags {
+	var f TCPFlags
+	for _, x := range []struct {
+		on bool
+		f  TCPFlags
+	}{{s.fin, TCPFlagFIN}, {s.syn, TCPFlagSYN}, {s.rst, TCPFlagRST}, {s.psh, TCPFlagPSH}, {s.hasAck, TCPFlagACK}} {
+		if x.on {
+			f |= x.f
+		}
+	}
+	return f
+}
+
 // wireTCP returns t with payload as it is on the wire between addresses
 // src and dst (both IPv4, or both IPv6): serialized by gopacket, the
 // oracle of the checksum, with the data offset filled in and the checksum

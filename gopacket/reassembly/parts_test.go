@@ -28,19 +28,6 @@ type ptPacket struct {
 	flags   TCPFlags // set from the segment, not through flagsOf
 }
 
-func ptFlags(s segment) TCPFlags {
-	var f TCPFlags
-	for _, x := range []struct {
-		on bool
-		f  TCPFlags
-	}{{s.fin, TCPFlagFIN}, {s.syn, TCPFlagSYN}, {s.rst, TCPFlagRST}, {s.psh, TCPFlagPSH}, {s.hasAck, TCPFlagACK}} {
-		if x.on {
-			f |= x.f
-		}
-	}
-	return f
-}
-
 // ptCtx is the context packet i of a parts test is handed in with: its
 // InterfaceIndex, i+1, tells a part which packet it must describe.
 func ptCtx(p ptPacket, i int) *kitCtx {
@@ -56,7 +43,7 @@ func ptMake(segs []segment) []ptPacket {
 		if s.syn {
 			ds = ds.Add(1)
 		}
-		out[i] = ptPacket{seg: s, pkt: s.build(), dataSeq: ds, flags: ptFlags(s)}
+		out[i] = ptPacket{seg: s, pkt: s.build(), dataSeq: ds, flags: s.flags()}
 	}
 	return out
 }
