@@ -21,7 +21,7 @@ import (
 // Bounds on what the output keeps in memory.
 const (
 	dirBufferSize  = 64 << 10 // bytes buffered per direction before writing
-	totalBuffered  = 32 << 20 // bytes buffered over all directions before writing all
+	totalBuffered  = 32 << 20 // buffer capacity held over all directions before writing all
 	maxGapsPerDir  = 1000     // gaps listed per direction; the rest are only counted
 	maxErrorsKept  = 100      // decode errors listed in the summary
 	summaryName    = "summary.json"
@@ -85,7 +85,9 @@ type output struct {
 	dir        string
 	flows      []*flowRecord
 	names      map[string]int // file base name -> streams named so far
-	buffered   int
+	buffered   int            // bytes pending over all directions
+	held       int            // capacity of the directions' buffers
+	free       [][]byte       // buffers of dirBufferSize given back, for reuse
 	files      int
 	written    int64
 	writeErr   error
@@ -174,12 +176,24 @@ func (f *flowRecord) Data(d int, b []byte) {
 		f.out.files++
 	}
 	ds.Bytes += int64(len(b))
-	f.pending[d] = append(f.pending[d], b...)
+	p := f.pending[d]
+	if len(p)+len(b) > dirBufferSize {
+		f.flush(d)
+		if len(b) >= dirBufferSize {
+			f.write(d, b)
+			return
+		}
+		p = f.pending[d]
+	}
+	if len(p)+len(b) > cap(p) {
+		p = f.out.grow(p, len(p)+len(b))
+	}
+	f.pending[d] = append(p, b...)
 	f.out.buffered += len(b)
-	if len(f.pending[d]) >= dirBufferSize {
+	if len(f.pending[d]) == dirBufferSize {
 		f.flush(d)
 	}
-	if f.out.buffered >= totalBuffered {
+	if f.out.held >= totalBuffered {
 		f.out.flushAll()
 	}
 }
@@ -210,26 +224,39 @@ func (f *flowRecord) End(d int, reason string) {
 	if ds.End == "" {
 		ds.End = reason
 	}
-	f.flush(d)
+	f.release(d)
 }
 
 func (f *flowRecord) Complete() {
 	f.done = true
-	f.flush(dirC2S)
-	f.flush(dirS2C)
+	f.release(dirC2S)
+	f.release(dirS2C)
 }
 
-// flush writes a direction's pending bytes. The file is created (and
-// truncated, should an older run have left one) on the first write, then
-// appended to; no file stays open between writes, so the number of flows
-// is not limited by file descriptors.
+// flush writes a direction's pending bytes and keeps its buffer for the
+// next ones.
 func (f *flowRecord) flush(d int) {
 	buf := f.pending[d]
 	if len(buf) == 0 {
 		return
 	}
-	f.pending[d] = nil
+	f.pending[d] = buf[:0]
 	f.out.buffered -= len(buf)
+	f.write(d, buf)
+}
+
+// release writes a direction's pending bytes and gives its buffer back.
+func (f *flowRecord) release(d int) {
+	f.flush(d)
+	f.out.release(f.pending[d])
+	f.pending[d] = nil
+}
+
+// write appends b to a direction's file. The file is created (and
+// truncated, should an older run have left one) on the first write, then
+// appended to; no file stays open between writes, so the number of flows
+// is not limited by file descriptors.
+func (f *flowRecord) write(d int, b []byte) {
 	if f.failed[d] {
 		return
 	}
@@ -238,7 +265,7 @@ func (f *flowRecord) flush(d int) {
 	if !f.created[d] {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	err := writeFile(filepath.Join(f.out.dir, ds.File), flags, buf)
+	err := writeFile(filepath.Join(f.out.dir, ds.File), flags, b)
 	f.created[d] = true
 	if err != nil {
 		f.failed[d] = true
@@ -248,7 +275,7 @@ func (f *flowRecord) flush(d int) {
 		}
 		return
 	}
-	f.out.written += int64(len(buf))
+	f.out.written += int64(len(b))
 }
 
 func writeFile(path string, flags int, b []byte) error {
@@ -263,10 +290,11 @@ func writeFile(path string, flags int, b []byte) error {
 	return err
 }
 
+// flushAll writes what every direction has pending and gives the buffers back.
 func (o *output) flushAll() {
 	for _, f := range o.flows {
-		f.flush(dirC2S)
-		f.flush(dirS2C)
+		f.release(dirC2S)
+		f.release(dirS2C)
 	}
 }
 
@@ -281,8 +309,8 @@ func (o *output) finish() {
 				}
 			}
 		}
-		f.flush(dirC2S)
-		f.flush(dirS2C)
+		f.release(dirC2S)
+		f.release(dirS2C)
 	}
 }
 
