@@ -21,7 +21,7 @@ import (
 // Bounds on what the output keeps in memory.
 const (
 	dirBufferSize  = 64 << 10 // bytes buffered per direction before writing
-	totalBuffered  = 32 << 20 // buffer capacity held over all directions before writing all
+	totalBuffered  = 16 << 20 // buffer capacity held over all directions before writing all
 	maxGapsPerDir  = 1000     // gaps listed per direction; the rest are only counted
 	maxErrorsKept  = 100      // decode errors listed in the summary
 	summaryName    = "summary.json"

@@ -5,22 +5,28 @@ package main
 //
 // A direction's buffer grows as append grows it while it is small, so
 // that the 20k short directions of a capture of many connections cost
-// what they hold; past a quarter of dirBufferSize it becomes a whole
-// buffer of dirBufferSize, taken from those given back by ended directions
-// when there are some. A buffer stays with its direction between writes
-// (a bulk transfer fills and writes the same buffer again and again) and
-// is given back when the direction ends or all are written to bound the
-// memory held (totalBuffered).
+// what they hold; a direction that needs more than a few kilobytes takes
+// a whole buffer of dirBufferSize given back by an ended direction when
+// there is one, and past a quarter of dirBufferSize makes one. A buffer
+// stays with its direction between writes (a bulk transfer fills and
+// writes the same buffer again and again) and is given back when the
+// direction ends or all are written to bound the memory held
+// (totalBuffered).
 
-// freeBuffers is the most whole buffers kept for reuse (4 MB).
-const freeBuffers = 64
+// freeBuffers is the most whole buffers kept for reuse (8 MB): enough for
+// the directions of a hundred bulk transfers ending while as many start.
+const freeBuffers = 128
+
+// smallBuffer is the most a direction holds in a buffer grown by append
+// when a whole one is free.
+const smallBuffer = 4 << 10
 
 // grow returns a buffer holding buf's bytes with room for need bytes
 // (need <= dirBufferSize).
 func (o *output) grow(buf []byte, need int) []byte {
 	var nb []byte
 	switch {
-	case need <= dirBufferSize/4:
+	case need <= smallBuffer || need <= dirBufferSize/4 && len(o.free) == 0:
 		nb = append(buf[:cap(buf)], make([]byte, need-cap(buf))...)[:len(buf)]
 	case len(o.free) > 0:
 		nb = append(o.free[len(o.free)-1], buf...)
