@@ -21,7 +21,8 @@ import (
 // Bounds on what the output keeps in memory.
 const (
 	dirBufferSize  = 64 << 10 // bytes buffered per direction before writing
-	totalBuffered  = 16 << 20 // buffer capacity held over all directions before writing all
+	totalBuffered  = 16 << 20 // bytes pending over all directions before writing all
+	totalHeld      = 32 << 20 // buffer capacity held over all directions before giving all back
 	maxGapsPerDir  = 1000     // gaps listed per direction; the rest are only counted
 	maxErrorsKept  = 100      // decode errors listed in the summary
 	summaryName    = "summary.json"
@@ -193,7 +194,10 @@ func (f *flowRecord) Data(d int, b []byte) {
 	if len(f.pending[d]) == dirBufferSize {
 		f.flush(d)
 	}
-	if f.out.held >= totalBuffered {
+	switch {
+	case f.out.held >= totalHeld:
+		f.out.releaseAll()
+	case f.out.buffered >= totalBuffered:
 		f.out.flushAll()
 	}
 }
@@ -233,16 +237,21 @@ func (f *flowRecord) Complete() {
 	f.release(dirS2C)
 }
 
-// flush writes a direction's pending bytes and keeps its buffer for the
-// next ones.
+// flush writes a direction's pending bytes. A whole buffer stays with the
+// direction for its next bytes; a small one is given back.
 func (f *flowRecord) flush(d int) {
 	buf := f.pending[d]
 	if len(buf) == 0 {
 		return
 	}
-	f.pending[d] = buf[:0]
 	f.out.buffered -= len(buf)
 	f.write(d, buf)
+	if cap(buf) == dirBufferSize {
+		f.pending[d] = buf[:0]
+	} else {
+		f.out.release(buf)
+		f.pending[d] = nil
+	}
 }
 
 // release writes a direction's pending bytes and gives its buffer back.
@@ -290,8 +299,17 @@ func writeFile(path string, flags int, b []byte) error {
 	return err
 }
 
-// flushAll writes what every direction has pending and gives the buffers back.
+// flushAll writes what every direction has pending.
 func (o *output) flushAll() {
+	for _, f := range o.flows {
+		f.flush(dirC2S)
+		f.flush(dirS2C)
+	}
+}
+
+// releaseAll writes what every direction has pending and gives every
+// buffer back.
+func (o *output) releaseAll() {
 	for _, f := range o.flows {
 		f.release(dirC2S)
 		f.release(dirS2C)

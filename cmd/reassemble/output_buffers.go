@@ -5,13 +5,15 @@ package main
 //
 // A direction's buffer grows as append grows it while it is small, so
 // that the 20k short directions of a capture of many connections cost
-// what they hold; a direction that needs more than a few kilobytes takes
-// a whole buffer of dirBufferSize given back by an ended direction when
-// there is one, and past a quarter of dirBufferSize makes one. A buffer
-// stays with its direction between writes (a bulk transfer fills and
-// writes the same buffer again and again) and is given back when the
-// direction ends or all are written to bound the memory held
-// (totalBuffered).
+// what they hold, and is given back once written; a direction that needs
+// more than a few kilobytes takes a whole buffer of dirBufferSize given
+// back by an ended direction when there is one, and past a quarter of
+// dirBufferSize makes one. A whole buffer stays with its direction between
+// writes (a bulk transfer fills and writes the same buffer again and
+// again) and is given back when the direction ends, or when the buffers
+// held reach totalHeld.
+
+import "slices"
 
 // freeBuffers is the most whole buffers kept for reuse (8 MB): enough for
 // the directions of a hundred bulk transfers ending while as many start.
@@ -27,7 +29,7 @@ func (o *output) grow(buf []byte, need int) []byte {
 	var nb []byte
 	switch {
 	case need <= smallBuffer || need <= dirBufferSize/4 && len(o.free) == 0:
-		nb = append(buf[:cap(buf)], make([]byte, need-cap(buf))...)[:len(buf)]
+		nb = slices.Grow(buf, need-len(buf))
 	case len(o.free) > 0:
 		nb = append(o.free[len(o.free)-1], buf...)
 		o.free[len(o.free)-1] = nil
