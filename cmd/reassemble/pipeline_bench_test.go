@@ -25,10 +25,10 @@ func BenchmarkPipeline(b *testing.B) {
 	http.Conns = 2000
 	shapes := []struct {
 		name  string
-		write func(io.Writer) (int, error)
+		write func(io.Writer) (*tracegen.Capture, error)
 	}{
-		{"bulk", func(w io.Writer) (int, error) { return tracegen.WriteBulk(w, bulk) }},
-		{"http", func(w io.Writer) (int, error) { return tracegen.WriteHTTP(w, http) }},
+		{"bulk", func(w io.Writer) (*tracegen.Capture, error) { return tracegen.WriteBulk(w, bulk) }},
+		{"http", func(w io.Writer) (*tracegen.Capture, error) { return tracegen.WriteHTTP(w, http) }},
 	}
 	for _, sh := range shapes {
 		b.Run("capture="+sh.name, func(b *testing.B) {
@@ -38,7 +38,7 @@ func BenchmarkPipeline(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			pkts, err := sh.write(fh)
+			c, err := sh.write(fh)
 			if cerr := fh.Close(); err == nil {
 				err = cerr
 			}
@@ -56,7 +56,7 @@ func BenchmarkPipeline(b *testing.B) {
 				}
 			}
 			user = processUserCPU() - user
-			n := float64(b.N) * float64(pkts)
+			n := float64(b.N) * float64(c.Packets)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/pkt")
 			b.ReportMetric(float64(user.Nanoseconds())/n, "user-ns/pkt")
 		})

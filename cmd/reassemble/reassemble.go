@@ -287,7 +287,16 @@ func (s *engineStream) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.
 		s.flow.Gap(d, skip)
 	}
 	if n, _ := sg.Lengths(); n > 0 {
-		s.flow.Data(d, sg.Fetch(n))
+		// A delivery of several packets' bytes is copied part by part
+		// into the direction's buffer: Fetch would first join them into
+		// a new slice.
+		if parts, ok := sg.(reassembly.PartWalker); ok && parts.NumParts() > 1 {
+			for i := range parts.NumParts() {
+				s.flow.Data(d, parts.Part(i).Bytes)
+			}
+		} else {
+			s.flow.Data(d, sg.Fetch(n))
+		}
 	}
 	if ts := sg.Stats(); ts.OverlapBytes > 0 || ts.OverlapPackets > 0 {
 		s.flow.Overlap(d, ts.OverlapBytes, ts.OverlapPackets)

@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand"
+	"net/netip"
 	"time"
 )
 
@@ -93,13 +94,14 @@ type conn struct {
 
 // Writer writes the frames of connections into a pcap file.
 type Writer struct {
-	w    *bufio.Writer
-	pat  []byte
-	buf  []byte
-	ts   time.Time
-	n    int
-	err  error
-	step time.Duration
+	w       *bufio.Writer
+	pat     []byte
+	buf     []byte
+	ts      time.Time
+	n       int
+	err     error
+	step    time.Duration
+	capture Capture
 }
 
 func newWriter(w io.Writer, seed int64) *Writer {
@@ -197,11 +199,12 @@ func checksum(b []byte, sum uint32) uint16 {
 	return ^uint16(sum)
 }
 
-func (pw *Writer) finish() (int, error) {
+func (pw *Writer) finish() (*Capture, error) {
 	if pw.err == nil {
 		pw.err = pw.w.Flush()
 	}
-	return pw.n, pw.err
+	pw.capture.Packets, pw.capture.pat = pw.n, pw.pat
+	return &pw.capture, pw.err
 }
 
 func newConn(id int, rng *rand.Rand) *conn {
@@ -318,8 +321,49 @@ func (b Bulk) packets(rng *rand.Rand) []pkt {
 	return append(ps, closing(total, total)...)
 }
 
-// WriteBulk writes the bulk capture to w and returns the number of packets.
-func WriteBulk(w io.Writer, b Bulk) (int, error) {
+// Capture tells what a capture written holds.
+type Capture struct {
+	// Packets is the number of packets written.
+	Packets int
+	pat     []byte
+	dirs    []direction
+}
+
+// direction is one direction of a connection as sent.
+type direction struct {
+	src, dst netip.AddrPort
+	salt, n  int
+}
+
+// Streams calls fn with every direction that carried bytes, in the order
+// the connections started: its endpoints and the bytes it sent, which a
+// reassembler should give back whole.
+func (c *Capture) Streams(fn func(src, dst netip.AddrPort, data []byte)) {
+	for _, d := range c.dirs {
+		data := make([]byte, 0, d.n)
+		for len(data) < d.n {
+			s := (len(data) + d.salt) % patLen
+			data = append(data, c.pat[s:s+min(patLen, d.n-len(data))]...)
+		}
+		fn(d.src, d.dst, data)
+	}
+}
+
+// record notes the two directions of c, which send n0 and n1 bytes.
+func (pw *Writer) record(c *conn, n0, n1 int) {
+	for d, n := range [2]int{n0, n1} {
+		if n > 0 {
+			pw.capture.dirs = append(pw.capture.dirs, direction{
+				src:  netip.AddrPortFrom(netip.AddrFrom4(c.ip[d]), c.port[d]),
+				dst:  netip.AddrPortFrom(netip.AddrFrom4(c.ip[1-d]), c.port[1-d]),
+				salt: c.salt[d], n: n,
+			})
+		}
+	}
+}
+
+// WriteBulk writes the bulk capture to w.
+func WriteBulk(w io.Writer, b Bulk) (*Capture, error) {
 	pw := newWriter(w, b.Seed)
 	rng := rand.New(rand.NewSource(b.Seed))
 	for r := 0; r < b.Rounds; r++ {
@@ -327,14 +371,15 @@ func WriteBulk(w io.Writer, b Bulk) (int, error) {
 		for i := range conns {
 			conns[i] = newConn(r*b.Conns+i, rng)
 			conns[i].pkts = b.packets(rng)
+			pw.record(conns[i], b.Segments*b.MSS, b.Segments*b.MSS)
 		}
 		interleave(pw, conns)
 	}
 	return pw.finish()
 }
 
-// WriteHTTP writes the HTTP-like capture to w and returns the number of packets.
-func WriteHTTP(w io.Writer, h HTTP) (int, error) {
+// WriteHTTP writes the HTTP-like capture to w.
+func WriteHTTP(w io.Writer, h HTTP) (*Capture, error) {
 	pw := newWriter(w, h.Seed)
 	rng := rand.New(rand.NewSource(h.Seed))
 	conns := make([]*conn, h.Conns)
@@ -350,6 +395,7 @@ func WriteHTTP(w io.Writer, h HTTP) (int, error) {
 			}
 		}
 		c.pkts = append(ps, closing(h.Request, h.Responses*h.MSS)...)
+		pw.record(c, h.Request, h.Responses*h.MSS)
 		conns[i] = c
 	}
 	interleave(pw, conns)

@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tracegen: %v\n", err)
 		return 1
 	}
-	var n int
+	var c *tracegen.Capture
 	switch *shape {
 	case "bulk":
 		b := tracegen.BulkIssue15()
@@ -52,14 +52,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if *rounds > 0 {
 			b.Rounds = *rounds
 		}
-		n, err = tracegen.WriteBulk(fh, b)
+		c, err = tracegen.WriteBulk(fh, b)
 	case "http":
 		h := tracegen.HTTPIssue15()
 		h.Seed = *seed
 		if *conns > 0 {
 			h.Conns = *conns
 		}
-		n, err = tracegen.WriteHTTP(fh, h)
+		c, err = tracegen.WriteHTTP(fh, h)
 	default:
 		fh.Close()
 		fmt.Fprintf(stderr, "tracegen: unknown shape %q\n", *shape)
@@ -72,6 +72,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tracegen: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: %d packets\n", *out, n)
+	fmt.Fprintf(stdout, "%s: %d packets\n", *out, c.Packets)
 	return 0
 }
