@@ -143,6 +143,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 			}
 		}
 	case isPcapMagic(magic):
+		magic = append([]byte(nil), magic...) // Peek's bytes change as the header is read
 		pr, err := pcapgo.NewReader(c.buf)
 		if err != nil {
 			return nil, fmt.Errorf("pcap header: %w", err)
@@ -154,8 +155,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 		if snap > maxSnaplen {
 			snap = maxSnaplen
 		}
-		pr.SetSnaplen(snap)
-		c.rd, c.link, c.format = pr, pr.LinkType(), "pcap"+compressed
+		c.rd, c.link, c.format = newPcapRecords(c.buf, magic, snap), pr.LinkType(), "pcap"+compressed
 	default:
 		return nil, fmt.Errorf("%w (magic %x)", ErrNotCapture, magic)
 	}
