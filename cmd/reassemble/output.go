@@ -430,15 +430,16 @@ func encodeSummary(w *bufio.Writer, s *summary, flows []*flowRecord) error {
 		w.WriteString(",\n")
 	}
 	w.WriteString("  \"flows\": [")
+	var b []byte
 	for i, f := range flows {
-		b, err := json.MarshalIndent(&f.sum, "    ", "  ")
-		if err != nil {
+		var err error
+		if b, err = appendFlowJSON(b[:0], &f.sum); err != nil {
 			return err
 		}
 		if i > 0 {
 			w.WriteString(",")
 		}
-		w.WriteString("\n    ")
+		w.WriteString(flowIndent)
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
