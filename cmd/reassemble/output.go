@@ -287,18 +287,6 @@ func (f *flowRecord) write(d int, b []byte) {
 	f.out.written += int64(len(b))
 }
 
-func writeFile(path string, flags int, b []byte) error {
-	fh, err := os.OpenFile(path, flags, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = fh.Write(b)
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // flushAll writes what every direction has pending.
 func (o *output) flushAll() {
 	for _, f := range o.flows {
