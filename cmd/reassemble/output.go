@@ -21,8 +21,8 @@ import (
 // Bounds on what the output keeps in memory.
 const (
 	dirBufferSize  = 64 << 10 // bytes buffered per direction before writing
-	totalBuffered  = 16 << 20 // bytes pending over all directions before writing all
-	totalHeld      = 32 << 20 // buffer capacity held over all directions before giving all back
+	totalBuffered  = 12 << 20 // bytes pending over all directions before the fullest are written
+	totalHeld      = 24 << 20 // buffer capacity held over all directions before the largest are given back
 	maxGapsPerDir  = 1000     // gaps listed per direction; the rest are only counted
 	maxErrorsKept  = 100      // decode errors listed in the summary
 	summaryName    = "summary.json"
@@ -71,6 +71,7 @@ type flowRecord struct {
 	sum     flowSummary
 	pending [2][]byte
 	created [2]bool // file created (truncated) already
+	listed  [2]bool // in output.holders
 	failed  [2]bool // a write failed: stop writing this direction
 	done    bool
 }
@@ -83,23 +84,27 @@ type packetError struct {
 
 // output owns the output directory.
 type output struct {
-	dir        string
-	flows      []*flowRecord
-	names      map[string]int // file base name -> streams named so far
-	buffered   int            // bytes pending over all directions
-	held       int            // capacity of the directions' buffers
-	free       [][]byte       // buffers of dirBufferSize given back, for reuse
-	files      int
-	written    int64
-	writeErr   error
-	writeFails int64
+	dir         string
+	flows       []*flowRecord
+	names       map[string]int // file base name -> streams named so far
+	buffered    int            // bytes pending over all directions
+	held        int            // capacity of the directions' buffers
+	free        [][]byte       // buffers of dirBufferSize given back, for reuse
+	holders     []holder       // the directions that hold a buffer, and some that did
+	pruneAt     int            // length of holders at which it is pruned
+	maxBuffered int            // totalBuffered, smaller in tests
+	maxHeld     int            // totalHeld, smaller in tests
+	files       int
+	written     int64
+	writeErr    error
+	writeFails  int64
 }
 
 func newOutput(dir string) (*output, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &output{dir: dir, names: make(map[string]int)}, nil
+	return &output{dir: dir, names: make(map[string]int), maxBuffered: totalBuffered, maxHeld: totalHeld}, nil
 }
 
 // addrString renders an endpoint address as the corpus names it: IPv6
@@ -190,15 +195,15 @@ func (f *flowRecord) Data(d int, b []byte) {
 		p = f.out.grow(p, len(p)+len(b))
 	}
 	f.pending[d] = append(p, b...)
+	if !f.listed[d] {
+		f.out.hold(f, d)
+	}
 	f.out.buffered += len(b)
 	if len(f.pending[d]) == dirBufferSize {
 		f.flush(d)
 	}
-	switch {
-	case f.out.held >= totalHeld:
-		f.out.releaseAll()
-	case f.out.buffered >= totalBuffered:
-		f.out.flushAll()
+	if f.out.held >= f.out.maxHeld || f.out.buffered >= f.out.maxBuffered {
+		f.out.relieve()
 	}
 }
 
@@ -285,23 +290,6 @@ func (f *flowRecord) write(d int, b []byte) {
 		return
 	}
 	f.out.written += int64(len(b))
-}
-
-// flushAll writes what every direction has pending.
-func (o *output) flushAll() {
-	for _, f := range o.flows {
-		f.flush(dirC2S)
-		f.flush(dirS2C)
-	}
-}
-
-// releaseAll writes what every direction has pending and gives every
-// buffer back.
-func (o *output) releaseAll() {
-	for _, f := range o.flows {
-		f.release(dirC2S)
-		f.release(dirS2C)
-	}
 }
 
 // finish writes what is still buffered; flows the engine never completed
