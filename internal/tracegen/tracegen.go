@@ -92,8 +92,8 @@ type conn struct {
 	total int // packets written so far
 }
 
-// Writer writes the frames of connections into a pcap file.
-type Writer struct {
+// writer writes the frames of connections into a pcap file.
+type writer struct {
 	w       *bufio.Writer
 	pat     []byte
 	buf     []byte
@@ -102,10 +102,11 @@ type Writer struct {
 	err     error
 	step    time.Duration
 	capture Capture
+	rec     [16]byte // record header, here so that writing it does not allocate
 }
 
-func newWriter(w io.Writer, seed int64) *Writer {
-	pw := &Writer{w: bufio.NewWriterSize(w, 1<<20), buf: make([]byte, hdrLen+snaplen),
+func newWriter(w io.Writer, seed int64) *writer {
+	pw := &writer{w: bufio.NewWriterSize(w, 1<<20), buf: make([]byte, hdrLen+snaplen),
 		ts: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), step: 10 * time.Microsecond}
 	rng := rand.New(rand.NewSource(seed))
 	pw.pat = make([]byte, 2*patLen)
@@ -122,20 +123,20 @@ func newWriter(w io.Writer, seed int64) *Writer {
 }
 
 // payload is the bytes of direction d of c at stream offset off.
-func (pw *Writer) payload(c *conn, d, off, n int) []byte {
+func (pw *writer) payload(c *conn, d, off, n int) []byte {
 	s := (off + c.salt[d]) % patLen
 	return pw.pat[s : s+n]
 }
 
-func (pw *Writer) write(c *conn, p pkt) {
+func (pw *writer) write(c *conn, p pkt) {
 	if pw.err != nil {
 		return
 	}
 	src, dst := p.dir, 1-p.dir
 	b := pw.buf[:hdrLen+p.n]
 	// Ethernet: locally administered MACs, EtherType IPv4.
-	copy(b[0:6], []byte{0x02, 0, 0, 0, 0, byte(dst + 1)})
-	copy(b[6:12], []byte{0x02, 0, 0, 0, 0, byte(src + 1)})
+	b[0], b[1], b[2], b[3], b[4], b[5] = 0x02, 0, 0, 0, 0, byte(dst+1)
+	b[6], b[7], b[8], b[9], b[10], b[11] = 0x02, 0, 0, 0, 0, byte(src+1)
 	b[12], b[13] = 0x08, 0x00
 	ip := b[ethLen : ethLen+ipLen]
 	ip[0], ip[1] = 0x45, 0
@@ -173,12 +174,12 @@ func (pw *Writer) write(c *conn, p pkt) {
 	pseudo += 6 + uint32(tcpLen+p.n)
 	binary.BigEndian.PutUint16(tcp[16:], checksum(b[ethLen+ipLen:], pseudo))
 
-	var rec [16]byte
+	rec := pw.rec[:]
 	binary.LittleEndian.PutUint32(rec[0:], uint32(pw.ts.Unix()))
 	binary.LittleEndian.PutUint32(rec[4:], uint32(pw.ts.Nanosecond()/1000))
 	binary.LittleEndian.PutUint32(rec[8:], uint32(len(b)))
 	binary.LittleEndian.PutUint32(rec[12:], uint32(len(b)))
-	pw.w.Write(rec[:])
+	pw.w.Write(rec)
 	_, pw.err = pw.w.Write(b)
 	pw.ts = pw.ts.Add(pw.step)
 	pw.n++
@@ -199,7 +200,7 @@ func checksum(b []byte, sum uint32) uint16 {
 	return ^uint16(sum)
 }
 
-func (pw *Writer) finish() (*Capture, error) {
+func (pw *writer) finish() (*Capture, error) {
 	if pw.err == nil {
 		pw.err = pw.w.Flush()
 	}
@@ -350,7 +351,7 @@ func (c *Capture) Streams(fn func(src, dst netip.AddrPort, data []byte)) {
 }
 
 // record notes the two directions of c, which send n0 and n1 bytes.
-func (pw *Writer) record(c *conn, n0, n1 int) {
+func (pw *writer) record(c *conn, n0, n1 int) {
 	for d, n := range [2]int{n0, n1} {
 		if n > 0 {
 			pw.capture.dirs = append(pw.capture.dirs, direction{
@@ -403,7 +404,7 @@ func WriteHTTP(w io.Writer, h HTTP) (*Capture, error) {
 }
 
 // interleave writes one packet of each connection in turn until all are done.
-func interleave(pw *Writer, conns []*conn) {
+func interleave(pw *writer, conns []*conn) {
 	for live := conns; len(live) > 0; {
 		kept := live[:0]
 		for _, c := range live {
