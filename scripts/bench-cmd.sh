@@ -9,11 +9,14 @@
 #
 #   scripts/bench-cmd.sh              # RUNS=5: about two minutes
 #   RUNS=9 DIR=/tmp/bench-cmd scripts/bench-cmd.sh
+#   BEFORE=/tmp/reassemble.old scripts/bench-cmd.sh   # an older build as well
 #
 # Environment: RUNS (default 5), DIR (captures and output; default a new
 # directory under /dev/shm, a tmpfs, so that the disk does not decide the
 # wall times; the captures take 600 MB, the output as much), KEEP=1 keeps
-# DIR. It installs tcpflow and time with apt-get when missing (root, Debian
+# DIR, BEFORE names a binary of cmd/reassemble built from another commit
+# (git worktree add /tmp/old COMMIT; cd /tmp/old; go build -o
+# /tmp/reassemble.old ./cmd/reassemble), measured in the same rounds. It installs tcpflow and time with apt-get when missing (root, Debian
 # or Ubuntu); not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +69,9 @@ for shape in bulk http; do
 	for i in $(seq "$RUNS"); do
 		echo "== $shape run $i of $RUNS" >&2
 		measure reassemble "$shape" "$DIR/reassemble" -q -o "$DIR/out" "$DIR/$shape.pcap"
+		if [ -n "${BEFORE:-}" ]; then
+			measure before "$shape" "$BEFORE" -q -o "$DIR/out" "$DIR/$shape.pcap"
+		fi
 		measure tcpflow "$shape" tcpflow -r "$DIR/$shape.pcap" -o "$DIR/out"
 	done
 done
@@ -76,7 +82,9 @@ echo
 echo "| capture | tool | wall | user CPU | user ns/pkt | system CPU | peak RSS |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for shape in bulk http; do
-	for name in reassemble tcpflow; do
+	names="reassemble tcpflow"
+	[ -n "${BEFORE:-}" ] && names="before reassemble tcpflow"
+	for name in $names; do
 		awk -v n="$name" -v s="$shape" -v p="${pkts[$shape]}" '
 			function median(a, k,   i, j, t) {
 				for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
