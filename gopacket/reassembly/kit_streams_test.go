@@ -480,3 +480,67 @@ func trCompleteOnce(t testing.TB, r *trRec) {
 		}
 	}
 }
+
+// trPages is the pages in use an Assembler's Dump reports (pool-wide).
+func trPages(t testing.TB, a interface{ Dump() string }) int {
+	t.Helper()
+	return trDumpInt(t, trUsedRE, a.Dump())
+}
+
+// trConns is the live connections an Assembler's Dump reports.
+func trConns(t testing.TB, a interface{ Dump() string }) int {
+	t.Helper()
+	return trDumpInt(t, trConnsRE, a.Dump())
+}
+
+// ---------------------------------------------------------------------------
+// Fault tables
+
+// trCase is one trace and what must come of it: on the drop-in face
+// (ours) and, where up or upPanic is set, on upstream, the oracle that
+// shows the fault the case's name points at (an UPSTREAM-BUGS row or an
+// issue).
+type trCase struct {
+	name    string
+	segs    []trSeg
+	opts    AssemblerOptions // upstream gets the same page limits
+	rec     func(*trRec)     // adjusts both recorders before the run
+	ours    func(t *testing.T, r *trRec, a *Assembler)
+	up      func(t *testing.T, r *trRec, a *upstream.Assembler) // runs only when upstream did not panic
+	upPanic string                                              // upstream must panic with this in its message
+}
+
+// trRunCases runs each case as subtests name/ours and name/upstream.
+func trRunCases(t *testing.T, cases []trCase) {
+	t.Helper()
+	for _, tc := range cases {
+		newRec := func() *trRec {
+			r := &trRec{}
+			if tc.rec != nil {
+				tc.rec(r)
+			}
+			return r
+		}
+		if tc.ours != nil {
+			t.Run(tc.name+"/ours", func(t *testing.T) {
+				r := newRec()
+				tc.ours(t, r, trOurs(t, r, tc.opts, trBuild(t, tc.segs)))
+			})
+		}
+		if tc.up == nil && tc.upPanic == "" {
+			continue
+		}
+		t.Run(tc.name+"/upstream", func(t *testing.T) {
+			r := newRec()
+			a, pv := trUp(r, upstream.AssemblerOptions{MaxBufferedPagesTotal: tc.opts.MaxBufferedPagesTotal,
+				MaxBufferedPagesPerConnection: tc.opts.MaxBufferedPagesPerConnection}, trBuild(t, tc.segs))
+			if tc.upPanic != "" {
+				require.NotNil(t, pv, "upstream was expected to panic (%s)", tc.name)
+				assert.Contains(t, fmt.Sprint(pv), tc.upPanic)
+				return
+			}
+			require.Nil(t, pv, "upstream panicked")
+			tc.up(t, r, a)
+		})
+	}
+}
