@@ -7,13 +7,16 @@ package reassembly
 // labels, bytes at the right offsets, exactly one ReassemblyComplete), the
 // Safe face's setup (newKitSafe, newKitAssembler, kit*Opts), random traffic
 // (kitTraffic, kitInterleave), the goroutine-leak guard, the conservation
-// check of AssemblerStats (kitRequireConserved, kitSumStats) and loop
-// helpers. The trace kit (trSeg, trRec and the runners of all three faces)
-// is kit_streams_test.go; the attack kit, for floods of millions of
-// packets, is attack_kit_test.go.
+// check of AssemblerStats (kitRequireConserved, kitSumStats), loop
+// helpers, and the rig (kitRig: one connection per scenario, skipped bytes
+// shown as '?', for comparison with a model). The trace kit (trSeg, trConv,
+// trRec, fault tables and the runners of all three faces) is
+// kit_streams_test.go; the attack kit, for floods of millions of packets,
+// is attack_kit_test.go.
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -701,4 +704,196 @@ func kitInterleave(r *rand.Rand, lists [][]kitPkt) []kitPkt {
 		out = append(out, lists[k][0])
 		lists[k] = lists[k][1:]
 	}
+}
+
+// ---------------------------------------------------------------------------
+// The rig: one SafeAssembler on which scenarios run one connection each,
+// with a Stream that shows skipped bytes as '?' and logs each delivery, so
+// that what it got compares byte for byte with a model (the overlap
+// policies', depth's, conflicts').
+
+// kitISNs are the client ISNs the rig's scenarios run at: both sides of 0
+// and of the wrap.
+var kitISNs = []uint32{0, 1, 1<<32 - 1, 1<<32 - 11}
+
+// kitConflict is a conflict as the model expects it.
+type kitConflict struct {
+	offset    int64
+	delivered bool
+	old, new  string
+}
+
+func (c kitConflict) String() string {
+	return fmt.Sprintf("{@%d delivered=%v old=%q new=%q}", c.offset, c.delivered, c.old, c.new)
+}
+
+// kitRigStream records what the connection receives: out is the client's
+// direction, server the server's.
+type kitRigStream struct {
+	mu        sync.Mutex
+	out       []byte
+	server    []byte
+	depthHits int
+	completes int
+	// depth, when set, makes the stream a DepthOverrider (see
+	// kitRigDepthStream).
+	depth func(TCPFlowDirection) int
+	// keep makes it ask for the last byte of each delivery again.
+	keep bool
+	// sgs logs each delivery: direction, end, depth, skip, bytes.
+	sgs []string
+}
+
+func (s *kitRigStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
+	return true
+}
+
+func (s *kitRigStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir, _, end, skip := sg.Info()
+	out := &s.out
+	if dir == TCPDirServerToClient {
+		out = &s.server
+	}
+	if skip > 0 {
+		*out = append(*out, bytes.Repeat([]byte{'?'}, skip)...)
+	}
+	n, saved := sg.Lengths()
+	data := sg.Fetch(n)
+	if saved > len(data) || (saved > 0 && skip > 0) {
+		panic(fmt.Sprintf("kept %d bytes of %d, skip %d", saved, len(data), skip))
+	}
+	*out = append(*out, data[saved:]...)
+	if s.keep && n > 0 {
+		sg.KeepFrom(n - 1)
+	}
+	depth := false
+	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
+		s.depthHits++
+		depth = true
+	}
+	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
+}
+
+func (s *kitRigStream) ReassemblyComplete(AssemblerContext) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completes++
+	return true
+}
+
+// kitRigDepthStream is a kitRigStream that chooses its reassembly depth.
+type kitRigDepthStream struct{ *kitRigStream }
+
+func (s kitRigDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.depth(dir) }
+
+// kitRigFactory hands out kitRigStreams and remembers them by client port; with
+// depth set, they implement DepthOverrider.
+type kitRigFactory struct {
+	mu      sync.Mutex
+	streams map[uint16]*kitRigStream
+	depth   func(TCPFlowDirection) int
+	keep    bool
+}
+
+func (f *kitRigFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &kitRigStream{depth: f.depth, keep: f.keep}
+	src, _ := tcpFlow.Endpoints()
+	f.streams[uint16(layers.TCPPort(src.Raw()[0])<<8|layers.TCPPort(src.Raw()[1]))] = s
+	if f.depth != nil {
+		return kitRigDepthStream{s}
+	}
+	return s
+}
+
+// kitRig is one SafeAssembler on which scenarios run one connection
+// each, on a fresh client port and address.
+type kitRig struct {
+	t   testing.TB
+	f   *kitRigFactory
+	a   *SafeAssembler
+	n   int
+	ts  time.Time
+	got []kitConflict
+}
+
+func newKitRig(t testing.TB, opts SafeAssemblerOptions) *kitRig {
+	return newKitRigRaw(t, opts, true)
+}
+
+// newKitRigRaw is newKitRig; with record set and no OnConflict in
+// opts, the conflicts are recorded in got.
+func newKitRigRaw(t testing.TB, opts SafeAssemblerOptions, record bool) *kitRig {
+	h := &kitRig{t: t, f: &kitRigFactory{streams: map[uint16]*kitRigStream{}}, ts: time.Unix(1_700_000_000, 0)}
+	opts.DisableBackgroundFlush = true
+	if opts.OnConflict == nil && record {
+		opts.OnConflict = func(c Conflict) {
+			h.got = append(h.got, kitConflict{c.Offset, c.Delivered, string(c.Old), string(c.New)})
+		}
+	}
+	a, err := NewSafeAssembler(NewSafeStreamPool(h.f, 0), opts)
+	require.NoError(t, err)
+	h.a = a
+	t.Cleanup(func() { a.Close() })
+	return h
+}
+
+// kitRigConn is the connection of one scenario.
+type kitRigConn struct {
+	h       *kitRig
+	netFlow gopacket.Flow
+	sport   uint16
+	isn     uint32
+}
+
+func (h *kitRig) conn(isn uint32) *kitRigConn {
+	h.n++
+	ip := []byte{10, byte(h.n >> 16), byte(h.n >> 8), byte(h.n)}
+	c := &kitRigConn{h: h, netFlow: gopacket.NewFlow(layers.EndpointIPv4, ip, []byte{10, 255, 255, 1}), sport: uint16(1024 + h.n%60000), isn: isn}
+	h.got = nil
+	return c
+}
+
+// kitRigServerISN is the server's initial sequence number in every scenario.
+const kitRigServerISN = 1<<32 - 100
+
+// send hands in a client packet; off is the stream offset of its first
+// byte (ignored for a SYN, which takes the ISN).
+func (c *kitRigConn) send(flags string, off int, payload []byte) {
+	if err := c.packet(false, flags, off, payload); err != nil && !errors.Is(err, ErrConnectionClosed) {
+		c.h.t.Fatalf("assemble: %v", err)
+	}
+}
+
+// packet hands in a packet of the client, or of the server, and returns
+// the assembler's error.
+func (c *kitRigConn) packet(server bool, flags string, off int, payload []byte) error {
+	isn, sport, dport, netFlow := c.isn, layers.TCPPort(c.sport), layers.TCPPort(80), c.netFlow
+	if server {
+		isn, sport, dport, netFlow = kitRigServerISN, 80, sport, c.netFlow.Reverse()
+	}
+	tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: isn + 1 + uint32(off), ACK: true, Ack: 1}
+	for _, f := range flags {
+		switch f {
+		case 'S':
+			tcp.SYN, tcp.Seq = true, isn
+			tcp.ACK = server
+		case 'F':
+			tcp.FIN = true
+		case 'R':
+			tcp.RST = true
+		}
+	}
+	tcp.Payload = payload
+	c.h.ts = c.h.ts.Add(time.Millisecond)
+	return c.h.a.AssembleWithTimestamp(netFlow, tcp, c.h.ts)
+}
+
+func (c *kitRigConn) stream() *kitRigStream {
+	c.h.f.mu.Lock()
+	defer c.h.f.mu.Unlock()
+	return c.h.f.streams[c.sport]
 }

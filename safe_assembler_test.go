@@ -654,8 +654,8 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 	t.Parallel()
 	for _, p := range opAllPolicies() {
-		for _, isn := range opISNs {
-			h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p})
+		for _, isn := range kitISNs {
+			h := newKitRig(t, SafeAssemblerOptions{OverlapPolicy: p})
 
 			// In order.
 			c := h.conn(isn)
