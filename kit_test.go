@@ -24,6 +24,7 @@ import (
 	"math/rand"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -896,4 +897,96 @@ func (c *kitRigConn) stream() *kitRigStream {
 	c.h.f.mu.Lock()
 	defer c.h.f.mu.Unlock()
 	return c.h.f.streams[c.sport]
+}
+
+// ---------------------------------------------------------------------------
+// Scripts
+
+// kitFeeder hands packets of kitConns to a SafeAssembler, each step of
+// capture time after the last (step 0: all at ts), and requires each to be
+// taken without error.
+type kitFeeder struct {
+	t    testing.TB
+	a    *SafeAssembler
+	ts   time.Time
+	step time.Duration
+}
+
+func newKitFeeder(t testing.TB, a *SafeAssembler, ts time.Time, step time.Duration) *kitFeeder {
+	return &kitFeeder{t: t, a: a, ts: ts, step: step}
+}
+
+func (f *kitFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {
+	f.t.Helper()
+	f.ts = f.ts.Add(f.step)
+	require.NoError(f.t, f.a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), kitAt(f.ts)))
+}
+
+// open sends the SYN and the SYN-ACK.
+func (f *kitFeeder) open(c kitConn) {
+	f.t.Helper()
+	f.send(c, false, "S", 0, nil)
+	f.send(c, true, "SA", 0, nil)
+}
+
+// stream sends data as segments of at most seg bytes from offset off, and
+// returns the offset after them.
+func (f *kitFeeder) stream(c kitConn, fromServer bool, off int, data []byte, seg int) int {
+	f.t.Helper()
+	for len(data) > 0 {
+		n := min(seg, len(data))
+		f.send(c, fromServer, "A", off, data[:n])
+		off += n
+		data = data[n:]
+	}
+	return off
+}
+
+// play sends a script of c's packets, one a line: "DIR FLAGS [OFF
+// [PAYLOAD]]", DIR '>' for the client's and '<' for the server's, FLAGS as
+// kitConn.seg has them, OFF the byte offset in the direction (a SYN takes
+// the ISN), PAYLOAD the rest of the line. ">S", "<SA", ">A 0 GET /",
+// "<FA 6" is a handshake, a request and the server's FIN.
+func (f *kitFeeder) play(c kitConn, script ...string) {
+	f.t.Helper()
+	for _, line := range script {
+		fromServer, flags, off, payload := kitParseLine(f.t, line)
+		f.send(c, fromServer, flags, off, payload)
+	}
+}
+
+func kitParseLine(t testing.TB, line string) (fromServer bool, flags string, off int, payload []byte) {
+	t.Helper()
+	require.True(t, len(line) > 1 && (line[0] == '>' || line[0] == '<'), "script line %q", line)
+	parts := strings.SplitN(line[1:], " ", 3)
+	if len(parts) > 1 {
+		var err error
+		off, err = strconv.Atoi(parts[1])
+		require.NoError(t, err, "script line %q", line)
+	}
+	if len(parts) > 2 {
+		payload = []byte(parts[2])
+	}
+	return line[0] == '<', parts[0], off, payload
+}
+
+// play is kitFeeder.play with every packet at ts.
+func (c kitConn) play(t testing.TB, a *SafeAssembler, ts time.Time, script ...string) {
+	t.Helper()
+	newKitFeeder(t, a, ts, 0).play(c, script...)
+}
+
+// kitGot is what a kitStream got: each direction's bytes and skipped bytes
+// (0 the client's) and its ReassemblyComplete calls; one comparison checks
+// them all.
+type kitGot struct {
+	data      [2]string
+	gaps      [2]int
+	completes int32
+}
+
+func (s *kitStream) got() kitGot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return kitGot{data: [2]string{string(s.data[0]), string(s.data[1])}, gaps: s.gapBytes, completes: s.completes.Load()}
 }
