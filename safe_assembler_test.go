@@ -107,18 +107,14 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 func TestSafeAssembleSequenceWrap(t *testing.T) {
 	kitNoLeaks(t)
 	f, _, a := newKitSafe(t, kitReplayOpts())
-	c := kitConnN(1)
-	isn := uint32(0xFFFFFFFA)
-	send := func(seq uint32, flags, payload string) {
-		t.Helper()
-		require.NoError(t, a.AssembleWithContext(c.flow(false), c.seg(false, seq, flags, []byte(payload)), kitAt(kitT0)))
-	}
-	send(isn, "S", "")
-	send(isn+1+8, "A", "89ab")   // crosses nothing, after the wrap
-	send(isn+1+4, "A", "4567")   // crosses the wrap
-	send(isn+1, "A", "0123")     // before the wrap, in order: releases all
-	send(isn+1+12, "FA", "cdef") // FIN after the wrap
-	c.play(t, a, kitT0, "<SA", "<FA")
+	c := kitConnN(1).withISNs(0xFFFFFFFA, kitSISN) // byte 5 is the first after the wrap
+	c.play(t, a, kitT0,
+		">S",
+		">A 8 89ab",   // crosses nothing, after the wrap
+		">A 4 4567",   // crosses the wrap
+		">A 0 0123",   // before the wrap, in order: releases all
+		">FA 12 cdef", // FIN after the wrap
+		"<SA", "<FA")
 
 	s := f.stream(c)
 	require.NotNil(t, s)

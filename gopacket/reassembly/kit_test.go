@@ -904,24 +904,33 @@ func (c *kitRigConn) stream() *kitRigStream {
 // ---------------------------------------------------------------------------
 // Scripts
 
-// kitFeeder hands packets of kitConns to a SafeAssembler, each step of
-// capture time after the last (step 0: all at ts), and requires each to be
-// taken without error.
+// kitFeeder hands packets of kitConns to an assembler of either face, each
+// step of capture time after the last (step 0: all at ts), and requires
+// the Safe face to take each without error.
 type kitFeeder struct {
 	t    testing.TB
-	a    *SafeAssembler
+	feed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 	ts   time.Time
 	step time.Duration
 }
 
 func newKitFeeder(t testing.TB, a *SafeAssembler, ts time.Time, step time.Duration) *kitFeeder {
-	return &kitFeeder{t: t, a: a, ts: ts, step: step}
+	return &kitFeeder{t: t, feed: a.AssembleWithContext, ts: ts, step: step}
+}
+
+// newKitDropInFeeder is newKitFeeder for the drop-in face.
+func newKitDropInFeeder(t testing.TB, a *Assembler, ts time.Time, step time.Duration) *kitFeeder {
+	feed := func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
+		a.AssembleWithContext(fl, tcp, ac)
+		return nil
+	}
+	return &kitFeeder{t: t, feed: feed, ts: ts, step: step}
 }
 
 func (f *kitFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {
 	f.t.Helper()
 	f.ts = f.ts.Add(f.step)
-	require.NoError(f.t, f.a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), kitAt(f.ts)))
+	require.NoError(f.t, f.feed(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), kitAt(f.ts)))
 }
 
 // open sends the SYN and the SYN-ACK.
