@@ -609,8 +609,7 @@ func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
 		results = append(results, rdCollect(p.Client, 100), rdCollect(p.Server, 100))
 	})
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{})
-	require.NoError(t, err)
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
 	fd := newKitFeeder(t, a, rdT0, time.Millisecond)
 	for i := range 20 {
 		c := rdConnN(100 + i)
@@ -754,8 +753,7 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 		},
 	}
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 
 	payload := func(id, dir int) []byte { return rdPattern(3000+id*50, byte(id*2+dir)) }
 	var feeders sync.WaitGroup

@@ -327,25 +327,12 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 
 func TestUpstreamBugTraces(t *testing.T) {
 	// Row 10a: a conversation closed by FINs, the last one at 7s.
-	closed := []trSeg{
-		{seq: 1000, flags: "S"},
-		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
-		{seq: 1001, ack: 5001, flags: "A", data: "hi"},
-		{seq: 1003, ack: 5001, flags: "FA"},
-		{rev: true, seq: 5001, ack: 1004, flags: "FA", at: 7 * time.Second},
-	}
+	v := newTrConv(1000, 5000, time.Millisecond).emit(0, "S", "").emit(1, "S", "").emit(0, "", "hi").fin(0)
+	v.at = 7 * time.Second
+	closed := v.fin(1).segs
 	// Row 23: a full conversation ending with the final ACK.
-	finalACK := []trSeg{
-		{seq: 1000, flags: "S"},
-		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
-		{seq: 1001, ack: 5001, flags: "A"},
-		{seq: 1001, ack: 5001, flags: "PA", data: "hello"},
-		{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"},
-		{seq: 1006, ack: 5006, flags: "FA"},
-		{rev: true, seq: 5006, ack: 1007, flags: "A"},
-		{rev: true, seq: 5006, ack: 1007, flags: "FA"},
-		{seq: 1007, ack: 5007, flags: "A"}, // the final ACK
-	}
+	finalACK := newTrConv(1000, 5000, time.Millisecond).handshake().send(0, "hello").send(1, "world").
+		fin(0).ack(1).fin(1).ack(0).segs
 	first, fill := "ABCDEFGHIJKLMNOP", trBytes(23, 4)          // row 25
 	a1, b, c := trBytes(10, 1), trBytes(10, 2), trBytes(10, 3) // row 26
 	queuedFIN := []trSeg{
@@ -653,22 +640,8 @@ func TestUpstreamBugTraces(t *testing.T) {
 
 	// Row 40: no ReassembledSG after ReassemblyComplete, over two sessions
 	// on one 4-tuple.
-	session := func(isn, sisn uint32, at time.Duration, req, resp string) []trSeg {
-		ms := func(k int) time.Duration { return at + time.Duration(k)*time.Millisecond }
-		c, s := isn+1, sisn+1
-		cf, sf := c+uint32(len(req)), s+uint32(len(resp))
-		return []trSeg{
-			{seq: isn, flags: "S", at: ms(0)},
-			{rev: true, seq: sisn, ack: c, flags: "SA", at: ms(1)},
-			{seq: c, ack: s, flags: "A", at: ms(2)},
-			{seq: c, ack: s, flags: "PA", data: req, at: ms(3)},
-			{rev: true, seq: s, ack: cf, flags: "PA", data: resp, at: ms(4)},
-			{seq: cf, ack: sf, flags: "FA", at: ms(5)},
-			{rev: true, seq: sf, ack: cf + 1, flags: "FA", at: ms(6)},
-			{seq: cf + 1, ack: sf + 1, flags: "A", at: ms(7)},
-		}
-	}
-	sessions := append(session(1000, 9000, time.Second, "GET /1", "one"), session(50000, 90000, 2*time.Second, "GET /2", "two")...)
+	sessions := trJoin(newTrConv(1000, 9000, time.Second).handshake().send(0, "GET /1").send(1, "one").close().segs,
+		newTrConv(50000, 90000, 2*time.Second).handshake().send(0, "GET /2").send(1, "two").close().segs)
 	for _, kept := range []bool{false, true} {
 		cases = append(cases, trCase{name: fmt.Sprintf("row40/no data after complete, keepOpen=%v", kept), segs: sessions,
 			rec: func(r *trRec) { r.keepOpen = kept },
@@ -1073,10 +1046,8 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		r := &trRec{}
 		pool := NewSafeStreamPool(trFactory{r}, 0)
 		opts := SafeAssemblerOptions{DisableBackgroundFlush: true}
-		a1, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
-		a2, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
+		a1 := newKitAssembler(t, pool, opts)
+		a2 := newKitAssembler(t, pool, opts)
 		for _, p := range segs[:3] {
 			require.NoError(t, a1.AssembleWithContext(p.flow, p.tcp, p.ctx))
 		}
@@ -1166,8 +1137,7 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		r := &trRec{}
 		pool, err := NewSafeStreamPoolWithOptions(trFactory{r}, SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
 		require.NoError(t, err)
-		sa, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-		require.NoError(t, err)
+		sa := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		refused := 0
 		for i := range 8 {
 			p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
@@ -1238,8 +1208,7 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		const n = 500 // under every default limit of the Safe face
 		r := &trRec{}
 		pool := NewSafeStreamPool(trFactory{r}, 0)
-		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-		require.NoError(t, err)
+		a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		for _, p := range segments(n) {
 			require.NoError(t, a.AssembleWithContext(p.flow, p.tcp, p.ctx))
 		}

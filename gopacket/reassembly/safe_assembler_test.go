@@ -132,8 +132,7 @@ func TestSafeAssemblerUseAfterClose(t *testing.T) {
 	ign := kitNoLeaks(t)
 	f := newKitFactory()
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
-	require.NoError(t, err)
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.Error(t, goleak.Find(ign), "the background flusher should be running before Close")
@@ -562,8 +561,7 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 		if seed%2 == 0 {
 			opts.ConnectionTimeout = 40 * time.Millisecond // packets are 1ms apart in capture time
 		}
-		a, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
+		a := newKitAssembler(t, pool, opts)
 
 		pkts := kitTraffic(r, 1, 6)
 		for i, p := range pkts {
