@@ -368,20 +368,11 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 			f, pool, a := newKitSafe(t, opts, func(f *kitFactory) { f.panicIn, f.panicKey = where, bad.key() })
 
 			// Drive bad until its callback panics.
-			steps := []struct {
-				fromServer bool
-				flags      string
-				off        int
-				payload    string
-			}{
-				{false, "S", 0, ""}, {true, "SA", 0, ""},
-				{false, "A", 0, "req"}, {true, "A", 0, "resp"},
-				{false, "FA", 3, ""}, {true, "FA", 4, ""},
-			}
 			var err error
-			for _, st := range steps {
+			for _, line := range []string{">S", "<SA", ">A 0 req", "<A 0 resp", ">FA 3", "<FA 4"} {
+				fromServer, flags, off, payload := kitParseLine(t, line)
 				var perr error
-				require.NotPanics(t, func() { perr = bad.send(a, st.fromServer, st.flags, st.off, st.payload, kitT0) })
+				require.NotPanics(t, func() { perr = bad.send(a, fromServer, flags, off, string(payload), kitT0) })
 				if perr != nil {
 					err = perr
 					break
