@@ -124,7 +124,7 @@ func (c kitConn) segOff(fromServer bool, flags string, off int, payload []byte) 
 	return c.seg(fromServer, c.seqAt(fromServer, off), flags, payload)
 }
 
-// seg builds a TCP segment; flags holds any of S, A, F, R.
+// seg builds a TCP segment with the flags kitSetFlags reads.
 func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) *layers.TCP {
 	t := &layers.TCP{Seq: seq, Window: 65535}
 	if fromServer {
@@ -132,6 +132,13 @@ func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) 
 	} else {
 		t.SrcPort, t.DstPort = c.cport, kitServerPort
 	}
+	kitSetFlags(t, flags)
+	t.Payload = payload
+	return t
+}
+
+// kitSetFlags sets the flags named in flags (any of S, A, F, R, P) on t.
+func kitSetFlags(t *layers.TCP, flags string) {
 	for _, f := range flags {
 		switch f {
 		case 'S':
@@ -142,10 +149,10 @@ func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) 
 			t.FIN = true
 		case 'R':
 			t.RST = true
+		case 'P':
+			t.PSH = true
 		}
 	}
-	t.Payload = payload
-	return t
 }
 
 // wire returns t as a decoder hands it over from the wire, Contents
@@ -876,17 +883,11 @@ func (c *kitRigConn) packet(server bool, flags string, off int, payload []byte) 
 	if server {
 		isn, sport, dport, netFlow = kitRigServerISN, 80, sport, c.netFlow.Reverse()
 	}
-	tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: isn + 1 + uint32(off), ACK: true, Ack: 1}
-	for _, f := range flags {
-		switch f {
-		case 'S':
-			tcp.SYN, tcp.Seq = true, isn
-			tcp.ACK = server
-		case 'F':
-			tcp.FIN = true
-		case 'R':
-			tcp.RST = true
-		}
+	tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: isn + 1 + uint32(off), Ack: 1}
+	kitSetFlags(tcp, flags)
+	tcp.ACK = !tcp.SYN || server // every packet acknowledges but the client's SYN
+	if tcp.SYN {
+		tcp.Seq = isn
 	}
 	tcp.Payload = payload
 	c.h.ts = c.h.ts.Add(time.Millisecond)
