@@ -137,7 +137,7 @@ func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 			assert.Equal(t, wantKept+next, string(ds[1].data), "second delivery: kept bytes then new bytes")
 			assert.Equal(t, live+queued+next, st.data(false), "stream bytes, each once")
 			a.FlushAll()
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "kept pages released after close")
+			assert.Equal(t, 0, trPages(t, a), "kept pages released after close")
 
 			ur := &trRec{}
 			keepOnce(ur)
@@ -208,10 +208,10 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 			assert.Nil(t, panics[1], "assembler 2 panicked")
 			assert.Equal(t, 1, r.news, "StreamFactory.New calls for one connection")
 			assert.Equal(t, 2, r.stream(0).accepts, "both packets must reach the one Stream")
-			assert.Equal(t, 1, trDumpInt(t, trConnsRE, a1.Dump()), "connections in the pool")
+			assert.Equal(t, 1, trConns(t, a1), "connections in the pool")
 			a1.FlushAll()
 			trCompleteOnce(t, r)
-			assert.Equal(t, 0, trDumpInt(t, trConnsRE, a1.Dump()), "connections after FlushAll")
+			assert.Equal(t, 0, trConns(t, a1), "connections after FlushAll")
 			if tc.second.data != "" {
 				assert.Equal(t, tc.second.data, r.stream(0).data(false), "client bytes")
 			}
@@ -318,7 +318,7 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	require.Nil(t, flushPanic, "the flushing goroutine panicked")
 	a.FlushAll()
 	trCompleteOnce(t, r)
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after FlushAll")
+	assert.Equal(t, 0, trPages(t, a), "pages in use after FlushAll")
 }
 
 // ---------------------------------------------------------------------------
@@ -1014,8 +1014,8 @@ func trRecycle(t *testing.T, r *trRec, pool *StreamPool, eps []trEndpoint) {
 		assert.Equal(t, wantC, st.data(false), "connection %d: client bytes", i)
 		assert.Equal(t, s2cData(i), st.data(true), "connection %d: server bytes", i)
 	}
-	assert.Equal(t, 0, trDumpInt(t, trConnsRE, a1.Dump()), "connections left")
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a1.Dump()), "pages left in use")
+	assert.Equal(t, 0, trConns(t, a1), "connections left")
+	assert.Equal(t, 0, trPages(t, a1), "pages left in use")
 }
 
 // ---------------------------------------------------------------------------
@@ -1035,11 +1035,11 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		pool := NewStreamPool(trFactory{r})
 		a1, a2 := NewAssembler(pool), NewAssembler(pool)
 		trFeed(t, a1, segs[:3])
-		assert.Equal(t, 2, trDumpInt(t, trUsedRE, a2.Dump()), "pool-wide pages after a1 queued two")
+		assert.Equal(t, 2, trPages(t, a2), "pool-wide pages after a1 queued two")
 		trFeed(t, a2, segs[3:])
 		assert.Equal(t, want, r.stream(0).data(false), "bytes")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a1.Dump()), "pages in use seen by a1")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a2.Dump()), "pages in use seen by a2")
+		assert.Equal(t, 0, trPages(t, a1), "pages in use seen by a1")
+		assert.Equal(t, 0, trPages(t, a2), "pages in use seen by a2")
 	})
 
 	t.Run("ours/safe", func(t *testing.T) {
@@ -1074,7 +1074,7 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		trFeed(t, a2, trBuild(t, []trSeg{{seq: 100, flags: "S", port: 2}, {seq: 200, flags: "A", data: "B", port: 2}}))
 		assert.Equal(t, "B", r.stream(1).data(false), "connection B forced out by the pool-wide limit")
 		assert.Equal(t, "", r.stream(0).data(false), "connection A still buffered")
-		assert.Equal(t, 1, trDumpInt(t, trUsedRE, a1.Dump()), "pages in use")
+		assert.Equal(t, 1, trPages(t, a1), "pages in use")
 	})
 
 	t.Run("upstream drifts", func(t *testing.T) {
@@ -1083,8 +1083,8 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		a1, a2 := upstream.NewAssembler(pool), upstream.NewAssembler(pool)
 		require.Nil(t, trFeedUp(a1, segs[:3]))
 		require.Nil(t, trFeedUp(a2, segs[3:]))
-		assert.Equal(t, 2, trDumpInt(t, trUsedRE, a1.Dump()), "upstream a1 was expected to keep counting 2 pages (row 13)")
-		assert.Equal(t, -2, trDumpInt(t, trUsedRE, a2.Dump()), "upstream a2 was expected to count -2 pages (row 13)")
+		assert.Equal(t, 2, trPages(t, a1), "upstream a1 was expected to keep counting 2 pages (row 13)")
+		assert.Equal(t, -2, trPages(t, a2), "upstream a2 was expected to count -2 pages (row 13)")
 	})
 }
 
@@ -1098,9 +1098,9 @@ func TestUpstreamBug17_18_IdlePagesReleased(t *testing.T) {
 	}
 	r := &trRec{}
 	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-	assert.Equal(t, 1000, trDumpInt(t, trUsedRE, a.Dump()), "pages buffered in the spike")
+	assert.Equal(t, 1000, trPages(t, a), "pages buffered in the spike")
 	a.FlushAll()
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after FlushAll")
+	assert.Equal(t, 0, trPages(t, a), "pages in use after FlushAll")
 	// Free pages are released by flushes at most once per trimPeriod of
 	// the flushes' own time, so that pages freed just now are reused.
 	for i := range 3 {
@@ -1121,9 +1121,9 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
 		a.AssembleWithContext(p.flow, p.tcp, p.ctx)
 	}
-	assert.Equal(t, n, trDumpInt(t, trConnsRE, a.Dump()), "live connections")
+	assert.Equal(t, n, trConns(t, a), "live connections")
 	assert.Equal(t, n, a.FlushAll(), "FlushAll closes them all")
-	assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections after FlushAll")
+	assert.Equal(t, 0, trConns(t, a), "connections after FlushAll")
 	free := len(a.eng.free.free)
 	assert.Equal(t, maxFreeConns, free, "recycled connection objects kept after the spike: the cap")
 	// Objects left unused for a whole trim period go back to the GC.
@@ -1187,7 +1187,7 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		trFeed(t, a, pkts)
 		runtime.ReadMemStats(&after)
 		checkCharge(t, pool.t.budget.Stats(), n)
-		assert.Equal(t, n, trDumpInt(t, trUsedRE, a.Dump()), "pages in Dump()")
+		assert.Equal(t, n, trPages(t, a), "pages in Dump()")
 		allocated := float64(after.TotalAlloc-before.TotalAlloc) / n
 		t.Logf("ours: %.0f B allocated per one-byte segment", allocated)
 		assert.Less(t, allocated, 1024.0, "bytes allocated per buffered one-byte segment")
@@ -1300,7 +1300,7 @@ func TestUpstreamBug43_DescendingInsertIsLogarithmic(t *testing.T) {
 	}
 	trFeed(t, a, trBuild(t, fills))
 	assert.Equal(t, trSeqText(1, 10+2*n), r.stream(0).data(false), "all bytes in order")
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
+	assert.Equal(t, 0, trPages(t, a), "pages left")
 }
 
 // trSeqText returns n bytes whose byte at seq s is 'a'+s%26.
