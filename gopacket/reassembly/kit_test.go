@@ -486,16 +486,21 @@ func kitReplayOpts() SafeAssemblerOptions {
 	return SafeAssemblerOptions{DisableBackgroundFlush: true}
 }
 
-// kitRequireConserved checks the conservation equation of AssemblerStats.
-func kitRequireConserved(t *testing.T, st AssemblerStats) {
+// kitRequireConserved checks the conservation equation of AssemblerStats;
+// where (a format and its arguments), when given, says at which point.
+func kitRequireConserved(t *testing.T, st AssemblerStats, where ...any) {
 	t.Helper()
+	at := ""
+	if len(where) > 0 {
+		at = fmt.Sprintf(where[0].(string), where[1:]...) + ": "
+	}
 	require.Equal(t, st.BytesProcessed,
 		st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
-		"conservation: %+v", st)
+		"%sconservation: %+v", at, st)
 	require.Equal(t, st.BytesDiscarded,
 		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
 			st.BytesBadChecksum+st.BytesOutOfWindow,
-		"discards add up: %+v", st)
+		"%sdiscards add up: %+v", at, st)
 }
 
 // kitLogBuffer is a bytes.Buffer safe for a logger and a test to share.
