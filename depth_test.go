@@ -191,7 +191,7 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 func TestDepthOverriderPanicRecovered(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
-	h := newKitRig(t, SafeAssemblerOptions{Logger: opLogger(&logs)})
+	h := newKitRig(t, SafeAssemblerOptions{Logger: kitLogger(&logs)})
 	armed := false
 	h.f.depth = func(TCPFlowDirection) int {
 		if armed {

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"log/slog"
 	"math/rand"
 	"strings"
 	"testing"
@@ -128,9 +127,7 @@ func TestSafeAssembleSequenceWrap(t *testing.T) {
 // running before Close is gone after it.
 func TestSafeAssemblerUseAfterClose(t *testing.T) {
 	ign := kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a := newKitAssembler(t, pool, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
+	f, _, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.Error(t, goleak.Find(ign), "the background flusher should be running before Close")
@@ -290,9 +287,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("last SafeAssembler Close", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a1 := newKitAssembler(t, pool, SafeAssemblerOptions{})
+		f, pool, a1 := newKitSafe(t, SafeAssemblerOptions{})
 		a2 := newKitAssembler(t, pool, SafeAssemblerOptions{})
 		x, y := kitConnN(1), kitConnN(2)
 		x.play(t, a1, kitT0, ">S", "<SA", ">A 4 held")
@@ -362,7 +357,7 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 			var logs kitLogBuffer
 			bad, good := kitConnN(1), kitConnN(2)
 			opts := kitReplayOpts()
-			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			opts.Logger = kitLogger(&logs)
 			f, pool, a := newKitSafe(t, opts, func(f *kitFactory) { f.panicIn, f.panicKey = where, bad.key() })
 
 			// Drive bad until its callback panics.

@@ -204,9 +204,7 @@ func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 // return to the shared budget.
 func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a1 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
+	f, pool, a1 := newKitSafe(t, kitPagesOpts(4, 4))
 	a2 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
 	x, y := kitConnN(1), kitConnN(2)
 	x.open(t, a1, kitT0)

@@ -5,7 +5,6 @@ package reassembly
 import (
 	"bytes"
 	"errors"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -167,7 +166,7 @@ func TestConflictHandlerPanicRecovered(t *testing.T) {
 	var logs strings.Builder
 	h := newKitRig(t, SafeAssemblerOptions{
 		OnConflict: func(Conflict) { panic("handler bug") },
-		Logger:     opLogger(&logs),
+		Logger:     kitLogger(&logs),
 	})
 	c := h.conn(3)
 	c.send("S", 0, nil)
@@ -181,11 +180,6 @@ func TestConflictHandlerPanicRecovered(t *testing.T) {
 	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Equal(t, 1, c.stream().completes)
-}
-
-// opLogger logs into b.
-func opLogger(b *strings.Builder) *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, nil))
 }
 
 // Property: the delivered-bytes window holds exactly the last limit bytes

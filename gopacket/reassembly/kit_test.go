@@ -558,7 +558,11 @@ func kitQuietOpts() SafeAssemblerOptions {
 }
 
 // kitQuietLogger discards what it is given.
-func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func kitQuietLogger() *slog.Logger { return kitLogger(io.Discard) }
+
+// kitLogger logs text into w (a kitLogBuffer where a logger and the test
+// share it across goroutines).
+func kitLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // kitSumStats adds up the counters of several assemblers (every int64 field);
 // the page cache is the pool's, taken from the last.
