@@ -211,6 +211,10 @@ type connection struct {
 	hash uint64 // of key, by connTable.hash
 
 	removed bool
+	// handOff is set while the engine evicting the connection keeps its
+	// slot of the pool's cap for the newcomer it evicts for: unlink then
+	// leaves the reservation in place (pressure.go).
+	handOff bool
 	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
 	// by the key's lower endpoint.
 	c2sFromLo bool

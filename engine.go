@@ -61,6 +61,10 @@ type engine struct {
 	// conversation by answering a new SYN on its 4-tuple, else
 	// invalidSequence: the next connection find makes starts there.
 	answered Sequence
+	// slot is set while the engine holds a slot of a capped pool's cap
+	// that an eviction freed for the connection it is making, so that
+	// another assembler cannot take it first (pressure.go).
+	slot bool
 	// stampCopy is the copy of the current packet's reused context that
 	// its buffers keep (kept_context.go).
 	stampCopy stampCopy

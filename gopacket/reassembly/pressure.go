@@ -209,7 +209,13 @@ func (t *connTable) pickVictim(sh *shard, class uint8, force bool) *connection {
 func (e *engine) connect(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext) (*connection, error) {
 	t := e.table
 	for tries := 0; ; tries++ {
-		c, err := t.getConnection(k, fromLo, create, ts, tcp, ac, e.newStream, &e.free, e.answered)
+		c, err := t.getConnection(k, fromLo, create, ts, tcp, ac, e.newStream, &e.free, e.answered, &e.slot)
+		if e.slot {
+			// Another assembler made the connection meanwhile, or the
+			// packet was refused for another reason: the slot goes back.
+			e.slot = false
+			t.reserved.Add(-1)
+		}
 		if err != ErrConnectionLimit {
 			e.answered = invalidSequence
 			return c, err
@@ -256,7 +262,13 @@ func (e *engine) evictOne(h uint64) bool {
 				if class == classUnanswered {
 					r = evictUnanswered
 				}
+				// The slot freed stays the newcomer's: released and taken
+				// again, it could go to another assembler's newcomer each
+				// time, and this one be refused after maxEvictions.
+				c.handOff = true
 				e.evict(c, r)
+				e.slot = !c.handOff // unlink kept it
+				c.handOff = false
 				c.mu.Unlock()
 				return true
 			}

@@ -638,3 +638,34 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 		}
 	}
 }
+
+// Property: the slot an eviction frees is kept for the newcomer evicted
+// for, so another assembler sharing the pool cannot take it in between
+// and leave the newcomer refused after a few evictions: right after the
+// eviction the cap is still full, and the newcomer then gets its
+// connection with that one eviction and no refusal.
+func TestPressureEvictionKeepsTheSlot(t *testing.T) {
+	t.Parallel()
+	r := newFlRig(t, SafeStreamPoolOptions{MaxConnections: 2}, SafeAssemblerOptions{})
+	r.send(t, 0, false, atkSYN, 0, flAt(0))
+	r.send(t, 1, false, atkSYN, 0, flAt(0))
+	tab := &r.pool.t
+	require.EqualValues(t, 2, tab.reserved.Load())
+
+	r.a.mu.Lock()
+	require.True(t, r.a.eng.evictOne(0))
+	require.True(t, r.a.eng.slot, "the evicting engine holds the freed slot")
+	require.EqualValues(t, 2, tab.reserved.Load(), "the freed slot stays reserved")
+	require.False(t, tab.reserve(), "no other newcomer can take the slot")
+	r.a.mu.Unlock()
+
+	r.send(t, 2, false, atkSYN, 0, flAt(1)) // takes the slot kept
+	require.False(t, r.a.eng.slot)
+	require.EqualValues(t, 1, r.a.Stats().EvictedUnanswered)
+	r.send(t, 3, false, atkSYN, 0, flAt(2)) // evicts one, gets its slot
+	require.EqualValues(t, 2, r.a.Stats().EvictedUnanswered)
+	require.Zero(t, r.pool.Stats().ConnectionsRefused)
+	require.EqualValues(t, 2, tab.reserved.Load())
+	r.close(t)
+	require.Zero(t, tab.reserved.Load(), "every slot given back at Close")
+}

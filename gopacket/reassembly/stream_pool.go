@@ -117,8 +117,9 @@ type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (St
 //
 // A valid answered makes the new connection a SYN-ACK's whose SYN was seen
 // on the 4-tuple's previous connection: the client's direction starts at
-// answered.
-func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList, answered Sequence) (*connection, error) {
+// answered. A set *slot is a slot of the cap already held for the new
+// connection; getConnection clears it when the connection takes it.
+func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList, answered Sequence, slot *bool) (*connection, error) {
 	h := t.hash(&k)
 	sh := t.shard(h)
 	c := sh.idx.find(h)
@@ -158,7 +159,9 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.mu.Unlock()
 			return nil, ErrConnectionClosed
 		}
-		if !t.reserve() {
+		if *slot {
+			*slot = false // the slot an eviction kept for this newcomer
+		} else if !t.reserve() {
 			// The grave stays: the packet comes back after an eviction.
 			sh.mu.Unlock()
 			return nil, ErrConnectionLimit
@@ -255,9 +258,10 @@ func (t *connTable) unlink(sh *shard, c *connection, free *connFreeList) {
 	c.stream = nil
 	sh.live--
 	sh.removed++
-	if t.maxConns > 0 {
+	if t.maxConns > 0 && !c.handOff {
 		t.reserved.Add(-1)
 	}
+	c.handOff = false
 	free.put(c)
 }
 
