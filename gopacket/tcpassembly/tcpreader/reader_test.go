@@ -192,8 +192,8 @@ func TestZeroAndRepeatedCompleteDoNotPanic(t *testing.T) {
 	require.Equal(t, io.EOF, err)
 }
 
-// stalledFactory gives each direction a bounded ReaderStream; the
-// direction to port 81 is never read, the others are read to the end.
+// stalledFactory gives the direction to port 81 a bounded ReaderStream
+// that is never read, and the others plain ones read to the end.
 type stalledFactory struct {
 	wait  time.Duration
 	got   chan []byte
@@ -202,15 +202,19 @@ type stalledFactory struct {
 }
 
 func (f *stalledFactory) New(_, tcpFlow gopacket.Flow) tcpassembly.Stream {
-	r := tcpreader.NewBoundedReaderStream(tcpreader.WaitOptions{MaxWait: f.wait})
-	f.made = append(f.made, &r)
 	if tcpFlow.Dst().String() == "81" {
+		r := tcpreader.NewBoundedReaderStream(tcpreader.WaitOptions{MaxWait: f.wait})
+		f.made = append(f.made, &r)
 		go func() {
 			<-f.pause // a reader that stopped
 			tcpreader.DiscardBytesToEOF(&r)
 		}()
 		return &r
 	}
+	// Unbounded, so that how fast this reader runs cannot lose its bytes:
+	// what the test shows is that the stopped one does not hold it up.
+	r := tcpreader.NewReaderStream()
+	f.made = append(f.made, &r)
 	go func() {
 		b, _ := io.ReadAll(&r)
 		f.got <- b
