@@ -8,6 +8,7 @@ package reassembly
 // host's).
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand"
 	"net"
@@ -390,38 +391,121 @@ func BenchmarkInsertionScreens(b *testing.B) {
 	}
 }
 
-// Property: onesSum, folded, is the ones' complement sum of 16-bit words
-// that RFC 1071 defines, computed word by word, for every length and for
-// bytes all ones, which carry the most.
-func TestOnesSumMatchesWordByWord(t *testing.T) {
+// refSum is the reference ones' complement sum of RFC 1071 over the
+// concatenation of parts, byte by byte: a byte at an even offset of the
+// whole is the high half of its 16-bit word, one at an odd offset the low
+// half, and every carry out of 16 bits is added back at once.
+func refSum(parts ...[]byte) uint16 {
+	var sum uint32
+	i := 0
+	for _, p := range parts {
+		for _, c := range p {
+			w := uint32(c)
+			if i%2 == 0 {
+				w <<= 8
+			}
+			sum += w
+			if sum > 0xFFFF {
+				sum = sum&0xFFFF + 1
+			}
+			i++
+		}
+	}
+	return uint16(sum)
+}
+
+// refSegmentSum is segmentSum by the book: the pseudo-header's bytes laid
+// out as RFC 9293 §3.1 (4-byte addresses) or RFC 8200 §8.1 (16-byte ones)
+// draw them, then the segment, summed byte by byte.
+func refSegmentSum(src, dst, hdr, payload []byte) uint16 {
+	n := len(hdr) + len(payload)
+	var pseudo []byte
+	pseudo = append(pseudo, src...)
+	pseudo = append(pseudo, dst...)
+	if len(src) == 4 {
+		pseudo = append(pseudo, 0, byte(layers.IPProtocolTCP), byte(n>>8), byte(n))
+	} else {
+		pseudo = append(pseudo, byte(n>>24), byte(n>>16), byte(n>>8), byte(n), 0, 0, 0, byte(layers.IPProtocolTCP))
+	}
+	return refSum(pseudo, hdr, payload)
+}
+
+// Property: onesSum, folded, is the byte-by-byte sum for every length
+// from 0 to 2000 (odd ones included), at every alignment of the slice in
+// memory, for random bytes and for bytes all ones, which carry the most.
+func TestOnesSumMatchesByteByByte(t *testing.T) {
 	t.Parallel()
-	fold := func(s uint64) uint64 {
-		for s > 0xFFFF {
-			s = s>>16 + s&0xFFFF
-		}
-		return s
-	}
 	r := rand.New(rand.NewSource(1))
-	for n := 0; n < 300; n++ {
-		for _, fill := range []string{"ones", "random"} {
-			b := make([]byte, n)
-			for i := range b {
-				b[i] = 0xFF
-				if fill == "random" {
-					b[i] = byte(r.Intn(256))
-				}
+	buf := make([]byte, 2000+8)
+	for _, fill := range []string{"ones", "random"} {
+		for i := range buf {
+			buf[i] = 0xFF
+			if fill == "random" {
+				buf[i] = byte(r.Intn(256))
 			}
-			var want uint64
-			for i := 0; i < n; i += 2 {
-				w := uint64(b[i]) << 8
-				if i+1 < n {
-					w |= uint64(b[i+1])
-				}
-				want = fold(want + w)
+		}
+		for n := 0; n <= 2000; n++ {
+			for align := 0; align < 8; align++ {
+				b := buf[align : align+n]
+				require.Equal(t, refSum(b), fold16(onesSum(b)), "%d bytes at offset %d, %s", n, align, fill)
 			}
-			require.Equal(t, want, fold(onesSum(b)), "%d bytes, %s", n, fill)
 		}
 	}
+}
+
+// Property: segmentSum is the byte-by-byte sum of the pseudo-header and
+// the segment for IPv4 and IPv6 addresses, headers of 20 to 60 bytes,
+// payloads of every length from 0 to 2000, each slice at an odd or even
+// address, random bytes (the checksum field random too), and the length
+// field carrying past 16 bits for IPv6.
+func TestSegmentSumMatchesByteByByte(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewSource(2))
+	fill := func(n, align int) []byte {
+		b := make([]byte, n+align)[align:]
+		r.Read(b)
+		return b
+	}
+	for n := 0; n <= 2000; n++ {
+		for _, alen := range []int{4, 16} {
+			align := n % 2
+			src, dst := fill(alen, align), fill(alen, 1-align)
+			hdr := fill(20+4*r.Intn(11), 1-align)
+			payload := fill(n, align)
+			require.Equal(t, refSegmentSum(src, dst, hdr, payload), segmentSum(src, dst, hdr, payload),
+				"%d-byte addresses, %d-byte header, %d-byte payload", alen, len(hdr), n)
+		}
+	}
+	for _, n := range []int{65535 - 20, 65536 - 20, 70000, 1 << 17} {
+		src, dst, hdr, payload := fill(16, 0), fill(16, 1), fill(20, 1), fill(n, 1)
+		require.Equal(t, refSegmentSum(src, dst, hdr, payload), segmentSum(src, dst, hdr, payload), "%d-byte payload", n)
+	}
+}
+
+// FuzzSegmentSum compares segmentSum with the byte-by-byte reference on
+// any bytes: the first 4 or 16 of them (by the first byte's low bit) and
+// as many again are the addresses, the next 20 the header, the rest the
+// payload, read at the alignment the second byte gives.
+func FuzzSegmentSum(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30})
+	f.Add(bytes.Repeat([]byte{0xFF}, 97))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 2 {
+			return
+		}
+		alen := 4
+		if data[0]&1 == 1 {
+			alen = 16
+		}
+		align := int(data[1] % 8)
+		if len(data) < 2*alen+20 {
+			return
+		}
+		buf := make([]byte, len(data)+align)[align:]
+		copy(buf, data)
+		src, dst, hdr, payload := buf[:alen], buf[alen:2*alen], buf[2*alen:2*alen+20], buf[2*alen+20:]
+		require.Equal(t, refSegmentSum(src, dst, hdr, payload), segmentSum(src, dst, hdr, payload))
+	})
 }
 
 // BenchmarkTCPChecksum is the checksum of one full-sized segment.
