@@ -111,7 +111,9 @@ func corrupt(t *layers.TCP) *layers.TCP {
 
 // idsRun feeds pkts, each sent by the server when its flag in fromServer
 // is set, to a fresh Safe face with opts, and returns the client's bytes
-// as delivered and the statistics, conservation checked.
+// as delivered, those of each Stream of c's 4-tuple after the first
+// following a "|", and the statistics, conservation checked. A packet
+// may only be refused as one for a closed connection.
 func idsRun(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*layers.TCP) (string, AssemblerStats, *SafeStreamPool) {
 	t.Helper()
 	f, pool, a := newKitSafe(t, opts)
@@ -119,17 +121,21 @@ func idsRun(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*layers.T
 	for _, p := range pkts {
 		ts = ts.Add(1e6)
 		fromServer := p.SrcPort == kitServerPort
-		require.NoError(t, a.AssembleWithContext(c.flow(fromServer), p, kitAt(ts)))
+		if err := a.AssembleWithContext(c.flow(fromServer), p, kitAt(ts)); err != nil {
+			require.ErrorIs(t, err, ErrConnectionClosed)
+		}
 	}
 	a.FlushAll()
 	st := a.Stats()
 	kitRequireConserved(t, st)
-	got := ""
-	if s := f.stream(c); s != nil {
-		got = s.bytes(0)
+	var got []string
+	for _, s := range f.all() {
+		if s.key == c.key() {
+			got = append(got, s.bytes(0))
+		}
 	}
 	kitCloseSound(t, f, a)
-	return got, st, pool
+	return strings.Join(got, "|"), st, pool
 }
 
 // Property: a segment with a wrong checksum, carrying other bytes than the
@@ -558,8 +564,9 @@ func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string
 // Property: on the shipped captures, real traffic, CheckWindow changes
 // nothing (no false positive) but in sv-stream-out-of-window, whose one
 // data segment lies beyond the window the SYN-ACK advertised (Suricata's
-// tcp-session-stream-out-of-window test), and kept out there; every
-// checksum the screen finds wrong, gopacket finds wrong too.
+// tcp-session-stream-out-of-window test), and kept out there, and in
+// sv-urgent11, whose exploit segment follows the client's RST at its next
+// byte (the host has no connection left to take it).
 func TestInsertionScreensOnCaptures(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
@@ -571,9 +578,15 @@ func TestInsertionScreensOnCaptures(t *testing.T) {
 			t.Parallel()
 			plain, _ := idsReplay(t, path, SafeAssemblerOptions{})
 			windowed, st := idsReplay(t, path, SafeAssemblerOptions{CheckWindow: true})
-			if name != "sv-stream-out-of-window.pcap" {
+			switch name {
+			case "sv-stream-out-of-window.pcap":
+			case "sv-urgent11.pcap":
+				require.Equal(t, int64(1024), st.BytesAfterReset)
+				require.Zero(t, st.BytesDelivered)
+				return
+			default:
 				require.Equal(t, plain, windowed)
-				require.Zero(t, st.OutOfWindow)
+				require.Zero(t, st.OutOfWindow+st.BytesAfterReset)
 				return
 			}
 			require.Equal(t, int64(1), st.OutOfWindow)
@@ -639,4 +652,128 @@ func TestCheckWindowFollowsClosedSide(t *testing.T) {
 	})
 	require.Equal(t, "0123456789abcdef", got)
 	require.Zero(t, st.OutOfWindow)
+}
+
+// idsHandshake opens c with windows win (unscaled) both ways, the
+// client's ACK included.
+func idsHandshake(c kitConn, win uint16) []*layers.TCP {
+	return []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, win),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), win),
+		idsSeg(c, false, "", 0, "", c.seqAt(true, 0), win),
+	}
+}
+
+// idsOptions are the IDS options: the host's view on every screen.
+func idsOptions() SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.ChecksumPolicy, opts.CheckWindow = ChecksumDrop, true
+	return opts
+}
+
+// Property: teardown by an RST outside the window. An RST from the client
+// at or past the right edge of the window the server advertised (100
+// bytes), which the server drops, ends the default face's stream (here
+// when the server's ACK passes it): the attacker's data after it escapes
+// the stream, into a second Stream picked up at the flush. With the IDS options it ends nothing and
+// is counted, and the whole conversation is one stream. The same for an
+// RST before the next byte the server expects, which it acknowledged past
+// bytes the capture missed.
+func TestEvasionResetOutOfWindow(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(7)
+	sAck := c.seqAt(true, 0)
+	x96, y100 := strings.Repeat("x", 96), strings.Repeat("y", 100)
+	beyond := append(idsHandshake(c, 100),
+		idsSeg(c, false, "", 0, "GET ", sAck, 100),
+		idsSeg(c, false, "R", 150, "", sAck, 0), // the edge is at 100
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 100), 100),
+		idsSeg(c, false, "", 4, x96, sAck, 100),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 200), 100),
+		idsSeg(c, false, "", 100, y100, sAck, 100))
+	got, st, _ := idsRun(t, c, kitReplayOpts(), beyond)
+	require.Equal(t, "GET "+x96+"|"+y100, got, "the default face")
+	require.Zero(t, st.ResetsOutOfWindow)
+	got, st, pool := idsRun(t, c, idsOptions(), beyond)
+	require.Equal(t, "GET "+x96+y100, got, "the IDS options")
+	require.Equal(t, int64(1), st.ResetsOutOfWindow)
+	require.Zero(t, st.ResetsNotExact+st.BytesAfterReset+st.OutOfWindow)
+	require.Equal(t, int64(1), pool.Stats().TotalCreated)
+
+	before := append(idsHandshake(c, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 1000), // the capture missed bytes 4 to 8
+		idsSeg(c, false, "R", 4, "", sAck, 0),
+		idsSeg(c, false, "", 8, "more", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 12), 1000))
+	got, _, _ = idsRun(t, c, kitReplayOpts(), before)
+	require.Equal(t, "GET |more", got, "the default face")
+	got, st, _ = idsRun(t, c, idsOptions(), before)
+	require.Equal(t, "GET more", got, "the IDS options")
+	require.Equal(t, int64(1), st.ResetsOutOfWindow)
+	require.Equal(t, int64(4), st.GapBytes)
+}
+
+// Property: an RST inside the window but past the next byte the server
+// expects, which a host answers with a challenge ACK (RFC 5961 §3.2),
+// cuts the default face's stream at the RST, so that the attacker chooses
+// where the sensor stops; with the IDS options the conversation goes on,
+// the RST counted.
+func TestEvasionResetNotAtNextByte(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(8)
+	sAck := c.seqAt(true, 0)
+	pkts := append(idsHandshake(c, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, false, "R", 8, "", sAck, 0),
+		idsSeg(c, false, "", 4, "/index.html", sAck, 1000))
+	got, st, _ := idsRun(t, c, kitReplayOpts(), pkts)
+	require.Equal(t, "GET /ind", got, "the default face")
+	require.Equal(t, int64(7), st.BytesAfterEnd)
+	got, st, _ = idsRun(t, c, idsOptions(), pkts)
+	require.Equal(t, "GET /index.html", got, "the IDS options")
+	require.Equal(t, int64(1), st.ResetsNotExact)
+	require.Zero(t, st.ResetsOutOfWindow+st.BytesAfterEnd)
+}
+
+// Property: data after an RST the host accepted (at the server's next
+// byte) is what the default face delivers, in a second Stream picked up
+// at the flush; the host has no connection left to take it. With the
+// IDS options it is counted (BytesAfterReset), whichever side sends it,
+// and reported as for a closed connection; a SYN still opens a new
+// conversation on the 4-tuple. The same for an RST at the server's
+// acknowledgement past bytes the capture missed, and for data sent to a
+// connection whose Stream chose to stay after the RST.
+func TestEvasionDataAfterReset(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(9)
+	sAck := c.seqAt(true, 0)
+	pkts := append(idsHandshake(c, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, false, "R", 4, "", sAck, 0),
+		idsSeg(c, false, "", 4, "EVIL", sAck, 1000),
+		idsSeg(c, true, "", 0, "HTTP", c.seqAt(false, 4), 1000))
+	got, st, _ := idsRun(t, c, kitReplayOpts(), pkts)
+	require.Equal(t, "GET |EVIL", got, "the default face")
+	require.Zero(t, st.BytesAfterReset)
+	got, st, pool := idsRun(t, c, idsOptions(), pkts)
+	require.Equal(t, "GET ", got, "the IDS options")
+	require.Equal(t, int64(8), st.BytesAfterReset)
+	require.Zero(t, st.ResetsOutOfWindow+st.ResetsNotExact)
+	require.Equal(t, int64(1), pool.Stats().TotalCreated)
+
+	reopened := append(pkts, idsHandshake(c.withISNs(7000, 9000), 1000)...)
+	reopened = append(reopened, idsSeg(c.withISNs(7000, 9000), false, "", 0, "next", c.withISNs(7000, 9000).seqAt(true, 0), 1000))
+	got, _, pool = idsRun(t, c, idsOptions(), reopened)
+	require.Equal(t, "GET |next", got, "a new conversation after the RST")
+	require.Equal(t, int64(2), pool.Stats().TotalCreated)
+
+	acked := append(idsHandshake(c, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 1000), // the capture missed bytes 4 to 8
+		idsSeg(c, false, "R", 8, "", sAck, 0),
+		idsSeg(c, false, "", 8, "EVIL", sAck, 1000))
+	got, st, _ = idsRun(t, c, idsOptions(), acked)
+	require.Equal(t, "GET ", got, "an RST at the server's acknowledgement")
+	require.Equal(t, int64(4), st.BytesAfterEnd, "held behind the hole with the RST, then cut at it")
 }

@@ -481,7 +481,7 @@ func kitRequireConserved(t *testing.T, st AssemblerStats) {
 		"conservation: %+v", st)
 	require.Equal(t, st.BytesDiscarded,
 		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
-			st.BytesBadChecksum+st.BytesOutOfWindow,
+			st.BytesBadChecksum+st.BytesOutOfWindow+st.BytesAfterReset,
 		"discards add up: %+v", st)
 }
 

@@ -117,21 +117,25 @@ type confConn struct {
 
 type confFactory[D confDirLike, S confSeqLike, SG confSGLike[D], AC confACLike, ST any] struct {
 	conns []*confConn
+	// ownStart leaves a direction's start to the assembler (the Safe
+	// face's rules) instead of forcing it at the first segment.
+	ownStart bool
 }
 
 func (f *confFactory[D, S, SG, AC, ST]) New(netFlow, tcpFlow gopacket.Flow, _ *layers.TCP, _ AC) ST {
 	c := &confConn{netFlow: netFlow, tcpFlow: tcpFlow}
 	c.dirs[0].firstSkip, c.dirs[1].firstSkip = -1, -1
 	f.conns = append(f.conns, c)
-	return any(&confStream[D, S, SG, AC]{c: c}).(ST)
+	return any(&confStream[D, S, SG, AC]{c: c, ownStart: f.ownStart}).(ST)
 }
 
 type confStream[D confDirLike, S confSeqLike, SG confSGLike[D], AC confACLike] struct {
-	c *confConn
+	c        *confConn
+	ownStart bool
 }
 
 func (s *confStream[D, S, SG, AC]) Accept(_ *layers.TCP, _ gopacket.CaptureInfo, _ D, _ S, start *bool, _ AC) bool {
-	*start = true
+	*start = *start || !s.ownStart
 	return true
 }
 

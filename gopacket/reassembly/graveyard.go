@@ -3,6 +3,7 @@
 package reassembly
 
 import (
+	"errors"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -39,6 +40,26 @@ type grave struct {
 	// if that direction never started; from is where its final window
 	// begins: its first byte, or graveWindow before next.
 	next, from [2]Sequence
+	// reset is set when an RST the host accepted ended the connection
+	// (connection.resetEnded): what follows, but a SYN, is data after the
+	// RST (afterReset).
+	reset bool
+}
+
+// errAfterReset is what a lookup meets for a packet that afterReset
+// catches: counted apart from late copies, reported to the caller as
+// ErrConnectionClosed.
+var errAfterReset = errors.New("reassembly: data after an RST")
+
+// afterReset reports whether a packet on the 4-tuple of a connection an
+// RST ended (with CheckWindow) is one its host never accepts: any segment
+// but a SYN within graveTTL, since after an RST the host has no
+// connection, and only a SYN makes one (RFC 9293 §3.10.7.1: such a
+// segment is answered with an RST). A new conversation whose SYN the
+// capture missed is lost with it, for graveTTL.
+func (g *grave) afterReset(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
+	_, _, ok := g.sides(fromLo, ts)
+	return ok && g.reset && !tcp.SYN
 }
 
 // lateCopy reports whether a packet of a completed connection is a late
