@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
 
 	"github.com/safepacket/reassembly/internal/capture"
@@ -687,6 +688,37 @@ func idsHandshake(c kitConn, win uint16) []*layers.TCP {
 	}
 }
 
+// idsRec feeds pkts, timed as idsRun times them, to a fresh upstream
+// Assembler (upstream) or Safe face with opts (the connection kept after
+// its Stream completes, keep), recorded by a trRec, and returns the
+// client's bytes, Stream by Stream as idsRun does.
+func idsRec(t *testing.T, c kitConn, pkts []*layers.TCP, upstreamFace, keep bool, opts SafeAssemblerOptions) (string, AssemblerStats) {
+	t.Helper()
+	trp := make([]trPacket, len(pkts))
+	ts := kitT0
+	for i, p := range pkts {
+		ts = ts.Add(1e6)
+		trp[i] = trPacket{flow: c.flow(p.SrcPort == kitServerPort), tcp: p, ctx: &trCtx{Timestamp: ts}}
+	}
+	r := &trRec{keepOpen: keep}
+	var st AssemblerStats
+	if upstreamFace {
+		a, pv := trUp(r, upstream.AssemblerOptions{}, trp)
+		require.Nil(t, pv)
+		a.FlushAll()
+	} else {
+		a, _, _ := trSafe(t, r, opts, trp)
+		a.FlushAll()
+		st = a.Stats()
+		kitRequireConserved(t, st)
+	}
+	var got []string
+	for _, s := range r.streams {
+		got = append(got, s.data(false))
+	}
+	return strings.Join(got, "|"), st
+}
+
 // idsOptions are the IDS options: the host's view on every screen.
 func idsOptions() SafeAssemblerOptions {
 	opts := kitReplayOpts()
@@ -714,6 +746,8 @@ func TestEvasionResetOutOfWindow(t *testing.T) {
 		idsSeg(c, false, "", 4, x96, sAck, 100),
 		idsSeg(c, true, "", 0, "", c.seqAt(false, 200), 100),
 		idsSeg(c, false, "", 100, y100, sAck, 100))
+	got, _ := idsRec(t, c, beyond, true, false, SafeAssemblerOptions{})
+	require.Equal(t, "GET "+x96+y100, got, "upstream ignores an RST out of order")
 	got, st, _ := idsRun(t, c, kitReplayOpts(), beyond)
 	require.Equal(t, "GET "+x96+"|"+y100, got, "the default face")
 	require.Zero(t, st.ResetsOutOfWindow)
@@ -750,6 +784,8 @@ func TestEvasionResetNotAtNextByte(t *testing.T) {
 		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
 		idsSeg(c, false, "R", 8, "", sAck, 0),
 		idsSeg(c, false, "", 4, "/index.html", sAck, 1000))
+	got, _ := idsRec(t, c, pkts, true, false, SafeAssemblerOptions{})
+	require.Equal(t, "GET /index.html", got, "upstream ignores an RST out of order")
 	got, st, _ := idsRun(t, c, kitReplayOpts(), pkts)
 	require.Equal(t, "GET /ind", got, "the default face")
 	require.Equal(t, int64(7), st.BytesAfterEnd)
@@ -776,6 +812,8 @@ func TestEvasionDataAfterReset(t *testing.T) {
 		idsSeg(c, false, "R", 4, "", sAck, 0),
 		idsSeg(c, false, "", 4, "EVIL", sAck, 1000),
 		idsSeg(c, true, "", 0, "HTTP", c.seqAt(false, 4), 1000))
+	got, _ := idsRec(t, c, pkts, true, false, SafeAssemblerOptions{})
+	require.Equal(t, "GET ", got, "upstream: the RST's half stays closed")
 	got, st, _ := idsRun(t, c, kitReplayOpts(), pkts)
 	require.Equal(t, "GET |EVIL", got, "the default face")
 	require.Zero(t, st.BytesAfterReset)
@@ -796,6 +834,10 @@ func TestEvasionDataAfterReset(t *testing.T) {
 		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 1000), // the capture missed bytes 4 to 8
 		idsSeg(c, false, "R", 8, "", sAck, 0),
 		idsSeg(c, false, "", 8, "EVIL", sAck, 1000))
+	got, st = idsRec(t, c, pkts, false, true, idsOptions())
+	require.Equal(t, "GET ", got, "a connection kept by its Stream after the RST")
+	require.Equal(t, int64(8), st.BytesAfterReset)
+
 	got, st, _ = idsRun(t, c, idsOptions(), acked)
 	require.Equal(t, "GET ", got, "an RST at the server's acknowledgement")
 	require.Equal(t, int64(4), st.BytesAfterEnd, "held behind the hole with the RST, then cut at it")
