@@ -44,7 +44,7 @@ type paddedShard struct {
 // bury records a grave for c, which is completing. The shard must be
 // locked.
 func (sh *shard) bury(c *connection) {
-	g := grave{key: c.key, hash: c.hash, retired: nanos(c.lastSeen()), reset: c.resetEnded}
+	g := grave{key: c.key, hash: c.hash, retired: retiredAt(nanos(c.lastSeen()), c.resetEnded)}
 	lo, hi := &c.halves[0], &c.halves[1]
 	if !c.c2sFromLo {
 		lo, hi = hi, lo

@@ -12,14 +12,12 @@ type receiveWindow struct {
 	// past the furthest window advertised, ack plus scaled window, once
 	// known is set. The furthest, not the last: a window shrinks only in
 	// misbehaving stacks (RFC 9293 §3.8.6.2.2), while a capture that
-	// reorders an older ACK after a newer one is common.
-	edge  Sequence
-	known bool
-	// ack is the furthest acknowledgement the direction sent (of the other
+	// reorders an older ACK after a newer one is common. ack is the
+	// furthest acknowledgement the direction sent (of the other
 	// direction's bytes), once acked is set: the next byte its host
 	// expected then, which an RST must hit (resetAtNext).
-	ack   Sequence
-	acked bool
+	edge, ack    Sequence
+	known, acked bool
 	// syn is set once the direction's SYN was seen, with a well-formed
 	// window scale option or none; scaled when it had one, shift its
 	// value (at most 14, RFC 7323 §2.3).
