@@ -226,7 +226,11 @@ type connection struct {
 	// that packets skip the call. They fill what would be padding.
 	steadyOK bool
 	steady   [2]bool
-	stream   Stream
+	// reset is set when an RST ended the connection and the assembler
+	// follows the host on RSTs (CheckWindow): its grave then takes
+	// whatever follows for data after the RST (graveyard.go).
+	resetEnded bool
+	stream     Stream
 	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
@@ -267,6 +271,7 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.stream = nil
 	c.completed = false
 	c.poisoned = false
+	c.resetEnded = false
 	c.wallLast = 0
 	c.depthOv = nil
 	c.windows = [2]receiveWindow{}

@@ -40,6 +40,10 @@ func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac As
 					e.ctr.discard(discardClosed, len(t.Payload))
 					e.droppedClosed = len(t.Payload) > 0
 					return nil, false, nil
+				case err == errAfterReset:
+					e.ctr.discard(discardAfterReset, len(t.Payload))
+					e.droppedClosed = len(t.Payload) > 0
+					return nil, false, nil
 				case err != nil:
 					e.ctr.discard(discardRefused, len(t.Payload))
 					if err == ErrNilStream && forkFlavour {

@@ -13,6 +13,7 @@ const (
 	discardRST                              // carried by an RST (Safe face)
 	discardChecksum                         // a wrong TCP checksum (ChecksumDrop)
 	discardWindow                           // beyond the receiver's window (CheckWindow)
+	discardAfterReset                       // sent after an RST ended the connection (CheckWindow)
 	numDiscardReasons
 )
 
@@ -46,6 +47,8 @@ type counters struct {
 	checksumBad        int64                  // segments whose checksum was wrong
 	checksumUnverified int64                  // segments whose checksum could not be verified
 	outOfWindow        int64                  // segments beyond the receiver's window
+	resetsOutOfWindow  int64                  // RSTs outside the receiver's window, ignored
+	resetsNotExact     int64                  // RSTs inside it but not at its next byte, ignored
 	evicted            [numEvictReasons]int64 // connections evicted under pressure
 }
 
@@ -73,7 +76,7 @@ type AssemblerStats struct {
 	BytesDelivered   int64 // bytes handed to Streams, each once
 	BytesOverlap     int64 // retransmitted copies of bytes already delivered
 	BytesOverwritten int64 // copies of buffered bytes that lost an overlap (see OverlapPolicy)
-	BytesDiscarded   int64 // bytes dropped, the sum of the eight below
+	BytesDiscarded   int64 // bytes dropped, the sum of the nine below
 	BytesRejected    int64 // in packets that Stream.Accept refused
 	BytesAfterClose  int64 // in packets for a closed direction or refused connection
 	BytesBeforeStart int64 // buffered before the start of their direction
@@ -82,6 +85,7 @@ type AssemblerStats struct {
 	BytesOnReset     int64 // carried by RST segments, never part of the stream
 	BytesBadChecksum int64 // in segments dropped for a wrong checksum (ChecksumDrop)
 	BytesOutOfWindow int64 // in segments beyond the receiver's window (CheckWindow)
+	BytesAfterReset  int64 // in segments sent after an RST the host accepted ended their connection (CheckWindow)
 
 	// BadChecksums counts segments whose TCP checksum was wrong, with a
 	// ChecksumPolicy other than ChecksumOff; UnverifiedChecksums those
@@ -93,6 +97,14 @@ type AssemblerStats struct {
 	// OutOfWindow counts segments with data entirely beyond the window
 	// their receiver advertised, kept out by CheckWindow.
 	OutOfWindow int64
+	// ResetsOutOfWindow counts RSTs outside the window of their receiver
+	// (before the next byte it expects, or at or past the window's right
+	// edge), and ResetsNotExact RSTs inside it but not at that next byte:
+	// with CheckWindow, both end nothing, as a host following RFC 9293
+	// §3.10.7.4 (RFC 5961 §3.2) drops the first and answers the second
+	// with a challenge ACK.
+	ResetsOutOfWindow int64
+	ResetsNotExact    int64
 
 	OverlapConflicts int64 // overlaps whose bytes differed from those held, each reported to OnConflict
 	ConflictBytes    int64 // bytes in those overlaps
@@ -145,9 +157,12 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		BytesOnReset:        c.discarded[discardRST],
 		BytesBadChecksum:    c.discarded[discardChecksum],
 		BytesOutOfWindow:    c.discarded[discardWindow],
+		BytesAfterReset:     c.discarded[discardAfterReset],
 		BadChecksums:        c.checksumBad,
 		UnverifiedChecksums: c.checksumUnverified,
 		OutOfWindow:         c.outOfWindow,
+		ResetsOutOfWindow:   c.resetsOutOfWindow,
+		ResetsNotExact:      c.resetsNotExact,
 		OverlapConflicts:    c.conflicts,
 		ConflictBytes:       c.conflictBytes,
 		DepthReached:        c.depthReached,
@@ -171,7 +186,8 @@ func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 		EmergencyTimeouts:   c.evicted[evictEmergency],
 	}
 	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd +
-		s.BytesBeyondDepth + s.BytesOnReset + s.BytesBadChecksum + s.BytesOutOfWindow
+		s.BytesBeyondDepth + s.BytesOnReset + s.BytesBadChecksum + s.BytesOutOfWindow +
+		s.BytesAfterReset
 	return s
 }
 

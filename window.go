@@ -10,9 +10,12 @@ type receiveWindow struct {
 	// past the furthest window advertised, ack plus scaled window, once
 	// known is set. The furthest, not the last: a window shrinks only in
 	// misbehaving stacks (RFC 9293 §3.8.6.2.2), while a capture that
-	// reorders an older ACK after a newer one is common.
-	edge  Sequence
-	known bool
+	// reorders an older ACK after a newer one is common. ack is the
+	// furthest acknowledgement the direction sent (of the other
+	// direction's bytes), once acked is set: the next byte its host
+	// expected then, which an RST must hit (resetAtNext).
+	edge, ack    Sequence
+	known, acked bool
 	// syn is set once the direction's SYN was seen, with a well-formed
 	// window scale option or none; scaled when it had one, shift its
 	// value (at most 14, RFC 7323 §2.3).
@@ -36,6 +39,9 @@ func (w *receiveWindow) note(t *layers.TCP, peer *receiveWindow) {
 	}
 	if !t.ACK {
 		return
+	}
+	if ack := Sequence(t.Ack); !w.acked || w.ack.Difference(ack) > 0 {
+		w.ack, w.acked = ack, true
 	}
 	wnd := int(t.Window)
 	switch {
@@ -72,26 +78,63 @@ func (e *engine) noteWindow(s *arrival) {
 }
 
 // inWindow is the window screen (Safe face, CheckWindow): it keeps out a
-// segment whose data starts at or past the right edge of the window the
-// receiver advertised, which the receiver drops (RFC 9293 §3.10.7.4). Only
-// data entirely beyond the window is kept out: data before it is old,
-// and goes on to be resolved as an overlap, as without the option; and a
-// receiver whose window is not known (no ACK from it yet, or a SYN not
-// seen) keeps everything. It reports whether the packet goes on.
+// segment whose data, or an RST, starts at or past the right edge of the
+// window the receiver advertised, which the receiver drops (RFC 9293
+// §3.10.7.4): such an RST ends nothing, so that an attacker cannot blind
+// the sensor to what follows by tearing the connection down where the
+// host does not. Only data entirely beyond the window is kept out: data
+// before it is old, and goes on to be resolved as an overlap, as without
+// the option (an RST before it is judged by resetAtNext); and a receiver
+// whose window is not known (no ACK from it yet, or a SYN not seen) keeps
+// everything. It reports whether the packet goes on.
 func (e *engine) inWindow(s *arrival) bool {
 	t := s.tcp
 	_, rw := windowsOf(s)
-	if len(s.payload) == 0 || !rw.known {
+	if len(s.payload) == 0 && !t.RST || !rw.known {
 		return true
 	}
 	seq := Sequence(t.Seq)
 	if t.SYN {
 		seq = seq.Add(1)
 	}
-	if rw.edge.Difference(seq) < 0 {
+	// A zero window still takes an RST at its next byte (RFC 9293
+	// §3.10.7.4).
+	if rw.edge.Difference(seq) < 0 || t.RST && rw.acked && seq == rw.ack {
 		return true
 	}
-	e.ctr.outOfWindow++
-	e.ctr.discard(discardWindow, len(s.payload))
+	if len(s.payload) > 0 {
+		e.ctr.outOfWindow++
+		e.ctr.discard(discardWindow, len(s.payload))
+	}
+	if t.RST {
+		e.ctr.resetsOutOfWindow++
+	}
+	return false
+}
+
+// resetAtNext reports whether an RST, of a direction that has started and
+// located at s.pos, hits the next byte its receiver expects (Safe face,
+// CheckWindow): only such an RST resets the connection in a host that
+// follows RFC 9293 §3.10.7.4 and RFC 5961 §3.2; one before that byte is
+// outside the window and dropped, one after it, inside the window, is
+// answered with a challenge ACK, and the connection goes on. The next byte
+// is the one the direction delivers next, or, when the receiver
+// acknowledged further (bytes the capture missed), its furthest
+// acknowledgement. An RST not at it is counted and ends nothing.
+func (e *engine) resetAtNext(s *arrival) bool {
+	half := s.half
+	_, rw := windowsOf(s)
+	next := half.nextSeq
+	if rw.acked && next.Difference(rw.ack) > 0 {
+		next = rw.ack
+	}
+	switch d := next.Difference(s.seq); {
+	case d == 0:
+		return true
+	case d < 0:
+		e.ctr.resetsOutOfWindow++
+	default:
+		e.ctr.resetsNotExact++
+	}
 	return false
 }

@@ -13,6 +13,7 @@ func (e *engine) closeHalf(conn *connection, half *halfConnection, ac AssemblerC
 	half.closed = true
 	e.dropBuffered(half, discardAfterEnd)
 	if rst {
+		conn.resetEnded = e.screening.checkWindow
 		other := &conn.halves[0]
 		if other == half {
 			other = &conn.halves[1]

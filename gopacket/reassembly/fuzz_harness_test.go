@@ -573,7 +573,7 @@ func (h *fzHarness) checkAll() {
 		return
 	}
 	if d := s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd + s.BytesBeyondDepth + s.BytesOnReset +
-		s.BytesBadChecksum + s.BytesOutOfWindow; d != s.BytesDiscarded {
+		s.BytesBadChecksum + s.BytesOutOfWindow + s.BytesAfterReset; d != s.BytesDiscarded {
 		h.fail("BytesDiscarded %d is not the sum of its parts %d", s.BytesDiscarded, d)
 	}
 	if s.BytesDelivered != h.seenFresh {

@@ -3,6 +3,7 @@
 package reassembly
 
 import (
+	"errors"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -31,14 +32,45 @@ const graveWindow = 16 << 20
 // enough to tell a late copy of its packets from a new connection on the
 // same 4-tuple, in a few dozen bytes instead of a whole connection.
 type grave struct {
-	key     connKey
-	hash    uint64 // 0: the slot holds no grave
-	retired int64  // capture time of the last packet (ns)
+	key  connKey
+	hash uint64 // 0: the slot holds no grave
+	// retired is the capture time of the last packet (ns), its lowest bit
+	// set when an RST the host accepted ended the connection
+	// (connection.resetEnded): what follows, but a SYN, is then data after
+	// the RST (afterReset). A nanosecond off costs a 60 s TTL nothing, and
+	// a field of its own would grow every grave by 8 bytes.
+	retired int64
 	// next is, per sender (0: the key's lower endpoint), the sequence
 	// number after the last byte delivered (and the FIN), invalidSequence
 	// if that direction never started; from is where its final window
 	// begins: its first byte, or graveWindow before next.
 	next, from [2]Sequence
+}
+
+// retiredAt returns the retired field of a grave for a connection last
+// seen at ns, ended by an accepted RST when reset is set.
+func retiredAt(ns int64, reset bool) int64 {
+	ns &^= 1
+	if reset {
+		ns |= 1
+	}
+	return ns
+}
+
+// errAfterReset is what a lookup meets for a packet that afterReset
+// catches: counted apart from late copies, reported to the caller as
+// ErrConnectionClosed.
+var errAfterReset = errors.New("reassembly: data after an RST")
+
+// afterReset reports whether a packet on the 4-tuple of a connection an
+// RST ended (with CheckWindow) is one its host never accepts: any segment
+// but a SYN within graveTTL, since after an RST the host has no
+// connection, and only a SYN makes one (RFC 9293 §3.10.7.1: such a
+// segment is answered with an RST). A new conversation whose SYN the
+// capture missed is lost with it, for graveTTL.
+func (g *grave) afterReset(fromLo bool, tcp *layers.TCP, ts time.Time) bool {
+	_, _, ok := g.sides(fromLo, ts)
+	return ok && g.retired&1 != 0 && !tcp.SYN
 }
 
 // lateCopy reports whether a packet of a completed connection is a late

@@ -499,7 +499,7 @@ func kitRequireConserved(t *testing.T, st AssemblerStats, where ...any) {
 		"%sconservation: %+v", at, st)
 	require.Equal(t, st.BytesDiscarded,
 		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
-			st.BytesBadChecksum+st.BytesOutOfWindow,
+			st.BytesBadChecksum+st.BytesOutOfWindow+st.BytesAfterReset,
 		"%sdiscards add up: %+v", at, st)
 }
 

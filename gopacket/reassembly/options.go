@@ -115,6 +115,16 @@ type SafeAssemblerOptions struct {
 	// bytes are counted in AssemblerStats.BytesOutOfWindow. It checks only
 	// connections whose two SYNs were seen and whose receiver has sent an
 	// ACK; data before the window (retransmissions) goes on as usual.
+	//
+	// It also follows the host on RSTs (RFC 9293 §3.10.7.4, RFC 5961
+	// §3.2): an RST ends a connection only at the next byte its receiver
+	// expects (the next byte of the stream, or the receiver's furthest
+	// ACK when that is further); one outside the window
+	// (ResetsOutOfWindow) or inside it but elsewhere (ResetsNotExact)
+	// ends nothing, so that a forged RST cannot blind the sensor to what
+	// follows. Whatever is sent on the 4-tuple after an RST that ended
+	// the connection, but a SYN, is dropped for a minute of capture time
+	// (BytesAfterReset): the host has no connection to take it.
 	CheckWindow bool
 }
 

@@ -129,6 +129,11 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		// it ends nothing here either.
 		s.end = false
 	}
+	if t.RST && e.screening.checkWindow && half.started() {
+		// Following the host: only an RST at its receiver's next byte
+		// ends the connection.
+		s.end = e.resetAtNext(s)
+	}
 	if s.end {
 		if fin := s.pos + int64(len(s.payload)); half.finPos < 0 || fin < half.finPos {
 			half.finPos, half.rstEnd = fin, t.RST
@@ -150,7 +155,11 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 // direction is flushed and closed.
 func (e *engine) closedDirection(s *arrival) {
 	conn, half, t := s.conn, s.half, s.tcp
-	e.ctr.discard(discardClosed, len(s.payload))
+	if conn.resetEnded {
+		e.ctr.discard(discardAfterReset, len(s.payload))
+	} else {
+		e.ctr.discard(discardClosed, len(s.payload))
+	}
 	e.droppedClosed = len(s.payload) > 0
 	if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
 		half.closed = false

@@ -46,7 +46,7 @@ type paddedShard struct {
 // bury records a grave for c, which is completing. The shard must be
 // locked.
 func (sh *shard) bury(c *connection) {
-	g := grave{key: c.key, hash: c.hash, retired: nanos(c.lastSeen())}
+	g := grave{key: c.key, hash: c.hash, retired: retiredAt(nanos(c.lastSeen()), c.resetEnded)}
 	lo, hi := &c.halves[0], &c.halves[1]
 	if !c.c2sFromLo {
 		lo, hi = hi, lo
@@ -158,6 +158,10 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 		if grave >= 0 && sh.graves.ring[grave].lateCopy(fromLo, tcp, ts) {
 			sh.mu.Unlock()
 			return nil, ErrConnectionClosed
+		}
+		if grave >= 0 && sh.graves.ring[grave].afterReset(fromLo, tcp, ts) {
+			sh.mu.Unlock()
+			return nil, errAfterReset
 		}
 		if *slot {
 			*slot = false // the slot an eviction kept for this newcomer
