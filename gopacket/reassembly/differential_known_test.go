@@ -350,10 +350,16 @@ const staleFINReason = "a FIN in bytes its direction already went past ends the 
 
 // staleFINEnded reports whether upstream's log shows a direction ended by
 // a FIN packet that lies before bytes upstream delivered from an earlier
-// packet of that direction.
+// packet of that direction of the same Stream. Sequence numbers are
+// compared absolute, per Stream: on a reused 4-tuple without a handshake
+// upstream carries on the earlier connection's Stream, so a FIN can be
+// stale against the bytes of the connection before it.
 func staleFINEnded(scn *scenario, ref []event) bool {
-	type cdir struct{ conn, dir int }
-	delivered := map[cdir]int32{}
+	type sdir struct {
+		stream string
+		dir    int
+	}
+	delivered := map[sdir]uint32{} // absolute end of the bytes delivered
 	for _, e := range ref {
 		if e.Kind != "sg" || e.Step < 0 || e.Step >= len(scn.Steps) {
 			continue
@@ -362,14 +368,16 @@ func staleFINEnded(scn *scenario, ref []event) bool {
 		if st.Kind != stepPacket {
 			continue
 		}
-		k := cdir{st.Conn, st.Dir}
-		end := int32(st.Seq-(scn.Conns[st.Conn].ISN[st.Dir]+1)) + int32(len(st.Payload))
+		k := sdir{e.Stream, st.Dir}
+		end := st.Seq + uint32(len(st.Payload))
 		_, _, ended, _ := sgInfo(e)
-		if st.FIN && !st.RST && ended && end < delivered[k] {
+		if last, ok := delivered[k]; ok && st.FIN && !st.RST && ended && int32(end-last) < 0 {
 			return true
 		}
 		if avail, _ := sgLengths(e); avail > 0 && len(st.Payload) > 0 {
-			delivered[k] = max(delivered[k], end)
+			if last, ok := delivered[k]; !ok || int32(end-last) > 0 {
+				delivered[k] = end
+			}
 		}
 	}
 	return false
