@@ -475,7 +475,10 @@ func kitReplayOpts() SafeAssemblerOptions {
 	return SafeAssemblerOptions{DisableBackgroundFlush: true}
 }
 
-// kitRequireConserved checks the conservation equation of AssemblerStats.
+// kitRequireConserved checks the conservation equation of AssemblerStats,
+// and that the delivered bytes AckedDelivery counts as acknowledged or not
+// are some of those delivered (all of them for an assembler with the
+// option: requireAckedCounted).
 func kitRequireConserved(t *testing.T, st AssemblerStats) {
 	t.Helper()
 	require.Equal(t, st.BytesProcessed,
@@ -485,6 +488,11 @@ func kitRequireConserved(t *testing.T, st AssemblerStats) {
 		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
 			st.BytesBadChecksum+st.BytesOutOfWindow,
 		"discards add up: %+v", st)
+	require.Equal(t, st.BytesDeliveredUnacked,
+		st.BytesUnackedAtEnd+st.BytesUnackedAtLimit+st.BytesUnackedByFlush+st.BytesUnackedOneSided,
+		"unacknowledged deliveries add up: %+v", st)
+	require.LessOrEqual(t, st.BytesDeliveredAcked+st.BytesDeliveredUnacked, st.BytesDelivered,
+		"acknowledged or not, the bytes were delivered: %+v", st)
 }
 
 // kitLogBuffer is a bytes.Buffer safe for a logger and a test to share.

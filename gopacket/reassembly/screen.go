@@ -74,7 +74,16 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		e.ctr.discard(discardRejected, len(s.payload))
 		return false
 	}
-	if e.life.ackGaps && t.ACK && s.peer.mayHoldHole() {
+	if e.acked.on && t.ACK {
+		// What the packet acknowledges may be delivered now
+		// (acked_delivery.go); a hole it passes is skipped as below.
+		e.noteAck(s)
+		if conn.removed {
+			e.ctr.discard(discardClosed, len(s.payload))
+			e.droppedClosed = len(s.payload) > 0
+			return false
+		}
+	} else if e.life.ackGaps && t.ACK && s.peer.mayHoldHole() {
 		e.ackedPast(conn, s.peer, Sequence(t.Ack), s.ac)
 		if conn.removed {
 			// The acknowledgement completed the connection.
@@ -141,6 +150,10 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		if e.depthDue(s) {
 			return false
 		}
+	}
+	if e.acked.on && !s.queue && e.holds(s) {
+		// In order, but not acknowledged yet: it waits in the queue.
+		s.queue = true
 	}
 	return true
 }
