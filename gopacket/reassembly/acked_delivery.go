@@ -30,6 +30,10 @@ type ackedDelivery struct {
 	// oneSided is how many bytes a direction holds, while the other side
 	// has acknowledged nothing at all, before it stops waiting.
 	oneSided int
+	// releasing is set while an acknowledgement delivers held bytes: one
+	// packet's bytes per delivery, as they would have been delivered on
+	// arrival, so that a Stream's Fetch need not join several.
+	releasing bool
 	// why is the reason counted for unacknowledged bytes delivered while
 	// hold is clear: the end of the connection unless a flush or an
 	// eviction says otherwise.
@@ -156,7 +160,9 @@ func (e *engine) releaseAcked(conn *connection, half *halfConnection, ac Assembl
 		}
 		e.sg.reset()
 		e.takeHead(half, c, limit)
+		e.acked.releasing = true
 		e.send(conn, half, e.sg.parts[0].ac)
+		e.acked.releasing = false
 		e.sg.reset()
 	}
 }

@@ -58,7 +58,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 				break
 			}
 			c := half.queue.min()
-			if c == nil || c.pos != last || c.pos >= limit {
+			if c == nil || c.pos != last || c.pos >= limit || c.packetStart && e.acked.releasing {
 				break
 			}
 			if c.end() > limit {

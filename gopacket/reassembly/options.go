@@ -137,10 +137,11 @@ type SafeAssemblerOptions struct {
 	// (BytesUnacked*), when the connection ends (an RST, both FINs,
 	// FlushAll, Close), when a limit, a flush or the timeout forces them,
 	// and in directions whose other side never acknowledges anything (see
-	// AckedDeliveryOneSided). Its cost: every payload byte is copied into
-	// the page budget until acknowledged (in-order throughput about 20 %
-	// below the Safe face without it, README.md "Insertion attacks"), and
-	// deliveries come one acknowledgement later.
+	// AckedDeliveryOneSided). Its cost: every segment takes the buffered
+	// path, its bytes copied into the page budget until acknowledged (on
+	// in-order traffic, well over the CPU per packet of the Safe face
+	// without it: README.md, "Insertion attacks"), and deliveries come one
+	// acknowledgement later (one packet's bytes each, as on arrival).
 	AckedDelivery bool
 	// AckedDeliveryOneSided is how many bytes a direction holds while the
 	// other side has acknowledged nothing at all before it stops waiting
