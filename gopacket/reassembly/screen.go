@@ -74,17 +74,14 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		e.ctr.discard(discardRejected, len(s.payload))
 		return false
 	}
-	if e.acked.on && t.ACK {
-		// What the packet acknowledges may be delivered now
-		// (acked_delivery.go); a hole it passes is skipped as below.
-		e.noteAck(s)
-		if conn.removed {
-			e.ctr.discard(discardClosed, len(s.payload))
-			e.droppedClosed = len(s.payload) > 0
-			return false
+	if e.life.ackGaps && t.ACK && (e.acked.on || s.peer.mayHoldHole()) {
+		if e.acked.on {
+			// What the packet acknowledges may be delivered now, a hole
+			// it passes skipped as ackedPast does (acked_delivery.go).
+			e.noteAck(s)
+		} else {
+			e.ackedPast(conn, s.peer, Sequence(t.Ack), s.ac)
 		}
-	} else if e.life.ackGaps && t.ACK && s.peer.mayHoldHole() {
-		e.ackedPast(conn, s.peer, Sequence(t.Ack), s.ac)
 		if conn.removed {
 			// The acknowledgement completed the connection.
 			e.ctr.discard(discardClosed, len(s.payload))
