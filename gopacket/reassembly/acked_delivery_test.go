@@ -168,10 +168,16 @@ func ackedRecorder(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*l
 // Property: bytes in order wait for their acknowledgement, and an
 // acknowledgement in the middle of a segment delivers exactly what it
 // covers; the rest follows with the next one. An acknowledgement of
-// several packets delivers each packet's bytes apart, as on arrival.
+// several packets delivers each packet's bytes apart, as on arrival. The
+// same across the sequence wrap.
 func TestAckedDeliveryWaitsForTheAck(t *testing.T) {
 	t.Parallel()
-	c := kitConnN(41)
+	for _, c := range []kitConn{kitConnN(41), kitConnN(41).withISNs(0xFFFFFFF8, 0xFFFFFFFC)} {
+		ackedWaitsForTheAck(t, c)
+	}
+}
+
+func ackedWaitsForTheAck(t *testing.T, c kitConn) {
 	cAck := c.seqAt(true, 0)
 	pkts := append(ackedHandshake(c),
 		idsSeg(c, false, "P", 0, "hello ", cAck, 65535),
@@ -290,6 +296,51 @@ func TestAckedDeliveryFlushForces(t *testing.T) {
 	require.Equal(t, int64(7), st.BytesUnackedByFlush)
 	requireAckedCounted(t, st)
 	kitCloseSound(t, f, a)
+}
+
+// Property: the connection timeout and an eviction at the connection cap
+// deliver held bytes, counted as forced by a flush (the timeout) and by a
+// limit (the eviction).
+func TestAckedDeliveryTimeoutAndEviction(t *testing.T) {
+	t.Parallel()
+	held := func(c kitConn) []*layers.TCP {
+		return append(ackedHandshake(c), idsSeg(c, false, "P", 0, "held", c.seqAt(true, 0), 65535))
+	}
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		c := kitConnN(48)
+		opts := ackedOpts()
+		opts.ConnectionTimeout = time.Second
+		after, a, f := ackedRecorder(t, c, opts, held(c))
+		require.Equal(t, "", after[len(after)-1])
+		require.NoError(t, c.send(a, false, "A", 4, "", kitT0.Add(time.Minute)))
+		require.Equal(t, "held", f.stream(c).bytes(0))
+		st := a.Stats()
+		require.Equal(t, int64(4), st.BytesUnackedByFlush)
+		requireAckedCounted(t, st)
+		kitCloseSound(t, f, a)
+	})
+	t.Run("eviction", func(t *testing.T) {
+		t.Parallel()
+		f := newKitFactory()
+		pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: 1})
+		require.NoError(t, err)
+		a := newKitAssembler(t, pool, ackedOpts())
+		c, d := kitConnN(49), kitConnN(50)
+		ts := kitT0
+		for _, p := range held(c) {
+			ts = ts.Add(time.Millisecond)
+			require.NoError(t, a.AssembleWithContext(c.flow(p.SrcPort == kitServerPort), p, kitAt(ts)))
+		}
+		require.Equal(t, "", f.stream(c).bytes(0))
+		require.NoError(t, d.send(a, false, "S", 0, "", ts.Add(time.Millisecond)))
+		require.Equal(t, "held", f.stream(c).bytes(0), "the eviction delivers it")
+		st := a.Stats()
+		require.Equal(t, int64(1), st.EvictedIdle+st.EvictedUnanswered)
+		require.Equal(t, int64(4), st.BytesUnackedAtLimit)
+		requireAckedCounted(t, st)
+		kitCloseSound(t, f, a)
+	})
 }
 
 // Property: a direction whose other side never acknowledges anything (the
