@@ -33,49 +33,20 @@ import (
 // (-benchtime 1x: each scenario is long enough to measure once; upstream's
 // SYN flood and hold reach several GB of heap).
 
-// atkFigures are one run's measurements.
-type atkFigures struct {
-	peakMB, liveMB, nsPkt float64
-}
-
-// atkReport reports a run's figures and keeps them for the comparison.
-func atkReport(b *testing.B, got map[string]atkFigures, key string, heap *atkHeap, pkts int64) {
-	f := atkFigures{
-		peakMB: float64(heap.peakInuse) / 1e6,
-		liveMB: float64(heap.peakLive) / 1e6,
-		nsPkt:  float64(b.Elapsed().Nanoseconds()) / float64(int64(b.N)*pkts),
-	}
-	got[key] = f
-	b.ReportMetric(f.peakMB, "peak-heap-MB")
-	b.ReportMetric(f.liveMB, "live-heap-MB")
-	b.ReportMetric(f.nsPkt, "ns/pkt")
-}
-
-// atkKeys names the sub-benchmarks of impls, upstream's last.
-func atkKeys(prefix string, impls ...string) []string {
-	keys := make([]string, len(impls))
-	for i, impl := range impls {
-		keys[i] = prefix + impl
-	}
-	return keys
-}
-
-// atkCompare logs each implementation's figures beside upstream's; it runs
-// in the last leaf, upstream's (a parent benchmark's log shows only with
-// -v), and does nothing in the others.
-func atkCompare(b *testing.B, got map[string]atkFigures, keys []string, key string) {
-	up := keys[len(keys)-1]
-	u, ok := got[up]
-	if !ok || key != up {
-		return
-	}
-	for _, k := range keys {
-		f, ok := got[k]
-		if !ok || k == up {
-			continue
-		}
-		b.Logf("%-28s peak heap %9.1f MB (upstream %9.1f, %6.1fx less), live %9.1f MB (upstream %9.1f, %6.1fx less), %7.0f ns/pkt (upstream %7.0f)",
-			k, f.peakMB, u.peakMB, u.peakMB/f.peakMB, f.liveMB, u.liveMB, u.liveMB/f.liveMB, f.nsPkt, u.nsPkt)
+// atkBenchImpls runs a scenario as one sub-benchmark per impl, named
+// prefix+impl (upstream's last: its leaf logs the others beside it). op
+// runs it b.N times, measuring into heap, and returns the packets of one
+// run; the figures are reported with atkReport.
+func atkBenchImpls(b *testing.B, prefix string, impls []string, op func(b *testing.B, impl string, heap *atkHeap) int64) {
+	got := map[string]atkFigures{}
+	keys := atkKeys(prefix, impls...)
+	for _, key := range keys {
+		impl := key[strings.LastIndexByte(key, '=')+1:]
+		b.Run(key, func(b *testing.B) {
+			var heap atkHeap
+			atkReport(b, got, key, &heap, op(b, impl, &heap))
+			atkCompare(b, got, keys, key)
+		})
 	}
 }
 
@@ -85,41 +56,33 @@ func atkCompare(b *testing.B, got map[string]atkFigures, keys []string, key stri
 // connections, ours and upstream keep every connection.
 func BenchmarkAttackSYNFlood(b *testing.B) {
 	for _, payload := range []int{100, 1460} {
-		got := map[string]atkFigures{}
-		keys := atkKeys("payload="+strconv.Itoa(payload)+"/impl=", "safe", "ours", "upstream")
-		for _, key := range keys {
-			impl := key[strings.LastIndexByte(key, '=')+1:]
-			b.Run(key, func(b *testing.B) {
-				cfg := atkSYNFloodConfig{tuples: 1_000_000, maxConns: 100_000, est: 100, estEvery: 100, payload: payload}
-				var heap atkHeap
-				var live int64
-				for range b.N {
-					b.StopTimer()
-					im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, cfg.maxConns, false)
-					heap.start()
-					b.StartTimer()
-					calls := 0
-					if _, err := atkSYNFlood(cfg, im.feeder, func(int) {
-						calls++
-						heap.tick(b, calls%64 == 0)
-					}); err != nil {
-						b.Fatal(err)
-					}
-					b.StopTimer()
-					heap.live()
-					live = im.live()
-					im.flushAll()
-					b.StartTimer()
+		atkBenchImpls(b, "payload="+strconv.Itoa(payload)+"/impl=", []string{"safe", "ours", "upstream"}, func(b *testing.B, impl string, heap *atkHeap) int64 {
+			cfg := atkSYNFloodConfig{tuples: 1_000_000, maxConns: 100_000, est: 100, estEvery: 100, payload: payload}
+			var live int64
+			for range b.N {
+				b.StopTimer()
+				im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, cfg.maxConns, false)
+				heap.start()
+				b.StartTimer()
+				calls := 0
+				if _, err := atkSYNFlood(cfg, im.feeder, func(int) {
+					calls++
+					heap.tick(b, calls%64 == 0)
+				}); err != nil {
+					b.Fatal(err)
 				}
-				pkts := int64(2*cfg.tuples + 2*cfg.tuples/cfg.estEvery + 5*cfg.est)
-				atkReport(b, got, key, &heap, pkts)
-				b.ReportMetric(float64(heap.peakLive)/float64(cfg.tuples), "live-B/tuple")
-				if live >= 0 {
-					b.ReportMetric(float64(live), "conns")
-				}
-				atkCompare(b, got, keys, key)
-			})
-		}
+				b.StopTimer()
+				heap.live()
+				live = im.live()
+				im.flushAll()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(heap.peakLive)/float64(cfg.tuples), "live-B/tuple")
+			if live >= 0 {
+				b.ReportMetric(float64(live), "conns")
+			}
+			return int64(2*cfg.tuples + 2*cfg.tuples/cfg.estEvery + 5*cfg.est)
+		})
 	}
 }
 
@@ -134,47 +97,40 @@ func BenchmarkAttackOutOfOrderHold(b *testing.B) {
 	const budgetPages = 20000
 	opts := SafeAssemblerOptions{MaxBufferedPagesTotal: budgetPages, DisableBackgroundFlush: true}
 	for _, size := range []int{1, 1460} {
-		got := map[string]atkFigures{}
-		keys := atkKeys("size="+strconv.Itoa(size)+"/impl=", "safe", "ours-limited", "upstream-limited", "upstream")
-		for _, key := range keys {
-			impl := key[strings.LastIndexByte(key, '=')+1:]
-			b.Run(key, func(b *testing.B) {
-				cfg := atkHoldConfig{conns: 1000, segs: 2000, size: size, opts: opts}
-				name, limited := impl, false
-				if n, ok := strings.CutSuffix(impl, "-limited"); ok {
-					name, limited = n, true
-				}
-				var heap atkHeap
-				for range b.N {
-					b.StopTimer()
-					im := newAtkImpl(name, nil, opts, 0, limited)
-					calls := 0
-					b.StartTimer()
-					atkHold(cfg, im.feeder, func() {
-						if calls++; calls == 1 {
-							b.StopTimer()
-							heap.start() // the connections are open
-							b.StartTimer()
-						} else {
-							heap.tick(b, calls%256 == 0)
-						}
-					})
-					b.StopTimer()
-					heap.live()
-					im.flushAll()
-					b.StartTimer()
-				}
-				atkReport(b, got, key, &heap, int64(cfg.conns*cfg.segs))
-				charge := int64(atkChargedPage)
-				if size <= 64 {
-					charge = atkChargedSmall
-				}
-				budget := float64(budgetPages*charge) / 1e6
-				b.ReportMetric(budget, "budget-MB")
-				b.ReportMetric(float64(heap.peakLive)/1e6/budget, "live/budget")
-				atkCompare(b, got, keys, key)
-			})
-		}
+		atkBenchImpls(b, "size="+strconv.Itoa(size)+"/impl=", []string{"safe", "ours-limited", "upstream-limited", "upstream"}, func(b *testing.B, impl string, heap *atkHeap) int64 {
+			cfg := atkHoldConfig{conns: 1000, segs: 2000, size: size, opts: opts}
+			name, limited := impl, false
+			if n, ok := strings.CutSuffix(impl, "-limited"); ok {
+				name, limited = n, true
+			}
+			for range b.N {
+				b.StopTimer()
+				im := newAtkImpl(name, nil, opts, 0, limited)
+				calls := 0
+				b.StartTimer()
+				atkHold(cfg, im.feeder, func() {
+					if calls++; calls == 1 {
+						b.StopTimer()
+						heap.start() // the connections are open
+						b.StartTimer()
+					} else {
+						heap.tick(b, calls%256 == 0)
+					}
+				})
+				b.StopTimer()
+				heap.live()
+				im.flushAll()
+				b.StartTimer()
+			}
+			charge := int64(atkChargedPage)
+			if size <= 64 {
+				charge = atkChargedSmall
+			}
+			budget := float64(budgetPages*charge) / 1e6
+			b.ReportMetric(budget, "budget-MB")
+			b.ReportMetric(float64(heap.peakLive)/1e6/budget, "live/budget")
+			return int64(cfg.conns * cfg.segs)
+		})
 	}
 }
 
@@ -200,12 +156,6 @@ func atkInsertionPackets(order []int) []atkPacket {
 	}
 	atkInsertion(atkFeederFunc(keep), order, nil)
 	return out
-}
-
-type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
-
-func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	return f(flow, tcp, ac)
 }
 
 // BenchmarkAttackInsertionOrder: n one-byte segments into one connection
@@ -268,27 +218,20 @@ func BenchmarkAttackInsertionOrder(b *testing.B) {
 func BenchmarkAttackOverlapFlood(b *testing.B) {
 	const n = 100_000
 	for _, mode := range atkOverlapModes {
-		got := map[string]atkFigures{}
-		keys := atkKeys("mode="+mode+"/impl=", "safe", "ours", "upstream")
-		for _, key := range keys {
-			impl := key[strings.LastIndexByte(key, '=')+1:]
-			b.Run(key, func(b *testing.B) {
-				var heap atkHeap
-				for range b.N {
-					b.StopTimer()
-					im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, 0, false)
-					heap.start()
-					b.StartTimer()
-					atkOverlapFlood(im.feeder, mode, n, heap.sample, nil)
-					b.StopTimer()
-					heap.live()
-					im.flushAll()
-					b.StartTimer()
-				}
-				atkReport(b, got, key, &heap, n)
-				atkCompare(b, got, keys, key)
-			})
-		}
+		atkBenchImpls(b, "mode="+mode+"/impl=", []string{"safe", "ours", "upstream"}, func(b *testing.B, impl string, heap *atkHeap) int64 {
+			for range b.N {
+				b.StopTimer()
+				im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, 0, false)
+				heap.start()
+				b.StartTimer()
+				atkOverlapFlood(im.feeder, mode, n, heap.sample, nil)
+				b.StopTimer()
+				heap.live()
+				im.flushAll()
+				b.StartTimer()
+			}
+			return n
+		})
 	}
 }
 
@@ -365,31 +308,24 @@ func atkGarbagePacket(g *atkGen, i int) (gopacket.Flow, *layers.TCP, *kitCtx) {
 // face caps the pool at 10k connections).
 func BenchmarkAttackGarbage(b *testing.B) {
 	const n = 1_000_000
-	got := map[string]atkFigures{}
-	keys := atkKeys("impl=", "safe", "ours", "upstream")
-	for _, key := range keys {
-		impl := key[strings.LastIndexByte(key, '=')+1:]
-		b.Run(key, func(b *testing.B) {
-			var heap atkHeap
-			for range b.N {
-				b.StopTimer()
-				im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, 10_000, false)
-				g := newAtkGen()
-				heap.start()
-				b.StartTimer()
-				for i := range n {
-					_ = im.feeder.feed(atkGarbagePacket(g, i))
-					if i%8192 == 0 {
-						heap.sample()
-					}
+	atkBenchImpls(b, "impl=", []string{"safe", "ours", "upstream"}, func(b *testing.B, impl string, heap *atkHeap) int64 {
+		for range b.N {
+			b.StopTimer()
+			im := newAtkImpl(impl, nil, SafeAssemblerOptions{DisableBackgroundFlush: true}, 10_000, false)
+			g := newAtkGen()
+			heap.start()
+			b.StartTimer()
+			for i := range n {
+				_ = im.feeder.feed(atkGarbagePacket(g, i))
+				if i%8192 == 0 {
+					heap.sample()
 				}
-				b.StopTimer()
-				heap.live()
-				im.flushAll()
-				b.StartTimer()
 			}
-			atkReport(b, got, key, &heap, n)
-			atkCompare(b, got, keys, key)
-		})
-	}
+			b.StopTimer()
+			heap.live()
+			im.flushAll()
+			b.StartTimer()
+		}
+		return n
+	})
 }

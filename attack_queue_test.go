@@ -2,13 +2,17 @@ package reassembly
 
 // Attacks on the queue of a direction (issue 4): segments in the order that
 // costs most to insert, and one range retransmitted again and again with
-// other bytes. The attack kit is attack_kit_test.go.
+// other bytes. The flood kit is kit_traffic_test.go.
 
 import (
 	"hash/crc32"
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // --- insertion order -------------------------------------------------------
@@ -78,47 +82,25 @@ func TestAttackInsertionOrder(t *testing.T) {
 				maxRatio := 0.0
 				atkInsertion(im.feeder, atkOrder(n, order == "descending", 7), func(i int) {
 					refs := im.table.snapshot(nil)
-					if len(refs) != 1 || !refs[0].lock() {
-						t.Fatalf("%d connections", len(refs))
-					}
+					require.True(t, len(refs) == 1 && refs[0].lock(), "%d connections", len(refs))
 					q := &refs[0].c.halves[0].queue
 					h, cnt := stHeight(q.root), q.count
 					refs[0].c.mu.Unlock()
-					if cnt != i {
-						t.Fatalf("after %d segments %d queued", i, cnt)
-					}
-					bound := 4 * log2(cnt)
-					maxRatio = max(maxRatio, float64(h)/log2f(cnt))
-					if h > bound {
-						t.Fatalf("tree height %d with %d chunks (bound %d)", h, cnt, bound)
-					}
+					require.Equal(t, i, cnt, "segments queued")
+					log2 := max(1, bits.Len(uint(cnt))-1)
+					maxRatio = max(maxRatio, float64(h)/float64(log2))
+					require.LessOrEqual(t, h, 4*log2, "tree height with %d chunks", cnt)
 				})
 				st := im.stats()
-				if f.err != nil {
-					t.Fatal(f.err)
-				}
+				require.NoError(t, f.err)
 				s := f.checked[0]
-				if s == nil || s.bytes[0] != int64(n+1) || s.gaps != 0 || !s.ended[0] {
-					t.Fatalf("stream: %+v, want %d bytes without a hole, ended", s, n+1)
-				}
-				if st.ForcedSkips != 0 || st.BytesDelivered != int64(n+1) || st.PageCache.QueuedBytes != 0 {
-					t.Fatalf("stats: %+v", st)
-				}
+				require.True(t, s != nil && s.bytes[0] == int64(n+1) && s.gaps == 0 && s.ended[0], "stream: %+v, want %d bytes without a hole, ended", s, n+1)
+				require.True(t, st.ForcedSkips == 0 && st.BytesDelivered == int64(n+1) && st.PageCache.QueuedBytes == 0, "stats: %+v", st)
 				t.Logf("n=%d: tree height at most %.2f log2(n)", n, maxRatio)
 			})
 		}
 	}
 }
-
-func log2(n int) int {
-	l := 0
-	for ; n > 1; n >>= 1 {
-		l++
-	}
-	return max(l, 1)
-}
-
-func log2f(n int) float64 { return float64(log2(n)) }
 
 // --- overlap flood ---------------------------------------------------------
 
@@ -172,24 +154,18 @@ func TestAttackOverlapFlood(t *testing.T) {
 			kitRequireConserved(t, st)
 			// Shifting copies cut the buffered bytes into slivers (18 pages
 			// for 1.9 KB); the budget bounds them, and no skip is forced.
-			if maxPages > 64 || (mode != "shifting" && maxPages > 1) {
-				t.Errorf("%d pages in use during the flood", maxPages)
-			}
+			assert.False(t, maxPages > 64 || (mode != "shifting" && maxPages > 1), "%d pages in use during the flood", maxPages)
 			if mode == "delivered" {
-				if want := int64(n-1) * 1460; st.BytesOverlap != want {
-					t.Errorf("BytesOverlap %d, want %d", st.BytesOverlap, want)
-				}
-			} else if want := int64(n-1) * (1460 - 400); st.BytesOverwritten < want {
-				t.Errorf("BytesOverwritten %d, want at least %d", st.BytesOverwritten, want)
+				assert.Equal(t, int64(n-1)*1460, st.BytesOverlap, "BytesOverlap")
+			} else {
+				assert.GreaterOrEqual(t, st.BytesOverwritten, int64(n-1)*(1460-400), "BytesOverwritten")
 			}
 			a.Close()
 			pool.Close()
 			s.verify(t, int64(len(want)), crc32.ChecksumIEEE(want))
 			t.Logf("%s: %d copies, at most %d pages, live heap +%.2f MB, overlap %d B, overwritten %d B",
 				mode, n, maxPages, float64(heap.peakLive)/1e6, st.BytesOverlap, st.BytesOverwritten)
-			if heap.peakLive > 1<<20 {
-				t.Errorf("live heap grew by %d B for one connection", heap.peakLive)
-			}
+			assert.LessOrEqual(t, heap.peakLive, uint64(1<<20), "live heap growth for one connection")
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package reassembly_test
+package reassembly
 
 // Conformance on real captures: every capture of testdata/captures (and,
 // when the shared corpus is beside the repository, every capture of it that
@@ -39,7 +39,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	upstream "github.com/google/gopacket/reassembly"
-	ours "github.com/safepacket/reassembly"
 	"github.com/safepacket/reassembly/internal/capture"
 	"github.com/safepacket/reassembly/internal/capturetest"
 )
@@ -80,21 +79,7 @@ var confKnown = map[string]map[string]string{
 }
 
 // ---------------------------------------------------------------------------
-// A Stream for both libraries
-
-type confDirLike interface{ ~bool }
-
-type confSeqLike interface{ ~int64 }
-
-type confSGLike[D confDirLike] interface {
-	Lengths() (int, int)
-	Fetch(int) []byte
-	Info() (D, bool, bool, int)
-}
-
-type confACLike interface {
-	GetCaptureInfo() gopacket.CaptureInfo
-}
+// Both engines, recorded by the kit's trRec
 
 // confDir is what one direction of a stream received.
 type confDir struct {
@@ -103,83 +88,46 @@ type confDir struct {
 	skipBytes int64 // their total
 	firstSkip int64 // output offset of the first one, -1 when none
 	unknown   int   // Skips of -1 (start unknown) after the first delivery
-	ended     bool  // a delivery carried the end flag
 }
 
-// confConn is one Stream: both directions, named by the flows given to New.
-type confConn struct {
-	netFlow, tcpFlow gopacket.Flow
-	dirs             [2]confDir
-	completed        int
-}
-
-type confFactory[D confDirLike, S confSeqLike, SG confSGLike[D], AC confACLike, ST any] struct {
-	conns []*confConn
-}
-
-func (f *confFactory[D, S, SG, AC, ST]) New(netFlow, tcpFlow gopacket.Flow, _ *layers.TCP, _ AC) ST {
-	c := &confConn{netFlow: netFlow, tcpFlow: tcpFlow}
-	c.dirs[0].firstSkip, c.dirs[1].firstSkip = -1, -1
-	f.conns = append(f.conns, c)
-	return any(&confStream[D, S, SG, AC]{c: c}).(ST)
-}
-
-type confStream[D confDirLike, S confSeqLike, SG confSGLike[D], AC confACLike] struct {
-	c *confConn
-}
-
-func (s *confStream[D, S, SG, AC]) Accept(_ *layers.TCP, _ gopacket.CaptureInfo, _ D, _ S, start *bool, _ AC) bool {
-	*start = true
-	return true
-}
-
-func (s *confStream[D, S, SG, AC]) ReassembledSG(sg SG, _ AC) {
-	dir, _, end, skip := sg.Info()
-	d := &s.c.dirs[0]
-	if dir {
-		d = &s.c.dirs[1]
-	}
-	switch {
-	case skip > 0:
-		d.skips++
-		d.skipBytes += int64(skip)
-		if d.firstSkip < 0 {
-			d.firstSkip = int64(len(d.data))
+// confDirOf sums up what direction d of st received.
+func confDirOf(st *trStream, d int) *confDir {
+	cd := &confDir{data: st.got[d], firstSkip: -1}
+	at := 0
+	for _, dl := range st.deliveries {
+		if dl.dir != d {
+			continue
 		}
-	case skip < 0 && len(d.data) > 0:
-		d.unknown++
+		switch {
+		case dl.skip > 0:
+			cd.skips++
+			cd.skipBytes += int64(dl.skip)
+			if cd.firstSkip < 0 {
+				cd.firstSkip = int64(at)
+			}
+		case dl.skip < 0 && at > 0:
+			cd.unknown++
+		}
+		at += len(dl.data)
 	}
-	if n, _ := sg.Lengths(); n > 0 {
-		d.data = append(d.data, sg.Fetch(n)...)
-	}
-	d.ended = d.ended || end
+	return cd
 }
-
-func (s *confStream[D, S, SG, AC]) ReassemblyComplete(_ AC) bool {
-	s.c.completed++
-	return true
-}
-
-type confContext struct{ ci gopacket.CaptureInfo }
-
-func (c *confContext) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
 
 // confRun is one engine's reassembly of one capture.
 type confRun struct {
 	files    map[string]*confDir // reference-style file name -> direction
 	order    []string            // file names in stream order
-	conns    []*confConn
+	rec      *trRec
 	panicked string // the engine panicked (upstream does on some inputs)
 }
 
 // confReassemble feeds every TCP segment of the capture to one engine
 // (assemble, then flushAll at the end of the file), recovering a panic of
-// the engine, and names the directions of the Streams it created (conns)
-// as the reference does: by directional 4-tuple, in the order the streams
-// were created, "~N" for the N-th stream of a tuple with payload.
-func confReassemble(t *testing.T, path string, conns func() []*confConn,
-	assemble func(gopacket.Flow, *layers.TCP, *confContext), flushAll func()) *confRun {
-	run := &confRun{files: map[string]*confDir{}}
+// the engine, and names the directions of the Streams rec saw as the
+// reference does: by directional 4-tuple, in the order the streams were
+// created, "~N" for the N-th stream of a tuple with payload.
+func confReassemble(t *testing.T, path string, rec *trRec, assemble func(gopacket.Flow, *layers.TCP, *trCtx), flushAll func()) *confRun {
+	run := &confRun{files: map[string]*confDir{}, rec: rec}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -187,17 +135,17 @@ func confReassemble(t *testing.T, path string, conns func() []*confConn,
 			}
 		}()
 		_, err := capture.ReadFile(path, func(_ int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
-			assemble(seg.NetFlow, seg.TCP, &confContext{ci: ci})
+			ctx := trCtx(ci)
+			assemble(seg.NetFlow, seg.TCP, &ctx)
 			return nil
 		})
 		require.NoError(t, err, path)
 		flushAll()
 	}()
-	run.conns = conns()
 	seen := map[string]int{}
-	for _, c := range run.conns {
-		for d := range c.dirs {
-			if len(c.dirs[d].data) == 0 {
+	for _, c := range rec.streams {
+		for d := range 2 {
+			if len(c.got[d]) == 0 {
 				continue
 			}
 			netFlow, tcpFlow := c.netFlow, c.tcpFlow
@@ -211,7 +159,7 @@ func confReassemble(t *testing.T, path string, conns func() []*confConn,
 			if n := seen[base]; n > 1 {
 				name = base + "~" + strconv.Itoa(n) + ".bin"
 			}
-			run.files[name] = &c.dirs[d]
+			run.files[name] = confDirOf(c, d)
 			run.order = append(run.order, name)
 		}
 	}
@@ -233,19 +181,19 @@ func confPort(ep gopacket.Endpoint) string {
 	return strconv.Itoa(int(r[0])<<8 | int(r[1]))
 }
 
+// confOurs and confUpstream reassemble a capture the same way: Accept
+// takes every segment and forces the start of a direction at its first.
 func confOurs(t *testing.T, path string) *confRun {
-	f := &confFactory[ours.TCPFlowDirection, ours.Sequence, ours.ScatterGather, ours.AssemblerContext, ours.Stream]{}
-	a := ours.NewAssembler(ours.NewStreamPool(f))
-	return confReassemble(t, path, func() []*confConn { return f.conns },
-		func(nf gopacket.Flow, tcp *layers.TCP, ac *confContext) { a.AssembleWithContext(nf, tcp, ac) },
+	rec := &trRec{forceStart: true}
+	a := NewAssembler(NewStreamPool(trFactory{rec}))
+	return confReassemble(t, path, rec, func(nf gopacket.Flow, tcp *layers.TCP, ac *trCtx) { a.AssembleWithContext(nf, tcp, ac) },
 		func() { a.FlushAll() })
 }
 
 func confUpstream(t *testing.T, path string) *confRun {
-	f := &confFactory[upstream.TCPFlowDirection, upstream.Sequence, upstream.ScatterGather, upstream.AssemblerContext, upstream.Stream]{}
-	a := upstream.NewAssembler(upstream.NewStreamPool(f))
-	return confReassemble(t, path, func() []*confConn { return f.conns },
-		func(nf gopacket.Flow, tcp *layers.TCP, ac *confContext) { a.AssembleWithContext(nf, tcp, ac) },
+	rec := &trRec{forceStart: true}
+	a := upstream.NewAssembler(upstream.NewStreamPool(trUpFactory{rec}))
+	return confReassemble(t, path, rec, func(nf gopacket.Flow, tcp *layers.TCP, ac *trCtx) { a.AssembleWithContext(nf, tcp, ac) },
 		func() { a.FlushAll() })
 }
 
@@ -299,12 +247,8 @@ func confDiff(got *confDir, want []byte) string {
 	if got == nil {
 		return fmt.Sprintf("missing (want %d bytes)", len(want))
 	}
-	i := 0
-	for i < len(got.data) && i < len(want) && got.data[i] == want[i] {
-		i++
-	}
 	return fmt.Sprintf("got %d bytes, want %d, first difference at offset %d (skips %d/%dB)",
-		len(got.data), len(want), i, got.skips, got.skipBytes)
+		len(got.data), len(want), kitFirstDiff(got.data, want), got.skips, got.skipBytes)
 }
 
 // ---------------------------------------------------------------------------
@@ -412,9 +356,7 @@ func confCheckCapture(t *testing.T, c confCapture, tally *confTally, verbose boo
 	o := confOurs(t, c.path)
 	u := confUpstream(t, c.path)
 	require.Empty(t, o.panicked, "our Assembler panicked")
-	for _, conn := range o.conns {
-		assert.Equal(t, 1, conn.completed, "%s: every Stream completed exactly once", c.name)
-	}
+	trCompleteOnce(t, o.rec) // every Stream completed exactly once, nothing delivered after
 	idx := 1
 	if c.shipped {
 		idx = 0

@@ -6,8 +6,6 @@ package reassembly
 import (
 	"net/netip"
 	"time"
-
-	"github.com/google/gopacket"
 )
 
 // fzInput reads the fuzz bytes; past the end it reads zeros.
@@ -33,10 +31,8 @@ func (in *fzInput) u32() uint32 { return uint32(in.u16())<<16 | uint32(in.u16())
 // fzTruth is the byte the sender puts at stream offset off of direction dir
 // of connection conn, before any version mask.
 func fzTruth(conn, dir int, off int64) byte {
-	z := uint64(off)*0x9E3779B97F4A7C15 + uint64(conn)<<58 + uint64(dir)<<57 + 0x632BE59BD9B4E019
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-	return byte(z ^ (z >> 31))
+	// mix64 adds 0x9E3779B97F4A7C15 before it mixes.
+	return byte(mix64(uint64(off)*0x9E3779B97F4A7C15 + uint64(conn)<<58 + uint64(dir)<<57 + 0x632BE59BD9B4E019 - 0x9E3779B97F4A7C15))
 }
 
 // fzVersions are the masks of the four versions of a byte; a
@@ -90,10 +86,6 @@ type fzPacket struct {
 	flags   TCPFlags
 	version int
 }
-
-type fzCtx struct{ ci gopacket.CaptureInfo }
-
-func (c *fzCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
 
 // fzConnCfg is how a connection's Stream behaves.
 type fzConnCfg struct {

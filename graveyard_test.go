@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -36,16 +37,14 @@ func TestGraveyardMatchesModel(t *testing.T) {
 	}
 	var model []entry // live graves, oldest first
 	var now int64
+	unmodel := func(i int) {
+		model = slices.DeleteFunc(model, func(e entry) bool { return e.key == i })
+	}
 	bury := func(i int) {
 		if pos := y.find(hashes[i], &keys[i]); pos >= 0 {
 			y.forget(pos)
 		}
-		for j, e := range model {
-			if e.key == i {
-				model = append(model[:j], model[j+1:]...)
-				break
-			}
-		}
+		unmodel(i)
 		now++
 		y.bury(grave{key: keys[i], hash: hashes[i], retired: now, next: [2]Sequence{Sequence(i), invalidSequence}})
 		model = append(model, entry{i, now})
@@ -117,12 +116,7 @@ func TestGraveyardMatchesModel(t *testing.T) {
 			i := rng.IntN(span)
 			if pos := y.find(hashes[i], &keys[i]); pos >= 0 {
 				y.forget(pos)
-				for j, e := range model {
-					if e.key == i {
-						model = append(model[:j], model[j+1:]...)
-						break
-					}
-				}
+				unmodel(i)
 			}
 			check()
 		case r < 97:

@@ -4,36 +4,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/safepacket/reassembly/internal/stamp"
 	"github.com/stretchr/testify/require"
 )
-
-// keepingStream keeps every delivery's bytes once (KeepFrom(0) on the
-// deliveries that bring no kept bytes) and records, part by part, the
-// capture time of each part's context and whether it was kept.
-type keepingStream struct {
-	parts []string
-}
-
-func (s *keepingStream) New(_, _ gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream { return s }
-func (s *keepingStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-func (s *keepingStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	pw := sg.(PartWalker)
-	kept := false
-	for i := 0; i < pw.NumParts(); i++ {
-		p := pw.Part(i)
-		kept = kept || p.Kept
-		s.parts = append(s.parts, string(p.Bytes)+"@"+p.CaptureInfo().Timestamp.Format("05"))
-	}
-	if !kept {
-		sg.KeepFrom(0)
-	}
-}
-func (s *keepingStream) ReassemblyComplete(AssemblerContext) bool { return true }
 
 // The engine keeps a reused context (the tcpassembly face's stamp.Context,
 // restamped for every packet) by copying it: bytes buffered out of order
@@ -43,8 +17,23 @@ func (s *keepingStream) ReassemblyComplete(AssemblerContext) bool { return true 
 func TestReusedContextIsCopiedWhenKept(t *testing.T) {
 	t.Parallel()
 	for _, serialized := range []bool{false, true} {
-		s := &keepingStream{}
-		a := NewAssembler(NewStreamPool(s))
+		// The Stream keeps every delivery's bytes once (KeepFrom(0) on the
+		// deliveries that bring no kept bytes) and records, part by part,
+		// the capture time of each part's context.
+		var parts []string
+		r := &trRec{onSG: func(_ *trStream, sg trSG, _ *trDelivery) {
+			pw := sg.(PartWalker)
+			kept := false
+			for i := range pw.NumParts() {
+				p := pw.Part(i)
+				kept = kept || p.Kept
+				parts = append(parts, string(p.Bytes)+"@"+p.CaptureInfo().Timestamp.Format("05"))
+			}
+			if !kept {
+				sg.KeepFrom(0)
+			}
+		}}
+		a := NewAssembler(NewStreamPool(trFactory{r}))
 		ctx := &stamp.Context{Serialized: serialized}
 		c := kitConnN(1)
 		at := func(sec int) time.Time { return time.Unix(int64(sec), 0) }
@@ -61,6 +50,6 @@ func TestReusedContextIsCopiedWhenKept(t *testing.T) {
 		send(2, c.segOff(false, "A", 3, []byte("def"))) // held behind "abc"
 		send(3, c.segOff(false, "A", 0, []byte("abc"))) // delivered, kept
 		send(4, c.segOff(false, "A", 6, []byte("ghi"))) // the kept ones again
-		require.Equal(t, []string{"@01", "abc@03", "def@02", "abc@03", "def@02", "ghi@04"}, s.parts, "serialized=%v", serialized)
+		require.Equal(t, []string{"@01", "abc@03", "def@02", "abc@03", "def@02", "ghi@04"}, parts, "serialized=%v", serialized)
 	}
 }

@@ -478,3 +478,237 @@ func trCompleteOnce(t testing.TB, r *trRec) {
 		}
 	}
 }
+
+// trPages is the pages in use an Assembler's Dump reports (pool-wide).
+func trPages(t testing.TB, a interface{ Dump() string }) int {
+	t.Helper()
+	return trDumpInt(t, trUsedRE, a.Dump())
+}
+
+// trConns is the live connections an Assembler's Dump reports.
+func trConns(t testing.TB, a interface{ Dump() string }) int {
+	t.Helper()
+	return trDumpInt(t, trConnsRE, a.Dump())
+}
+
+// ---------------------------------------------------------------------------
+// Fault tables
+
+// trCase is one trace and what must come of it: on the drop-in face
+// (ours) and, where up or upPanic is set, on upstream, the oracle that
+// shows the fault the case's name points at (an UPSTREAM-BUGS row or an
+// issue).
+type trCase struct {
+	name    string
+	segs    []trSeg
+	opts    AssemblerOptions // upstream gets the same page limits
+	rec     func(*trRec)     // adjusts both recorders before the run
+	ours    func(t *testing.T, r *trRec, a *Assembler)
+	up      func(t *testing.T, r *trRec, a *upstream.Assembler) // runs only when upstream did not panic
+	upPanic string                                              // upstream must panic with this in its message
+}
+
+// trRunCases runs each case as subtests name/ours and name/upstream.
+func trRunCases(t *testing.T, cases []trCase) {
+	t.Helper()
+	for _, tc := range cases {
+		newRec := func() *trRec {
+			r := &trRec{}
+			if tc.rec != nil {
+				tc.rec(r)
+			}
+			return r
+		}
+		if tc.ours != nil {
+			t.Run(tc.name+"/ours", func(t *testing.T) {
+				r := newRec()
+				tc.ours(t, r, trOurs(t, r, tc.opts, trBuild(t, tc.segs)))
+			})
+		}
+		if tc.up == nil && tc.upPanic == "" {
+			continue
+		}
+		t.Run(tc.name+"/upstream", func(t *testing.T) {
+			r := newRec()
+			a, pv := trUp(r, upstream.AssemblerOptions{MaxBufferedPagesTotal: tc.opts.MaxBufferedPagesTotal,
+				MaxBufferedPagesPerConnection: tc.opts.MaxBufferedPagesPerConnection}, trBuild(t, tc.segs))
+			if tc.upPanic != "" {
+				require.NotNil(t, pv, "upstream was expected to panic (%s)", tc.name)
+				assert.Contains(t, fmt.Sprint(pv), tc.upPanic)
+				return
+			}
+			require.Nil(t, pv, "upstream panicked")
+			tc.up(t, r, a)
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Conversations and the three faces
+
+// trConv writes the packets of one conversation, in the order its hosts
+// send them: sequence numbers follow from the ISNs (near 2^32 if need be),
+// capture times advance 1ms a packet from at, and every packet acknowledges
+// all the peer sent, lost or not.
+type trConv struct {
+	next [2]uint32     // per direction (0: client), the next sequence number
+	at   time.Duration // capture time of the next packet, after trBase (never 0)
+	segs []trSeg
+}
+
+func newTrConv(isnC, isnS uint32, at time.Duration) *trConv {
+	return &trConv{next: [2]uint32{isnC, isnS}, at: at}
+}
+
+// emit sends a segment with flags (the ACK added but on the client's SYN)
+// and data from direction dir at its next sequence number.
+func (v *trConv) emit(dir int, flags, data string) *trConv {
+	s := trSeg{rev: dir == 1, seq: v.next[dir], flags: flags, data: data, at: v.at}
+	if !strings.Contains(flags, "S") || dir == 1 {
+		s.ack, s.flags = v.next[1-dir], flags+"A"
+	}
+	v.segs = append(v.segs, s)
+	v.next[dir] += uint32(len(data))
+	if strings.ContainsAny(flags, "SF") {
+		v.next[dir]++
+	}
+	v.at += time.Millisecond
+	return v
+}
+
+// handshake sends SYN, SYN-ACK, ACK.
+func (v *trConv) handshake() *trConv { return v.emit(0, "S", "").emit(1, "S", "").emit(0, "", "") }
+
+func (v *trConv) send(dir int, data string) *trConv { return v.emit(dir, "P", data) }
+
+// lose skips n bytes the capture misses.
+func (v *trConv) lose(dir, n int) *trConv {
+	v.next[dir] += uint32(n)
+	return v
+}
+
+func (v *trConv) ack(dir int) *trConv { return v.emit(dir, "", "") }
+
+func (v *trConv) fin(dir int) *trConv { return v.emit(dir, "F", "") }
+
+// close sends FIN both ways and the last ACK.
+func (v *trConv) close() *trConv { return v.fin(0).fin(1).ack(0) }
+
+// trJoin is the segments of several traces, one after the other.
+func trJoin(parts ...[]trSeg) []trSeg {
+	var out []trSeg
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// trDirRec is what one direction of a Stream received, read off its record.
+type trDirRec struct {
+	data  string
+	skips []int // the Skips other than 0, in order
+	ends  int
+}
+
+// trConnRec is one Stream's record, as it stood when the run ended.
+type trConnRec struct {
+	dirs      [2]trDirRec
+	completes int
+	starts    [2]int // deliveries reporting start, per direction
+}
+
+func trConnOf(st *trStream) *trConnRec {
+	c := &trConnRec{completes: st.completes}
+	for _, d := range st.deliveries {
+		if d.skip != 0 {
+			c.dirs[d.dir].skips = append(c.dirs[d.dir].skips, d.skip)
+		}
+		if d.end {
+			c.dirs[d.dir].ends++
+		}
+		if d.start {
+			c.starts[d.dir]++
+		}
+	}
+	for i := range c.dirs {
+		c.dirs[i].data = string(st.got[i])
+	}
+	return c
+}
+
+// trFace is a way to run packets: a library and its options. New faces
+// join trFaceUp, trFaceDropIn and trFaceSafe here.
+type trFace struct {
+	name        string
+	upstream    bool
+	safe        bool
+	ackGaps     bool                 // drop-in face: SetSkipAckedHoles
+	opts        SafeAssemblerOptions // Safe face
+	refuseStart bool                 // the Streams clear Accept's start
+	keepOpen    bool                 // ReassemblyComplete returns false
+}
+
+var (
+	trFaceUp     = trFace{name: "upstream", upstream: true}
+	trFaceDropIn = trFace{name: "drop-in"}
+	trFaceSafe   = trFace{name: "safe", safe: true}
+)
+
+// trResult is what a run left: the Streams, the event log, and the Safe
+// face's counters (zero for the others).
+type trResult struct {
+	conns []*trConnRec
+	log   []string
+	stats AssemblerStats
+}
+
+// conn returns Stream i, failing the test when there is none.
+func (r *trResult) conn(t *testing.T, i int) *trConnRec {
+	t.Helper()
+	require.Greater(t, len(r.conns), i, "Stream %d was never made; log %v", i, r.log)
+	return r.conns[i]
+}
+
+// run feeds segs to a new assembler of the face, then FlushAll when flush
+// is set.
+func (f trFace) run(t *testing.T, segs []trSeg, flush bool) *trResult {
+	t.Helper()
+	res := &trResult{}
+	rec := &trRec{refuseStart: f.refuseStart, keepOpen: f.keepOpen}
+	pkts := trBuild(t, segs)
+	// What a run leaves is read before any Close, whose flush is not the
+	// run's.
+	var flushAll func() int
+	switch {
+	case f.upstream:
+		a, pv := trUp(rec, upstream.AssemblerOptions{}, pkts)
+		require.Nil(t, pv, "upstream panicked")
+		flushAll = a.FlushAll
+	case !f.safe:
+		a := NewAssembler(NewStreamPool(trFactory{rec}))
+		a.SetSkipAckedHoles(f.ackGaps)
+		trFeed(t, a, pkts)
+		flushAll = a.FlushAll
+	default:
+		opts := f.opts
+		opts.DisableBackgroundFlush = true
+		if opts.ConnectionTimeout == 0 {
+			opts.ConnectionTimeout = time.Hour
+		}
+		a, pool, _ := trSafe(t, rec, opts, pkts)
+		flushAll = a.FlushAll
+		defer func() {
+			res.stats = a.Stats()
+			require.NoError(t, a.Close())
+			require.NoError(t, pool.Close())
+		}()
+	}
+	if flush {
+		flushAll()
+	}
+	for _, st := range rec.streams {
+		res.conns = append(res.conns, trConnOf(st))
+	}
+	res.log = append([]string(nil), rec.log...)
+	return res
+}

@@ -7,13 +7,16 @@ package reassembly
 // labels, bytes at the right offsets, exactly one ReassemblyComplete), the
 // Safe face's setup (newKitSafe, newKitAssembler, kit*Opts), random traffic
 // (kitTraffic, kitInterleave), the goroutine-leak guard, the conservation
-// check of AssemblerStats (kitRequireConserved, kitSumStats) and loop
-// helpers. The trace kit (trSeg, trRec and the runners of all three faces)
-// is kit_streams_test.go; the attack kit, for floods of millions of
-// packets, is attack_kit_test.go.
+// check of AssemblerStats (kitRequireConserved, kitSumStats), loop
+// helpers, and the rig (kitRig: one connection per scenario, skipped bytes
+// shown as '?', for comparison with a model). The trace kit (trSeg, trConv,
+// trRec, fault tables and the runners of all three faces) is
+// kit_streams_test.go; the attack kit, for floods of millions of packets,
+// is attack_kit_test.go.
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -21,6 +24,7 @@ import (
 	"math/rand"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,7 +124,7 @@ func (c kitConn) segOff(fromServer bool, flags string, off int, payload []byte) 
 	return c.seg(fromServer, c.seqAt(fromServer, off), flags, payload)
 }
 
-// seg builds a TCP segment; flags holds any of S, A, F, R.
+// seg builds a TCP segment with the flags kitSetFlags reads.
 func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) *layers.TCP {
 	t := &layers.TCP{Seq: seq, Window: 65535}
 	if fromServer {
@@ -128,6 +132,13 @@ func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) 
 	} else {
 		t.SrcPort, t.DstPort = c.cport, kitServerPort
 	}
+	kitSetFlags(t, flags)
+	t.Payload = payload
+	return t
+}
+
+// kitSetFlags sets the flags named in flags (any of S, A, F, R, P) on t.
+func kitSetFlags(t *layers.TCP, flags string) {
 	for _, f := range flags {
 		switch f {
 		case 'S':
@@ -138,10 +149,10 @@ func (c kitConn) seg(fromServer bool, seq uint32, flags string, payload []byte) 
 			t.FIN = true
 		case 'R':
 			t.RST = true
+		case 'P':
+			t.PSH = true
 		}
 	}
-	t.Payload = payload
-	return t
 }
 
 // wire returns t as a decoder hands it over from the wire, Contents
@@ -476,21 +487,26 @@ func kitReplayOpts() SafeAssemblerOptions {
 // kitRequireConserved checks the conservation equation of AssemblerStats,
 // and that the delivered bytes AckedDelivery counts as acknowledged or not
 // are some of those delivered (all of them for an assembler with the
-// option: requireAckedCounted).
-func kitRequireConserved(t *testing.T, st AssemblerStats) {
+// option: requireAckedCounted); where (a format and its arguments), when
+// given, says at which point.
+func kitRequireConserved(t *testing.T, st AssemblerStats, where ...any) {
 	t.Helper()
+	at := ""
+	if len(where) > 0 {
+		at = fmt.Sprintf(where[0].(string), where[1:]...) + ": "
+	}
 	require.Equal(t, st.BytesProcessed,
 		st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
-		"conservation: %+v", st)
+		"%sconservation: %+v", at, st)
 	require.Equal(t, st.BytesDiscarded,
 		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
 			st.BytesBadChecksum+st.BytesOutOfWindow,
-		"discards add up: %+v", st)
+		"%sdiscards add up: %+v", at, st)
 	require.Equal(t, st.BytesDeliveredUnacked,
 		st.BytesUnackedAtEnd+st.BytesUnackedAtLimit+st.BytesUnackedByFlush+st.BytesUnackedOneSided,
-		"unacknowledged deliveries add up: %+v", st)
+		"%sunacknowledged deliveries add up: %+v", at, st)
 	require.LessOrEqual(t, st.BytesDeliveredAcked+st.BytesDeliveredUnacked, st.BytesDelivered,
-		"acknowledged or not, the bytes were delivered: %+v", st)
+		"%sacknowledged or not, the bytes were delivered: %+v", at, st)
 }
 
 // kitLogBuffer is a bytes.Buffer safe for a logger and a test to share.
@@ -548,7 +564,11 @@ func kitQuietOpts() SafeAssemblerOptions {
 }
 
 // kitQuietLogger discards what it is given.
-func kitQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func kitQuietLogger() *slog.Logger { return kitLogger(io.Discard) }
+
+// kitLogger logs text into w (a kitLogBuffer where a logger and the test
+// share it across goroutines).
+func kitLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // kitSumStats adds up the counters of several assemblers (every int64 field);
 // the page cache is the pool's, taken from the last.
@@ -709,4 +729,291 @@ func kitInterleave(r *rand.Rand, lists [][]kitPkt) []kitPkt {
 		out = append(out, lists[k][0])
 		lists[k] = lists[k][1:]
 	}
+}
+
+// ---------------------------------------------------------------------------
+// The rig: one SafeAssembler on which scenarios run one connection each,
+// with a Stream that shows skipped bytes as '?' and logs each delivery, so
+// that what it got compares byte for byte with a model (the overlap
+// policies', depth's, conflicts').
+
+// kitISNs are the client ISNs the rig's scenarios run at: both sides of 0
+// and of the wrap.
+var kitISNs = []uint32{0, 1, 1<<32 - 1, 1<<32 - 11}
+
+// kitConflict is a conflict as the model expects it.
+type kitConflict struct {
+	offset    int64
+	delivered bool
+	old, new  string
+}
+
+func (c kitConflict) String() string {
+	return fmt.Sprintf("{@%d delivered=%v old=%q new=%q}", c.offset, c.delivered, c.old, c.new)
+}
+
+// kitRigStream records what the connection receives: out is the client's
+// direction, server the server's.
+type kitRigStream struct {
+	mu        sync.Mutex
+	out       []byte
+	server    []byte
+	depthHits int
+	completes int
+	// depth, when set, makes the stream a DepthOverrider (see
+	// kitRigDepthStream).
+	depth func(TCPFlowDirection) int
+	// keep makes it ask for the last byte of each delivery again.
+	keep bool
+	// sgs logs each delivery: direction, end, depth, skip, bytes.
+	sgs []string
+}
+
+func (s *kitRigStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
+	return true
+}
+
+func (s *kitRigStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir, _, end, skip := sg.Info()
+	out := &s.out
+	if dir == TCPDirServerToClient {
+		out = &s.server
+	}
+	if skip > 0 {
+		*out = append(*out, bytes.Repeat([]byte{'?'}, skip)...)
+	}
+	n, saved := sg.Lengths()
+	data := sg.Fetch(n)
+	if saved > len(data) || (saved > 0 && skip > 0) {
+		panic(fmt.Sprintf("kept %d bytes of %d, skip %d", saved, len(data), skip))
+	}
+	*out = append(*out, data[saved:]...)
+	if s.keep && n > 0 {
+		sg.KeepFrom(n - 1)
+	}
+	depth := false
+	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
+		s.depthHits++
+		depth = true
+	}
+	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
+}
+
+func (s *kitRigStream) ReassemblyComplete(AssemblerContext) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completes++
+	return true
+}
+
+// kitRigDepthStream is a kitRigStream that chooses its reassembly depth.
+type kitRigDepthStream struct{ *kitRigStream }
+
+func (s kitRigDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.depth(dir) }
+
+// kitRigFactory hands out kitRigStreams and remembers them by client port; with
+// depth set, they implement DepthOverrider.
+type kitRigFactory struct {
+	mu      sync.Mutex
+	streams map[uint16]*kitRigStream
+	depth   func(TCPFlowDirection) int
+	keep    bool
+}
+
+func (f *kitRigFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &kitRigStream{depth: f.depth, keep: f.keep}
+	src, _ := tcpFlow.Endpoints()
+	f.streams[uint16(layers.TCPPort(src.Raw()[0])<<8|layers.TCPPort(src.Raw()[1]))] = s
+	if f.depth != nil {
+		return kitRigDepthStream{s}
+	}
+	return s
+}
+
+// kitRig is one SafeAssembler on which scenarios run one connection
+// each, on a fresh client port and address.
+type kitRig struct {
+	t   testing.TB
+	f   *kitRigFactory
+	a   *SafeAssembler
+	n   int
+	ts  time.Time
+	got []kitConflict
+}
+
+func newKitRig(t testing.TB, opts SafeAssemblerOptions) *kitRig {
+	return newKitRigRaw(t, opts, true)
+}
+
+// newKitRigRaw is newKitRig; with record set and no OnConflict in
+// opts, the conflicts are recorded in got.
+func newKitRigRaw(t testing.TB, opts SafeAssemblerOptions, record bool) *kitRig {
+	h := &kitRig{t: t, f: &kitRigFactory{streams: map[uint16]*kitRigStream{}}, ts: time.Unix(1_700_000_000, 0)}
+	opts.DisableBackgroundFlush = true
+	if opts.OnConflict == nil && record {
+		opts.OnConflict = func(c Conflict) {
+			h.got = append(h.got, kitConflict{c.Offset, c.Delivered, string(c.Old), string(c.New)})
+		}
+	}
+	a, err := NewSafeAssembler(NewSafeStreamPool(h.f, 0), opts)
+	require.NoError(t, err)
+	h.a = a
+	t.Cleanup(func() { a.Close() })
+	return h
+}
+
+// kitRigConn is the connection of one scenario.
+type kitRigConn struct {
+	h       *kitRig
+	netFlow gopacket.Flow
+	sport   uint16
+	isn     uint32
+}
+
+func (h *kitRig) conn(isn uint32) *kitRigConn {
+	h.n++
+	ip := []byte{10, byte(h.n >> 16), byte(h.n >> 8), byte(h.n)}
+	c := &kitRigConn{h: h, netFlow: gopacket.NewFlow(layers.EndpointIPv4, ip, []byte{10, 255, 255, 1}), sport: uint16(1024 + h.n%60000), isn: isn}
+	h.got = nil
+	return c
+}
+
+// kitRigServerISN is the server's initial sequence number in every scenario.
+const kitRigServerISN = 1<<32 - 100
+
+// send hands in a client packet; off is the stream offset of its first
+// byte (ignored for a SYN, which takes the ISN).
+func (c *kitRigConn) send(flags string, off int, payload []byte) {
+	if err := c.packet(false, flags, off, payload); err != nil && !errors.Is(err, ErrConnectionClosed) {
+		c.h.t.Fatalf("assemble: %v", err)
+	}
+}
+
+// packet hands in a packet of the client, or of the server, and returns
+// the assembler's error.
+func (c *kitRigConn) packet(server bool, flags string, off int, payload []byte) error {
+	isn, sport, dport, netFlow := c.isn, layers.TCPPort(c.sport), layers.TCPPort(80), c.netFlow
+	if server {
+		isn, sport, dport, netFlow = kitRigServerISN, 80, sport, c.netFlow.Reverse()
+	}
+	tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: isn + 1 + uint32(off), Ack: 1}
+	kitSetFlags(tcp, flags)
+	tcp.ACK = !tcp.SYN || server // every packet acknowledges but the client's SYN
+	if tcp.SYN {
+		tcp.Seq = isn
+	}
+	tcp.Payload = payload
+	c.h.ts = c.h.ts.Add(time.Millisecond)
+	return c.h.a.AssembleWithTimestamp(netFlow, tcp, c.h.ts)
+}
+
+func (c *kitRigConn) stream() *kitRigStream {
+	c.h.f.mu.Lock()
+	defer c.h.f.mu.Unlock()
+	return c.h.f.streams[c.sport]
+}
+
+// ---------------------------------------------------------------------------
+// Scripts
+
+// kitFeeder hands packets of kitConns to an assembler of either face, each
+// step of capture time after the last (step 0: all at ts), and requires
+// the Safe face to take each without error.
+type kitFeeder struct {
+	t    testing.TB
+	feed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
+	ts   time.Time
+	step time.Duration
+}
+
+func newKitFeeder(t testing.TB, a *SafeAssembler, ts time.Time, step time.Duration) *kitFeeder {
+	return &kitFeeder{t: t, feed: a.AssembleWithContext, ts: ts, step: step}
+}
+
+// newKitDropInFeeder is newKitFeeder for the drop-in face.
+func newKitDropInFeeder(t testing.TB, a *Assembler, ts time.Time, step time.Duration) *kitFeeder {
+	feed := func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
+		a.AssembleWithContext(fl, tcp, ac)
+		return nil
+	}
+	return &kitFeeder{t: t, feed: feed, ts: ts, step: step}
+}
+
+func (f *kitFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {
+	f.t.Helper()
+	f.ts = f.ts.Add(f.step)
+	require.NoError(f.t, f.feed(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), kitAt(f.ts)))
+}
+
+// open sends the SYN and the SYN-ACK.
+func (f *kitFeeder) open(c kitConn) {
+	f.t.Helper()
+	f.send(c, false, "S", 0, nil)
+	f.send(c, true, "SA", 0, nil)
+}
+
+// stream sends data as segments of at most seg bytes from offset off, and
+// returns the offset after them.
+func (f *kitFeeder) stream(c kitConn, fromServer bool, off int, data []byte, seg int) int {
+	f.t.Helper()
+	for len(data) > 0 {
+		n := min(seg, len(data))
+		f.send(c, fromServer, "A", off, data[:n])
+		off += n
+		data = data[n:]
+	}
+	return off
+}
+
+// play sends a script of c's packets, one a line: "DIR FLAGS [OFF
+// [PAYLOAD]]", DIR '>' for the client's and '<' for the server's, FLAGS as
+// kitConn.seg has them, OFF the byte offset in the direction (a SYN takes
+// the ISN), PAYLOAD the rest of the line. ">S", "<SA", ">A 0 GET /",
+// "<FA 6" is a handshake, a request and the server's FIN.
+func (f *kitFeeder) play(c kitConn, script ...string) {
+	f.t.Helper()
+	for _, line := range script {
+		fromServer, flags, off, payload := kitParseLine(f.t, line)
+		f.send(c, fromServer, flags, off, payload)
+	}
+}
+
+func kitParseLine(t testing.TB, line string) (fromServer bool, flags string, off int, payload []byte) {
+	t.Helper()
+	require.True(t, len(line) > 1 && (line[0] == '>' || line[0] == '<'), "script line %q", line)
+	parts := strings.SplitN(line[1:], " ", 3)
+	if len(parts) > 1 {
+		var err error
+		off, err = strconv.Atoi(parts[1])
+		require.NoError(t, err, "script line %q", line)
+	}
+	if len(parts) > 2 {
+		payload = []byte(parts[2])
+	}
+	return line[0] == '<', parts[0], off, payload
+}
+
+// play is kitFeeder.play with every packet at ts.
+func (c kitConn) play(t testing.TB, a *SafeAssembler, ts time.Time, script ...string) {
+	t.Helper()
+	newKitFeeder(t, a, ts, 0).play(c, script...)
+}
+
+// kitGot is what a kitStream got: each direction's bytes and skipped bytes
+// (0 the client's) and its ReassemblyComplete calls; one comparison checks
+// them all.
+type kitGot struct {
+	data      [2]string
+	gaps      [2]int
+	completes int32
+}
+
+func (s *kitStream) got() kitGot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return kitGot{data: [2]string{string(s.data[0]), string(s.data[1])}, gaps: s.gapBytes, completes: s.completes.Load()}
 }

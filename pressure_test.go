@@ -152,8 +152,7 @@ func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAs
 	f := newSharedAtkFactory(check)
 	pool, err := NewSafeStreamPoolWithOptions(f, popts)
 	require.NoError(t, err)
-	a, err := NewSafeAssembler(pool, opts)
-	require.NoError(t, err)
+	a := newKitAssembler(t, pool, opts)
 	tr := flRun(cfg, atkSafeFeeder{a}, func(i int) {
 		if sample != nil {
 			sample(i, pool)
@@ -227,8 +226,7 @@ func TestPressureSharedPoolRace(t *testing.T) {
 	var trs [workers]*flTraffic
 	var peak [workers]int64
 	for w := range asms {
-		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: 30 * time.Second})
-		require.NoError(t, err)
+		a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true, ConnectionTimeout: 30 * time.Second})
 		asms[w] = a
 	}
 	var wg sync.WaitGroup
@@ -492,8 +490,7 @@ func TestSafeStreamPoolOptionsValidate(t *testing.T) {
 func TestPressureEvictionDoesNotAllocate(t *testing.T) {
 	f := newSharedAtkFactory(false)
 	pool := NewSafeStreamPool(f, 1000)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	i := 0

@@ -49,12 +49,7 @@ func TestRaceCreationBothDirections(t *testing.T) {
 			} else {
 				pool := NewStreamPool(f)
 				d1, d2 := NewAssembler(pool), NewAssembler(pool)
-				for i, d := range []*Assembler{d1, d2} {
-					feed[i] = func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
-						d.AssembleWithContext(fl, tcp, ac)
-						return nil
-					}
-				}
+				feed[0], feed[1] = newKitDropInFeeder(t, d1, kitT0, 0).feed, newKitDropInFeeder(t, d2, kitT0, 0).feed
 				finish = func() { d2.FlushAll() }
 			}
 

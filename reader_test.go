@@ -38,49 +38,13 @@ const (
 // a client ISN close to the wrap, so that streams cross it.
 func rdConnN(i int) kitConn { return kitConnN(10000+i).withISNs(rdCISN, rdSISN) }
 
-// rdFeeder hands packets to an assembler with increasing capture times.
-type rdFeeder struct {
-	t  testing.TB
-	a  *SafeAssembler
-	ts time.Time
-}
-
-func (f *rdFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {
-	f.t.Helper()
-	f.ts = f.ts.Add(time.Millisecond)
-	require.NoError(f.t, f.a.AssembleWithTimestamp(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), f.ts))
-}
-
-// open sends the handshake.
-func (f *rdFeeder) open(c kitConn) {
-	f.t.Helper()
-	f.send(c, false, "S", 0, nil)
-	f.send(c, true, "SA", 0, nil)
-}
-
-// stream sends data as segments of at most seg bytes, from offset off.
-func (f *rdFeeder) stream(c kitConn, fromServer bool, off int, data []byte, seg int) int {
-	f.t.Helper()
-	for len(data) > 0 {
-		n := min(seg, len(data))
-		f.send(c, fromServer, "A", off, data[:n])
-		off += n
-		data = data[n:]
-	}
-	return off
-}
-
 // rdSetup returns an assembler and its pool, closed at the end of the test.
-func rdSetup(t *testing.T, f StreamFactory) (*SafeAssembler, *SafeStreamPool, *rdFeeder) {
+func rdSetup(t *testing.T, f StreamFactory) (*SafeAssembler, *SafeStreamPool, *kitFeeder) {
 	t.Helper()
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		a.Close()
-		pool.Close()
-	})
-	return a, pool, &rdFeeder{t: t, a: a, ts: rdT0}
+	t.Cleanup(func() { pool.Close() }) // after the assembler's
+	a := newKitAssembler(t, pool, kitReplayOpts())
+	return a, pool, newKitFeeder(t, a, rdT0, time.Millisecond)
 }
 
 // rdPiece is what one or more Reads returned: bytes, or a gap.
@@ -645,9 +609,8 @@ func TestReaderPoolCloseEndsBlockedReaders(t *testing.T) {
 		results = append(results, rdCollect(p.Client, 100), rdCollect(p.Server, 100))
 	})
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{})
-	require.NoError(t, err)
-	fd := &rdFeeder{t: t, a: a, ts: rdT0}
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{})
+	fd := newKitFeeder(t, a, rdT0, time.Millisecond)
 	for i := range 20 {
 		c := rdConnN(100 + i)
 		fd.open(c)
@@ -790,8 +753,7 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 		},
 	}
 	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-	require.NoError(t, err)
+	a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 
 	payload := func(id, dir int) []byte { return rdPattern(3000+id*50, byte(id*2+dir)) }
 	var feeders sync.WaitGroup
@@ -799,7 +761,7 @@ func TestReaderConcurrentConnectionsAccountForEveryByte(t *testing.T) {
 		feeders.Add(1)
 		go func() {
 			defer feeders.Done()
-			fd := &rdFeeder{t: t, a: a, ts: rdT0}
+			fd := newKitFeeder(t, a, rdT0, time.Millisecond)
 			for id := w; id < conns; id += 4 {
 				c := rdConnN(id)
 				fd.open(c)

@@ -38,22 +38,18 @@ func rtSend(t *testing.T, r *rand.Rand, a *SafeAssembler, c kitConn, n, maxSeg i
 			segs[i-1], segs[i] = segs[i], segs[i-1]
 		}
 	}
-	ts := rdT0
-	send := func(fromServer bool, flags string, off int, payload []byte) {
-		require.NoError(t, a.AssembleWithTimestamp(c.flow(fromServer), c.segOff(fromServer, flags, off, payload), ts))
-	}
-	send(false, "S", 0, nil)
-	send(true, "SA", 0, nil)
+	fd := newKitFeeder(t, a, rdT0, 0)
+	fd.open(c)
 	for _, g := range segs {
 		if r.Intn(3) > 0 {
-			ts = ts.Add(time.Millisecond)
+			fd.ts = fd.ts.Add(time.Millisecond)
 		}
-		send(false, "A", g.off, s.data[g.off:g.off+g.n])
+		fd.send(c, false, "A", g.off, s.data[g.off:g.off+g.n])
 		for i := g.off; i < g.off+g.n; i++ {
-			s.times[i] = ts
+			s.times[i] = fd.ts
 		}
 	}
-	send(false, "FA", n, nil)
+	fd.send(c, false, "FA", n, nil)
 	return s
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"log/slog"
 	"math/rand"
 	"strings"
 	"testing"
@@ -63,9 +62,7 @@ func TestSafeAssembleNilContext(t *testing.T) {
 
 	s := f.stream(c)
 	require.NotNil(t, s)
-	require.Equal(t, "hello", s.bytes(0))
-	require.Equal(t, "world", s.bytes(1))
-	require.EqualValues(t, 1, s.completes.Load())
+	require.Equal(t, kitGot{data: [2]string{"hello", "world"}, completes: 1}, s.got())
 	kitCloseSound(t, f, a)
 }
 
@@ -109,25 +106,18 @@ func TestSafeAssembleZeroLength(t *testing.T) {
 func TestSafeAssembleSequenceWrap(t *testing.T) {
 	kitNoLeaks(t)
 	f, _, a := newKitSafe(t, kitReplayOpts())
-	c := kitConnN(1)
-	isn := uint32(0xFFFFFFFA)
-	send := func(seq uint32, flags, payload string) {
-		t.Helper()
-		require.NoError(t, a.AssembleWithContext(c.flow(false), c.seg(false, seq, flags, []byte(payload)), kitAt(kitT0)))
-	}
-	send(isn, "S", "")
-	send(isn+1+8, "A", "89ab")   // crosses nothing, after the wrap
-	send(isn+1+4, "A", "4567")   // crosses the wrap
-	send(isn+1, "A", "0123")     // before the wrap, in order: releases all
-	send(isn+1+12, "FA", "cdef") // FIN after the wrap
-	require.NoError(t, c.send(a, true, "SA", 0, "", kitT0))
-	require.NoError(t, c.send(a, true, "FA", 0, "", kitT0))
+	c := kitConnN(1).withISNs(0xFFFFFFFA, kitSISN) // byte 5 is the first after the wrap
+	c.play(t, a, kitT0,
+		">S",
+		">A 8 89ab",   // crosses nothing, after the wrap
+		">A 4 4567",   // crosses the wrap
+		">A 0 0123",   // before the wrap, in order: releases all
+		">FA 12 cdef", // FIN after the wrap
+		"<SA", "<FA")
 
 	s := f.stream(c)
 	require.NotNil(t, s)
-	require.Equal(t, "0123456789abcdef", s.bytes(0))
-	require.Zero(t, s.gap(0))
-	require.EqualValues(t, 1, s.completes.Load())
+	require.Equal(t, kitGot{data: [2]string{"0123456789abcdef", ""}, completes: 1}, s.got())
 	f.requireSound(t)
 }
 
@@ -137,10 +127,7 @@ func TestSafeAssembleSequenceWrap(t *testing.T) {
 // running before Close is gone after it.
 func TestSafeAssemblerUseAfterClose(t *testing.T) {
 	ign := kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a, err := NewSafeAssembler(pool, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
-	require.NoError(t, err)
+	f, _, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond})
 	c := kitConnN(1)
 	c.open(t, a, kitT0)
 	require.Error(t, goleak.Find(ign), "the background flusher should be running before Close")
@@ -194,16 +181,11 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	t.Run("FIN both ways", func(t *testing.T) {
 		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
-		c.open(t, a, kitT0)
-		require.NoError(t, c.send(a, false, "A", 0, "GET /", kitT0))
-		require.NoError(t, c.send(a, true, "A", 0, "200 OK", kitT0))
-		require.NoError(t, c.send(a, false, "FA", 5, "", kitT0))
+		c.play(t, a, kitT0, ">S", "<SA", ">A 0 GET /", "<A 0 200 OK", ">FA 5")
 		s := f.stream(c)
 		require.Zero(t, s.completes.Load(), "one FIN does not complete")
 		require.NoError(t, c.send(a, true, "FA", 6, "", kitT0))
-		require.EqualValues(t, 1, s.completes.Load())
-		require.Equal(t, "GET /", s.bytes(0))
-		require.Equal(t, "200 OK", s.bytes(1))
+		require.Equal(t, kitGot{data: [2]string{"GET /", "200 OK"}, completes: 1}, s.got())
 		require.Zero(t, pool.Stats().ActiveConnections)
 		// The final ACK must not resurrect the connection.
 		require.NoError(t, c.send(a, false, "A", 6, "", kitT0))
@@ -214,16 +196,12 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	t.Run("RST closes both directions", func(t *testing.T) {
 		f, pool, a := newKitSafe(t, kitReplayOpts())
 		c := kitConnN(1)
-		c.open(t, a, kitT0)
-		require.NoError(t, c.send(a, false, "A", 0, "abc", kitT0))
-		require.NoError(t, c.send(a, true, "A", 0, "xyz", kitT0))
+		c.play(t, a, kitT0, ">S", "<SA", ">A 0 abc", "<A 0 xyz")
 		require.NoError(t, c.send(a, true, "A", 10, "later", kitT0)) // buffered after a 7-byte hole
 		require.NoError(t, c.send(a, false, "R", 3, "", kitT0))
 		s := f.stream(c)
-		require.EqualValues(t, 1, s.completes.Load(), "one RST must complete the connection")
-		require.Equal(t, "abc", s.bytes(0))
-		require.Equal(t, "xyzlater", s.bytes(1), "the other direction's buffered bytes are flushed")
-		require.Equal(t, 7, s.gap(1))
+		require.Equal(t, kitGot{data: [2]string{"abc", "xyzlater"}, gaps: [2]int{0, 7}, completes: 1}, s.got(),
+			"one RST must complete the connection; the other direction's buffered bytes are flushed")
 		require.Zero(t, pool.Stats().ActiveConnections)
 		finish(t, f, pool, a)
 	})
@@ -233,17 +211,15 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 		opts.ConnectionTimeout = time.Minute
 		f, pool, a := newKitSafe(t, opts)
 		idle, busy := kitConnN(1), kitConnN(2)
-		idle.open(t, a, kitT0)
-		require.NoError(t, idle.send(a, false, "A", 0, "ab", kitT0))
+		idle.play(t, a, kitT0, ">S", "<SA", ">A 0 ab")
 		require.NoError(t, idle.send(a, false, "A", 5, "zz", kitT0)) // buffered after a hole
 		busy.open(t, a, kitT0.Add(30*time.Second))
 		require.NoError(t, busy.send(a, false, "A", 0, "1", kitT0.Add(40*time.Second)))
 		require.Zero(t, f.stream(idle).completes.Load(), "idle for 40s of capture time < 1m")
 		// 61s of capture time later: the sweep (every 15s) closes idle.
 		require.NoError(t, busy.send(a, false, "A", 1, "2", kitT0.Add(61*time.Second)))
-		require.EqualValues(t, 1, f.stream(idle).completes.Load(), "idle past ConnectionTimeout in capture time")
-		require.Equal(t, "abzz", f.stream(idle).bytes(0), "buffered bytes are delivered at the timeout")
-		require.Equal(t, 3, f.stream(idle).gap(0))
+		require.Equal(t, kitGot{data: [2]string{"abzz", ""}, gaps: [2]int{3, 0}, completes: 1}, f.stream(idle).got(),
+			"idle past ConnectionTimeout in capture time: completed, buffered bytes delivered")
 		require.Zero(t, f.stream(busy).completes.Load(), "busy saw a packet 0s ago")
 		require.EqualValues(t, 2, a.Stats().ConnectionTimeouts, "both directions of idle timed out")
 		finish(t, f, pool, a)
@@ -253,14 +229,11 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 		f, pool, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 20 * time.Millisecond, ConnectionTimeout: 50 * time.Millisecond})
 		c := kitConnN(1)
 		now := time.Now()
-		c.open(t, a, now)
-		require.NoError(t, c.send(a, false, "A", 0, "ab", now))
-		require.NoError(t, c.send(a, false, "A", 4, "cd", now))
+		c.play(t, a, now, ">S", "<SA", ">A 0 ab", ">A 4 cd")
 		s := f.stream(c)
 		require.Eventually(t, func() bool { return s.completes.Load() > 0 }, 5*time.Second, 5*time.Millisecond,
 			"the background flusher closes a connection idle past ConnectionTimeout")
-		require.Equal(t, "abcd", s.bytes(0))
-		require.Equal(t, 2, s.gap(0))
+		require.Equal(t, kitGot{data: [2]string{"abcd", ""}, gaps: [2]int{2, 0}, completes: 1}, s.got())
 		require.Positive(t, a.Stats().ConnectionTimeouts)
 		require.Zero(t, pool.Stats().ActiveConnections)
 		finish(t, f, pool, a)
@@ -277,9 +250,7 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 		require.Equal(t, 1, fl)
 		require.Zero(t, cl)
 		s := f.stream(c)
-		require.Equal(t, "abzz", s.bytes(0))
-		require.Equal(t, 8, s.gap(0))
-		require.Zero(t, s.completes.Load(), "a flush without TC closes nothing")
+		require.Equal(t, kitGot{data: [2]string{"abzz", "x"}, gaps: [2]int{8, 0}}, s.got(), "a flush without TC closes nothing")
 		fl, cl = a.FlushWithOptions(FlushOptions{T: kitT0.Add(time.Hour), TC: kitT0.Add(time.Hour)})
 		require.Zero(t, fl)
 		require.Equal(t, 2, cl)
@@ -316,13 +287,10 @@ func TestSafeCompleteExactlyOnce(t *testing.T) {
 	})
 
 	t.Run("last SafeAssembler Close", func(t *testing.T) {
-		f := newKitFactory()
-		pool := NewSafeStreamPool(f, 0)
-		a1 := newKitAssembler(t, pool, SafeAssemblerOptions{})
+		f, pool, a1 := newKitSafe(t, SafeAssemblerOptions{})
 		a2 := newKitAssembler(t, pool, SafeAssemblerOptions{})
 		x, y := kitConnN(1), kitConnN(2)
-		x.open(t, a1, kitT0)
-		require.NoError(t, x.send(a1, false, "A", 4, "held", kitT0))
+		x.play(t, a1, kitT0, ">S", "<SA", ">A 4 held")
 		y.open(t, a2, kitT0)
 		require.NoError(t, a1.Close())
 		require.Zero(t, f.stream(x).completes.Load(), "a2 is still open: a1's Close must not end the pool's connections")
@@ -346,8 +314,7 @@ func TestSafeOldCaptureTimesNotComparedWithWallClock(t *testing.T) {
 	f, _, a := newKitSafe(t, SafeAssemblerOptions{FlushInterval: 5 * time.Millisecond, ConnectionTimeout: time.Hour})
 	c := kitConnN(1)
 	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
-	c.open(t, a, old)
-	require.NoError(t, c.send(a, false, "A", 0, "data", old))
+	c.play(t, a, old, ">S", "<SA", ">A 0 data")
 	time.Sleep(50 * time.Millisecond) // ten flusher rounds
 	require.Zero(t, f.stream(c).completes.Load())
 	require.NoError(t, a.Close())
@@ -363,8 +330,7 @@ func TestSafeFlushCountedInStats(t *testing.T) {
 	kitNoLeaks(t)
 	f, _, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
-	c.open(t, a, kitT0)
-	require.NoError(t, c.send(a, false, "A", 10, "zz", kitT0))
+	c.play(t, a, kitT0, ">S", "<SA", ">A 10 zz")
 	fl, cl := a.FlushWithOptions(FlushOptions{T: kitT0.Add(time.Second)})
 	require.Equal(t, 1, fl)
 	fl2, cl2 := a.FlushCloseOlderThan(kitT0.Add(time.Second))
@@ -391,24 +357,15 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 			var logs kitLogBuffer
 			bad, good := kitConnN(1), kitConnN(2)
 			opts := kitReplayOpts()
-			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			opts.Logger = kitLogger(&logs)
 			f, pool, a := newKitSafe(t, opts, func(f *kitFactory) { f.panicIn, f.panicKey = where, bad.key() })
 
 			// Drive bad until its callback panics.
-			steps := []struct {
-				fromServer bool
-				flags      string
-				off        int
-				payload    string
-			}{
-				{false, "S", 0, ""}, {true, "SA", 0, ""},
-				{false, "A", 0, "req"}, {true, "A", 0, "resp"},
-				{false, "FA", 3, ""}, {true, "FA", 4, ""},
-			}
 			var err error
-			for _, st := range steps {
+			for _, line := range []string{">S", "<SA", ">A 0 req", "<A 0 resp", ">FA 3", "<FA 4"} {
+				fromServer, flags, off, payload := kitParseLine(t, line)
 				var perr error
-				require.NotPanics(t, func() { perr = bad.send(a, st.fromServer, st.flags, st.off, st.payload, kitT0) })
+				require.NotPanics(t, func() { perr = bad.send(a, fromServer, flags, off, string(payload), kitT0) })
 				if perr != nil {
 					err = perr
 					break
@@ -426,15 +383,9 @@ func TestSafeStreamPanicRecovered(t *testing.T) {
 			}
 
 			// The assembler keeps working for other connections.
-			good.open(t, a, kitT0)
-			require.NoError(t, good.send(a, false, "A", 0, "ping", kitT0))
-			require.NoError(t, good.send(a, true, "A", 0, "pong", kitT0))
-			require.NoError(t, good.send(a, false, "FA", 4, "", kitT0))
-			require.NoError(t, good.send(a, true, "FA", 4, "", kitT0))
+			good.play(t, a, kitT0, ">S", "<SA", ">A 0 ping", "<A 0 pong", ">FA 4", "<FA 4")
 			gs := f.stream(good)
-			require.Equal(t, "ping", gs.bytes(0))
-			require.Equal(t, "pong", gs.bytes(1))
-			require.EqualValues(t, 1, gs.completes.Load())
+			require.Equal(t, kitGot{data: [2]string{"ping", "pong"}, completes: 1}, gs.got())
 
 			require.NoError(t, a.Close())
 			require.NoError(t, pool.Close())
@@ -460,8 +411,7 @@ func TestSafePageBudgetLargeSegment(t *testing.T) {
 	require.NoError(t, c.send(a, false, "A", 100, big, kitT0))
 	st := a.Stats()
 	kitRequireConserved(t, st)
-	require.Equal(t, big, f.stream(c).bytes(0), "the forced skip delivers the segment")
-	require.Equal(t, 100, f.stream(c).gap(0))
+	require.Equal(t, kitGot{data: [2]string{big, ""}, gaps: [2]int{100, 0}}, f.stream(c).got(), "the forced skip delivers the segment")
 	require.EqualValues(t, 1, st.ForcedSkips)
 	assert.LessOrEqual(t, st.PageCache.PagesPeak, int64(2), "PagesPeak exceeds MaxBufferedPagesTotal")
 	kitCloseSound(t, f, a)
@@ -483,8 +433,7 @@ func TestSafePageBudgetRestoredAfterForcedSkip(t *testing.T) {
 	assert.LessOrEqual(t, st.PageCache.PagesInUse, int64(2), "pages in use after the packet was handled")
 
 	// An out-of-order FIN without data on a connection that buffers nothing.
-	y.open(t, a, kitT0)
-	require.NoError(t, y.send(a, false, "FA", 10, "", kitT0))
+	y.play(t, a, kitT0, ">S", "<SA", ">FA 10")
 	st = a.Stats()
 	assert.Equal(t, f.gaps.Load(), st.Gaps)
 	assert.LessOrEqual(t, st.ForcedSkips, st.Gaps, "ForcedSkips counts a skip that no Stream saw")
@@ -596,8 +545,7 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 		if seed%2 == 0 {
 			opts.ConnectionTimeout = 40 * time.Millisecond // packets are 1ms apart in capture time
 		}
-		a, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
+		a := newKitAssembler(t, pool, opts)
 
 		pkts := kitTraffic(r, 1, 6)
 		for i, p := range pkts {
@@ -607,14 +555,12 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 				require.ErrorIs(t, err, ErrConnectionClosed, "seed %d packet %d", seed, i)
 			}
 			st := a.Stats()
-			require.Equal(t, st.BytesProcessed,
-				st.BytesDelivered+st.BytesOverlap+st.BytesOverwritten+st.BytesDiscarded+st.PageCache.QueuedBytes,
-				"seed %d packet %d: conservation: %+v", seed, i, st)
+			kitRequireConserved(t, st, "seed %d packet %d", seed, i)
 			require.Equal(t, f.firstBytes.Load(), st.BytesDelivered, "seed %d packet %d: bytes seen by Streams", seed, i)
 		}
 		require.NoError(t, a.Close())
 		st := a.Stats()
-		kitRequireConserved(t, st)
+		kitRequireConserved(t, st, "seed %d, after Close", seed)
 		assert.Zero(t, st.PageCache.QueuedBytes, "seed %d: bytes queued after Close", seed)
 		assert.Zero(t, st.PageCache.PagesInUse, "seed %d: pages in use after Close", seed)
 		require.Equal(t, f.firstBytes.Load(), st.BytesDelivered, "seed %d", seed)
@@ -628,13 +574,7 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 		require.Zero(t, pool.Stats().ActiveConnections, "seed %d", seed)
 		f.requireSound(t)
 
-		total.ForcedSkips += st.ForcedSkips
-		total.BytesOverlap += st.BytesOverlap
-		total.BytesOverwritten += st.BytesOverwritten
-		total.BytesRejected += st.BytesRejected
-		total.BytesAfterClose += st.BytesAfterClose
-		total.ConnectionTimeouts += st.ConnectionTimeouts
-		total.Gaps += st.Gaps
+		total = kitSumStats([]AssemblerStats{total, st})
 	}
 	// The generator really exercises every term of the equation.
 	for name, v := range map[string]int64{
@@ -654,8 +594,8 @@ func TestSafeConservationRandomTraffic(t *testing.T) {
 func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 	t.Parallel()
 	for _, p := range opAllPolicies() {
-		for _, isn := range opISNs {
-			h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p})
+		for _, isn := range kitISNs {
+			h := newKitRig(t, SafeAssemblerOptions{OverlapPolicy: p})
 
 			// In order.
 			c := h.conn(isn)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The segmentTree (a treap of chunks keyed by stream offset) is checked
@@ -74,12 +75,9 @@ func stCheckNode(t testing.TB, c *chunk, lo, hi int64, out []*chunk) []*chunk {
 	if c == nil {
 		return out
 	}
-	if c.pos <= lo || c.pos >= hi {
-		t.Fatalf("chunk at %d out of its subtree's range (%d, %d)", c.pos, lo, hi)
-	}
-	if (c.left != nil && c.left.prio > c.prio) || (c.right != nil && c.right.prio > c.prio) {
-		t.Fatalf("heap order of priorities violated under chunk at %d", c.pos)
-	}
+	require.True(t, c.pos > lo && c.pos < hi, "chunk at %d out of its subtree's range (%d, %d)", c.pos, lo, hi)
+	require.False(t, (c.left != nil && c.left.prio > c.prio) || (c.right != nil && c.right.prio > c.prio),
+		"heap order of priorities violated under chunk at %d", c.pos)
 	out = stCheckNode(t, c.left, lo, c.pos, out)
 	out = append(out, c)
 	return stCheckNode(t, c.right, c.pos, hi, out)
@@ -88,12 +86,10 @@ func stCheckNode(t testing.TB, c *chunk, lo, hi int64, out []*chunk) []*chunk {
 // stSameOrder fails unless got holds exactly the chunks of want, in order.
 func stSameOrder(t testing.TB, what string, want, got []*chunk) {
 	t.Helper()
-	if len(want) != len(got) {
-		t.Fatalf("%s: %d chunks, model has %d", what, len(got), len(want))
-	}
+	require.Len(t, got, len(want), "%s: chunks, against the model's", what)
 	for i := range want {
 		if want[i] != got[i] {
-			t.Fatalf("%s: chunk %d is at %d, model's is at %d", what, i, got[i].pos, want[i].pos)
+			require.Failf(t, what, "chunk %d is at %d, model's is at %d", i, got[i].pos, want[i].pos)
 		}
 	}
 }
@@ -103,20 +99,15 @@ func stSameOrder(t testing.TB, what string, want, got []*chunk) {
 // structural invariants. With full unset, only the O(1) figures.
 func stCheck(t testing.TB, tr *segmentTree, m stModel, pooled *atomic.Int64, full bool) {
 	t.Helper()
-	if tr.count != len(m) {
-		t.Fatalf("count %d, model has %d chunks", tr.count, len(m))
+	b := m.bytes()
+	if tr.count != len(m) || tr.bytes != b || pooled.Load() != int64(b) || tr.empty() != (len(m) == 0) {
+		require.Failf(t, "tree and model differ", "count %d, bytes %d, pooled counter %d, empty() %v; model has %d chunks, %d bytes",
+			tr.count, tr.bytes, pooled.Load(), tr.empty(), len(m), b)
 	}
-	if b := m.bytes(); tr.bytes != b || pooled.Load() != int64(b) {
-		t.Fatalf("bytes %d, pooled counter %d, model has %d", tr.bytes, pooled.Load(), b)
-	}
-	if tr.empty() != (len(m) == 0) {
-		t.Fatalf("empty() = %v with %d chunks", tr.empty(), len(m))
-	}
-	if len(m) == 0 && tr.min() != nil {
-		t.Fatalf("min() of an empty tree is not nil")
-	}
-	if len(m) > 0 && tr.min() != m[0] {
-		t.Fatalf("min() is at %d, model's is at %d", tr.min().pos, m[0].pos)
+	if len(m) == 0 {
+		require.Nil(t, tr.min(), "min() of an empty tree")
+	} else if tr.min() != m[0] {
+		require.Failf(t, "min()", "min() is at %v, model's is at %d", stPos(tr.min()), m[0].pos)
 	}
 	if !full {
 		return
@@ -162,9 +153,7 @@ func stRun(t testing.TB, seed uint64, data []byte) (peak int) {
 			}
 			i := ops.u16() % len(m)
 			tr.remove(m[i])
-			if m[i].left != nil || m[i].right != nil {
-				t.Fatalf("removed chunk at %d keeps links", m[i].pos)
-			}
+			require.True(t, m[i].left == nil && m[i].right == nil, "removed chunk at %d keeps links", m[i].pos)
 			m = slices.Delete(m, i, i+1)
 		case 5: // remove a chunk that is not in the tree: no effect
 			pos := int64(ops.u16() % space)
@@ -172,10 +161,10 @@ func stRun(t testing.TB, seed uint64, data []byte) (peak int) {
 		case 6: // floor and after
 			q := int64(ops.u16()%(space+64)) - 32
 			if got, want := tr.floor(q), m.floor(q); got != want {
-				t.Fatalf("floor(%d) = %v, model says %v", q, stPos(got), stPos(want))
+				require.Failf(t, "floor", "floor(%d) = %v, model says %v", q, stPos(got), stPos(want))
 			}
 			if got, want := tr.after(q), m.after(q); got != want {
-				t.Fatalf("after(%d) = %v, model says %v", q, stPos(got), stPos(want))
+				require.Failf(t, "after", "after(%d) = %v, model says %v", q, stPos(got), stPos(want))
 			}
 		case 7: // shrink a chunk from either end, as trimQueued does
 			if len(m) == 0 {
@@ -212,9 +201,7 @@ func stRun(t testing.TB, seed uint64, data []byte) (peak int) {
 			}
 			var got []*chunk
 			tr.drain(func(c *chunk) {
-				if c.left != nil || c.right != nil {
-					t.Fatalf("drained chunk at %d keeps links", c.pos)
-				}
+				require.True(t, c.left == nil && c.right == nil, "drained chunk at %d keeps links", c.pos)
 				got = append(got, c)
 			})
 			stSameOrder(t, "drain()", m, got)

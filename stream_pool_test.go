@@ -39,12 +39,10 @@ func TestSafeStreamPoolConnectionCap(t *testing.T) {
 	kitRequireConserved(t, st)
 
 	// Established connections keep working at the cap, both directions.
-	require.NoError(t, c1.send(a, false, "A", 0, "hi", kitT0))
-	require.NoError(t, c1.send(a, true, "A", 0, "ho", kitT0))
+	c1.play(t, a, kitT0, ">A 0 hi", "<A 0 ho")
 	require.Equal(t, "hi", f.stream(c1).bytes(0))
 	require.Equal(t, "ho", f.stream(c1).bytes(1))
-	require.NoError(t, c1.send(a, false, "FA", 2, "", kitT0))
-	require.NoError(t, c1.send(a, true, "FA", 2, "", kitT0))
+	c1.play(t, a, kitT0, ">FA 2", "<FA 2")
 	require.EqualValues(t, 1, f.stream(c1).completes.Load())
 
 	// A slot is free again.
@@ -84,8 +82,7 @@ func TestSafeStreamPoolNilStream(t *testing.T) {
 	require.EqualValues(t, 4, a.Stats().BytesAfterClose, "the declined packet's payload")
 	kitRequireConserved(t, a.Stats())
 
-	good.open(t, a, kitT0)
-	require.NoError(t, good.send(a, false, "A", 0, "ok", kitT0))
+	good.play(t, a, kitT0, ">S", "<SA", ">A 0 ok")
 	require.Equal(t, "ok", f.stream(good).bytes(0))
 
 	f.nilFor = ""
@@ -137,14 +134,12 @@ func TestSafeStreamPoolClose(t *testing.T) {
 	kitNoLeaks(t)
 	f, pool, a := newKitSafe(t, SafeAssemblerOptions{})
 	c1, c2, c3 := kitConnN(1), kitConnN(2), kitConnN(3)
-	c1.open(t, a, kitT0)
-	require.NoError(t, c1.send(a, false, "A", 3, "held", kitT0))
+	c1.play(t, a, kitT0, ">S", "<SA", ">A 3 held")
 	c2.open(t, a, kitT0)
 
 	require.NoError(t, pool.Close())
-	require.EqualValues(t, 1, f.stream(c1).completes.Load())
+	require.Equal(t, kitGot{data: [2]string{"held", ""}, gaps: [2]int{3, 0}, completes: 1}, f.stream(c1).got())
 	require.EqualValues(t, 1, f.stream(c2).completes.Load())
-	require.Equal(t, "held", f.stream(c1).bytes(0))
 	ps := pool.Stats()
 	require.True(t, ps.PoolClosed)
 	require.Zero(t, ps.ActiveConnections)
@@ -188,8 +183,7 @@ func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 	kitNoLeaks(t)
 	f, pool, a := newKitSafe(t, kitReplayOpts())
 	c := kitConnN(1)
-	c.open(t, a, kitT0)
-	require.NoError(t, c.send(a, false, "A", 5, "buffered", kitT0))
+	c.play(t, a, kitT0, ">S", "<SA", ">A 5 buffered")
 	kitRequireConserved(t, a.Stats())
 	require.NoError(t, pool.Close())
 	require.Equal(t, "buffered", f.stream(c).bytes(0))
@@ -210,9 +204,7 @@ func TestSafeStreamPoolCloseKeepsStatsConserved(t *testing.T) {
 // return to the shared budget.
 func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
 	kitNoLeaks(t)
-	f := newKitFactory()
-	pool := NewSafeStreamPool(f, 0)
-	a1 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
+	f, pool, a1 := newKitSafe(t, kitPagesOpts(4, 4))
 	a2 := newKitAssembler(t, pool, kitPagesOpts(4, 4))
 	x, y := kitConnN(1), kitConnN(2)
 	x.open(t, a1, kitT0)
@@ -222,9 +214,7 @@ func TestSafeStreamPoolSharedPageBudget(t *testing.T) {
 	require.EqualValues(t, 3, pool.Stats().PageCache.PagesInUse)
 
 	// y needs two pages through a2: the pool has one left.
-	y.open(t, a2, kitT0)
-	require.NoError(t, y.send(a2, false, "A", 10, "y", kitT0))
-	require.NoError(t, y.send(a2, false, "A", 20, "Y", kitT0))
+	y.play(t, a2, kitT0, ">S", "<SA", ">A 10 y", ">A 20 Y")
 	require.GreaterOrEqual(t, a2.Stats().ForcedSkips, int64(1), "a2 hits the pool budget filled by a1")
 	require.Zero(t, a1.Stats().ForcedSkips)
 	require.GreaterOrEqual(t, f.stream(y).gap(0), 10, "y's first hole is skipped")

@@ -239,7 +239,7 @@ type processor struct {
 	first      time.Time
 	last       time.Time // latest capture time seen
 	lastFlush  time.Time
-	links      map[layers.LinkType]int64
+	links      [256]int64 // packets per link type (gopacket's LinkType is a byte)
 	errors     []packetError
 	errorCount int64
 	decodeErrs []packetError
@@ -260,7 +260,6 @@ func (p *processor) fail(packet int64, err error) {
 }
 
 func (p *processor) run() {
-	p.links = make(map[layers.LinkType]int64)
 	flushEvery := p.cfg.timeout / 4
 	if flushEvery < time.Second {
 		flushEvery = time.Second
@@ -340,9 +339,11 @@ func (p *processor) decodeError(err error) {
 }
 
 func (p *processor) linkTypeNames() []string {
-	names := make([]string, 0, len(p.links))
-	for lt := range p.links {
-		names = append(names, fmt.Sprintf("%d (%s)", lt, capture.LinkTypeName(lt)))
+	var names []string
+	for lt, n := range p.links {
+		if n > 0 {
+			names = append(names, fmt.Sprintf("%d (%s)", lt, capture.LinkTypeName(layers.LinkType(lt))))
+		}
 	}
 	if len(names) == 0 {
 		lt := p.capture.LinkType()

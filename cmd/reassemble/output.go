@@ -21,7 +21,8 @@ import (
 // Bounds on what the output keeps in memory.
 const (
 	dirBufferSize  = 64 << 10 // bytes buffered per direction before writing
-	totalBuffered  = 32 << 20 // bytes buffered over all directions before writing all
+	totalBuffered  = 12 << 20 // bytes pending over all directions before the fullest are written
+	totalHeld      = 24 << 20 // buffer capacity held over all directions before the largest are given back
 	maxGapsPerDir  = 1000     // gaps listed per direction; the rest are only counted
 	maxErrorsKept  = 100      // decode errors listed in the summary
 	summaryName    = "summary.json"
@@ -70,6 +71,7 @@ type flowRecord struct {
 	sum     flowSummary
 	pending [2][]byte
 	created [2]bool // file created (truncated) already
+	listed  [2]bool // in output.holders
 	failed  [2]bool // a write failed: stop writing this direction
 	done    bool
 }
@@ -82,21 +84,27 @@ type packetError struct {
 
 // output owns the output directory.
 type output struct {
-	dir        string
-	flows      []*flowRecord
-	names      map[string]int // file base name -> streams named so far
-	buffered   int
-	files      int
-	written    int64
-	writeErr   error
-	writeFails int64
+	dir         string
+	flows       []*flowRecord
+	names       map[string]int // file base name -> streams named so far
+	buffered    int            // bytes pending over all directions
+	held        int            // capacity of the directions' buffers
+	free        [][]byte       // buffers of dirBufferSize given back, for reuse
+	holders     []holder       // the directions that hold a buffer, and some that did
+	pruneAt     int            // length of holders at which it is pruned
+	maxBuffered int            // totalBuffered, smaller in tests
+	maxHeld     int            // totalHeld, smaller in tests
+	files       int
+	written     int64
+	writeErr    error
+	writeFails  int64
 }
 
 func newOutput(dir string) (*output, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &output{dir: dir, names: make(map[string]int)}, nil
+	return &output{dir: dir, names: make(map[string]int), maxBuffered: totalBuffered, maxHeld: totalHeld}, nil
 }
 
 // addrString renders an endpoint address as the corpus names it: IPv6
@@ -174,13 +182,28 @@ func (f *flowRecord) Data(d int, b []byte) {
 		f.out.files++
 	}
 	ds.Bytes += int64(len(b))
-	f.pending[d] = append(f.pending[d], b...)
+	p := f.pending[d]
+	if len(p)+len(b) > dirBufferSize {
+		f.flush(d)
+		if len(b) >= dirBufferSize {
+			f.write(d, b)
+			return
+		}
+		p = f.pending[d]
+	}
+	if len(p)+len(b) > cap(p) {
+		p = f.out.grow(p, len(p)+len(b))
+	}
+	f.pending[d] = append(p, b...)
+	if !f.listed[d] {
+		f.out.hold(f, d)
+	}
 	f.out.buffered += len(b)
-	if len(f.pending[d]) >= dirBufferSize {
+	if len(f.pending[d]) == dirBufferSize {
 		f.flush(d)
 	}
-	if f.out.buffered >= totalBuffered {
-		f.out.flushAll()
+	if f.out.held >= f.out.maxHeld || f.out.buffered >= f.out.maxBuffered {
+		f.out.relieve()
 	}
 }
 
@@ -210,26 +233,44 @@ func (f *flowRecord) End(d int, reason string) {
 	if ds.End == "" {
 		ds.End = reason
 	}
-	f.flush(d)
+	f.release(d)
 }
 
 func (f *flowRecord) Complete() {
 	f.done = true
-	f.flush(dirC2S)
-	f.flush(dirS2C)
+	f.release(dirC2S)
+	f.release(dirS2C)
 }
 
-// flush writes a direction's pending bytes. The file is created (and
-// truncated, should an older run have left one) on the first write, then
-// appended to; no file stays open between writes, so the number of flows
-// is not limited by file descriptors.
+// flush writes a direction's pending bytes. A whole buffer stays with the
+// direction for its next bytes; a small one is given back.
 func (f *flowRecord) flush(d int) {
 	buf := f.pending[d]
 	if len(buf) == 0 {
 		return
 	}
-	f.pending[d] = nil
 	f.out.buffered -= len(buf)
+	f.write(d, buf)
+	if cap(buf) == dirBufferSize {
+		f.pending[d] = buf[:0]
+	} else {
+		f.out.release(buf)
+		f.pending[d] = nil
+	}
+}
+
+// release writes a direction's pending bytes and gives its buffer back.
+func (f *flowRecord) release(d int) {
+	f.flush(d)
+	f.out.release(f.pending[d])
+	f.pending[d] = nil
+}
+
+// write appends b to a direction's file. The file is created (and
+// truncated, should an older run have left one) on the first write, then
+// appended to; no file stays open between writes, so the number of flows
+// is not limited by file descriptors.
+func (f *flowRecord) write(d int, b []byte) {
 	if f.failed[d] {
 		return
 	}
@@ -238,7 +279,7 @@ func (f *flowRecord) flush(d int) {
 	if !f.created[d] {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	err := writeFile(filepath.Join(f.out.dir, ds.File), flags, buf)
+	err := writeFile(filepath.Join(f.out.dir, ds.File), flags, b)
 	f.created[d] = true
 	if err != nil {
 		f.failed[d] = true
@@ -248,26 +289,7 @@ func (f *flowRecord) flush(d int) {
 		}
 		return
 	}
-	f.out.written += int64(len(buf))
-}
-
-func writeFile(path string, flags int, b []byte) error {
-	fh, err := os.OpenFile(path, flags, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = fh.Write(b)
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (o *output) flushAll() {
-	for _, f := range o.flows {
-		f.flush(dirC2S)
-		f.flush(dirS2C)
-	}
+	f.out.written += int64(len(b))
 }
 
 // finish writes what is still buffered; flows the engine never completed
@@ -281,8 +303,8 @@ func (o *output) finish() {
 				}
 			}
 		}
-		f.flush(dirC2S)
-		f.flush(dirS2C)
+		f.release(dirC2S)
+		f.release(dirS2C)
 	}
 }
 
@@ -384,15 +406,16 @@ func encodeSummary(w *bufio.Writer, s *summary, flows []*flowRecord) error {
 		w.WriteString(",\n")
 	}
 	w.WriteString("  \"flows\": [")
+	var b []byte
 	for i, f := range flows {
-		b, err := json.MarshalIndent(&f.sum, "    ", "  ")
-		if err != nil {
+		var err error
+		if b, err = appendFlowJSON(b[:0], &f.sum); err != nil {
 			return err
 		}
 		if i > 0 {
 			w.WriteString(",")
 		}
-		w.WriteString("\n    ")
+		w.WriteString(flowIndent)
 		if _, err := w.Write(b); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/safepacket/reassembly"
+	"github.com/safepacket/reassembly/internal/stamp"
 )
 
 // engineName is reported in the summary.
@@ -126,6 +127,7 @@ type safeEngine struct {
 	pool *reassembly.SafeStreamPool
 	asm  *reassembly.SafeAssembler
 	opts reassembly.SafeAssemblerOptions
+	ctx  stamp.Context // the context of the packet being assembled
 	// closing is the end reason of directions closed by the flush the
 	// command is running; "" while a packet is being assembled.
 	closing string
@@ -166,14 +168,13 @@ func newFlowEngine(cfg engineConfig, sink flowSink) (flowEngine, error) {
 	return e, nil
 }
 
-// captureContext carries the packet's CaptureInfo to the engine.
-type captureContext gopacket.CaptureInfo
-
-func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
-
+// Assemble hands the packet to the engine in the engine's own reusable
+// context (the one its tcpassembly face uses), which it copies only when
+// it buffers the packet's bytes: no allocation per packet.
 func (e *safeEngine) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket.CaptureInfo) error {
-	ctx := captureContext(ci)
-	err := e.asm.AssembleWithContext(netFlow, tcp, &ctx)
+	e.ctx.Info = ci
+	e.ctx.Gen++
+	err := e.asm.AssembleWithContext(netFlow, tcp, &e.ctx)
 	switch {
 	case err == nil:
 	case errors.Is(err, reassembly.ErrConnectionLimit):
@@ -286,7 +287,16 @@ func (s *engineStream) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.
 		s.flow.Gap(d, skip)
 	}
 	if n, _ := sg.Lengths(); n > 0 {
-		s.flow.Data(d, sg.Fetch(n))
+		// A delivery of several packets' bytes is copied part by part
+		// into the direction's buffer: Fetch would first join them into
+		// a new slice.
+		if parts, ok := sg.(reassembly.PartWalker); ok && parts.NumParts() > 1 {
+			for i := range parts.NumParts() {
+				s.flow.Data(d, parts.Part(i).Bytes)
+			}
+		} else {
+			s.flow.Data(d, sg.Fetch(n))
+		}
 	}
 	if ts := sg.Stats(); ts.OverlapBytes > 0 || ts.OverlapPackets > 0 {
 		s.flow.Overlap(d, ts.OverlapBytes, ts.OverlapPackets)

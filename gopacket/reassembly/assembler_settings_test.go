@@ -30,12 +30,10 @@ func TestSetOverlapPolicy(t *testing.T) {
 			a.SetOverlapPolicy(tc.policy)
 		}
 		c := kitConnN(1)
-		send, _ := dropInSender(a, c)
-		send(false, "S", 0, "")
-		send(true, "SA", 0, "")
-		send(false, "A", 2, "23456789") // held: bytes 0-1 missing
-		send(false, "A", 4, "XYZW")     // held: overlaps the copy above
-		send(false, "A", 0, "01")       // fills the hole
+		newKitDropInFeeder(t, a, kitT0, time.Millisecond).play(c, ">S", "<SA",
+			">A 2 23456789", // held: bytes 0-1 missing
+			">A 4 XYZW",     // held: overlaps the copy above
+			">A 0 01")       // fills the hole
 		require.Equal(t, tc.want, f.stream(c).bytes(0), "policy %v set %v", tc.policy, tc.set)
 	}
 }
@@ -50,12 +48,9 @@ func TestSetFlushHeldFINs(t *testing.T) {
 		a := NewAssembler(NewStreamPool(f))
 		a.SetFlushHeldFINs(on)
 		c := kitConnN(2)
-		send, now := dropInSender(a, c)
-		send(false, "S", 0, "")
-		send(true, "SA", 0, "")
-		send(false, "A", 0, "abc")
-		send(false, "FA", 10, "") // the FIN, behind a hole of 7 bytes
-		a.FlushWithOptions(FlushOptions{T: now().Add(time.Second)})
+		fd := newKitDropInFeeder(t, a, kitT0, time.Millisecond)
+		fd.play(c, ">S", "<SA", ">A 0 abc", ">FA 10") // the FIN, behind a hole of 7 bytes
+		a.FlushWithOptions(FlushOptions{T: fd.ts.Add(time.Second)})
 		s := f.stream(c)
 		require.Equal(t, "abc", s.bytes(0))
 		if on {
@@ -64,20 +59,4 @@ func TestSetFlushHeldFINs(t *testing.T) {
 			require.Equal(t, 0, s.gap(0), "the FIN still waits")
 		}
 	}
-}
-
-// dropInSender returns a function that hands a's drop-in face the segment
-// of c that kitConn.send would build, a millisecond after the last one,
-// and one that tells the time of the last.
-func dropInSender(a *Assembler, c kitConn) (func(fromServer bool, flags string, off int, payload string), func() time.Time) {
-	ts := kitT0
-	send := func(fromServer bool, flags string, off int, payload string) {
-		ts = ts.Add(time.Millisecond)
-		var p []byte
-		if payload != "" {
-			p = []byte(payload)
-		}
-		a.AssembleWithContext(c.flow(fromServer), c.segOff(fromServer, flags, off, p), kitAt(ts))
-	}
-	return send, func() time.Time { return ts }
 }

@@ -4,12 +4,15 @@ package reassembly
 
 // Floods that try to make the assembler hold without bound (issue 4): spoofed
 // SYNs beyond the connection cap, segments held behind a hole, a hole per
-// byte. Each test asserts its bound; the attack kit is attack_kit_test.go.
+// byte. Each test asserts its bound; the flood kit is kit_traffic_test.go.
 
 import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // --- SYN flood -------------------------------------------------------------
@@ -85,9 +88,7 @@ func atkSYNFloodRun(t *testing.T, refuse bool) {
 	cfg := atkSYNFloodConfig{tuples: 1_000_000 / scale, maxConns: 100_000 / scale, est: 100, estEvery: 100 / min(scale, 10), payload: 100}
 	f := newAtkFactory()
 	pool, err := NewSafeStreamPoolWithOptions(f, SafeStreamPoolOptions{MaxConnections: cfg.maxConns, RefuseAtLimit: refuse})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 	var heap atkHeap
 	heap.start()
@@ -101,13 +102,9 @@ func atkSYNFloodRun(t *testing.T, refuse bool) {
 		}
 		ps := pool.Stats()
 		peakLive = max(peakLive, ps.ActiveConnections)
-		if ps.ActiveConnections > int64(cfg.maxConns) {
-			t.Fatalf("%d live connections, cap %d", ps.ActiveConnections, cfg.maxConns)
-		}
+		require.LessOrEqual(t, ps.ActiveConnections, int64(cfg.maxConns), "live connections")
 	})
-	if err != nil {
-		t.Fatalf("established connection refused or failed: %v", err)
-	}
+	require.NoError(t, err, "established connection refused or failed")
 	heap.live()
 	ps, st := pool.Stats(), a.Stats()
 	kitRequireConserved(t, st)
@@ -117,28 +114,20 @@ func atkSYNFloodRun(t *testing.T, refuse bool) {
 	if !refuse {
 		refused, evicted = 0, want
 	}
-	if ps.ConnectionsRefused != refused || ps.EvictedUnanswered != evicted || st.EvictedUnanswered != evicted || ps.EvictedIdle != 0 {
-		t.Errorf("refused %d connection attempts, evicted %d (assembler: %d) unanswered and %d idle; want %d refused, %d unanswered evicted",
-			ps.ConnectionsRefused, ps.EvictedUnanswered, st.EvictedUnanswered, ps.EvictedIdle, refused, evicted)
-	}
-	if peakLive != int64(cfg.maxConns) {
-		t.Errorf("peak live connections %d, want the cap %d", peakLive, cfg.maxConns)
-	}
+	assert.Equal(t, [4]int64{refused, evicted, evicted, 0}, [4]int64{ps.ConnectionsRefused, ps.EvictedUnanswered, st.EvictedUnanswered, ps.EvictedIdle},
+		"connection attempts refused, unanswered evicted (pool, assembler), idle evicted")
+	assert.Equal(t, int64(cfg.maxConns), peakLive, "peak live connections: the cap")
 	// Each live flood connection holds a connection, its map entry and a
 	// 100-byte chunk: well under 2 KiB. Upstream keeps ~2.9 KB for every
 	// tuple ever seen.
 	t.Logf("tuples %d cap %d: live heap +%.1f MB (%.0f B per live connection), peak in use +%.1f MB, refused %d",
 		cfg.tuples, cfg.maxConns, float64(heap.peakLive)/1e6, float64(heap.peakLive)/float64(cfg.maxConns),
 		float64(heap.peakInuse)/1e6, ps.ConnectionsRefused)
-	if limit := uint64(cfg.maxConns)*2048 + 4<<20; heap.peakLive > limit {
-		t.Errorf("live heap +%d B above %d B", heap.peakLive, limit)
-	}
+	assert.LessOrEqual(t, heap.peakLive, uint64(cfg.maxConns)*2048+4<<20, "live heap")
 	a.Close()
 	pool.Close()
 	est.verify(t, f)
-	if f.sink.completes != f.sink.news {
-		t.Errorf("flood Streams: %d created, %d completed", f.sink.news, f.sink.completes)
-	}
+	assert.Equal(t, f.sink.news, f.sink.completes, "flood Streams created and completed")
 }
 
 // --- out-of-order hold -----------------------------------------------------
@@ -228,54 +217,34 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 			heap.sample()
 		}
 		pc := pool.PageCache().Stats()
-		if pc.PagesInUse > budgetPages {
-			t.Fatalf("%d pages in use, budget %d", pc.PagesInUse, budgetPages)
-		}
-		if pc.BytesInUse > int64(budget) {
-			t.Fatalf("%d bytes charged, budget %d pages of %d B", pc.BytesInUse, budgetPages, charge)
-		}
+		require.LessOrEqual(t, pc.PagesInUse, budgetPages, "pages in use")
+		require.LessOrEqual(t, pc.BytesInUse, int64(budget), "bytes charged, budget %d pages of %d B", budgetPages, charge)
 	})
 	heap.live()
 	st := a.Stats()
 	kitRequireConserved(t, st)
-	if st.PageCache.PagesPeak > budgetPages {
-		t.Errorf("PagesPeak %d > budget %d", st.PageCache.PagesPeak, budgetPages)
-	}
-	if st.ForcedSkips == 0 || st.Gaps == 0 || st.GapBytes == 0 {
-		t.Errorf("no skip reported: %+v", st)
-	}
+	assert.LessOrEqual(t, st.PageCache.PagesPeak, budgetPages, "PagesPeak")
+	assert.True(t, st.ForcedSkips != 0 && st.Gaps != 0 && st.GapBytes != 0, "no skip reported: %+v", st)
 	t.Logf("%d conns x %d segments of %d B, budget %d pages (%.2f MB at %d B a page): live heap +%.2f MB (%.0f%% of budget), peak in use +%.2f MB, pages peak %d, forced skips %d",
 		cfg.conns, cfg.segs, cfg.size, budgetPages, float64(budget)/1e6, charge,
 		float64(heap.peakLive)/1e6, 100*float64(heap.peakLive)/float64(budget), float64(heap.peakInuse)/1e6,
 		st.PageCache.PagesPeak, st.ForcedSkips)
 	// What the assembler holds may exceed the budget by 10%, plus 256 KiB
 	// for the runtime's own slack at scaled-down sizes.
-	if limit := budget + budget/10 + 256<<10; heap.peakLive > limit {
-		t.Errorf("live heap +%d B above budget %d B + 10%%", heap.peakLive, budget)
-	}
-	if f.err != nil {
-		t.Fatal(f.err)
-	}
+	assert.LessOrEqual(t, heap.peakLive, budget+budget/10+256<<10, "live heap above budget %d B + 10%%", budget)
+	require.NoError(t, f.err)
 	a.Close()
 	pool.Close()
 	// Every checked byte was right; the holes were reported.
-	delivered := int64(0)
+	delivered, gaps := int64(0), 0
 	for _, s := range f.checked {
-		delivered += s.bytes[0]
-		if s.completes != 1 {
-			t.Fatalf("checked %d completed %d times", s.id, s.completes)
-		}
+		delivered, gaps = delivered+s.bytes[0], gaps+s.gaps
+		require.Equal(t, 1, s.completes, "checked %d completions", s.id)
 	}
-	if st := a.Stats(); delivered != st.BytesDelivered || delivered != int64(cfg.conns*cfg.segs*cfg.size) {
-		t.Errorf("delivered %d, stats %d, sent %d", delivered, st.BytesDelivered, cfg.conns*cfg.segs*cfg.size)
-	}
-	gaps := 0
-	for _, s := range f.checked {
-		gaps += s.gaps
-	}
-	if gaps == 0 || int64(gaps) != a.Stats().Gaps {
-		t.Errorf("Streams saw %d holes, stats say %d", gaps, a.Stats().Gaps)
-	}
+	st = a.Stats()
+	assert.Equal(t, int64(cfg.conns*cfg.segs*cfg.size), delivered, "bytes delivered, against those sent")
+	assert.Equal(t, st.BytesDelivered, delivered, "bytes delivered, against BytesDelivered")
+	assert.True(t, gaps != 0 && int64(gaps) == st.Gaps, "Streams saw %d holes, stats say %d", gaps, st.Gaps)
 }
 
 // TestAttackManyHoles: one connection sends 100k (scaled) one-byte
@@ -310,9 +279,7 @@ func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, 1, ts)
-	if err := est.handshake(atkSafeFeeder{a}, 0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, est.handshake(atkSafeFeeder{a}, 0))
 	isn := atkISN(0, 0)
 	maxRuns, maxPages, maxCost := 0, 0, int64(0)
 	for i := 0; i < n; i++ {
@@ -320,9 +287,7 @@ func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 		_ = a.AssembleWithContext(g.packet(atkClient(0), atkServer, isn+1+uint32(off), 0, atkACK, 1, atkFill(0, 0, off), ts))
 		if i%64 == 0 || i == n-1 {
 			refs := pool.t.snapshot(nil)
-			if len(refs) != 1 || !refs[0].lock() {
-				t.Fatalf("%d connections", len(refs))
-			}
+			require.True(t, len(refs) == 1 && refs[0].lock(), "%d connections", len(refs))
 			h := &refs[0].c.halves[0]
 			maxRuns, maxPages, maxCost = max(maxRuns, h.runs), max(maxPages, h.pages), max(maxCost, h.cost)
 			refs[0].c.mu.Unlock()
@@ -331,22 +296,16 @@ func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 	st := a.Stats()
 	kitRequireConserved(t, st)
 	t.Logf("%d holes sent: at most %d waiting, %d pages, %d bytes charged; %d forced skips", n, maxRuns, maxPages, maxCost, st.ForcedSkips)
-	if maxRuns > o.MaxGapsPerConnection || maxPages > o.MaxBufferedPagesPerConnection || maxCost > int64(o.MaxBufferedBytesPerConnection) {
-		t.Errorf("limits passed: %d holes (max %d), %d pages (max %d), %d bytes (max %d)",
-			maxRuns, o.MaxGapsPerConnection, maxPages, o.MaxBufferedPagesPerConnection, maxCost, o.MaxBufferedBytesPerConnection)
-	}
+	assert.LessOrEqual(t, maxRuns, o.MaxGapsPerConnection, "holes waiting")
+	assert.LessOrEqual(t, maxPages, o.MaxBufferedPagesPerConnection, "pages")
+	assert.LessOrEqual(t, maxCost, int64(o.MaxBufferedBytesPerConnection), "bytes charged")
 	// Each hole holds one one-byte chunk: the tightest limit says how many
 	// can wait, and every other one is skipped.
 	held := min(o.MaxGapsPerConnection, o.MaxBufferedPagesPerConnection, o.MaxBufferedBytesPerConnection/int(costFor(1)))
-	if want := int64(n - min(n, held)); st.ForcedSkips < want {
-		t.Errorf("%d forced skips, want at least %d", st.ForcedSkips, want)
-	}
+	assert.GreaterOrEqual(t, st.ForcedSkips, int64(n-min(n, held)), "forced skips")
 	a.Close()
 	pool.Close()
-	if f.err != nil {
-		t.Fatal(f.err)
-	}
-	if s := f.checked[0]; s == nil || s.bytes[0] != int64(n) || s.completes != 1 {
-		t.Fatalf("stream: %+v, want %d bytes", s, n)
-	}
+	require.NoError(t, f.err)
+	s := f.checked[0]
+	require.True(t, s != nil && s.bytes[0] == int64(n) && s.completes == 1, "stream: %+v, want %d bytes", s, n)
 }

@@ -3,8 +3,8 @@
 package reassembly
 
 // Malformed and hostile input (issue 4) and the limits the fuzzer found
-// wanting: no panic, every byte accounted, kept bytes bounded. The attack
-// kit is attack_kit_test.go.
+// wanting: no panic, every byte accounted, kept bytes bounded. The flood
+// kit is kit_traffic_test.go.
 
 import (
 	"errors"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // --- garbage ---------------------------------------------------------------
@@ -55,9 +57,7 @@ func TestAttackGarbage(t *testing.T) {
 				{"bare ACK creates nothing", func() error {
 					before := live()
 					err := pkt(atkFloodClient(1), atkServer, 5, 5, atkACK, 0)
-					if n := live() - before; n != 0 {
-						t.Errorf("a bare ACK created %d connections", n)
-					}
+					assert.Equal(t, before, live(), "connections after a bare ACK")
 					return err
 				}},
 				{"zero-length segment", func() error { return pkt(atkFloodClient(2), atkServer, 5, 0, 0, 0) }},
@@ -101,45 +101,26 @@ func TestAttackGarbage(t *testing.T) {
 				}},
 			}
 			for _, st := range steps {
-				func() {
-					defer func() {
-						if r := recover(); r != nil {
-							t.Fatalf("%s: panic %v", st.name, r)
-						}
-					}()
-					err := st.run()
-					if safe && err != nil && !errors.Is(err, ErrNilPacket) && !errors.Is(err, ErrConnectionClosed) {
-						t.Errorf("%s: error %v", st.name, err)
-					}
-				}()
-				s := stats()
-				kitRequireConserved(t, s)
+				var err error
+				require.NotPanics(t, func() { err = st.run() }, st.name)
+				if safe && !errors.Is(err, ErrNilPacket) && !errors.Is(err, ErrConnectionClosed) {
+					assert.NoError(t, err, st.name)
+				}
+				kitRequireConserved(t, stats())
 			}
 			s := stats()
 			finish()
 			end := stats()
 			kitRequireConserved(t, end)
-			if f.err != nil {
-				t.Fatal(f.err)
-			}
+			require.NoError(t, f.err)
 			// The checked connection delivered its first 100 bytes, then the
 			// jump over the hole, reported as a skip of about a billion.
 			ck := f.checked[1]
-			if ck == nil || ck.completes != 1 || ck.bytes[0] != 400 || ck.gaps != 1 {
-				t.Fatalf("checked connection: %+v", ck)
-			}
-			if end.GapBytes < 999_999_000 {
-				t.Errorf("GapBytes %d, want the billion-byte jump", end.GapBytes)
-			}
-			if f.sink.completes != f.sink.news {
-				t.Errorf("%d Streams, %d completed", f.sink.news, f.sink.completes)
-			}
-			if end.PageCache.PagesInUse != 0 || end.PageCache.QueuedBytes != 0 {
-				t.Errorf("left buffered: %+v", end.PageCache)
-			}
-			if safe && s.Errors == 0 {
-				t.Error("nil layers reported no error")
-			}
+			require.True(t, ck != nil && ck.completes == 1 && ck.bytes[0] == 400 && ck.gaps == 1, "checked connection: %+v", ck)
+			assert.GreaterOrEqual(t, end.GapBytes, int64(999_999_000), "GapBytes: the billion-byte jump")
+			assert.Equal(t, f.sink.news, f.sink.completes, "Streams created and completed")
+			assert.True(t, end.PageCache.PagesInUse == 0 && end.PageCache.QueuedBytes == 0, "left buffered: %+v", end.PageCache)
+			assert.False(t, safe && s.Errors == 0, "nil layers reported no error")
 			t.Logf("processed %d bytes: delivered %d, overlap %d, overwritten %d, discarded %d; gaps %d (%d bytes)",
 				end.BytesProcessed, end.BytesDelivered, end.BytesOverlap, end.BytesOverwritten, end.BytesDiscarded, end.Gaps, end.GapBytes)
 		})
@@ -171,13 +152,9 @@ func TestAttackKeepFromBounded(t *testing.T) {
 		pc := a.Stats().PageCache
 		peak, peakBytes = max(peak, pc.PagesInUse), max(peakBytes, pc.BytesInUse)
 	}
-	if peak > budget || peakBytes > 4*atkChargedPage {
-		t.Errorf("KeepFrom(0) on every delivery: %d pages in use (%d bytes charged), MaxBufferedPagesTotal %d, MaxBufferedBytesPerConnection %d",
-			peak, peakBytes, budget, 4*atkChargedPage)
-	}
-	if st := a.Stats(); st.KeptBytesDropped == 0 {
-		t.Error("KeptBytesDropped is 0: nothing kept was let go, yet the limits held")
-	}
+	assert.LessOrEqual(t, peak, int64(budget), "KeepFrom(0) on every delivery: pages in use, against MaxBufferedPagesTotal")
+	assert.LessOrEqual(t, peakBytes, int64(4*atkChargedPage), "KeepFrom(0) on every delivery: bytes charged, against MaxBufferedBytesPerConnection")
+	assert.NotZero(t, a.Stats().KeptBytesDropped, "KeptBytesDropped: nothing kept was let go, yet the limits held")
 }
 
 // TestAttackConservationPoolClosedFirst: closing the SafeStreamPool while
@@ -197,8 +174,7 @@ func TestAttackConservationPoolClosedFirst(t *testing.T) {
 	_ = a.AssembleWithContext(g.packet(c, atkServer, isn+1+10, 0, atkACK, 40, atkFill(0, 0, 10), ts))
 	kitRequireConserved(t, a.Stats())
 	pool.Close() // delivers the 40 bytes over the hole
-	if s := f.checked[0]; s == nil || s.bytes[0] != 40 {
-		t.Fatalf("pool.Close did not deliver: %+v", s)
-	}
+	s := f.checked[0]
+	require.True(t, s != nil && s.bytes[0] == 40, "pool.Close did not deliver: %+v", s)
 	kitRequireConserved(t, kitSumStats([]AssemblerStats{pool.Stats().Closing, a.Stats()}))
 }

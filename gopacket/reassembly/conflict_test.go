@@ -5,7 +5,6 @@ package reassembly
 import (
 	"bytes"
 	"errors"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -15,11 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// opConflictHarness is an opHarness that keeps every Conflict whole.
-func opConflictHarness(t *testing.T, opts SafeAssemblerOptions) (*opHarness, *[]Conflict) {
+// kitConflictRig is a kitRig that keeps every Conflict whole.
+func kitConflictRig(t *testing.T, opts SafeAssemblerOptions) (*kitRig, *[]Conflict) {
 	var all []Conflict
 	opts.OnConflict = func(c Conflict) { all = append(all, c) }
-	return newOPHarness(t, opts), &all
+	return newKitRig(t, opts), &all
 }
 
 // Property: a retransmission that differs from bytes delivered within the
@@ -29,8 +28,8 @@ func opConflictHarness(t *testing.T, opts SafeAssemblerOptions) (*opHarness, *[]
 // and the capture info of the packet; Old and New are copies.
 func TestConflictReportContents(t *testing.T) {
 	t.Parallel()
-	for _, isn := range opISNs {
-		h, all := opConflictHarness(t, SafeAssemblerOptions{ConflictWindow: 100})
+	for _, isn := range kitISNs {
+		h, all := kitConflictRig(t, SafeAssemblerOptions{ConflictWindow: 100})
 		c := h.conn(isn)
 		c.send("S", 0, nil)
 		require.NoError(t, c.packet(true, "S", 0, nil))
@@ -49,7 +48,7 @@ func TestConflictReportContents(t *testing.T) {
 		require.Equal(t, TCPDirClientToServer, x.Direction)
 		require.Equal(t, c.netFlow, x.NetFlow)
 		require.Equal(t, gopacket.NewFlow(layers.EndpointTCPPort, []byte{byte(c.sport >> 8), byte(c.sport)}, []byte{0, 80}), x.TCPFlow)
-		require.Same(t, c.stream(), x.Stream.(*opStream))
+		require.Same(t, c.stream(), x.Stream.(*kitRigStream))
 		require.Equal(t, h.ts, x.CaptureInfo.Timestamp)
 
 		// The server buffers bytes out of order in two separate runs; a copy
@@ -64,7 +63,7 @@ func TestConflictReportContents(t *testing.T) {
 		require.Equal(t, TCPDirServerToClient, x.Direction)
 		require.Equal(t, c.netFlow.Reverse(), x.NetFlow)
 		require.Equal(t, int64(30), x.Offset)
-		require.Equal(t, Sequence(opServerISN+1+30), x.Seq)
+		require.Equal(t, Sequence(kitRigServerISN+1+30), x.Seq)
 		require.Equal(t, "abcdefghij", string(x.Old))
 		require.Equal(t, "XXcdefghiZ", string(x.New))
 
@@ -78,7 +77,7 @@ func TestConflictReportContents(t *testing.T) {
 // are no conflict.
 func TestConflictIdenticalRetransmissionsAreNone(t *testing.T) {
 	t.Parallel()
-	h, all := opConflictHarness(t, SafeAssemblerOptions{ConflictWindow: 1 << 16})
+	h, all := kitConflictRig(t, SafeAssemblerOptions{ConflictWindow: 1 << 16})
 	c := h.conn(7)
 	c.send("S", 0, nil)
 	data := bytes.Repeat([]byte("hello world "), 400)
@@ -99,7 +98,7 @@ func TestConflictIdenticalRetransmissionsAreNone(t *testing.T) {
 // counted.
 func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, SafeAssemblerOptions{OnConflict: func(Conflict) {}})
+	h := newKitRig(t, SafeAssemblerOptions{OnConflict: func(Conflict) {}})
 	c := h.conn(1<<32 - 1)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("aaaa"))
@@ -110,7 +109,7 @@ func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
 	require.Equal(t, int64(1), st.OverlapConflicts)
 	require.Equal(t, int64(4), st.ConflictBytes)
 
-	h2 := newOPHarnessRaw(t, SafeAssemblerOptions{}, false)
+	h2 := newKitRigRaw(t, SafeAssemblerOptions{}, false)
 	c = h2.conn(5)
 	c.send("S", 0, nil)
 	c.send("", 10, []byte("cccc"))
@@ -126,7 +125,7 @@ func TestConflictWindowZeroComparesBufferedOnly(t *testing.T) {
 func TestConflictWindowBounds(t *testing.T) {
 	t.Parallel()
 	const window = 1000
-	h := newOPHarness(t, SafeAssemblerOptions{ConflictWindow: window})
+	h := newKitRig(t, SafeAssemblerOptions{ConflictWindow: window})
 	c := h.conn(1<<32 - 11)
 	c.send("S", 0, nil)
 	data := make([]byte, 10_000)
@@ -142,12 +141,12 @@ func TestConflictWindowBounds(t *testing.T) {
 	require.Empty(t, h.got)
 	// Straddling the window's oldest byte: the part within is reported.
 	c.send("", 8500, bad[8500:9500])
-	require.Equal(t, []opConflict{{9000, true, string(data[9000:9500]), string(bad[9000:9500])}}, h.got)
+	require.Equal(t, []kitConflict{{9000, true, string(data[9000:9500]), string(bad[9000:9500])}}, h.got)
 	// Straddling the delivery point: the delivered part is compared, the
 	// rest delivered.
 	h.got = nil
 	c.send("", 9990, append(bad[9990:10000:10000], "tail"...))
-	require.Equal(t, []opConflict{{9990, true, string(data[9990:]), string(bad[9990:])}}, h.got)
+	require.Equal(t, []kitConflict{{9990, true, string(data[9990:]), string(bad[9990:])}}, h.got)
 	// After a hole, the window holds only what followed it.
 	c = h.conn(1)
 	c.send("S", 0, nil)
@@ -156,7 +155,7 @@ func TestConflictWindowBounds(t *testing.T) {
 	h.a.FlushWithOptions(FlushOptions{T: h.ts.Add(1)}) // skips the hole [500, 1000)
 	h.got = nil
 	c.send("", 400, bad[:700])
-	require.Equal(t, []opConflict{{1000, true, string(data[:100]), string(bad[600:700])}}, h.got)
+	require.Equal(t, []kitConflict{{1000, true, string(data[:100]), string(bad[600:700])}}, h.got)
 }
 
 // Property: a panic in OnConflict is recovered like one in a Stream: the
@@ -165,9 +164,9 @@ func TestConflictWindowBounds(t *testing.T) {
 func TestConflictHandlerPanicRecovered(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
-	h := newOPHarness(t, SafeAssemblerOptions{
+	h := newKitRig(t, SafeAssemblerOptions{
 		OnConflict: func(Conflict) { panic("handler bug") },
-		Logger:     opLogger(&logs),
+		Logger:     kitLogger(&logs),
 	})
 	c := h.conn(3)
 	c.send("S", 0, nil)
@@ -181,11 +180,6 @@ func TestConflictHandlerPanicRecovered(t *testing.T) {
 	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Equal(t, 1, c.stream().completes)
-}
-
-// opLogger logs into b.
-func opLogger(b *strings.Builder) *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, nil))
 }
 
 // Property: the delivered-bytes window holds exactly the last limit bytes

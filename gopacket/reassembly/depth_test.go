@@ -20,9 +20,9 @@ import (
 func TestDepthStopsDirection(t *testing.T) {
 	t.Parallel()
 	data := []byte(strings.Repeat("0123456789", 30))
-	for _, isn := range opISNs {
+	for _, isn := range kitISNs {
 		for _, depth := range []int{1, 10, 95, 100, 101, 299} {
-			h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: depth})
+			h := newKitRig(t, SafeAssemblerOptions{ReassemblyDepth: depth})
 			c := h.conn(isn)
 			c.send("S", 0, nil)
 			require.NoError(t, c.packet(true, "S", 0, nil))
@@ -67,7 +67,7 @@ func TestDepthStopsDirection(t *testing.T) {
 // delivery.
 func TestDepthCountsHolesAndEnds(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: 25})
+	h := newKitRig(t, SafeAssemblerOptions{ReassemblyDepth: 25})
 	c := h.conn(1<<32 - 11)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("01234"))
@@ -89,7 +89,7 @@ func TestDepthCountsHolesAndEnds(t *testing.T) {
 func TestDepthOverrider(t *testing.T) {
 	t.Parallel()
 	data := []byte(strings.Repeat("abcdefghij", 10))
-	h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: 30})
+	h := newKitRig(t, SafeAssemblerOptions{ReassemblyDepth: 30})
 	calls := 0
 	h.f.depth = func(dir TCPFlowDirection) int {
 		calls++
@@ -133,7 +133,7 @@ func TestDepthOverrider(t *testing.T) {
 func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 	t.Parallel()
 	data := []byte(strings.Repeat("abcdefghij", 10))
-	h := newOPHarness(t, SafeAssemblerOptions{})
+	h := newKitRig(t, SafeAssemblerOptions{})
 	h.f.depth = func(TCPFlowDirection) int { return 25 }
 	c := h.conn(0)
 	c.send("S", 0, nil)
@@ -160,7 +160,7 @@ func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 // as usual.
 func TestDepthDirectionStillCloses(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, SafeAssemblerOptions{ReassemblyDepth: 3, ConnectionTimeout: time.Minute})
+	h := newKitRig(t, SafeAssemblerOptions{ReassemblyDepth: 3, ConnectionTimeout: time.Minute})
 	c := h.conn(9)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("abcdef"))
@@ -193,7 +193,7 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 func TestDepthOverriderPanicRecovered(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
-	h := newOPHarness(t, SafeAssemblerOptions{Logger: opLogger(&logs)})
+	h := newKitRig(t, SafeAssemblerOptions{Logger: kitLogger(&logs)})
 	armed := false
 	h.f.depth = func(TCPFlowDirection) int {
 		if armed {
@@ -217,7 +217,7 @@ func TestDepthOverriderPanicRecovered(t *testing.T) {
 // buffered nor delivered past the depth.
 func TestDepthMidstreamForcedDelivery(t *testing.T) {
 	t.Parallel()
-	h := newOPHarness(t, SafeAssemblerOptions{
+	h := newKitRig(t, SafeAssemblerOptions{
 		ReassemblyDepth:               10,
 		MaxBufferedPagesTotal:         1,
 		MaxBufferedPagesPerConnection: 1,

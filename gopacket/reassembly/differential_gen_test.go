@@ -759,7 +759,7 @@ func (g *generator) perturb(in []step) []step {
 		if r.IntN(100) < p.reorderPct {
 			w := min(2+r.IntN(3), len(out)-i)
 			win := out[i : i+w]
-			if p.clean && slices.ContainsFunc(win, func(st step) bool { return !touchable(st) && len(st.Payload)+btoi(st.SYN || st.FIN || st.RST) > 0 }) {
+			if p.clean && slices.ContainsFunc(win, func(st step) bool { return !touchable(st) && len(st.Payload)+kitBtoi(st.SYN || st.FIN || st.RST) > 0 }) {
 				continue // a FIN or SYN out of order is a documented difference
 			}
 			r.Shuffle(len(win), func(a, b int) { win[a], win[b] = win[b], win[a] })
@@ -846,11 +846,4 @@ func (g *generator) schedule(packets []step) {
 	case v < 93:
 		add(step{Kind: stepFlushCloseOlderThan, TS: now, T: now + time.Hour})
 	}
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -27,7 +27,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"reflect"
 	"runtime"
 	"runtime/debug"
@@ -189,22 +188,24 @@ func protect(f func()) (msg string, ok bool) {
 	return "", true
 }
 
+// protectStack is protect with the panicking goroutine's stack after the
+// message.
+func protectStack(f func()) (msg string, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			msg, ok = fmt.Sprint(p)+"\n"+string(debug.Stack()), false
+		}
+	}()
+	f()
+	return "", true
+}
+
 func (r *recorder) play(ops libOps) {
 	for i := range r.scn.Steps {
 		r.cur = i
-		var stack string
-		msg, ok := protect(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					stack = string(debug.Stack())
-					panic(p)
-				}
-			}()
-			r.playStep(r.scn.Steps[i], ops)
-		})
-		if !ok {
+		if msg, ok := protectStack(func() { r.playStep(r.scn.Steps[i], ops) }); !ok {
 			// The library's state is unknown after a panic (locks may be held): stop.
-			r.emit("", "panic", nil, msg+"\n"+stack)
+			r.emit("", "panic", nil, msg)
 			return
 		}
 	}
@@ -403,20 +404,17 @@ func (s *recStream[D, S, ST, SG, AC]) ReassemblyComplete(ac AC) bool {
 // Drivers
 
 type driver struct {
-	name    string // from the file name: "upstream", "ours", ...
+	name    string // "upstream", "ours", ...
 	pkgPath string
 	build   func(rec *recorder) libOps
 }
 
 var drivers []*driver
 
-// registerDriver is called from the init of each driver file. sample is any
-// value of a named type of the driver's library (for its import path).
-func registerDriver(sample any, build func(rec *recorder) libOps) {
-	_, file, _, _ := runtime.Caller(1)
-	name := strings.TrimSuffix(filepath.Base(file), "_test.go")
-	name = strings.TrimPrefix(name, "differential_")
-	name = strings.TrimPrefix(name, "driver_")
+// registerDriver is called from the init of differential_drivers_test.go.
+// sample is any value of a named type of the driver's library (for its
+// import path).
+func registerDriver(name string, sample any, build func(rec *recorder) libOps) {
 	drivers = append(drivers, &driver{name: name, pkgPath: reflect.TypeOf(sample).PkgPath(), build: build})
 }
 
@@ -446,18 +444,8 @@ func (d *driver) run(scn *scenario) runResult {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var stack string
-		msg, ok := protect(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					stack = string(debug.Stack())
-					panic(p)
-				}
-			}()
-			rec.play(d.build(rec))
-		})
-		if !ok {
-			rec.emit("", "panic", nil, msg+"\n"+stack)
+		if msg, ok := protectStack(func() { rec.play(d.build(rec)) }); !ok {
+			rec.emit("", "panic", nil, msg)
 		}
 	}()
 	timer := time.NewTimer(hangTimeout)
@@ -572,10 +560,7 @@ func describeMismatch(scn *scenario, refName, candName string, ref, cand []event
 			}
 		}
 		if r.Kind == c.Kind && !bytes.Equal(r.Data, c.Data) {
-			off := 0
-			for off < len(r.Data) && off < len(c.Data) && r.Data[off] == c.Data[off] {
-				off++
-			}
+			off := kitFirstDiff(r.Data, c.Data)
 			fmt.Fprintf(&b, "    data: len %d vs %d, first differing byte at offset %d\n", len(r.Data), len(c.Data), off)
 			fmt.Fprintf(&b, "      %s: %s\n      %s: %s\n", refName, hexPreview(r.Data, off-8, 32), candName, hexPreview(c.Data, off-8, 32))
 		}

@@ -86,13 +86,6 @@ type fzDirState struct {
 	keep  []byte // bytes KeepFrom asked for, nil when none
 }
 
-func fzDirIndex(d TCPFlowDirection) int {
-	if d == TCPDirServerToClient {
-		return 1
-	}
-	return 0
-}
-
 type fzFactory struct{ h *fzHarness }
 
 func (f fzFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) Stream {
@@ -142,7 +135,7 @@ func (s *fzStream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowD
 	if uint16(tcp.SrcPort) == fzServerPort {
 		gd = 1
 	}
-	if s.gen[fzDirIndex(dir)] != gd {
+	if s.gen[kitDirOf(dir)] != gd {
 		h.fail("stream %d: Accept called with direction %v for a packet from port %d", s.id, dir, tcp.SrcPort)
 	}
 	if s.cfg.forceStart && nextSeq == invalidSequence {
@@ -174,7 +167,7 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 		h.fail("stream %d: ReassembledSG after the Stream panicked", s.id)
 	}
 	dir, start, end, skip := sg.Info()
-	di := fzDirIndex(dir)
+	di := kitDirOf(dir)
 	st := &s.dirs[di]
 	gd := s.gen[di]
 	switch {
@@ -211,7 +204,7 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 		h.seenKeptShort += int64(len(st.keep) - saved)
 	}
 	st.keep = nil
-	s.checkParts(sg, data, saved, skip, gd)
+	s.checkParts(sg, gd)
 	fresh := data[saved:]
 	h.seenFresh += int64(len(fresh))
 	s.locate(st, sg, gd, skip, fresh)
@@ -227,66 +220,39 @@ func (s *fzStream) ReassembledSG(sg ScatterGather, ac AssemblerContext) {
 	s.maybePanic(2)
 }
 
-// checkParts checks the parts walk of a delivery of data (saved of them
-// kept): the parts are data, in sequence order, kept ones first, the skip
-// on the first, and each part with a context shows its own packet's
-// acknowledgement number, flags and bytes (unless rewritten).
-func (s *fzStream) checkParts(sg ScatterGather, data []byte, saved, skip, gd int) {
+// checkParts checks the parts walk of a delivery (kitCheckParts) and that
+// each part with a context shows its own packet's acknowledgement number,
+// flags and bytes (unless rewritten).
+func (s *fzStream) checkParts(sg ScatterGather, gd int) {
 	h := s.h
-	w, ok := sg.(PartWalker)
-	if !ok {
-		h.fail("stream %d: the ScatterGather is no PartWalker", s.id)
-		return
-	}
-	at, kept := 0, 0
-	var next Sequence
-	for i := 0; i < w.NumParts(); i++ {
-		p := w.Part(i)
-		if at+len(p.Bytes) > len(data) || !bytes.Equal(p.Bytes, data[at:at+len(p.Bytes)]) {
-			h.fail("stream %d: part %d is not bytes [%d, %d) of Fetch", s.id, i, at, at+len(p.Bytes))
-			return
-		}
-		wantSkip := 0
-		if i == 0 {
-			wantSkip = skip
-		}
-		if p.Kept != (at < saved) || p.Skip != wantSkip || i > 0 && p.Seq != next {
-			h.fail("stream %d: part %d at %d (saved %d): kept %v, skip %d (delivery %d), seq %d (want %d)", s.id, i, at, saved, p.Kept, p.Skip, skip, p.Seq, next)
-			return
-		}
-		if p.Kept {
-			kept += len(p.Bytes)
-		}
-		at += len(p.Bytes)
-		next = p.Seq.Add(len(p.Bytes))
+	err := kitCheckParts(sg, func(i, _ int, p Part) error {
 		id := p.CaptureInfo().InterfaceIndex - 1
 		if id < 0 {
-			continue // a packet handed in without context
+			return nil // a packet handed in without context
 		}
 		if id >= len(h.packets) {
-			h.fail("stream %d: part %d names packet %d, which was never sent", s.id, i, id)
-			return
+			return fmt.Errorf("part %d names packet %d, which was never sent", i, id)
 		}
 		pk := h.packets[id]
 		off := pk.dataSeq.Difference(p.Seq)
 		switch {
 		case pk.conn != s.conn || pk.dir != gd:
-			h.fail("stream %d (conn %d dir %d): part %d from packet %d of conn %d dir %d", s.id, s.conn, gd, i, id, pk.conn, pk.dir)
+			return fmt.Errorf("(conn %d dir %d): part %d from packet %d of conn %d dir %d", s.conn, gd, i, id, pk.conn, pk.dir)
 		case p.Ack != Sequence(pk.ack) || p.Flags != pk.flags:
-			h.fail("stream %d: part %d of packet %d: ack %d flags %v, want %d %v", s.id, i, id, p.Ack, p.Flags, pk.ack, pk.flags)
+			return fmt.Errorf("part %d of packet %d: ack %d flags %v, want %d %v", i, id, p.Ack, p.Flags, pk.ack, pk.flags)
 		case len(p.Bytes) > 0 && (off < 0 || off+len(p.Bytes) > pk.n):
-			h.fail("stream %d: part %d holds bytes [%d, %d) of packet %d, which carried %d", s.id, i, off, off+len(p.Bytes), id, pk.n)
+			return fmt.Errorf("part %d holds bytes [%d, %d) of packet %d, which carried %d", i, off, off+len(p.Bytes), id, pk.n)
 		case len(p.Bytes) > 0 && !p.Rewritten:
 			for j, b := range p.Bytes {
 				if b != fzTruth(pk.conn, pk.dir, pk.off+int64(off+j))^fzVersions[pk.version] {
-					h.fail("stream %d: part %d byte %d is not packet %d's", s.id, i, j, id)
-					return
+					return fmt.Errorf("part %d byte %d is not packet %d's", i, j, id)
 				}
 			}
 		}
-	}
-	if at != len(data) || kept != saved || saved > 0 && skip != 0 {
-		h.fail("stream %d: parts hold %d of %d bytes, %d kept of %d saved, skip %d", s.id, at, len(data), kept, saved, skip)
+		return nil
+	})
+	if err != nil {
+		h.fail("stream %d: %v", s.id, err)
 	}
 }
 
@@ -422,7 +388,7 @@ func (h *fzHarness) onConflict(c Conflict) {
 		h.fail("stream %d: Conflict of %d old and %d new bytes, equal %v", s.id, len(c.Old), len(c.New), bytes.Equal(c.Old, c.New))
 		return
 	}
-	gd := s.gen[fzDirIndex(c.Direction)]
+	gd := s.gen[kitDirOf(c.Direction)]
 	off := int64(int32(uint32(c.Seq) - (h.cfg.isn[s.conn][gd] + 1)))
 	for _, b := range [][]byte{c.Old, c.New} {
 		if !s.matches(gd, off, b) {
@@ -565,19 +531,20 @@ func (h *fzHarness) packet(in *fzInput, nilCtx bool) {
 	}
 	h.cursor[conn][dir] = max(cur, off+int64(n))
 	client, server := h.cfg.addrs(conn)
-	pkt := segment{
+	seg := segment{
 		client: client, server: server, fromServer: dir == 1,
 		seq: seq, ack: ackNo, syn: syn, fin: fin, rst: rst, psh: flags&16 != 0, hasAck: ack,
 		payload: payload, ts: h.now,
-	}.build()
+	}
+	pkt := seg.build()
 	id := len(h.packets)
 	h.packets = append(h.packets, fzPacket{conn: conn, dir: dir, off: off, n: n,
-		dataSeq: Sequence(isn + 1 + uint32(off)), ack: ackNo, flags: ptFlags(segment{syn: syn, fin: fin, rst: rst, psh: flags&16 != 0, hasAck: ack}), version: version})
+		dataSeq: Sequence(isn + 1 + uint32(off)), ack: ackNo, flags: seg.flags(), version: version})
 	var ac AssemblerContext
 	if !nilCtx {
 		ci := pkt.ci
 		ci.InterfaceIndex = id + 1
-		ac = &fzCtx{ci: ci}
+		ac = &kitCtx{ci: ci}
 	}
 	h.logf("pkt %d asm %d conn %d dir %d off %d len %d v%d syn=%v fin=%v rst=%v ack=%v seq=%d nilctx=%v",
 		id, asm, conn, dir, off, n, version, syn, fin, rst, ack, seq, nilCtx)

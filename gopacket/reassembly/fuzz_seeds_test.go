@@ -166,11 +166,14 @@ func (b *fzBuilder) handshake(conn int) *fzBuilder {
 // it.
 func fzSeeds() map[string][]byte {
 	seeds := map[string][]byte{}
-	add := func(name string, b *fzBuilder) { seeds[name] = b.b }
+	seed := func(name string, h fzHdr, ops func(b *fzBuilder)) {
+		b := (&fzBuilder{}).header(h)
+		ops(b)
+		seeds[name] = b.b
+	}
 
 	// 1. A clean connection: handshake, data both ways in order, FINs.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1})
+	seed("clean-handshake-fin", fzHdr{conns: 1}, func(b *fzBuilder) {
 		b.handshake(0)
 		for i := 0; i < 4; i++ {
 			b.pkt(fzPkt{ack: true, n: 1460, adv: 1})
@@ -178,33 +181,26 @@ func fzSeeds() map[string][]byte {
 		}
 		b.pkt(fzPkt{ack: true, fin: true})
 		b.pkt(fzPkt{dir: 1, ack: true, fin: true})
-		add("clean-handshake-fin", b)
-	}
+	})
 	// 2. ISNs at the wrap: 2^32-1 and 2^32-11, data across 2^32.
-	{
-		h := fzHdr{conns: 2, isnSel: [fzMaxConns][2]byte{{2, 3}, {3, 2}}}
-		b := (&fzBuilder{}).header(h)
+	seed("isn-wrap", fzHdr{conns: 2, isnSel: [fzMaxConns][2]byte{{2, 3}, {3, 2}}}, func(b *fzBuilder) {
 		b.handshake(0).handshake(1)
 		for i := 0; i < 3; i++ {
 			b.pkt(fzPkt{conn: 0, ack: true, n: 7})
 			b.pkt(fzPkt{conn: 1, dir: 1, ack: true, n: 700})
 		}
 		b.pkt(fzPkt{conn: 0, fin: true, ack: true}).pkt(fzPkt{conn: 1, dir: 1, rst: true})
-		add("isn-wrap", b)
-	}
+	})
 	// 3. Out of order behind a hole with a small page budget (forced skips).
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1, pagesTotal: 4, perCon: 2, gaps: 2})
+	seed("hole-page-budget", fzHdr{conns: 1, pagesTotal: 4, perCon: 2, gaps: 2}, func(b *fzBuilder) {
 		b.handshake(0)
 		for i := 0; i < 8; i++ {
 			b.pkt(fzPkt{ack: true, mode: 4, arg: 100, n: 200 + i})
 		}
 		b.op(fzOpFlushAll, 0)
-		add("hole-page-budget", b)
-	}
+	})
 	// 4. Overlapping retransmissions with different bytes (versions).
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1})
+	seed("overlap-versions", fzHdr{conns: 1}, func(b *fzBuilder) {
 		b.handshake(0)
 		b.pkt(fzPkt{ack: true, mode: 4, arg: 50, n: 100})
 		for v := 1; v < 4; v++ {
@@ -212,21 +208,17 @@ func fzSeeds() map[string][]byte {
 		}
 		b.pkt(fzPkt{ack: true, mode: 5, arg: 1000, n: 300, version: 2})
 		b.pkt(fzPkt{ack: true, mode: 3, arg: 30, n: 200, version: 3})
-		add("overlap-versions", b)
-	}
+	})
 	// 4b. A copy of bytes inside a buffered chunk, rewritten in place by
 	// the default policy: the part that holds them says it was rewritten.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1})
+	seed("overlap-in-place", fzHdr{conns: 1}, func(b *fzBuilder) {
 		b.handshake(0)
 		b.pkt(fzPkt{ack: true, mode: 4, arg: 50, n: 100})
 		b.pkt(fzPkt{ack: true, mode: 3, arg: 80, n: 20, version: 1})
 		b.pkt(fzPkt{ack: true, mode: 5, arg: 1000, n: 50, version: 2})
-		add("overlap-in-place", b)
-	}
+	})
 	// 5. Garbage flags: SYN+FIN+RST, data on RST, bare ACKs, zero length.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 2})
+	seed("garbage-flags", fzHdr{conns: 2}, func(b *fzBuilder) {
 		b.pkt(fzPkt{conn: 0, syn: true, fin: true, rst: true, ack: true, n: 10})
 		b.pkt(fzPkt{conn: 0, dir: 1, ack: true})
 		b.pkt(fzPkt{conn: 1, syn: true})
@@ -234,21 +226,17 @@ func fzSeeds() map[string][]byte {
 		b.pkt(fzPkt{conn: 1, dir: 1, ack: true, bogusAck: true})
 		b.pkt(fzPkt{conn: 1, ack: true, n: 0, mode: 6, arg: 1_000_000_000})
 		b.op(fzOpNilPacket, 0)
-		add("garbage-flags", b)
-	}
+	})
 	// 6. A billion-byte jump in sequence.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1, pagesTotal: 8})
+	seed("billion-jump", fzHdr{conns: 1, pagesTotal: 8}, func(b *fzBuilder) {
 		b.handshake(0)
 		b.pkt(fzPkt{ack: true, n: 100})
 		b.pkt(fzPkt{ack: true, mode: 6, arg: 1_000_000_000, n: 500})
 		b.pkt(fzPkt{ack: true, n: 100})
 		b.op(fzOpFlush, 0, 255, 0)
-		add("billion-jump", b)
-	}
+	})
 	// 7. Connection cap with four connections and two assemblers.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 4, maxConns: 2, twoAssemblers: true})
+	seed("conn-cap-two-assemblers", fzHdr{conns: 4, maxConns: 2, twoAssemblers: true}, func(b *fzBuilder) {
 		for c := 0; c < 4; c++ {
 			b.pkt(fzPkt{conn: c, asm: c, syn: true})
 			b.pkt(fzPkt{conn: c, asm: c, mode: 4, arg: 10, n: 50})
@@ -256,25 +244,19 @@ func fzSeeds() map[string][]byte {
 		b.pkt(fzPkt{conn: 0, dir: 1, syn: true, ack: true, asm: 1})
 		b.op(fzOpClose, 0).op(fzOpClose, 0)
 		b.pkt(fzPkt{conn: 2, syn: true})
-		add("conn-cap-two-assemblers", b)
-	}
+	})
 	// 8. No SYN: data only, forced start on one connection, flushes in
 	// capture time with a short timeout.
-	{
-		h := fzHdr{conns: 2, timeout50ms: 2, cfg: [fzMaxConns]byte{1, 0}}
-		b := (&fzBuilder{}).header(h)
+	seed("no-syn-timeouts", fzHdr{conns: 2, timeout50ms: 2, cfg: [fzMaxConns]byte{1, 0}}, func(b *fzBuilder) {
 		for i := 0; i < 3; i++ {
 			b.pkt(fzPkt{conn: 0, ack: true, mode: 4, arg: 10, n: 30, adv: 3})
 			b.pkt(fzPkt{conn: 1, dir: 1, ack: true, mode: 4, arg: 10, n: 30, adv: 3})
 		}
 		b.op(fzOpFlushOlder, 5, 0)
 		b.pkt(fzPkt{conn: 1, ack: true, n: 10, adv: 14})
-		add("no-syn-timeouts", b)
-	}
+	})
 	// 9. KeepFrom: a short tail kept, and KeepFrom(0) on another connection.
-	{
-		h := fzHdr{conns: 2, cfg: [fzMaxConns]byte{1 << 2, 2 << 2}}
-		b := (&fzBuilder{}).header(h)
+	seed("keepfrom", fzHdr{conns: 2, cfg: [fzMaxConns]byte{1 << 2, 2 << 2}}, func(b *fzBuilder) {
 		b.handshake(0).handshake(1)
 		for i := 0; i < 5; i++ {
 			b.pkt(fzPkt{conn: 0, ack: true, n: 20 + i})
@@ -282,13 +264,10 @@ func fzSeeds() map[string][]byte {
 		}
 		b.pkt(fzPkt{conn: 0, ack: true, mode: 4, arg: 5, n: 9})
 		b.op(fzOpFlushAll, 0)
-		add("keepfrom", b)
-	}
+	})
 	// 10. Streams that panic (Safe face) or reject packets, and
 	// ReassemblyComplete returning false.
-	{
-		h := fzHdr{conns: 4, cfg: [fzMaxConns]byte{2<<6 | 2, 1<<6 | 1<<4, 3 << 6, 3<<4 | 2}, panicAt: [fzMaxConns]byte{1, 2, 0, 0}}
-		b := (&fzBuilder{}).header(h)
+	seed("panics-rejects", fzHdr{conns: 4, cfg: [fzMaxConns]byte{2<<6 | 2, 1<<6 | 1<<4, 3 << 6, 3<<4 | 2}, panicAt: [fzMaxConns]byte{1, 2, 0, 0}}, func(b *fzBuilder) {
 		for c := 0; c < 4; c++ {
 			b.handshake(c)
 			b.pkt(fzPkt{conn: c, ack: true, n: 10})
@@ -297,44 +276,36 @@ func fzSeeds() map[string][]byte {
 		}
 		b.op(fzOpFlushAll, 1)
 		b.pkt(fzPkt{conn: 0, ack: true, n: 10})
-		add("panics-rejects", b)
-	}
+	})
 	// 11. Close the pool under an open assembler, then go on.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 2, twoAssemblers: true})
+	seed("close-pool-early", fzHdr{conns: 2, twoAssemblers: true}, func(b *fzBuilder) {
 		b.handshake(0)
 		b.pkt(fzPkt{conn: 0, ack: true, mode: 4, arg: 7, n: 40})
 		b.op(fzOpClose, 1)
 		b.op(fzOpClosePool)
 		b.pkt(fzPkt{conn: 1, syn: true})
 		b.op(fzOpClose, 1)
-		add("close-pool-early", b)
-	}
+	})
 	// 12. Descending arrival, 1-byte segments, tiny byte budget.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1, bytes64: 8, gaps: 8})
+	seed("descending-byte-budget", fzHdr{conns: 1, bytes64: 8, gaps: 8}, func(b *fzBuilder) {
 		b.handshake(0)
 		for i := 40; i > 0; i-- {
 			b.pkt(fzPkt{ack: true, mode: 5, arg: 1000 + 2*i, n: 1})
 		}
 		b.pkt(fzPkt{ack: true, n: 1})
-		add("descending-byte-budget", b)
-	}
+	})
 	// 13. FIN out of order, data past the FIN, IPv6 and shared host.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 2, ipv6Odd: true, sameHost: true})
+	seed("fin-out-of-order-ipv6", fzHdr{conns: 2, ipv6Odd: true, sameHost: true}, func(b *fzBuilder) {
 		b.handshake(1)
 		b.pkt(fzPkt{conn: 1, ack: true, fin: true, mode: 4, arg: 100, n: 10})
 		b.pkt(fzPkt{conn: 1, ack: true, mode: 4, arg: 20, n: 10})
 		b.pkt(fzPkt{conn: 1, ack: true, mode: 5, arg: 1000, n: 100})
 		b.pkt(fzPkt{conn: 1, dir: 1, ack: true, fin: true})
-		add("fin-out-of-order-ipv6", b)
-	}
+	})
 	// 14. Overlap policy (Linux), a 320-byte reassembly depth and a
 	// 128-byte conflict window: retransmissions with other bytes, of
 	// delivered and of buffered data, then data past the depth.
-	{
-		b := (&fzBuilder{}).header(fzHdr{conns: 1, policy: OverlapLinux, depth16: 20, window8: 16})
+	seed("policy-depth-conflicts", fzHdr{conns: 1, policy: OverlapLinux, depth16: 20, window8: 16}, func(b *fzBuilder) {
 		b.handshake(0)
 		b.pkt(fzPkt{ack: true, n: 100})
 		b.pkt(fzPkt{ack: true, mode: 3, arg: 50, n: 50, version: 1})
@@ -343,8 +314,7 @@ func fzSeeds() map[string][]byte {
 		b.pkt(fzPkt{ack: true, mode: 5, arg: 1100, n: 30, version: 3})
 		b.pkt(fzPkt{ack: true, mode: 5, arg: 1000, n: 400})
 		b.pkt(fzPkt{ack: true, n: 100, fin: true})
-		add("policy-depth-conflicts", b)
-	}
+	})
 	return seeds
 }
 

@@ -9,12 +9,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 	"github.com/stretchr/testify/require"
 )
 
@@ -97,17 +93,6 @@ type opSeg struct {
 	data     []byte
 }
 
-// opConflict is a conflict as the model expects it.
-type opConflict struct {
-	offset    int64
-	delivered bool
-	old, new  string
-}
-
-func (c opConflict) String() string {
-	return fmt.Sprintf("{@%d delivered=%v old=%q new=%q}", c.offset, c.delivered, c.old, c.new)
-}
-
 // opModel is the reference: a byte array where each byte knows the segment
 // that supplied it; bytes below next are delivered.
 type opModel struct {
@@ -117,7 +102,7 @@ type opModel struct {
 	owner     []int // index into segs, -1: empty
 	segs      []opSeg
 	next      int
-	conflicts []opConflict
+	conflicts []kitConflict
 }
 
 func newOPModel(p OverlapPolicy, window, size int) *opModel {
@@ -138,7 +123,7 @@ func (m *opModel) arrive(s opSeg) {
 	// Conflicts with delivered bytes still in the window.
 	if lo, hi := max(s.from, m.next-m.window), min(s.to, m.next); lo < hi {
 		if old, nw := m.data[lo:hi], s.data[lo-s.from:hi-s.from]; !bytes.Equal(old, nw) {
-			m.conflicts = append(m.conflicts, opConflict{int64(lo), true, string(old), string(nw)})
+			m.conflicts = append(m.conflicts, kitConflict{int64(lo), true, string(old), string(nw)})
 		}
 	}
 	// Conflicts with each run of buffered bytes.
@@ -152,7 +137,7 @@ func (m *opModel) arrive(s opSeg) {
 			q++
 		}
 		if old, nw := m.data[p:q], s.data[p-s.from:q-s.from]; !bytes.Equal(old, nw) {
-			m.conflicts = append(m.conflicts, opConflict{int64(p), false, string(old), string(nw)})
+			m.conflicts = append(m.conflicts, kitConflict{int64(p), false, string(old), string(nw)})
 		}
 		p = q
 	}
@@ -185,177 +170,6 @@ func (m *opModel) output() string {
 		}
 	}
 	return b.String()
-}
-
-// opStream records what the connection receives: out is the client's
-// direction, server the server's.
-type opStream struct {
-	mu        sync.Mutex
-	out       []byte
-	server    []byte
-	depthHits int
-	completes int
-	// depth, when set, makes the stream a DepthOverrider (see
-	// opDepthStream).
-	depth func(TCPFlowDirection) int
-	// keep makes it ask for the last byte of each delivery again.
-	keep bool
-	// sgs logs each delivery: direction, end, depth, skip, bytes.
-	sgs []string
-}
-
-func (s *opStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-
-func (s *opStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir, _, end, skip := sg.Info()
-	out := &s.out
-	if dir == TCPDirServerToClient {
-		out = &s.server
-	}
-	if skip > 0 {
-		*out = append(*out, bytes.Repeat([]byte{'?'}, skip)...)
-	}
-	n, saved := sg.Lengths()
-	data := sg.Fetch(n)
-	if saved > len(data) || (saved > 0 && skip > 0) {
-		panic(fmt.Sprintf("kept %d bytes of %d, skip %d", saved, len(data), skip))
-	}
-	*out = append(*out, data[saved:]...)
-	if s.keep && n > 0 {
-		sg.KeepFrom(n - 1)
-	}
-	depth := false
-	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
-		s.depthHits++
-		depth = true
-	}
-	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
-}
-
-func (s *opStream) ReassemblyComplete(AssemblerContext) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.completes++
-	return true
-}
-
-// opDepthStream is an opStream that chooses its reassembly depth.
-type opDepthStream struct{ *opStream }
-
-func (s opDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.depth(dir) }
-
-// opFactory hands out opStreams and remembers them by client port; with
-// depth set, they implement DepthOverrider.
-type opFactory struct {
-	mu      sync.Mutex
-	streams map[uint16]*opStream
-	depth   func(TCPFlowDirection) int
-	keep    bool
-}
-
-func (f *opFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := &opStream{depth: f.depth, keep: f.keep}
-	src, _ := tcpFlow.Endpoints()
-	f.streams[uint16(layers.TCPPort(src.Raw()[0])<<8|layers.TCPPort(src.Raw()[1]))] = s
-	if f.depth != nil {
-		return opDepthStream{s}
-	}
-	return s
-}
-
-// opHarness is one SafeAssembler on which scenarios run one connection
-// each, on a fresh client port and address.
-type opHarness struct {
-	t   testing.TB
-	f   *opFactory
-	a   *SafeAssembler
-	n   int
-	ts  time.Time
-	got []opConflict
-}
-
-func newOPHarness(t testing.TB, opts SafeAssemblerOptions) *opHarness {
-	return newOPHarnessRaw(t, opts, true)
-}
-
-// newOPHarnessRaw is newOPHarness; with record set and no OnConflict in
-// opts, the conflicts are recorded in got.
-func newOPHarnessRaw(t testing.TB, opts SafeAssemblerOptions, record bool) *opHarness {
-	h := &opHarness{t: t, f: &opFactory{streams: map[uint16]*opStream{}}, ts: time.Unix(1_700_000_000, 0)}
-	opts.DisableBackgroundFlush = true
-	if opts.OnConflict == nil && record {
-		opts.OnConflict = func(c Conflict) {
-			h.got = append(h.got, opConflict{c.Offset, c.Delivered, string(c.Old), string(c.New)})
-		}
-	}
-	a, err := NewSafeAssembler(NewSafeStreamPool(h.f, 0), opts)
-	require.NoError(t, err)
-	h.a = a
-	t.Cleanup(func() { a.Close() })
-	return h
-}
-
-// opConn is the connection of one scenario.
-type opConn struct {
-	h       *opHarness
-	netFlow gopacket.Flow
-	sport   uint16
-	isn     uint32
-}
-
-func (h *opHarness) conn(isn uint32) *opConn {
-	h.n++
-	ip := []byte{10, byte(h.n >> 16), byte(h.n >> 8), byte(h.n)}
-	c := &opConn{h: h, netFlow: gopacket.NewFlow(layers.EndpointIPv4, ip, []byte{10, 255, 255, 1}), sport: uint16(1024 + h.n%60000), isn: isn}
-	h.got = nil
-	return c
-}
-
-// opServerISN is the server's initial sequence number in every scenario.
-const opServerISN = 1<<32 - 100
-
-// send hands in a client packet; off is the stream offset of its first
-// byte (ignored for a SYN, which takes the ISN).
-func (c *opConn) send(flags string, off int, payload []byte) {
-	if err := c.packet(false, flags, off, payload); err != nil && !errors.Is(err, ErrConnectionClosed) {
-		c.h.t.Fatalf("assemble: %v", err)
-	}
-}
-
-// packet hands in a packet of the client, or of the server, and returns
-// the assembler's error.
-func (c *opConn) packet(server bool, flags string, off int, payload []byte) error {
-	isn, sport, dport, netFlow := c.isn, layers.TCPPort(c.sport), layers.TCPPort(80), c.netFlow
-	if server {
-		isn, sport, dport, netFlow = opServerISN, 80, sport, c.netFlow.Reverse()
-	}
-	tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: isn + 1 + uint32(off), ACK: true, Ack: 1}
-	for _, f := range flags {
-		switch f {
-		case 'S':
-			tcp.SYN, tcp.Seq = true, isn
-			tcp.ACK = server
-		case 'F':
-			tcp.FIN = true
-		case 'R':
-			tcp.RST = true
-		}
-	}
-	tcp.Payload = payload
-	c.h.ts = c.h.ts.Add(time.Millisecond)
-	return c.h.a.AssembleWithTimestamp(netFlow, tcp, c.h.ts)
-}
-
-func (c *opConn) stream() *opStream {
-	c.h.f.mu.Lock()
-	defer c.h.f.mu.Unlock()
-	return c.h.f.streams[c.sport]
 }
 
 // opInterval is a segment of an arrangement, in units.
@@ -463,12 +277,10 @@ const (
 	opHole = 2
 )
 
-var opISNs = []uint32{0, 1, 1<<32 - 1, 1<<32 - 11}
-
 // opScenario runs one arrangement: its segments arrive in order, with the
 // filler inserted at position filler, and everything is flushed at the
 // end. It returns what the model expects and what the Stream got.
-func opScenario(h *opHarness, m *opModel, isn uint32, arr []opInterval, filler int) (want, got string) {
+func opScenario(h *kitRig, m *opModel, isn uint32, arr []opInterval, filler int) (want, got string) {
 	c := h.conn(isn)
 	c.send("S", 0, nil)
 	var segs []opSeg
@@ -502,10 +314,10 @@ func TestOverlapPoliciesExhaustive(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			t.Parallel()
 			for _, window := range []int{1 << 20, 0} {
-				h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: window})
+				h := newKitRig(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: window})
 				runs, conflicts, conflictBytes := 0, int64(0), int64(0)
-				for _, isn := range opISNs {
-					if window == 0 && isn != opISNs[3] {
+				for _, isn := range kitISNs {
+					if window == 0 && isn != kitISNs[3] {
 						continue
 					}
 					for _, arr := range arrs {
@@ -551,12 +363,12 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			t.Parallel()
 			r := rand.New(rand.NewPCG(uint64(p), 7))
-			h := newOPHarness(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: 3000})
+			h := newKitRig(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: 3000})
 			for round := range rounds {
 				h.f.mu.Lock()
 				h.f.keep = round%2 == 1 // KeepFrom on every delivery
 				h.f.mu.Unlock()
-				isn := opISNs[round%len(opISNs)] - uint32(r.IntN(5000))
+				isn := kitISNs[round%len(kitISNs)] - uint32(r.IntN(5000))
 				size := 2000 + r.IntN(8000)
 				m := newOPModel(p, 3000, size)
 				c := h.conn(isn)
@@ -602,7 +414,7 @@ func TestOverlapPolicyWithinLimits(t *testing.T) {
 	for _, p := range []OverlapPolicy{OverlapFirst, OverlapBSD, OverlapSolaris, OverlapDefault} {
 		r := rand.New(rand.NewPCG(uint64(p), 99))
 		const pages = 24
-		h := newOPHarness(t, SafeAssemblerOptions{
+		h := newKitRig(t, SafeAssemblerOptions{
 			OverlapPolicy:                 p,
 			MaxBufferedPagesTotal:         pages,
 			MaxBufferedPagesPerConnection: pages,

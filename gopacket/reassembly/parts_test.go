@@ -20,15 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// ptCtx is the context of one packet of a parts test: the index of the
-// packet tells a part which packet it must describe.
-type ptCtx struct {
-	ci  gopacket.CaptureInfo
-	idx int
-}
-
-func (c *ptCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
-
 // ptPacket is a packet of a parts test with what its parts must show.
 type ptPacket struct {
 	seg     segment
@@ -37,17 +28,12 @@ type ptPacket struct {
 	flags   TCPFlags // set from the segment, not through flagsOf
 }
 
-func ptFlags(s segment) TCPFlags {
-	var f TCPFlags
-	for _, x := range []struct {
-		on bool
-		f  TCPFlags
-	}{{s.fin, TCPFlagFIN}, {s.syn, TCPFlagSYN}, {s.rst, TCPFlagRST}, {s.psh, TCPFlagPSH}, {s.hasAck, TCPFlagACK}} {
-		if x.on {
-			f |= x.f
-		}
-	}
-	return f
+// ptCtx is the context packet i of a parts test is handed in with: its
+// InterfaceIndex, i+1, tells a part which packet it must describe.
+func ptCtx(p ptPacket, i int) *kitCtx {
+	ci := p.pkt.ci
+	ci.InterfaceIndex = i + 1
+	return &kitCtx{ci: ci}
 }
 
 func ptMake(segs []segment) []ptPacket {
@@ -57,7 +43,7 @@ func ptMake(segs []segment) []ptPacket {
 		if s.syn {
 			ds = ds.Add(1)
 		}
-		out[i] = ptPacket{seg: s, pkt: s.build(), dataSeq: ds, flags: ptFlags(s)}
+		out[i] = ptPacket{seg: s, pkt: s.build(), dataSeq: ds, flags: s.flags()}
 	}
 	return out
 }
@@ -93,10 +79,7 @@ func (s *ptChecker) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		s.t.Error(err)
 	}
 	dir, _, _, _ := sg.Info()
-	d := 0
-	if dir == TCPDirServerToClient {
-		d = 1
-	}
+	d := kitDirOf(dir)
 	s.kept[d] = nil
 	n, _ := sg.Lengths()
 	if s.rng != nil && n > 0 && s.rng.Intn(3) == 0 {
@@ -106,98 +89,61 @@ func (s *ptChecker) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	}
 }
 
-// ptCheck returns what is wrong with the parts of sg, given the packets
-// handed in and the bytes each direction asked to keep before.
+// ptCheck returns what is wrong with the parts of sg (kitCheckParts),
+// given the packets handed in and the bytes each direction asked to keep
+// before: each part shows its own packet's context, capture time,
+// acknowledgement number and flags, and that packet's bytes unless it says
+// they were rewritten.
 func ptCheck(sg ScatterGather, pkts []ptPacket, kept [2][]byte, tally *ptTally) error {
-	w, ok := sg.(PartWalker)
-	if !ok {
-		return fmt.Errorf("the ScatterGather %T is no PartWalker", sg)
-	}
-	n, saved := sg.Lengths()
-	dir, _, _, skip := sg.Info()
-	var cat []byte
-	keptBytes, firstNew := 0, -1
-	for i := 0; i < w.NumParts(); i++ {
-		p := w.Part(i)
-		cat = append(cat, p.Bytes...)
-		if p.Kept {
-			if firstNew >= 0 {
-				return fmt.Errorf("part %d is kept but follows new part %d", i, firstNew)
-			}
-			keptBytes += len(p.Bytes)
-			tally.kept++
-		} else if firstNew < 0 {
-			firstNew = i
-		}
-		wantSkip := 0
-		if i == 0 {
-			wantSkip = skip
-		}
-		if p.Skip != wantSkip {
-			return fmt.Errorf("part %d: Skip %d, want %d (delivery skip %d)", i, p.Skip, wantSkip, skip)
-		}
-		if i > 0 {
-			prev := w.Part(i - 1)
-			if want := prev.Seq.Add(len(prev.Bytes)); p.Seq != want {
-				return fmt.Errorf("part %d: Seq %d, want %d where part %d ends", i, p.Seq, want, i-1)
-			}
-		}
-		c, ok := p.Context.(*ptCtx)
+	err := kitCheckParts(sg, func(i, at int, p Part) error {
+		c, ok := p.Context.(*kitCtx)
 		if !ok {
 			return fmt.Errorf("part %d: context %T, not the packet's", i, p.Context)
 		}
-		pk := pkts[c.idx]
+		idx := c.ci.InterfaceIndex - 1
+		pk := pkts[idx]
 		if p.Ack != Sequence(pk.seg.ack) || p.Flags != pk.flags {
-			return fmt.Errorf("part %d of packet %d: ack %d flags %v, want %d %v", i, c.idx, p.Ack, p.Flags, pk.seg.ack, pk.flags)
+			return fmt.Errorf("part %d of packet %d: ack %d flags %v, want %d %v", i, idx, p.Ack, p.Flags, pk.seg.ack, pk.flags)
 		}
 		if got := p.CaptureInfo(); !got.Timestamp.Equal(pk.seg.ts) {
-			return fmt.Errorf("part %d of packet %d: capture time %v, want %v", i, c.idx, got.Timestamp, pk.seg.ts)
+			return fmt.Errorf("part %d of packet %d: capture time %v, want %v", i, idx, got.Timestamp, pk.seg.ts)
 		}
 		payload := pk.seg.payload
 		off := pk.dataSeq.Difference(p.Seq)
 		// An empty part (a SYN's, a FIN's) stands where the stream is.
 		if len(p.Bytes) > 0 && (off < 0 || off+len(p.Bytes) > len(payload)) {
-			return fmt.Errorf("part %d of packet %d: bytes [%d, %d) of the packet, which carried %d", i, c.idx, off, off+len(p.Bytes), len(payload))
+			return fmt.Errorf("part %d of packet %d: bytes [%d, %d) of the packet, which carried %d", i, idx, off, off+len(p.Bytes), len(payload))
 		}
 		if p.Rewritten {
 			tally.rewritten++
 		} else if len(p.Bytes) > 0 && !bytes.Equal(p.Bytes, payload[off:off+len(p.Bytes)]) {
-			return fmt.Errorf("part %d of packet %d: bytes differ from the packet's at offset %d", i, c.idx, off)
+			return fmt.Errorf("part %d of packet %d: bytes differ from the packet's at offset %d", i, idx, off)
 		}
-		if len(p.Bytes) > 0 {
-			at := len(cat) - len(p.Bytes)
-			if ci := sg.CaptureInfo(at); !ci.Timestamp.Equal(pk.seg.ts) {
-				return fmt.Errorf("part %d: CaptureInfo(%d) is %v, the part says %v", i, at, ci.Timestamp, pk.seg.ts)
-			}
-		} else {
+		if len(p.Bytes) == 0 {
 			tally.empty++
+		} else if ci := sg.CaptureInfo(at); !ci.Timestamp.Equal(pk.seg.ts) {
+			return fmt.Errorf("part %d: CaptureInfo(%d) is %v, the part says %v", i, at, ci.Timestamp, pk.seg.ts)
+		}
+		if p.Kept {
+			tally.kept++
 		}
 		if p.Skip > 0 {
 			tally.skipped++
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if z := w.Part(w.NumParts()); z.Bytes != nil || z.Context != nil || w.Part(-1).Context != nil {
-		return fmt.Errorf("a part out of range is not the zero Part")
-	}
-	if len(cat) != n || !bytes.Equal(cat, sg.Fetch(n)) {
-		return fmt.Errorf("parts hold %d bytes that are not Fetch(%d)", len(cat), n)
-	}
-	if saved > 0 && skip != 0 {
-		return fmt.Errorf("kept bytes handed over again across a skip of %d", skip)
-	}
-	if keptBytes != saved {
-		return fmt.Errorf("kept parts hold %d bytes, Lengths says %d were saved", keptBytes, saved)
-	}
-	d := 0
-	if dir == TCPDirServerToClient {
-		d = 1
-	}
-	if k := kept[d]; saved > 0 && !bytes.Equal(cat[:saved], k[len(k)-saved:]) {
+	n, saved := sg.Lengths()
+	dir, _, _, _ := sg.Info()
+	if k := kept[kitDirOf(dir)]; saved > 0 && !bytes.Equal(sg.Fetch(n)[:saved], k[len(k)-saved:]) {
 		return fmt.Errorf("kept parts are not the bytes KeepFrom asked for")
 	}
+	parts := sg.(PartWalker).NumParts()
 	tally.deliveries++
-	tally.parts += w.NumParts()
-	if w.NumParts() > 1 {
+	tally.parts += parts
+	if parts > 1 {
 		tally.multiPart++
 	}
 	return nil
@@ -240,11 +186,6 @@ func ptFaces(t testing.TB) []func(StreamFactory) ptFace {
 	return makers
 }
 
-// ptContent is the byte at offset off of direction dir in copy version v:
-// copies of the same bytes differ, so a part showing another packet's
-// bytes is caught.
-func ptContent(dir, off, v int) byte { return byte(off*7 + v*31 + dir*101) }
-
 // ptDirection makes the data segments of one direction: total bytes in
 // random pieces (some larger than a page), some sent again over random
 // ranges with other content, in a shuffled order, the last with a FIN.
@@ -257,7 +198,7 @@ func ptDirection(r *rand.Rand, c segment, dataSeq uint32, total int, dir int) []
 		s.psh = r.Intn(2) == 0
 		s.payload = make([]byte, to-from)
 		for i := range s.payload {
-			s.payload[i] = ptContent(dir, from+i, v)
+			s.payload[i] = fzTruth(0, dir, int64(from+i)) ^ fzVersions[v] // copies differ
 		}
 		return s
 	}
@@ -343,7 +284,7 @@ func TestPartsCoverDeliveries(t *testing.T) {
 			chk := &ptChecker{t: t, pkts: pkts, rng: rand.New(rand.NewSource(seed)), tally: &total}
 			f := mk(chk)
 			for i, p := range pkts {
-				f.assemble(p.pkt, &ptCtx{ci: p.pkt.ci, idx: i})
+				f.assemble(p.pkt, ptCtx(p, i))
 				if i == flushAt {
 					f.flush(p.seg.ts.Add(-500 * time.Millisecond))
 				}
@@ -431,7 +372,7 @@ func TestPartsWalkAllocatesNothing(t *testing.T) {
 	s := &ptAllocStream{}
 	a := NewAssembler(NewStreamPool(s))
 	for i, p := range pkts {
-		a.AssembleWithContext(p.pkt.netFlow, p.pkt.tcp, &ptCtx{ci: p.pkt.ci, idx: i})
+		a.AssembleWithContext(p.pkt.netFlow, p.pkt.tcp, ptCtx(p, i))
 	}
 	a.FlushAll()
 	require.GreaterOrEqual(t, s.widest, 10, "a delivery of many parts was walked")

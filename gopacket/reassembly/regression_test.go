@@ -137,7 +137,7 @@ func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 			assert.Equal(t, wantKept+next, string(ds[1].data), "second delivery: kept bytes then new bytes")
 			assert.Equal(t, live+queued+next, st.data(false), "stream bytes, each once")
 			a.FlushAll()
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "kept pages released after close")
+			assert.Equal(t, 0, trPages(t, a), "kept pages released after close")
 
 			ur := &trRec{}
 			keepOnce(ur)
@@ -208,10 +208,10 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 			assert.Nil(t, panics[1], "assembler 2 panicked")
 			assert.Equal(t, 1, r.news, "StreamFactory.New calls for one connection")
 			assert.Equal(t, 2, r.stream(0).accepts, "both packets must reach the one Stream")
-			assert.Equal(t, 1, trDumpInt(t, trConnsRE, a1.Dump()), "connections in the pool")
+			assert.Equal(t, 1, trConns(t, a1), "connections in the pool")
 			a1.FlushAll()
 			trCompleteOnce(t, r)
-			assert.Equal(t, 0, trDumpInt(t, trConnsRE, a1.Dump()), "connections after FlushAll")
+			assert.Equal(t, 0, trConns(t, a1), "connections after FlushAll")
 			if tc.second.data != "" {
 				assert.Equal(t, tc.second.data, r.stream(0).data(false), "client bytes")
 			}
@@ -318,115 +318,468 @@ func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	require.Nil(t, flushPanic, "the flushing goroutine panicked")
 	a.FlushAll()
 	trCompleteOnce(t, r)
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after FlushAll")
+	assert.Equal(t, 0, trPages(t, a), "pages in use after FlushAll")
 }
 
 // ---------------------------------------------------------------------------
-// Row 8: a flush reaching an RST must not release pages twice.
+// Rows whose trigger is one trace: each case is the trace, what the drop-in
+// face must make of it and, where upstream is run, the fault upstream shows.
 
-func TestUpstreamBug08_LateRSTDuringFlush(t *testing.T) {
-	segs := []trSeg{
-		{seq: 1, flags: "S"},
-		{seq: 10, flags: "A", data: "aaaaa"},
-		{seq: 20, flags: "RA", data: "bbbbb"},
-		{seq: 30, flags: "A", data: "ccccc"}, // after the RST
-		{seq: 40, flags: "A", data: "ddddd"},
+func TestUpstreamBugTraces(t *testing.T) {
+	// Row 10a: a conversation closed by FINs, the last one at 7s.
+	v := newTrConv(1000, 5000, time.Millisecond).emit(0, "S", "").emit(1, "S", "").emit(0, "", "hi").fin(0)
+	v.at = 7 * time.Second
+	closed := v.fin(1).segs
+	// Row 23: a full conversation ending with the final ACK.
+	finalACK := newTrConv(1000, 5000, time.Millisecond).handshake().send(0, "hello").send(1, "world").
+		fin(0).ack(1).fin(1).ack(0).segs
+	first, fill := "ABCDEFGHIJKLMNOP", trBytes(23, 4)          // row 25
+	a1, b, c := trBytes(10, 1), trBytes(10, 2), trBytes(10, 3) // row 26
+	queuedFIN := []trSeg{
+		{seq: 100, flags: "S"},
+		{seq: 111, flags: "A", data: a1},  // queued
+		{seq: 131, flags: "FA", data: c},  // queued: the limit forces [111,121) out
+		{seq: 121, flags: "A", data: b},   // in order
+		{seq: 141, flags: "A", data: "z"}, // after the FIN
 	}
-	r := &trRec{}
-	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-	assert.Equal(t, 4, trDumpInt(t, trUsedRE, a.Dump()), "four queued pages")
-	a.FlushCloseOlderThan(trBase.Add(time.Hour))
-	st := r.stream(0)
-	assert.Equal(t, "aaaaabbbbb", st.data(false), "bytes up to the RST, none after it")
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after the flush (a double release would go negative)")
-	ds := st.dataDeliveries(0)
-	require.NotEmpty(t, ds)
-	assert.True(t, ds[len(ds)-1].end, "the last delivery ends the direction")
-	trCompleteOnce(t, r)
+	p27 := trBytes(20, 5)
+	keepOpen := func(r *trRec) { r.keepOpen = true }
 
-	// A second flush and new packets must not touch released pages.
-	trFeed(t, a, trBuild(t, []trSeg{{seq: 50, flags: "A", data: "eeeee"}}))
-	a.FlushAll()
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use at the end")
-}
-
-// ---------------------------------------------------------------------------
-// Row 9: the factory returns nil.
-
-func TestUpstreamBug09_FactoryReturnsNil(t *testing.T) {
-	segs := []trSeg{
-		{seq: 1000, flags: "S"},
-		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
-		{seq: 1001, flags: "A", data: "hello"},
-		{seq: 1006, flags: "FA"},
-	}
-	t.Run("ours", func(t *testing.T) {
-		r := &trRec{nilStream: true}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.NotZero(t, r.news, "the factory was asked")
-		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "no connection may be kept for a vetoed Stream")
-		assert.Equal(t, 0, a.FlushAll(), "FlushAll finds no connection")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use")
-	})
-	t.Run("ours/safe", func(t *testing.T) {
-		r := &trRec{nilStream: true}
-		_, pool, errs := trSafe(t, r, kitReplayOpts(), trBuild(t, segs[:1]))
-		if forkFlavour {
-			assert.NoError(t, errs[0], "the fork's factory declines a connection with a nil Stream")
-		} else {
-			assert.ErrorIs(t, errs[0], ErrNilStream, "SafeAssembler reports the nil Stream")
-		}
-		assert.EqualValues(t, 1, pool.Stats().ConnectionsDeclined)
-		assert.Zero(t, pool.Stats().ActiveConnections, "no connection kept")
-	})
-	t.Run("upstream panics", func(t *testing.T) {
-		r := &trRec{nilStream: true}
-		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.NotNil(t, pv, "upstream was expected to panic on a nil Stream (row 9)")
-	})
-}
-
-// ---------------------------------------------------------------------------
-// Row 10a: ReassemblyComplete gets a context.
-
-func TestUpstreamBug10a_CompleteGetsContext(t *testing.T) {
-	closeSegs := []trSeg{
-		{seq: 1000, flags: "S"},
-		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
-		{seq: 1001, ack: 5001, flags: "A", data: "hi"},
-		{seq: 1003, ack: 5001, flags: "FA"},
-		{rev: true, seq: 5001, ack: 1004, flags: "FA", at: 7 * time.Second},
-	}
-	t.Run("ours/fin", func(t *testing.T) {
-		r := &trRec{}
-		trOurs(t, r, AssemblerOptions{}, trBuild(t, closeSegs))
-		st := r.stream(0)
-		require.Equal(t, 1, st.completes, "ReassemblyComplete on the second FIN")
-		assert.Zero(t, st.nilCtx, "ReassemblyComplete got a nil AssemblerContext")
-		assert.Equal(t, trBase.Add(7*time.Second), st.completeCI[0].Timestamp, "the context is the closing packet's")
-	})
-	for _, how := range []string{"FlushAll", "FlushCloseOlderThan"} {
-		t.Run("ours/"+how, func(t *testing.T) {
-			r := &trRec{}
-			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, closeSegs[:3]))
-			if how == "FlushAll" {
-				a.FlushAll()
-			} else {
-				a.FlushCloseOlderThan(trBase.Add(time.Hour))
-			}
+	cases := []trCase{
+		{name: "row08/late RST during flush", segs: []trSeg{
+			{seq: 1, flags: "S"},
+			{seq: 10, flags: "A", data: "aaaaa"},
+			{seq: 20, flags: "RA", data: "bbbbb"},
+			{seq: 30, flags: "A", data: "ccccc"}, // after the RST
+			{seq: 40, flags: "A", data: "ddddd"},
+		}, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			assert.Equal(t, 4, trPages(t, a), "four queued pages")
+			a.FlushCloseOlderThan(trBase.Add(time.Hour))
 			st := r.stream(0)
-			require.Equal(t, 1, st.completes, "ReassemblyComplete on %s", how)
-			assert.Zero(t, st.nilCtx, "ReassemblyComplete got a nil AssemblerContext on %s", how)
-			assert.False(t, st.completeCI[0].Timestamp.IsZero(), "the context carries a timestamp")
-		})
+			assert.Equal(t, "aaaaabbbbb", st.data(false), "bytes up to the RST, none after it")
+			assert.Equal(t, 0, trPages(t, a), "pages in use after the flush (a double release would go negative)")
+			ds := st.dataDeliveries(0)
+			require.NotEmpty(t, ds)
+			assert.True(t, ds[len(ds)-1].end, "the last delivery ends the direction")
+			trCompleteOnce(t, r)
+			// A second flush and new packets must not touch released pages.
+			trFeed(t, a, trBuild(t, []trSeg{{seq: 50, flags: "A", data: "eeeee"}}))
+			a.FlushAll()
+			assert.Equal(t, 0, trPages(t, a), "pages in use at the end")
+		}},
+
+		{name: "row09/factory returns nil", segs: closed[:4], rec: func(r *trRec) { r.nilStream = true },
+			ours: func(t *testing.T, r *trRec, a *Assembler) {
+				assert.NotZero(t, r.news, "the factory was asked")
+				assert.Equal(t, 0, trConns(t, a), "no connection may be kept for a vetoed Stream")
+				assert.Equal(t, 0, a.FlushAll(), "FlushAll finds no connection")
+				assert.Equal(t, 0, trPages(t, a), "pages in use")
+			}, upPanic: "nil pointer"},
+
+		{name: "row10a/FIN passes the closing packet's context", segs: closed,
+			ours: func(t *testing.T, r *trRec, a *Assembler) {
+				st := r.stream(0)
+				require.Equal(t, 1, st.completes, "ReassemblyComplete on the second FIN")
+				assert.Zero(t, st.nilCtx, "ReassemblyComplete got a nil AssemblerContext")
+				assert.Equal(t, trBase.Add(7*time.Second), st.completeCI[0].Timestamp, "the context is the closing packet's")
+			}, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+				st := r.stream(0)
+				require.Equal(t, 1, st.completes)
+				assert.Equal(t, 1, st.nilCtx, "upstream was expected to pass a nil context (row 10a)")
+			}},
+		{name: "row10a/FlushAll passes a context", segs: closed[:3], ours: func(t *testing.T, r *trRec, a *Assembler) {
+			a.FlushAll()
+			trRequireContext(t, r.stream(0))
+		}},
+		{name: "row10a/FlushCloseOlderThan passes a context", segs: closed[:3], ours: func(t *testing.T, r *trRec, a *Assembler) {
+			a.FlushCloseOlderThan(trBase.Add(time.Hour))
+			trRequireContext(t, r.stream(0))
+		}},
+
+		{name: "row23/final ACK resurrects nothing", segs: finalACK, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			assert.Equal(t, 1, r.news, "Streams created: the final ACK must not make a new one")
+			assert.Equal(t, 0, trConns(t, a), "connections left after the close")
+			trCompleteOnce(t, r)
+			assert.Equal(t, "hello", r.stream(0).data(false))
+			assert.Equal(t, "world", r.stream(0).data(true))
+		}, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+			assert.Equal(t, 2, r.news, "upstream was expected to create a second Stream from the final ACK (row 23)")
+		}},
+		// ReassemblyComplete returning false keeps the connection; the final
+		// ACK reaches it and makes nothing new.
+		{name: "row23/final ACK reaches a kept connection", segs: finalACK, rec: keepOpen,
+			ours: func(t *testing.T, r *trRec, a *Assembler) {
+				assert.Equal(t, 1, r.news, "Streams created")
+				assert.Equal(t, 1, r.stream(0).completes, "ReassemblyComplete calls")
+				a.FlushCloseOlderThan(trBase.Add(time.Hour))
+				assert.Equal(t, 0, trConns(t, a), "connections after the flush")
+				trCompleteOnce(t, r)
+			}},
+
+		{name: "row25a/retransmit across the wrap", segs: []trSeg{
+			{seq: 0xFFFFFFF0, flags: "S"},
+			{seq: 0xFFFFFFF1, flags: "A", data: first},                   // seq 0xFFFFFFF1 .. 0x0
+			{seq: 0xFFFFFFF9, flags: "A", data: "IJKLMNOP" + "QRSTUVWX"}, // 8 old + 8 new bytes
+			{seq: 9, flags: "A", data: "YZ0123"},
+		}, ours: trWantData(first + "QRSTUVWX" + "YZ0123"), up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+			got := r.stream(0).data(false)
+			assert.NotEqual(t, first+"QRSTUVWX"+"YZ0123", got, "upstream was expected to duplicate then lose a byte (row 25a)")
+			assert.Contains(t, got, "OPPQ", "upstream duplicates a byte (row 25a)")
+		}},
+		{name: "row25b/queued overwrite across the wrap", segs: []trSeg{
+			{seq: 0xFFFFFFE0, flags: "S"},
+			{seq: 0xFFFFFFF8, flags: "A", data: "abcdefghijklmnop"}, // queued, [0xFFFFFFF8, 0x8)
+			{seq: 1, flags: "A", data: "XY"},                        // inside the queued page, offset 9
+			{seq: 0xFFFFFFE1, flags: "A", data: fill},               // 0xFFFFFFE1 .. 0xFFFFFFF7
+		}, ours: trWantData(fill + "abcdefghi" + "XY" + "lmnop"), // the newer copy of queued bytes wins
+			up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+				assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", r.stream(0).data(false), "upstream was expected to overwrite one byte early (row 25b)")
+			}},
+
+		{name: "row27/retransmitted SYN with payload", segs: []trSeg{
+			{seq: 100, flags: "S", data: p27[:10]},
+			{seq: 100, flags: "S", data: p27}, // retransmitted with more data
+			{seq: 121, flags: "A", data: "tail"},
+		}, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			assert.Equal(t, p27+"tail", r.stream(0).data(false), "no byte lost after a retransmitted SYN")
+			ds := r.stream(0).dataDeliveries(0)
+			require.NotEmpty(t, ds)
+			assert.True(t, ds[0].start, "start on the first delivery")
+			for i, d := range ds[1:] {
+				assert.False(t, d.start, "start only on the first delivery (delivery %d)", i+1)
+				assert.Equal(t, 0, d.skip, "no skip (delivery %d)", i+1)
+			}
+		}, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+			assert.NotEqual(t, p27+"tail", r.stream(0).data(false), "upstream was expected to lose a byte (row 27)")
+		}},
+
+		// Row 38: an RST closes both directions.
+		{name: "row38.1/RST answering a SYN", segs: []trSeg{
+			{seq: 1000, flags: "S"},
+			{rev: true, seq: 0, ack: 1001, flags: "RA"}, // port closed: no SYN from the server
+		}, ours: trWantResetClosed, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+			assert.Equal(t, 0, r.stream(0).completes, "upstream was expected to ignore the RST (row 38.1)")
+		}},
+		{name: "row38/client aborts its SYN", segs: []trSeg{{seq: 1000, flags: "S"}, {seq: 1001, flags: "R"}}, ours: trWantResetClosed},
+		{name: "row38.2/RST after data", segs: []trSeg{
+			{seq: 1000, flags: "S"},
+			{rev: true, seq: 5000, ack: 1001, flags: "SA"},
+			{seq: 1001, ack: 5001, flags: "PA", data: "request"},
+			{rev: true, seq: 5001, ack: 1008, flags: "PA", data: "resp"},
+			{rev: true, seq: 5010, ack: 1008, flags: "PA", data: "queued"}, // hole [5005,5010)
+			{seq: 1008, ack: 5005, flags: "RA"},
+		}, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			st := r.stream(0)
+			assert.Equal(t, 1, st.completes, "the RST completes the connection once")
+			assert.Equal(t, "request", st.data(false))
+			assert.Equal(t, "respqueued", st.data(true), "the other direction's buffered bytes are delivered first")
+			sds := st.dataDeliveries(1)
+			require.NotEmpty(t, sds)
+			assert.Equal(t, 5, sds[len(sds)-1].skip, "the hole before the buffered bytes is reported")
+			assert.Equal(t, 0, trConns(t, a), "connections left")
+			assert.Equal(t, 0, trPages(t, a), "pages left")
+			// A late data packet may start a new connection (mid-stream
+			// pickup), but never reaches the completed Stream.
+			trFeed(t, a, trBuild(t, []trSeg{{rev: true, seq: 5016, ack: 1008, flags: "PA", data: "late"}}))
+			a.FlushAll()
+			assert.Equal(t, "respqueued", st.data(true), "nothing after the RST reaches the completed Stream")
+			trCompleteOnce(t, r)
+		}, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+			assert.Equal(t, 0, r.stream(0).completes, "upstream was expected to close only one half on RST (row 38.2)")
+		}},
+
+		// Row 41: bytes of an old connection do not leak into a new one on
+		// the same 4-tuple.
+		{name: "row41/no leak across tuple reuse", segs: []trSeg{
+			{seq: 3000, flags: "A", data: "old-data", at: time.Second}, // mid-stream pickup: waits for a start
+		}, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			a.FlushCloseOlderThan(trBase.Add(5 * time.Second))
+			trFeed(t, a, trBuild(t, []trSeg{
+				{seq: 7000, flags: "S", at: 10 * time.Second},
+				{seq: 7001, flags: "PA", data: "new-data", at: 10*time.Second + time.Millisecond},
+			}))
+			a.FlushAll()
+			require.Equal(t, 2, r.news, "the new SYN after the close makes a new Stream")
+			assert.Equal(t, "old-data", r.stream(0).data(false), "old connection")
+			assert.Equal(t, "new-data", r.stream(1).data(false), "new connection: no old bytes")
+			trCompleteOnce(t, r)
+		}},
 	}
-	t.Run("upstream passes nil", func(t *testing.T) {
-		r := &trRec{}
-		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, closeSegs))
-		require.Nil(t, pv)
-		st := r.stream(0)
-		require.Equal(t, 1, st.completes)
-		assert.Equal(t, 1, st.nilCtx, "upstream was expected to pass a nil context (row 10a)")
+
+	// Row 15: closing a direction releases every queued page.
+	for _, end := range []string{"R", "F"} {
+		tc := trCase{name: "row15/" + end + " releases all pages", segs: []trSeg{
+			{seq: 99, flags: "S"},
+			{seq: 1000, flags: "A", data: trBytes(10, 1)},
+			{seq: 2000, flags: "A", data: trBytes(10, 2)},
+			{seq: 3000, flags: "A", data: trBytes(10, 3)},
+			{seq: 100, flags: end + "A"},
+		}, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			assert.Equal(t, 0, trPages(t, a), "pages in use after the %s closed the direction", end)
+			assert.Equal(t, "", r.stream(0).data(false), "queued bytes lie after the %s and are not delivered", end)
+			if end == "R" {
+				assert.Equal(t, 1, r.stream(0).completes, "the RST completes the connection")
+			}
+			a.FlushAll()
+			assert.Equal(t, 0, trPages(t, a), "pages in use at the end")
+			trCompleteOnce(t, r)
+		}}
+		if end == "R" {
+			tc.up = func(t *testing.T, _ *trRec, a *upstream.Assembler) {
+				assert.Equal(t, 2, trPages(t, a), "upstream was expected to leak 2 pages on close (row 15)")
+			}
+		}
+		cases = append(cases, tc)
+	}
+
+	// Row 21: packets without SYN or payload create nothing.
+	for _, flags := range []string{"A", "FA", "F", "R", "RA", "PA"} {
+		for _, rev := range []bool{false, true} {
+			cases = append(cases, trCase{name: fmt.Sprintf("row21/bare %s rev=%v", flags, rev),
+				segs: []trSeg{{rev: rev, seq: 1234, ack: 999, flags: flags}},
+				ours: func(t *testing.T, r *trRec, a *Assembler) {
+					assert.Zero(t, r.news, "StreamFactory.New calls for a bare %s", flags)
+					assert.Equal(t, 0, trConns(t, a), "connections for a bare %s", flags)
+				}, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+					assert.Equal(t, 1, r.news, "upstream was expected to create a Stream for a bare %s (row 21)", flags)
+				}})
+		}
+	}
+
+	// Row 26: a queued FIN does not advance nextSeq, whichever limit forces
+	// the bytes before it out.
+	for _, lim := range []struct {
+		name string
+		opts AssemblerOptions
+	}{
+		{"PerConnection", AssemblerOptions{MaxBufferedPagesPerConnection: 2}},
+		{"Total", AssemblerOptions{MaxBufferedPagesTotal: 2}},
+	} {
+		cases = append(cases, trCase{name: "row26/queued FIN, limit " + lim.name, segs: queuedFIN, opts: lim.opts,
+			ours: func(t *testing.T, r *trRec, a *Assembler) {
+				st := r.stream(0)
+				assert.Equal(t, a1+b+c, st.data(false), "no byte lost around the queued FIN")
+				ds := st.dataDeliveries(0)
+				require.Len(t, ds, 2, "deliveries")
+				assert.Equal(t, 10, ds[0].skip, "Skip of the forced delivery: [101,111) never arrived")
+				assert.Equal(t, a1, string(ds[0].data))
+				assert.False(t, ds[0].end)
+				assert.Equal(t, 0, ds[1].skip, "Skip of the in-order delivery")
+				assert.True(t, ds[1].end, "the FIN ends the direction")
+				a.FlushAll()
+				assert.Equal(t, 0, trPages(t, a), "pages in use")
+			}, up: func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+				assert.NotEqual(t, a1+b+c, r.stream(0).data(false), "upstream was expected to lose a byte (row 26)")
+			}})
+	}
+
+	// Row 28: data after a FIN is not delivered and the half closes. A
+	// segment that runs past a known FIN or RST position: the bytes after
+	// the FIN are data after the FIN, whichever packet carries them.
+	for _, tc := range []struct {
+		name     string
+		segs     []trSeg
+		upstream string // what upstream was expected to deliver after the FIN
+	}{
+		{"in-order FIN touching queued data", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, lies after the FIN
+			{seq: 101, flags: "FA", data: "0123456789"},
+			{seq: 121, flags: "A", data: "more"},
+		}, "AFTERFIN"},
+		{"queued segment straddles a queued FIN", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "FA"},
+			{seq: 105, flags: "A", data: "456789AFTERFIN"},
+			{seq: 101, flags: "A", data: "0123"},
+		}, ""},
+		{"in-order segment straddles a queued FIN", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "FA"},
+			{seq: 101, flags: "A", data: "0123456789AFTERFIN"},
+		}, ""},
+		{"longer retransmit of a queued FIN segment", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 105, flags: "FA", data: "456789"},
+			{seq: 105, flags: "A", data: "456789AFTERFIN"},
+			{seq: 101, flags: "A", data: "0123"},
+		}, ""},
+		{"queued segment straddles a queued RST", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "R"},
+			{seq: 105, flags: "A", data: "456789AFTERRST"},
+			{seq: 101, flags: "A", data: "0123"},
+		}, ""},
+		{"queued bare FIN", []trSeg{
+			{seq: 100, flags: "S"},
+			{seq: 111, flags: "FA"},                    // queued FIN without data
+			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
+			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
+		}, ""},
+	} {
+		c := trCase{name: "row28/" + tc.name, segs: tc.segs, ours: func(t *testing.T, r *trRec, a *Assembler) {
+			st := r.stream(0)
+			assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN/RST position (seq 111) must not be delivered")
+			ds := st.dataDeliveries(0)
+			if assert.NotEmpty(t, ds) {
+				assert.True(t, ds[len(ds)-1].end, "reaching the FIN/RST position closes the direction")
+			}
+			assert.Equal(t, 0, trPages(t, a), "pages after the FIN/RST are released")
+			a.FlushAll()
+			assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN/RST")
+			assert.Equal(t, 0, trPages(t, a), "pages left")
+			trCompleteOnce(t, r)
+		}}
+		if tc.upstream != "" {
+			c.up = func(t *testing.T, r *trRec, _ *upstream.Assembler) {
+				assert.Contains(t, r.stream(0).data(false), tc.upstream, "upstream was expected to deliver data after the FIN (row 28)")
+			}
+		}
+		cases = append(cases, c)
+	}
+
+	// Row 40: no ReassembledSG after ReassemblyComplete, over two sessions
+	// on one 4-tuple.
+	sessions := trJoin(newTrConv(1000, 9000, time.Second).handshake().send(0, "GET /1").send(1, "one").close().segs,
+		newTrConv(50000, 90000, 2*time.Second).handshake().send(0, "GET /2").send(1, "two").close().segs)
+	for _, kept := range []bool{false, true} {
+		cases = append(cases, trCase{name: fmt.Sprintf("row40/no data after complete, keepOpen=%v", kept), segs: sessions,
+			rec: func(r *trRec) { r.keepOpen = kept },
+			ours: func(t *testing.T, r *trRec, a *Assembler) {
+				a.FlushCloseOlderThan(trBase.Add(time.Hour))
+				a.FlushAll()
+				trCompleteOnce(t, r)
+				assert.Zero(t, r.sgAfterEnd, "ReassembledSG calls after ReassemblyComplete")
+				assert.Equal(t, "GET /1", r.stream(0).data(false))
+				assert.Equal(t, "one", r.stream(0).data(true))
+				if !kept {
+					require.Equal(t, 2, r.news, "the second session gets its own Stream")
+					assert.Equal(t, "GET /2", r.stream(1).data(false))
+					assert.Equal(t, "two", r.stream(1).data(true))
+				}
+				assert.Equal(t, 0, trConns(t, a), "connections left")
+			}, up: func(t *testing.T, r *trRec, a *upstream.Assembler) {
+				a.FlushCloseOlderThan(trBase.Add(time.Hour))
+				t.Logf("upstream: %d Streams, %d deliveries after ReassemblyComplete (the report's pcap is not available; logged only)", r.news, r.sgAfterEnd)
+			}})
+	}
+	trRunCases(t, cases)
+}
+
+// trRequireContext checks that a flush completed st once, with a context
+// carrying a timestamp (row 10a).
+func trRequireContext(t *testing.T, st *trStream) {
+	t.Helper()
+	require.Equal(t, 1, st.completes, "ReassemblyComplete on the flush")
+	assert.Zero(t, st.nilCtx, "ReassemblyComplete got a nil AssemblerContext")
+	assert.False(t, st.completeCI[0].Timestamp.IsZero(), "the context carries a timestamp")
+}
+
+// trWantData checks the client bytes of the first Stream.
+func trWantData(want string) func(*testing.T, *trRec, *Assembler) {
+	return func(t *testing.T, r *trRec, _ *Assembler) {
+		assert.Equal(t, want, r.stream(0).data(false), "bytes across the wrap, each once and at the right offset")
+	}
+}
+
+// trWantResetClosed checks that an RST completed the only connection and
+// left none (row 38).
+func trWantResetClosed(t *testing.T, r *trRec, a *Assembler) {
+	assert.Equal(t, 1, r.stream(0).completes, "the RST must complete the connection")
+	assert.Equal(t, 0, trConns(t, a), "connections left after the RST")
+	a.FlushAll()
+	trCompleteOnce(t, r)
+}
+
+// The drop-in run of row 9 is in the table above; the Safe face reports
+// the nil Stream.
+func TestUpstreamBug09_SafeReportsNilStream(t *testing.T) {
+	_, pool, errs := trSafe(t, &trRec{nilStream: true}, kitReplayOpts(), trBuild(t, []trSeg{{seq: 1000, flags: "S"}}))
+	if forkFlavour {
+		assert.NoError(t, errs[0], "the fork's factory declines a connection with a nil Stream")
+	} else {
+		assert.ErrorIs(t, errs[0], ErrNilStream, "SafeAssembler reports the nil Stream")
+	}
+	assert.EqualValues(t, 1, pool.Stats().ConnectionsDeclined)
+	assert.Zero(t, pool.Stats().ActiveConnections, "no connection kept")
+}
+
+// ---------------------------------------------------------------------------
+// Rows 30, 31, 34, 39: fixed upstream long ago; ours must agree with it.
+
+func trSameAsUpstream(t *testing.T, opts AssemblerOptions, segs []trSeg, flush func(ours *Assembler, up *upstream.Assembler)) (*trRec, *trRec) {
+	t.Helper()
+	r, ur := &trRec{}, &trRec{}
+	a := trOurs(t, r, opts, trBuild(t, segs))
+	ua, pv := trUp(ur, upstream.AssemblerOptions{MaxBufferedPagesTotal: opts.MaxBufferedPagesTotal, MaxBufferedPagesPerConnection: opts.MaxBufferedPagesPerConnection}, trBuild(t, segs))
+	require.Nil(t, pv)
+	if flush != nil {
+		flush(a, ua)
+	}
+	st, ust := r.stream(0), ur.stream(0)
+	for dir := range 2 {
+		assert.Equal(t, string(ust.got[dir]), string(st.got[dir]), "bytes of direction %d, as upstream", dir)
+		ds, uds := st.dataDeliveries(dir), ust.dataDeliveries(dir)
+		if assert.Equal(t, len(uds), len(ds), "deliveries of direction %d", dir) {
+			for i := range ds {
+				assert.Equal(t, uds[i].skip, ds[i].skip, "Skip of delivery %d of direction %d", i, dir)
+			}
+		}
+	}
+	return r, ur
+}
+
+func TestUpstreamBugsFixedLongAgo(t *testing.T) {
+	t.Run("row30/no stale skip", func(t *testing.T) {
+		segs := []trSeg{{seq: 0, flags: "S"}, {seq: 10, flags: "A", data: "x", at: time.Second}}
+		r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
+			more := []trSeg{{seq: 11, flags: "A", data: "y", at: 3 * time.Second}, {seq: 20, flags: "A", data: "z", at: 4 * time.Second}}
+			a.FlushWithOptions(FlushOptions{T: trBase.Add(2 * time.Second)})
+			ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(2 * time.Second)})
+			trFeed(t, a, trBuild(t, more))
+			require.Nil(t, trFeedUp(ua, trBuild(t, more)))
+			a.FlushWithOptions(FlushOptions{T: trBase.Add(5 * time.Second)})
+			ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(5 * time.Second)})
+		})
+		ds := r.stream(0).dataDeliveries(0)
+		require.Len(t, ds, 3)
+		assert.Equal(t, []int{9, 0, 8}, []int{ds[0].skip, ds[1].skip, ds[2].skip}, "Skip per delivery")
+	})
+	t.Run("row31/page limit counts big packets", func(t *testing.T) {
+		big := trBytes(5000, 6) // three pages
+		r, _ := trSameAsUpstream(t, AssemblerOptions{MaxBufferedPagesPerConnection: 3}, []trSeg{{seq: 0, flags: "S"}, {seq: 100, flags: "A", data: big}}, nil)
+		ds := r.stream(0).dataDeliveries(0)
+		require.Len(t, ds, 1, "the 3-page packet reaches the limit of 3 and is forced out at once")
+		assert.Equal(t, big, string(ds[0].data))
+		assert.Equal(t, 99, ds[0].skip)
+	})
+	t.Run("row34/overlap on a page boundary", func(t *testing.T) {
+		r, _ := trSameAsUpstream(t, AssemblerOptions{}, []trSeg{
+			{seq: 0, flags: "S"},
+			{seq: 10, flags: "A", data: "abcdefghij"},
+			{seq: 10, flags: "A", data: "ABCDE"}, // starts on the queued page's start
+			{seq: 15, flags: "A", data: "VWXYZ"}, // ends on the queued page's end
+			{seq: 1, flags: "A", data: "123456789"},
+		}, nil)
+		assert.Equal(t, "123456789ABCDEVWXYZ", r.stream(0).data(false), "queued bytes: the newer copy wins")
+	})
+	t.Run("row39/flush closes only idle connections", func(t *testing.T) {
+		var closed, upClosed int
+		r, _ := trSameAsUpstream(t, AssemblerOptions{}, []trSeg{
+			{seq: 1000, flags: "S", at: time.Second},
+			{rev: true, seq: 5000, ack: 1001, flags: "SA", at: time.Second},
+			{seq: 1001, flags: "A", data: "early", at: time.Second},
+			{rev: true, seq: 5001, flags: "A", data: "server", at: 10 * time.Second},
+		}, func(a *Assembler, ua *upstream.Assembler) {
+			_, closed = a.FlushWithOptions(FlushOptions{T: trBase.Add(5 * time.Second), TC: trBase.Add(5 * time.Second)})
+			_, upClosed = ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(5 * time.Second), TC: trBase.Add(5 * time.Second)})
+			late := []trSeg{{seq: 1006, flags: "A", data: "late", at: 11 * time.Second}}
+			trFeed(t, a, trBuild(t, late))
+			require.Nil(t, trFeedUp(ua, trBuild(t, late)))
+		})
+		assert.Equal(t, 0, closed, "no direction closed while the connection is active")
+		assert.Equal(t, upClosed, closed, "as upstream")
+		assert.Equal(t, "earlylate", r.stream(0).data(false), "the idle direction still delivers")
 	})
 }
 
@@ -661,8 +1014,8 @@ func trRecycle(t *testing.T, r *trRec, pool *StreamPool, eps []trEndpoint) {
 		assert.Equal(t, wantC, st.data(false), "connection %d: client bytes", i)
 		assert.Equal(t, s2cData(i), st.data(true), "connection %d: server bytes", i)
 	}
-	assert.Equal(t, 0, trDumpInt(t, trConnsRE, a1.Dump()), "connections left")
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a1.Dump()), "pages left in use")
+	assert.Equal(t, 0, trConns(t, a1), "connections left")
+	assert.Equal(t, 0, trPages(t, a1), "pages left in use")
 }
 
 // ---------------------------------------------------------------------------
@@ -682,21 +1035,19 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		pool := NewStreamPool(trFactory{r})
 		a1, a2 := NewAssembler(pool), NewAssembler(pool)
 		trFeed(t, a1, segs[:3])
-		assert.Equal(t, 2, trDumpInt(t, trUsedRE, a2.Dump()), "pool-wide pages after a1 queued two")
+		assert.Equal(t, 2, trPages(t, a2), "pool-wide pages after a1 queued two")
 		trFeed(t, a2, segs[3:])
 		assert.Equal(t, want, r.stream(0).data(false), "bytes")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a1.Dump()), "pages in use seen by a1")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a2.Dump()), "pages in use seen by a2")
+		assert.Equal(t, 0, trPages(t, a1), "pages in use seen by a1")
+		assert.Equal(t, 0, trPages(t, a2), "pages in use seen by a2")
 	})
 
 	t.Run("ours/safe", func(t *testing.T) {
 		r := &trRec{}
 		pool := NewSafeStreamPool(trFactory{r}, 0)
 		opts := SafeAssemblerOptions{DisableBackgroundFlush: true}
-		a1, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
-		a2, err := NewSafeAssembler(pool, opts)
-		require.NoError(t, err)
+		a1 := newKitAssembler(t, pool, opts)
+		a2 := newKitAssembler(t, pool, opts)
 		for _, p := range segs[:3] {
 			require.NoError(t, a1.AssembleWithContext(p.flow, p.tcp, p.ctx))
 		}
@@ -723,7 +1074,7 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		trFeed(t, a2, trBuild(t, []trSeg{{seq: 100, flags: "S", port: 2}, {seq: 200, flags: "A", data: "B", port: 2}}))
 		assert.Equal(t, "B", r.stream(1).data(false), "connection B forced out by the pool-wide limit")
 		assert.Equal(t, "", r.stream(0).data(false), "connection A still buffered")
-		assert.Equal(t, 1, trDumpInt(t, trUsedRE, a1.Dump()), "pages in use")
+		assert.Equal(t, 1, trPages(t, a1), "pages in use")
 	})
 
 	t.Run("upstream drifts", func(t *testing.T) {
@@ -732,43 +1083,9 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		a1, a2 := upstream.NewAssembler(pool), upstream.NewAssembler(pool)
 		require.Nil(t, trFeedUp(a1, segs[:3]))
 		require.Nil(t, trFeedUp(a2, segs[3:]))
-		assert.Equal(t, 2, trDumpInt(t, trUsedRE, a1.Dump()), "upstream a1 was expected to keep counting 2 pages (row 13)")
-		assert.Equal(t, -2, trDumpInt(t, trUsedRE, a2.Dump()), "upstream a2 was expected to count -2 pages (row 13)")
+		assert.Equal(t, 2, trPages(t, a1), "upstream a1 was expected to keep counting 2 pages (row 13)")
+		assert.Equal(t, -2, trPages(t, a2), "upstream a2 was expected to count -2 pages (row 13)")
 	})
-}
-
-// ---------------------------------------------------------------------------
-// Row 15: closing a direction releases every queued page.
-
-func TestUpstreamBug15_CloseReleasesAllPages(t *testing.T) {
-	for _, end := range []string{"R", "F"} {
-		segs := []trSeg{
-			{seq: 99, flags: "S"},
-			{seq: 1000, flags: "A", data: trBytes(10, 1)},
-			{seq: 2000, flags: "A", data: trBytes(10, 2)},
-			{seq: 3000, flags: "A", data: trBytes(10, 3)},
-			{seq: 100, flags: end + "A"},
-		}
-		t.Run(end+"/ours", func(t *testing.T) {
-			r := &trRec{}
-			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after the %s closed the direction", end)
-			assert.Equal(t, "", r.stream(0).data(false), "queued bytes lie after the %s and are not delivered", end)
-			if end == "R" {
-				assert.Equal(t, 1, r.stream(0).completes, "the RST completes the connection")
-			}
-			a.FlushAll()
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use at the end")
-			trCompleteOnce(t, r)
-		})
-		if end == "R" {
-			t.Run(end+"/upstream leaks", func(t *testing.T) {
-				a, pv := trUp(&trRec{}, upstream.AssemblerOptions{}, trBuild(t, segs))
-				require.Nil(t, pv)
-				assert.Equal(t, 2, trDumpInt(t, trUsedRE, a.Dump()), "upstream was expected to leak 2 pages on close (row 15)")
-			})
-		}
-	}
 }
 
 // ---------------------------------------------------------------------------
@@ -781,9 +1098,9 @@ func TestUpstreamBug17_18_IdlePagesReleased(t *testing.T) {
 	}
 	r := &trRec{}
 	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-	assert.Equal(t, 1000, trDumpInt(t, trUsedRE, a.Dump()), "pages buffered in the spike")
+	assert.Equal(t, 1000, trPages(t, a), "pages buffered in the spike")
 	a.FlushAll()
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use after FlushAll")
+	assert.Equal(t, 0, trPages(t, a), "pages in use after FlushAll")
 	// Free pages are released by flushes at most once per trimPeriod of
 	// the flushes' own time, so that pages freed just now are reused.
 	for i := range 3 {
@@ -804,9 +1121,9 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
 		a.AssembleWithContext(p.flow, p.tcp, p.ctx)
 	}
-	assert.Equal(t, n, trDumpInt(t, trConnsRE, a.Dump()), "live connections")
+	assert.Equal(t, n, trConns(t, a), "live connections")
 	assert.Equal(t, n, a.FlushAll(), "FlushAll closes them all")
-	assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections after FlushAll")
+	assert.Equal(t, 0, trConns(t, a), "connections after FlushAll")
 	free := len(a.eng.free.free)
 	assert.Equal(t, maxFreeConns, free, "recycled connection objects kept after the spike: the cap")
 	// Objects left unused for a whole trim period go back to the GC.
@@ -820,8 +1137,7 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		r := &trRec{}
 		pool, err := NewSafeStreamPoolWithOptions(trFactory{r}, SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
 		require.NoError(t, err)
-		sa, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-		require.NoError(t, err)
+		sa := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		refused := 0
 		for i := range 8 {
 			p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
@@ -835,72 +1151,6 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 		require.NoError(t, sa.Close())
 		require.NoError(t, pool.Close())
 		trCompleteOnce(t, r)
-	})
-}
-
-// ---------------------------------------------------------------------------
-// Rows 21 and 23: packets without SYN or payload create nothing; the final
-// ACK does not resurrect a closed connection.
-
-func TestUpstreamBug21_BarePacketsCreateNothing(t *testing.T) {
-	for _, flags := range []string{"A", "FA", "F", "R", "RA", "PA"} {
-		for _, rev := range []bool{false, true} {
-			name := fmt.Sprintf("%s/rev=%v", flags, rev)
-			segs := []trSeg{{rev: rev, seq: 1234, ack: 999, flags: flags}}
-			t.Run(name+"/ours", func(t *testing.T) {
-				r := &trRec{}
-				a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-				assert.Zero(t, r.news, "StreamFactory.New calls for a bare %s", flags)
-				assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections for a bare %s", flags)
-			})
-			t.Run(name+"/upstream creates", func(t *testing.T) {
-				r := &trRec{}
-				_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
-				require.Nil(t, pv)
-				assert.Equal(t, 1, r.news, "upstream was expected to create a Stream for a bare %s (row 21)", flags)
-			})
-		}
-	}
-}
-
-func TestUpstreamBug23_FinalACKDoesNotResurrect(t *testing.T) {
-	segs := []trSeg{
-		{seq: 1000, flags: "S"},
-		{rev: true, seq: 5000, ack: 1001, flags: "SA"},
-		{seq: 1001, ack: 5001, flags: "A"},
-		{seq: 1001, ack: 5001, flags: "PA", data: "hello"},
-		{rev: true, seq: 5001, ack: 1006, flags: "PA", data: "world"},
-		{seq: 1006, ack: 5006, flags: "FA"},
-		{rev: true, seq: 5006, ack: 1007, flags: "A"},
-		{rev: true, seq: 5006, ack: 1007, flags: "FA"},
-		{seq: 1007, ack: 5007, flags: "A"}, // the final ACK
-	}
-	t.Run("ours", func(t *testing.T) {
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, 1, r.news, "Streams created: the final ACK must not make a new one")
-		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left after the close")
-		trCompleteOnce(t, r)
-		st := r.stream(0)
-		assert.Equal(t, "hello", st.data(false))
-		assert.Equal(t, "world", st.data(true))
-	})
-	t.Run("ours/keep-open", func(t *testing.T) {
-		// ReassemblyComplete returning false keeps the connection; the
-		// final ACK reaches it and makes nothing new.
-		r := &trRec{keepOpen: true}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, 1, r.news, "Streams created")
-		assert.Equal(t, 1, r.stream(0).completes, "ReassemblyComplete calls")
-		a.FlushCloseOlderThan(trBase.Add(time.Hour))
-		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections after the flush")
-		trCompleteOnce(t, r)
-	})
-	t.Run("upstream resurrects", func(t *testing.T) {
-		r := &trRec{}
-		_, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Equal(t, 2, r.news, "upstream was expected to create a second Stream from the final ACK (row 23)")
 	})
 }
 
@@ -937,7 +1187,7 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		trFeed(t, a, pkts)
 		runtime.ReadMemStats(&after)
 		checkCharge(t, pool.t.budget.Stats(), n)
-		assert.Equal(t, n, trDumpInt(t, trUsedRE, a.Dump()), "pages in Dump()")
+		assert.Equal(t, n, trPages(t, a), "pages in Dump()")
 		allocated := float64(after.TotalAlloc-before.TotalAlloc) / n
 		t.Logf("ours: %.0f B allocated per one-byte segment", allocated)
 		assert.Less(t, allocated, 1024.0, "bytes allocated per buffered one-byte segment")
@@ -958,8 +1208,7 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		const n = 500 // under every default limit of the Safe face
 		r := &trRec{}
 		pool := NewSafeStreamPool(trFactory{r}, 0)
-		a, err := NewSafeAssembler(pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
-		require.NoError(t, err)
+		a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		for _, p := range segments(n) {
 			require.NoError(t, a.AssembleWithContext(p.flow, p.tcp, p.ctx))
 		}
@@ -999,412 +1248,6 @@ func TestUpstreamBug25_SequenceWrap(t *testing.T) {
 		assert.Equal(t, 0, upstream.Sequence(0xFFFFFFFF).Difference(0), "upstream was expected to be off by one (row 25)")
 		assert.Equal(t, -8, upstream.Sequence(1).Difference(0xFFFFFFF8), "upstream was expected to be off by one (row 25)")
 	})
-
-	// Each case: what ours delivers, and what upstream was expected to do
-	// wrong with it.
-	first, fill := "ABCDEFGHIJKLMNOP", trBytes(23, 4)
-	for _, tc := range []struct {
-		name     string
-		segs     []trSeg
-		want     string
-		upstream func(t *testing.T, got string)
-	}{
-		{"a/retransmit across the wrap", []trSeg{
-			{seq: 0xFFFFFFF0, flags: "S"},
-			{seq: 0xFFFFFFF1, flags: "A", data: first},                   // seq 0xFFFFFFF1 .. 0x0
-			{seq: 0xFFFFFFF9, flags: "A", data: "IJKLMNOP" + "QRSTUVWX"}, // 8 old + 8 new bytes
-			{seq: 9, flags: "A", data: "YZ0123"},
-		}, first + "QRSTUVWX" + "YZ0123", func(t *testing.T, got string) {
-			assert.NotEqual(t, first+"QRSTUVWX"+"YZ0123", got, "upstream was expected to duplicate then lose a byte (row 25a)")
-			assert.Contains(t, got, "OPPQ", "upstream duplicates a byte (row 25a)")
-		}},
-		{"b/queued overwrite across the wrap", []trSeg{
-			{seq: 0xFFFFFFE0, flags: "S"},
-			{seq: 0xFFFFFFF8, flags: "A", data: "abcdefghijklmnop"}, // queued, [0xFFFFFFF8, 0x8)
-			{seq: 1, flags: "A", data: "XY"},                        // inside the queued page, offset 9
-			{seq: 0xFFFFFFE1, flags: "A", data: fill},               // 0xFFFFFFE1 .. 0xFFFFFFF7
-		}, fill + "abcdefghi" + "XY" + "lmnop", func(t *testing.T, got string) { // the newer copy of queued bytes wins
-			assert.Equal(t, fill+"abcdefgh"+"XY"+"klmnop", got, "upstream was expected to overwrite one byte early (row 25b)")
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := &trRec{}
-			trOurs(t, r, AssemblerOptions{}, trBuild(t, tc.segs))
-			assert.Equal(t, tc.want, r.stream(0).data(false), "bytes across the wrap, each once and at the right offset")
-			ur := &trRec{}
-			_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, tc.segs))
-			require.Nil(t, pv)
-			tc.upstream(t, ur.stream(0).data(false))
-		})
-	}
-}
-
-// ---------------------------------------------------------------------------
-// Row 26: a queued FIN does not advance nextSeq.
-
-func TestUpstreamBug26_QueuedFINWithPageLimit(t *testing.T) {
-	a1, b, c := trBytes(10, 1), trBytes(10, 2), trBytes(10, 3)
-	segs := []trSeg{
-		{seq: 100, flags: "S"},
-		{seq: 111, flags: "A", data: a1},  // queued
-		{seq: 131, flags: "FA", data: c},  // queued: the limit forces [111,121) out
-		{seq: 121, flags: "A", data: b},   // in order
-		{seq: 141, flags: "A", data: "z"}, // after the FIN
-	}
-	for _, lim := range []struct {
-		name string
-		ours AssemblerOptions
-		up   upstream.AssemblerOptions
-	}{
-		{"PerConnection", AssemblerOptions{MaxBufferedPagesPerConnection: 2}, upstream.AssemblerOptions{MaxBufferedPagesPerConnection: 2}},
-		{"Total", AssemblerOptions{MaxBufferedPagesTotal: 2}, upstream.AssemblerOptions{MaxBufferedPagesTotal: 2}},
-	} {
-		t.Run(lim.name+"/ours", func(t *testing.T) {
-			r := &trRec{}
-			a := trOurs(t, r, lim.ours, trBuild(t, segs))
-			st := r.stream(0)
-			assert.Equal(t, a1+b+c, st.data(false), "no byte lost around the queued FIN")
-			ds := st.dataDeliveries(0)
-			require.Len(t, ds, 2, "deliveries")
-			assert.Equal(t, 10, ds[0].skip, "Skip of the forced delivery: [101,111) never arrived")
-			assert.Equal(t, a1, string(ds[0].data))
-			assert.False(t, ds[0].end)
-			assert.Equal(t, 0, ds[1].skip, "Skip of the in-order delivery")
-			assert.True(t, ds[1].end, "the FIN ends the direction")
-			a.FlushAll()
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages in use")
-		})
-		t.Run(lim.name+"/upstream", func(t *testing.T) {
-			r := &trRec{}
-			_, pv := trUp(r, lim.up, trBuild(t, segs))
-			require.Nil(t, pv)
-			assert.NotEqual(t, a1+b+c, r.stream(0).data(false), "upstream was expected to lose a byte (row 26)")
-		})
-	}
-}
-
-// ---------------------------------------------------------------------------
-// Row 27: a retransmitted SYN with payload.
-
-func TestUpstreamBug27_RetransmittedSYNWithPayload(t *testing.T) {
-	p := trBytes(20, 5)
-	segs := []trSeg{
-		{seq: 100, flags: "S", data: p[:10]},
-		{seq: 100, flags: "S", data: p}, // retransmitted with more data
-		{seq: 121, flags: "A", data: "tail"},
-	}
-	r := &trRec{}
-	trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-	assert.Equal(t, p+"tail", r.stream(0).data(false), "no byte lost after a retransmitted SYN")
-	ds := r.stream(0).dataDeliveries(0)
-	require.NotEmpty(t, ds)
-	assert.True(t, ds[0].start, "start on the first delivery")
-	for i, d := range ds[1:] {
-		assert.False(t, d.start, "start only on the first delivery (delivery %d)", i+1)
-		assert.Equal(t, 0, d.skip, "no skip (delivery %d)", i+1)
-	}
-
-	ur := &trRec{}
-	_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-	require.Nil(t, pv)
-	assert.NotEqual(t, p+"tail", ur.stream(0).data(false), "upstream was expected to lose a byte (row 27)")
-}
-
-// ---------------------------------------------------------------------------
-// Row 28: data after a FIN is not delivered and the half closes.
-
-func TestUpstreamBug28_DataAfterFIN(t *testing.T) {
-	// A segment that runs past a known FIN or RST position: the bytes
-	// after the FIN are data after the FIN, whichever packet carries them.
-	// upstream, when set, is what upstream was expected to deliver of them.
-	for _, tc := range []struct {
-		name     string
-		segs     []trSeg
-		upstream string
-	}{
-		{"in-order FIN touching queued data", []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, lies after the FIN
-			{seq: 101, flags: "FA", data: "0123456789"},
-			{seq: 121, flags: "A", data: "more"},
-		}, "AFTERFIN"},
-		{"queued segment straddles a queued FIN", []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "FA"},
-			{seq: 105, flags: "A", data: "456789AFTERFIN"},
-			{seq: 101, flags: "A", data: "0123"},
-		}, ""},
-		{"in-order segment straddles a queued FIN", []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "FA"},
-			{seq: 101, flags: "A", data: "0123456789AFTERFIN"},
-		}, ""},
-		{"longer retransmit of a queued FIN segment", []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 105, flags: "FA", data: "456789"},
-			{seq: 105, flags: "A", data: "456789AFTERFIN"},
-			{seq: 101, flags: "A", data: "0123"},
-		}, ""},
-		{"queued segment straddles a queued RST", []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "R"},
-			{seq: 105, flags: "A", data: "456789AFTERRST"},
-			{seq: 101, flags: "A", data: "0123"},
-		}, ""},
-		{"queued bare FIN", []trSeg{
-			{seq: 100, flags: "S"},
-			{seq: 111, flags: "FA"},                    // queued FIN without data
-			{seq: 111, flags: "A", data: "AFTERFIN!!"}, // queued, after the FIN
-			{seq: 101, flags: "A", data: "0123456789"}, // fills the hole up to the FIN
-		}, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := &trRec{}
-			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, tc.segs))
-			st := r.stream(0)
-			assert.Equal(t, "0123456789", st.data(false), "bytes after the FIN/RST position (seq 111) must not be delivered")
-			ds := st.dataDeliveries(0)
-			if assert.NotEmpty(t, ds) {
-				assert.True(t, ds[len(ds)-1].end, "reaching the FIN/RST position closes the direction")
-			}
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages after the FIN/RST are released")
-			a.FlushAll()
-			assert.Equal(t, "0123456789", st.data(false), "FlushAll delivers nothing after the FIN/RST")
-			assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
-			trCompleteOnce(t, r)
-			if tc.upstream != "" {
-				ur := &trRec{}
-				_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, tc.segs))
-				require.Nil(t, pv)
-				assert.Contains(t, ur.stream(0).data(false), tc.upstream, "upstream was expected to deliver data after the FIN (row 28)")
-			}
-		})
-	}
-}
-
-// ---------------------------------------------------------------------------
-// Rows 30, 31, 34, 39: fixed upstream long ago; ours must agree with it.
-
-func trSameAsUpstream(t *testing.T, opts AssemblerOptions, segs []trSeg, flush func(ours *Assembler, up *upstream.Assembler)) (*trRec, *trRec) {
-	t.Helper()
-	r, ur := &trRec{}, &trRec{}
-	a := trOurs(t, r, opts, trBuild(t, segs))
-	ua, pv := trUp(ur, upstream.AssemblerOptions{MaxBufferedPagesTotal: opts.MaxBufferedPagesTotal, MaxBufferedPagesPerConnection: opts.MaxBufferedPagesPerConnection}, trBuild(t, segs))
-	require.Nil(t, pv)
-	if flush != nil {
-		flush(a, ua)
-	}
-	st, ust := r.stream(0), ur.stream(0)
-	for dir := range 2 {
-		assert.Equal(t, string(ust.got[dir]), string(st.got[dir]), "bytes of direction %d, as upstream", dir)
-		ds, uds := st.dataDeliveries(dir), ust.dataDeliveries(dir)
-		if assert.Equal(t, len(uds), len(ds), "deliveries of direction %d", dir) {
-			for i := range ds {
-				assert.Equal(t, uds[i].skip, ds[i].skip, "Skip of delivery %d of direction %d", i, dir)
-			}
-		}
-	}
-	return r, ur
-}
-
-func TestUpstreamBug30_NoStaleSkip(t *testing.T) {
-	segs := []trSeg{
-		{seq: 0, flags: "S"},
-		{seq: 10, flags: "A", data: "x", at: time.Second},
-	}
-	r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
-		more := []trSeg{{seq: 11, flags: "A", data: "y", at: 3 * time.Second}, {seq: 20, flags: "A", data: "z", at: 4 * time.Second}}
-		a.FlushWithOptions(FlushOptions{T: trBase.Add(2 * time.Second)})
-		ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(2 * time.Second)})
-		trFeed(t, a, trBuild(t, more))
-		require.Nil(t, trFeedUp(ua, trBuild(t, more)))
-		a.FlushWithOptions(FlushOptions{T: trBase.Add(5 * time.Second)})
-		ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(5 * time.Second)})
-	})
-	ds := r.stream(0).dataDeliveries(0)
-	require.Len(t, ds, 3)
-	assert.Equal(t, []int{9, 0, 8}, []int{ds[0].skip, ds[1].skip, ds[2].skip}, "Skip per delivery")
-}
-
-func TestUpstreamBug31_PageLimitCountsBigPackets(t *testing.T) {
-	big := trBytes(5000, 6) // three pages
-	segs := []trSeg{{seq: 0, flags: "S"}, {seq: 100, flags: "A", data: big}}
-	r, _ := trSameAsUpstream(t, AssemblerOptions{MaxBufferedPagesPerConnection: 3}, segs, nil)
-	ds := r.stream(0).dataDeliveries(0)
-	require.Len(t, ds, 1, "the 3-page packet reaches the limit of 3 and is forced out at once")
-	assert.Equal(t, big, string(ds[0].data))
-	assert.Equal(t, 99, ds[0].skip)
-}
-
-func TestUpstreamBug34_OverlapOnPageBoundary(t *testing.T) {
-	segs := []trSeg{
-		{seq: 0, flags: "S"},
-		{seq: 10, flags: "A", data: "abcdefghij"},
-		{seq: 10, flags: "A", data: "ABCDE"}, // starts on the queued page's start
-		{seq: 15, flags: "A", data: "VWXYZ"}, // ends on the queued page's end
-		{seq: 1, flags: "A", data: "123456789"},
-	}
-	r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, nil)
-	assert.Equal(t, "123456789ABCDEVWXYZ", r.stream(0).data(false), "queued bytes: the newer copy wins")
-}
-
-func TestUpstreamBug39_FlushClosesOnlyIdleConnections(t *testing.T) {
-	segs := []trSeg{
-		{seq: 1000, flags: "S", at: time.Second},
-		{rev: true, seq: 5000, ack: 1001, flags: "SA", at: time.Second},
-		{seq: 1001, flags: "A", data: "early", at: time.Second},
-		{rev: true, seq: 5001, flags: "A", data: "server", at: 10 * time.Second},
-	}
-	var closed, upClosed int
-	r, _ := trSameAsUpstream(t, AssemblerOptions{}, segs, func(a *Assembler, ua *upstream.Assembler) {
-		_, closed = a.FlushWithOptions(FlushOptions{T: trBase.Add(5 * time.Second), TC: trBase.Add(5 * time.Second)})
-		_, upClosed = ua.FlushWithOptions(upstream.FlushOptions{T: trBase.Add(5 * time.Second), TC: trBase.Add(5 * time.Second)})
-		late := []trSeg{{seq: 1006, flags: "A", data: "late", at: 11 * time.Second}}
-		trFeed(t, a, trBuild(t, late))
-		require.Nil(t, trFeedUp(ua, trBuild(t, late)))
-	})
-	assert.Equal(t, 0, closed, "no direction closed while the connection is active")
-	assert.Equal(t, upClosed, closed, "as upstream")
-	assert.Equal(t, "earlylate", r.stream(0).data(false), "the idle direction still delivers")
-}
-
-// ---------------------------------------------------------------------------
-// Row 38: an RST closes both directions.
-
-func TestUpstreamBug38_RSTClosesBothDirections(t *testing.T) {
-	t.Run("RST answering a SYN", func(t *testing.T) {
-		segs := []trSeg{
-			{seq: 1000, flags: "S"},
-			{rev: true, seq: 0, ack: 1001, flags: "RA"}, // port closed: no SYN from the server
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, 1, r.stream(0).completes, "the RST must complete the connection")
-		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left after the RST")
-		a.FlushAll()
-		trCompleteOnce(t, r)
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Equal(t, 0, ur.stream(0).completes, "upstream was expected to ignore the RST (row 38.1)")
-	})
-
-	t.Run("client aborts its SYN", func(t *testing.T) {
-		segs := []trSeg{
-			{seq: 1000, flags: "S"},
-			{seq: 1001, flags: "R"},
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		assert.Equal(t, 1, r.stream(0).completes, "the RST must complete the connection")
-		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left after the RST")
-		a.FlushAll()
-		trCompleteOnce(t, r)
-	})
-
-	t.Run("RST after data", func(t *testing.T) {
-		segs := []trSeg{
-			{seq: 1000, flags: "S"},
-			{rev: true, seq: 5000, ack: 1001, flags: "SA"},
-			{seq: 1001, ack: 5001, flags: "PA", data: "request"},
-			{rev: true, seq: 5001, ack: 1008, flags: "PA", data: "resp"},
-			{rev: true, seq: 5010, ack: 1008, flags: "PA", data: "queued"}, // hole [5005,5010)
-			{seq: 1008, ack: 5005, flags: "RA"},
-		}
-		r := &trRec{}
-		a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-		st := r.stream(0)
-		assert.Equal(t, 1, st.completes, "the RST completes the connection once")
-		assert.Equal(t, "request", st.data(false))
-		assert.Equal(t, "respqueued", st.data(true), "the other direction's buffered bytes are delivered first")
-		sds := st.dataDeliveries(1)
-		require.NotEmpty(t, sds)
-		assert.Equal(t, 5, sds[len(sds)-1].skip, "the hole before the buffered bytes is reported")
-		assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left")
-		assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
-		// A late data packet may start a new connection (mid-stream
-		// pickup), but never reaches the completed Stream.
-		trFeed(t, a, trBuild(t, []trSeg{{rev: true, seq: 5016, ack: 1008, flags: "PA", data: "late"}}))
-		a.FlushAll()
-		assert.Equal(t, "respqueued", st.data(true), "nothing after the RST reaches the completed Stream")
-		trCompleteOnce(t, r)
-
-		ur := &trRec{}
-		_, pv := trUp(ur, upstream.AssemblerOptions{}, trBuild(t, segs))
-		require.Nil(t, pv)
-		assert.Equal(t, 0, ur.stream(0).completes, "upstream was expected to close only one half on RST (row 38.2)")
-	})
-}
-
-// ---------------------------------------------------------------------------
-// Row 40: no ReassembledSG after ReassemblyComplete.
-
-func TestUpstreamBug40_NoDataAfterComplete(t *testing.T) {
-	session := func(isn, sisn uint32, at time.Duration, req, resp string) []trSeg {
-		ms := func(k int) time.Duration { return at + time.Duration(k)*time.Millisecond }
-		c, s := isn+1, sisn+1
-		cf, sf := c+uint32(len(req)), s+uint32(len(resp))
-		return []trSeg{
-			{seq: isn, flags: "S", at: ms(0)},
-			{rev: true, seq: sisn, ack: c, flags: "SA", at: ms(1)},
-			{seq: c, ack: s, flags: "A", at: ms(2)},
-			{seq: c, ack: s, flags: "PA", data: req, at: ms(3)},
-			{rev: true, seq: s, ack: cf, flags: "PA", data: resp, at: ms(4)},
-			{seq: cf, ack: sf, flags: "FA", at: ms(5)},
-			{rev: true, seq: sf, ack: cf + 1, flags: "FA", at: ms(6)},
-			{seq: cf + 1, ack: sf + 1, flags: "A", at: ms(7)},
-		}
-	}
-	segs := append(session(1000, 9000, time.Second, "GET /1", "one"), session(50000, 90000, 2*time.Second, "GET /2", "two")...)
-	for _, keepOpen := range []bool{false, true} {
-		t.Run(fmt.Sprintf("keepOpen=%v/ours", keepOpen), func(t *testing.T) {
-			r := &trRec{keepOpen: keepOpen}
-			a := trOurs(t, r, AssemblerOptions{}, trBuild(t, segs))
-			a.FlushCloseOlderThan(trBase.Add(time.Hour))
-			a.FlushAll()
-			trCompleteOnce(t, r)
-			assert.Zero(t, r.sgAfterEnd, "ReassembledSG calls after ReassemblyComplete")
-			assert.Equal(t, "GET /1", r.stream(0).data(false))
-			assert.Equal(t, "one", r.stream(0).data(true))
-			if !keepOpen {
-				require.Equal(t, 2, r.news, "the second session gets its own Stream")
-				assert.Equal(t, "GET /2", r.stream(1).data(false))
-				assert.Equal(t, "two", r.stream(1).data(true))
-			}
-			assert.Equal(t, 0, trDumpInt(t, trConnsRE, a.Dump()), "connections left")
-		})
-		t.Run(fmt.Sprintf("keepOpen=%v/upstream", keepOpen), func(t *testing.T) {
-			r := &trRec{keepOpen: keepOpen}
-			a, pv := trUp(r, upstream.AssemblerOptions{}, trBuild(t, segs))
-			require.Nil(t, pv)
-			a.FlushCloseOlderThan(trBase.Add(time.Hour))
-			t.Logf("upstream: %d Streams, %d deliveries after ReassemblyComplete (the report's pcap is not available; logged only)", r.news, r.sgAfterEnd)
-		})
-	}
-}
-
-// ---------------------------------------------------------------------------
-// Row 41: bytes of an old connection do not leak into a new one on the
-// same 4-tuple.
-
-func TestUpstreamBug41_NoLeakAcrossTupleReuse(t *testing.T) {
-	old := []trSeg{
-		{seq: 3000, flags: "A", data: "old-data", at: time.Second}, // mid-stream pickup: waits for a start
-	}
-	fresh := []trSeg{
-		{seq: 7000, flags: "S", at: 10 * time.Second},
-		{seq: 7001, flags: "PA", data: "new-data", at: 10*time.Second + time.Millisecond},
-	}
-	r := &trRec{}
-	a := trOurs(t, r, AssemblerOptions{}, trBuild(t, old))
-	a.FlushCloseOlderThan(trBase.Add(5 * time.Second))
-	trFeed(t, a, trBuild(t, fresh))
-	a.FlushAll()
-	require.Equal(t, 2, r.news, "the new SYN after the close makes a new Stream")
-	assert.Equal(t, "old-data", r.stream(0).data(false), "old connection")
-	assert.Equal(t, "new-data", r.stream(1).data(false), "new connection: no old bytes")
-	trCompleteOnce(t, r)
 }
 
 // ---------------------------------------------------------------------------
@@ -1457,7 +1300,7 @@ func TestUpstreamBug43_DescendingInsertIsLogarithmic(t *testing.T) {
 	}
 	trFeed(t, a, trBuild(t, fills))
 	assert.Equal(t, trSeqText(1, 10+2*n), r.stream(0).data(false), "all bytes in order")
-	assert.Equal(t, 0, trDumpInt(t, trUsedRE, a.Dump()), "pages left")
+	assert.Equal(t, 0, trPages(t, a), "pages left")
 }
 
 // trSeqText returns n bytes whose byte at seq s is 'a'+s%26.

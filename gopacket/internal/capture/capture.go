@@ -70,8 +70,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // packetReader is what pcapgo's two readers have in common.
 type packetReader interface {
-	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 }
+
+// readBufferSize is the buffer between the file and the capture reader: a
+// read system call per megabyte.
+const readBufferSize = 1 << 20
 
 // Reader reads frames from a pcap or pcapng file and names the first
 // error by the number of the packet it broke (1-based, as Wireshark counts).
@@ -96,7 +100,7 @@ type Reader struct {
 func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 	c := &Reader{src: src, size: size}
 	c.counter = &countingReader{r: r}
-	c.buf = bufio.NewReaderSize(c.counter, 1<<16)
+	c.buf = bufio.NewReaderSize(c.counter, readBufferSize)
 	magic, err := c.buf.Peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -113,7 +117,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 		// Offsets in the decompressed stream say nothing about the file.
 		c.src, c.size = nil, 0
 		c.counter = &countingReader{r: zr}
-		c.buf = bufio.NewReaderSize(c.counter, 1<<16)
+		c.buf = bufio.NewReaderSize(c.counter, readBufferSize)
 		compressed = ", gzip"
 		if magic, err = c.buf.Peek(4); err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
@@ -139,6 +143,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 			}
 		}
 	case isPcapMagic(magic):
+		magic = append([]byte(nil), magic...) // Peek's bytes change as the header is read
 		pr, err := pcapgo.NewReader(c.buf)
 		if err != nil {
 			return nil, fmt.Errorf("pcap header: %w", err)
@@ -150,8 +155,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 		if snap > maxSnaplen {
 			snap = maxSnaplen
 		}
-		pr.SetSnaplen(snap)
-		c.rd, c.link, c.format = pr, pr.LinkType(), "pcap"+compressed
+		c.rd, c.link, c.format = newPcapRecords(c.buf, magic, snap), pr.LinkType(), "pcap"+compressed
 	default:
 		return nil, fmt.Errorf("%w (magic %x)", ErrNotCapture, magic)
 	}
@@ -186,7 +190,10 @@ func (c *Reader) position() int64 {
 
 // Next returns the next frame and its link type. At the end of the capture
 // it returns io.EOF; any other error names the packet number and ends the
-// capture (pcap and pcapng have no markers to resynchronise on).
+// capture (pcap and pcapng have no markers to resynchronise on). The frame's
+// bytes are the reader's own and valid until the next call, so that
+// reading a capture allocates nothing per packet; ci.AncillaryData is
+// always nil (the link type is returned instead).
 func (c *Reader) Next() (data []byte, ci gopacket.CaptureInfo, link layers.LinkType, err error) {
 	if c.finished {
 		return nil, ci, 0, io.EOF
@@ -202,6 +209,8 @@ func (c *Reader) Next() (data []byte, ci gopacket.CaptureInfo, link layers.LinkT
 				link = lt
 			}
 		}
+		// pcapgo overwrites the slice for the next packet.
+		ci.AncillaryData = nil
 		return data, ci, link, nil
 	}
 	c.finished = true
@@ -224,7 +233,7 @@ func (c *Reader) read() (data []byte, ci gopacket.CaptureInfo, err error) {
 			err = fmt.Errorf("capture reader failed: %v", p)
 		}
 	}()
-	return c.rd.ReadPacketData()
+	return c.rd.ZeroCopyReadPacketData()
 }
 
 // checkTail decides whether an io.EOF from the reader is a clean end of the
@@ -319,6 +328,8 @@ const (
 
 // Decoder turns frames into TCP segments. It is not safe for concurrent use.
 type Decoder struct {
+	seg   Segment    // the segment Decode returns, reused
+	tcpL  layers.TCP // its TCP layer
 	stats DecodeStats
 	frags *defragmenter
 	now   time.Time // latest capture time seen
@@ -335,7 +346,9 @@ func NewDecoder() *Decoder {
 // Stats returns what the decoder counted so far.
 func (d *Decoder) Stats() DecodeStats { return d.stats }
 
-// Decode returns the TCP segment carried by one frame; nil with a nil error
+// Decode returns the TCP segment carried by one frame, valid until the next
+// call (the Decoder reuses it, so decoding allocates nothing per packet;
+// its bytes are those of data); nil with a nil error
 // when the frame carries no TCP (or is a fragment waiting for the rest of its
 // datagram); an error when the frame could not be decoded. ts is the frame's
 // capture time, which ages the fragments waiting for the rest of their
@@ -799,10 +812,10 @@ func (d *Decoder) tcp(p []byte, flow gopacket.Flow) (*Segment, error) {
 	if hl < 20 {
 		return nil, fmt.Errorf("tcp: data offset %d", hl)
 	}
-	t := &layers.TCP{}
+	t := &d.tcpL
 	if hl <= len(p) {
 		if err := t.DecodeFromBytes(p, gopacket.NilDecodeFeedback); err == nil {
-			return &Segment{NetFlow: flow, TCP: t}, nil
+			return d.segment(flow), nil
 		}
 		d.stats.TCPBadOptions++
 	} else {
@@ -814,12 +827,17 @@ func (d *Decoder) tcp(p []byte, flow gopacket.Flow) (*Segment, error) {
 	copy(fixed, p[:20])
 	fixed[12] = 5<<4 | fixed[12]&0x0f
 	fixed = append(fixed, p[hl:]...)
-	t = &layers.TCP{}
 	if err := t.DecodeFromBytes(fixed, gopacket.NilDecodeFeedback); err != nil {
 		return nil, fmt.Errorf("tcp: %w", err)
 	}
 	t.DataOffset = p[12] >> 4
-	return &Segment{NetFlow: flow, TCP: t}, nil
+	return d.segment(flow), nil
+}
+
+// segment returns the reused Segment with the TCP layer just decoded.
+func (d *Decoder) segment(flow gopacket.Flow) *Segment {
+	d.seg = Segment{NetFlow: flow, TCP: &d.tcpL}
+	return &d.seg
 }
 
 // fragKey identifies the datagram a fragment belongs to.

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command clients builds real programs written against upstream gopacket
 // twice — unchanged, and with the reassembly import swapped to this module —
 // runs both builds on every capture it is given and prints every difference

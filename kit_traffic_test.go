@@ -1,11 +1,13 @@
 package reassembly
 
-// The attack kit: what the attack tests (attack_flood_test.go,
-// attack_queue_test.go, attack_sequence_test.go, attack_garbage_test.go)
-// and their benchmarks (attack_bench_test.go) build their floods from. It
-// is apart from the general kit (kit_test.go) because an attack sends
-// millions of packets and measures the heap: its packets are built in one
-// reused buffer, and its Streams check bytes as they pass and keep none.
+// The kit's traffic half. Packet builders: segment.build serializes a
+// segment between any two addresses (IPv4 or IPv6, right checksum) and
+// decodes it, as a capture loop hands it over; wireTCP is its wire form.
+// The flood kit (atk*): what the attack tests (attack_*_test.go), their
+// benchmarks and the pressure tests build floods of millions of packets
+// from: packets made in one reused buffer, Streams that check bytes as
+// they pass and keep none, the heap meter, the runners of the three
+// implementations (newAtkImpl) and the benchmarks' figures (atkReport).
 //
 // Sizes: the tests run the full size where it takes a few seconds, and
 // divide the counts by atkScale() otherwise: 10 under -short, 20 under
@@ -13,9 +15,11 @@ package reassembly
 // stays within a few seconds on two cores. The benchmarks never scale.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"net"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
@@ -28,6 +32,121 @@ import (
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
 )
+
+// ---------------------------------------------------------------------------
+// Packets
+
+// testPacket is one generated packet, decoded the way a capture loop
+// decodes: TransportFlow works on it, which upstream needs.
+type testPacket struct {
+	netFlow gopacket.Flow
+	tcp     *layers.TCP
+	ci      gopacket.CaptureInfo
+}
+
+// segment describes a TCP segment to build.
+type segment struct {
+	client, server     netip.AddrPort
+	fromServer         bool
+	seq, ack           uint32
+	syn, fin, rst, psh bool
+	hasAck             bool
+	payload            []byte
+	ts                 time.Time
+}
+
+// build serializes and decodes a segment so the TCP layer is what a real
+// decoder would hand over.
+func (s segment) build() testPacket {
+	src, dst := s.client, s.server
+	if s.fromServer {
+		src, dst = dst, src
+	}
+	tcp := &layers.TCP{
+		SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()),
+		Seq: s.seq, Ack: s.ack, SYN: s.syn, FIN: s.fin, RST: s.rst, PSH: s.psh, ACK: s.hasAck,
+		Window: 65535,
+	}
+	raw := wireTCP(tcp, src.Addr().AsSlice(), dst.Addr().AsSlice(), s.payload)
+	decoded := &layers.TCP{}
+	if err := decoded.DecodeFromBytes(raw, gopacket.NilDecodeFeedback); err != nil {
+		panic(err)
+	}
+	ipLen := 20
+	if src.Addr().Is6() {
+		ipLen = 40
+	}
+	return testPacket{
+		netFlow: atkFlow(src.Addr(), dst.Addr()),
+		tcp:     decoded,
+		// The lengths a capture of the IP packet would give.
+		ci: gopacket.CaptureInfo{Timestamp: s.ts, CaptureLength: ipLen + len(raw), Length: ipLen + len(raw)},
+	}
+}
+
+// flags are the TCPFlags s sets, found without flagsOf: what the parts of
+// its bytes must show.
+func (s segment) flags() TCPFlags {
+	var f TCPFlags
+	for _, x := range []struct {
+		on bool
+		f  TCPFlags
+	}{{s.fin, TCPFlagFIN}, {s.syn, TCPFlagSYN}, {s.rst, TCPFlagRST}, {s.psh, TCPFlagPSH}, {s.hasAck, TCPFlagACK}} {
+		if x.on {
+			f |= x.f
+		}
+	}
+	return f
+}
+
+// wireTCP returns t with payload as it is on the wire between addresses
+// src and dst (both IPv4, or both IPv6): serialized by gopacket, the
+// oracle of the checksum, with the data offset filled in and the checksum
+// computed over the pseudo-header.
+func wireTCP(t *layers.TCP, src, dst net.IP, payload []byte) []byte {
+	var ip gopacket.NetworkLayer = &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+	if src.To4() != nil {
+		ip = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+	}
+	if err := t.SetNetworkLayerForChecksum(ip); err != nil {
+		panic(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}
+	if err := gopacket.SerializeLayers(buf, opts, t, gopacket.Payload(payload)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// trPacket is p as the trace kit's runners (kit_streams_test.go) take it.
+func (p testPacket) trPacket() trPacket {
+	ctx := trCtx(p.ci)
+	return trPacket{flow: p.netFlow, tcp: p.tcp, ctx: &ctx}
+}
+
+// kitDirOf is the index of an assembler's direction label: 0 for
+// TCPDirClientToServer, 1 for TCPDirServerToClient.
+func kitDirOf(d TCPFlowDirection) int {
+	if d == TCPDirServerToClient {
+		return 1
+	}
+	return 0
+}
+
+// kitFirstDiff is the index of the first byte where a and b differ, or the
+// shorter one's length.
+func kitFirstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// ---------------------------------------------------------------------------
+// Floods
 
 // atkRace tells whether the test binary was built with -race.
 var atkRace = func() bool {
@@ -191,7 +310,7 @@ func (s *atkChecked) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		defer f.mu.Unlock()
 	}
 	dir, _, end, skip := sg.Info()
-	d := fzDirIndex(dir)
+	d := kitDirOf(dir)
 	switch {
 	case s.completes > 0:
 		f.failf("checked %d: delivery after ReassemblyComplete", s.id)
@@ -664,7 +783,7 @@ func (s *atkCRCStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 			atkPatternAt(s.off, want)
 		}
 		if string(want) != string(data) {
-			i := fzFirstDiff(want, data)
+			i := kitFirstDiff(want, data)
 			s.bad = s.off + int64(i) + 1
 		}
 	}
@@ -682,14 +801,115 @@ func (s *atkCRCStream) ReassemblyComplete(AssemblerContext) bool {
 
 func (s *atkCRCStream) verify(t testing.TB, total int64, crc uint32) {
 	t.Helper()
-	if s.err != nil {
-		t.Fatal(s.err)
+	require.NoError(t, s.err)
+	require.Zero(t, s.bad, "1 + the offset of the first byte that differs from the pattern's")
+	require.True(t, s.off == total && s.gaps == 0 && s.ends == 1 && s.afterEnd == 0 && s.completes == 1 && s.crc == crc,
+		"delivered %d of %d bytes, %d holes, %d ends, %d deliveries after the end, %d completions, crc %#x want %#x",
+		s.off, total, s.gaps, s.ends, s.afterEnd, s.completes, s.crc, crc)
+}
+
+type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
+
+func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
+	return f(flow, tcp, ac)
+}
+
+// atkFigures are one run's measurements.
+type atkFigures struct {
+	peakMB, liveMB, nsPkt float64
+}
+
+// atkReport reports a run's figures and keeps them for the comparison.
+func atkReport(b *testing.B, got map[string]atkFigures, key string, heap *atkHeap, pkts int64) {
+	f := atkFigures{
+		peakMB: float64(heap.peakInuse) / 1e6,
+		liveMB: float64(heap.peakLive) / 1e6,
+		nsPkt:  float64(b.Elapsed().Nanoseconds()) / float64(int64(b.N)*pkts),
 	}
-	if s.bad != 0 {
-		t.Fatalf("byte at offset %d differs from the pattern's", s.bad-1)
+	got[key] = f
+	b.ReportMetric(f.peakMB, "peak-heap-MB")
+	b.ReportMetric(f.liveMB, "live-heap-MB")
+	b.ReportMetric(f.nsPkt, "ns/pkt")
+}
+
+// atkKeys names the sub-benchmarks of impls, upstream's last.
+func atkKeys(prefix string, impls ...string) []string {
+	keys := make([]string, len(impls))
+	for i, impl := range impls {
+		keys[i] = prefix + impl
 	}
-	if s.off != total || s.gaps != 0 || s.ends != 1 || s.afterEnd != 0 || s.completes != 1 || s.crc != crc {
-		t.Fatalf("delivered %d of %d bytes, %d holes, %d ends, %d deliveries after the end, %d completions, crc %#x want %#x",
-			s.off, total, s.gaps, s.ends, s.afterEnd, s.completes, s.crc, crc)
+	return keys
+}
+
+// atkCompare logs each implementation's figures beside upstream's; it runs
+// in the last leaf, upstream's (a parent benchmark's log shows only with
+// -v), and does nothing in the others.
+func atkCompare(b *testing.B, got map[string]atkFigures, keys []string, key string) {
+	up := keys[len(keys)-1]
+	u, ok := got[up]
+	if !ok || key != up {
+		return
 	}
+	for _, k := range keys {
+		f, ok := got[k]
+		if !ok || k == up {
+			continue
+		}
+		b.Logf("%-28s peak heap %9.1f MB (upstream %9.1f, %6.1fx less), live %9.1f MB (upstream %9.1f, %6.1fx less), %7.0f ns/pkt (upstream %7.0f)",
+			k, f.peakMB, u.peakMB, u.peakMB/f.peakMB, f.liveMB, u.liveMB, u.liveMB/f.liveMB, f.nsPkt, u.nsPkt)
+	}
+}
+
+// kitCheckParts returns what is wrong with the parts walk of sg, in what
+// every delivery must show: the parts are Fetch of the whole delivery, in
+// order, each where the previous one ends in sequence space, the kept
+// ones first and holding exactly the bytes Lengths says were saved, the
+// delivery's skip on the first part and on no other, no kept bytes across
+// a skip, and the zero Part out of range. each, when set, is asked about
+// every part, at its offset in the delivery, for what its packet must
+// show.
+func kitCheckParts(sg ScatterGather, each func(i, at int, p Part) error) error {
+	w, ok := sg.(PartWalker)
+	if !ok {
+		return fmt.Errorf("the ScatterGather %T is no PartWalker", sg)
+	}
+	n, saved := sg.Lengths()
+	_, _, _, skip := sg.Info()
+	data := sg.Fetch(n)
+	at, kept := 0, 0
+	var next Sequence
+	for i := 0; i < w.NumParts(); i++ {
+		p := w.Part(i)
+		wantSkip := 0
+		if i == 0 {
+			wantSkip = skip
+		}
+		switch {
+		case at+len(p.Bytes) > len(data) || !bytes.Equal(p.Bytes, data[at:at+len(p.Bytes)]):
+			return fmt.Errorf("part %d is not bytes [%d, %d) of Fetch(%d)", i, at, at+len(p.Bytes), n)
+		case p.Kept != (at < saved):
+			return fmt.Errorf("part %d at %d: kept %v, with %d bytes saved", i, at, p.Kept, saved)
+		case p.Skip != wantSkip:
+			return fmt.Errorf("part %d: Skip %d, want %d (delivery skip %d)", i, p.Skip, wantSkip, skip)
+		case i > 0 && p.Seq != next:
+			return fmt.Errorf("part %d: Seq %d, want %d where part %d ends", i, p.Seq, next, i-1)
+		}
+		if each != nil {
+			if err := each(i, at, p); err != nil {
+				return err
+			}
+		}
+		if p.Kept {
+			kept += len(p.Bytes)
+		}
+		at += len(p.Bytes)
+		next = p.Seq.Add(len(p.Bytes))
+	}
+	if z := w.Part(w.NumParts()); z.Bytes != nil || z.Context != nil || w.Part(-1).Context != nil {
+		return fmt.Errorf("a part out of range is not the zero Part")
+	}
+	if at != n || kept != saved || saved > 0 && skip != 0 {
+		return fmt.Errorf("parts hold %d of %d bytes, %d kept of %d saved, skip %d", at, n, kept, saved, skip)
+	}
+	return nil
 }
