@@ -254,6 +254,9 @@ type connection struct {
 	// they advertised (Safe face, CheckWindow): cold, so kept out of the
 	// halves' cache lines, as finSeen.
 	windows [2]receiveWindow
+	// acks are, per direction (halves' index), what the other side
+	// acknowledged of it (Safe face, AckedDelivery): cold, as windows.
+	acks [2]ackState
 }
 
 // finSeenOf returns where the capture time of half's FIN is kept.
@@ -275,6 +278,7 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.wallLast = 0
 	c.depthOv = nil
 	c.windows = [2]receiveWindow{}
+	c.acks = [2]ackState{}
 	c.steadyOK, c.steady = false, [2]bool{}
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)

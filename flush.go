@@ -15,6 +15,7 @@ type flushState struct {
 // handed in before cutoff (wall clock, ns), and returns how many directions
 // it closed.
 func (e *engine) expireIdle(cutoff int64) int {
+	defer e.forcedBy(unackedFlush)()
 	closed := 0
 	e.flushes.refs = e.table.snapshot(e.flushes.refs[:0])
 	for _, r := range e.flushes.refs {
@@ -78,6 +79,7 @@ func (e *engine) flushClose(conn *connection, half *halfConnection, t, tc time.T
 
 // flushWithOptions is FlushWithOptions for either face.
 func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
+	defer e.forcedBy(unackedFlush)()
 	tNs, tcNs := int64(math.MinInt64), int64(math.MinInt64)
 	if !opt.T.IsZero() {
 		tNs = nanos(opt.T)

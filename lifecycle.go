@@ -164,6 +164,9 @@ func (e *engine) restart(conn *connection, why restartReason) connKey {
 		// the answer resumes from.
 		e.table.retire(conn, &e.free)
 	}
+	if why == restartIdle {
+		defer e.forcedBy(unackedFlush)()
+	}
 	closed := e.finish(conn)
 	switch why {
 	case restartReuse:

@@ -14,6 +14,11 @@ const (
 	DefaultMaxGapsPerConnection          = 1000
 	DefaultConnectionTimeout             = 2 * time.Minute
 	DefaultFlushInterval                 = 10 * time.Second
+	// DefaultAckedDeliveryOneSided is 64 KiB, more than the largest
+	// window a host can offer before any acknowledgement (a SYN's window
+	// is never scaled, RFC 7323): a direction that sent more with nothing
+	// acknowledged is one whose other side the capture does not see.
+	DefaultAckedDeliveryOneSided = 64 << 10
 )
 
 // SafeAssemblerOptions configure a SafeAssembler. Zero fields take the
@@ -124,6 +129,35 @@ type SafeAssemblerOptions struct {
 	// the connection, but a SYN, is dropped for a minute of capture time
 	// (BytesAfterReset): the host has no connection to take it.
 	CheckWindow bool
+
+	// AckedDelivery hands a Stream the bytes of a direction only once the
+	// other side acknowledged them, as Suricata's IDS mode inspects only
+	// ACKed data: bytes the host never accepted (a copy whose TTL was too
+	// low to reach it, one with a checksum it dropped) cannot reach the
+	// Stream before the copy it did accept replaces them. Until their
+	// acknowledgement, copies of the same bytes are resolved by
+	// OverlapPolicy as buffered bytes are (by default the newest wins,
+	// which is what a sender retransmitting unacknowledged bytes sends)
+	// and each that differs is a Conflict; once delivered, bytes are
+	// fixed. A hole the acknowledgement passes is skipped as IgnoreAcks
+	// describes, which AckedDelivery needs. Unacknowledged bytes are
+	// still delivered, and counted by reason in AssemblerStats
+	// (BytesUnacked*), when the connection ends (an RST, both FINs,
+	// FlushAll, Close), when a limit, a flush or the timeout forces them,
+	// and in directions whose other side never acknowledges anything (see
+	// AckedDeliveryOneSided). Its cost: every segment takes the buffered
+	// path, its bytes copied into the page budget until acknowledged (on
+	// in-order traffic, well over the CPU per packet of the Safe face
+	// without it: README.md, "Insertion attacks"), and deliveries come one
+	// acknowledgement later (one packet's bytes each, as on arrival).
+	AckedDelivery bool
+	// AckedDeliveryOneSided is how many bytes a direction holds while the
+	// other side has acknowledged nothing at all before it stops waiting
+	// and delivers as without AckedDelivery (Suricata's async-oneside):
+	// the capture misses the other side. A FIN in such a direction
+	// delivers what it holds at once. 0 means
+	// DefaultAckedDeliveryOneSided; it matters only with AckedDelivery.
+	AckedDeliveryOneSided int
 }
 
 // Validate fills in defaults and reports invalid values with an error that
@@ -139,8 +173,15 @@ func (o *SafeAssemblerOptions) Validate() error {
 		{"ConflictWindow", int64(o.ConflictWindow)},
 		{"ReassemblyDepth", int64(o.ReassemblyDepth)},
 		{"EmergencyTimeout", int64(o.EmergencyTimeout)},
+		{"AckedDeliveryOneSided", int64(o.AckedDeliveryOneSided)},
 	}); err != nil {
 		return err
+	}
+	if o.AckedDelivery && o.IgnoreAcks {
+		return fmt.Errorf("%w: AckedDelivery needs acknowledgements, which IgnoreAcks ignores", ErrInvalidOptions)
+	}
+	if o.AckedDeliveryOneSided == 0 {
+		o.AckedDeliveryOneSided = DefaultAckedDeliveryOneSided
 	}
 	if o.ChecksumPolicy < 0 || o.ChecksumPolicy >= numChecksumPolicies {
 		return fmt.Errorf("%w: ChecksumPolicy %v is unknown", ErrInvalidOptions, o.ChecksumPolicy)

@@ -66,6 +66,7 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 		ackGaps:   !opts.IgnoreAcks,
 		midstream: opts.Midstream,
 	}
+	a.eng.acked = ackedDelivery{on: opts.AckedDelivery, oneSided: opts.AckedDeliveryOneSided}
 	a.eng.clock = &a.clock
 	a.clock.Store(time.Now().UnixNano())
 	pool.logger.CompareAndSwap(nil, opts.Logger)

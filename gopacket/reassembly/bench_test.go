@@ -251,6 +251,21 @@ func BenchmarkTraffic(b *testing.B) {
 	}
 }
 
+// BenchmarkAckedDelivery compares the Safe face with AckedDelivery
+// (impl=safe-acked) and without (impl=safe) on the in-order and HTTP-like
+// scenarios of BenchmarkTraffic, whose packets are all acknowledged
+// (README.md, "Insertion attacks"):
+//
+//	go test -run '^$' -bench BenchmarkAckedDelivery -count 10 . > acked.out
+//	benchstat -filter '.unit:cpu-ns/pkt' -col /impl acked.out
+func BenchmarkAckedDelivery(b *testing.B) {
+	for _, sc := range benchScenarios(benchConns)[:2] {
+		b.Run("scenario="+sc.name, func(b *testing.B) {
+			benchImplementationsOf(b, []string{"safe", "safe-acked"}, sc.gen(), 1, sc.flush, false)
+		})
+	}
+}
+
 // BenchmarkFreshCapture runs the scenarios of BenchmarkTraffic in the
 // shape of a capture tool reading one file: each op builds a new pool and
 // assembler, hands in the whole trace and calls FlushAll, all timed, so
@@ -295,9 +310,15 @@ func BenchmarkSharedPool(b *testing.B) {
 // replay happens once per leaf; with fresh set, it keeps only its Streams'
 // factory, and every op is a capture of its own (benchCaptures).
 func benchImplementations(b *testing.B, tr *trace, goroutines int, flush benchFlush, fresh bool) {
+	benchImplementationsOf(b, benchImpls, tr, goroutines, flush, fresh)
+}
+
+// benchImplementationsOf is benchImplementations for the implementations
+// impls.
+func benchImplementationsOf(b *testing.B, impls []string, tr *trace, goroutines int, flush benchFlush, fresh bool) {
 	for _, consumer := range []string{"count", "copy"} {
 		b.Run("consumer="+consumer, func(b *testing.B) {
-			for _, impl := range benchImpls {
+			for _, impl := range impls {
 				var r *benchRun
 				b.Run("impl="+impl, func(b *testing.B) {
 					if r == nil {
@@ -475,7 +496,7 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines int, flush b
 	}
 	slab := 3*tr.conns + 16 // upstream re-creates a connection for the last ACK
 	switch impl {
-	case "ours", "safe":
+	case "ours", "safe", "safe-acked":
 		f := &benchFactory{copyBytes: copyBytes}
 		f.init(len(r.lanes), slab)
 		r.resetStreams = f.reset
@@ -493,12 +514,14 @@ func newBenchRun(tr *trace, impl string, copyBytes bool, goroutines int, flush b
 			}
 			break
 		}
+		opts := benchSafeOptions
+		opts.AckedDelivery = impl == "safe-acked"
 		r.build = func() {
 			pool := NewSafeStreamPool(f, 1<<20)
 			var all []*SafeAssembler
 			r.asm = r.asm[:0]
 			for range r.lanes {
-				a, err := NewSafeAssembler(pool, benchSafeOptions)
+				a, err := NewSafeAssembler(pool, opts)
 				if err != nil {
 					panic(err)
 				}

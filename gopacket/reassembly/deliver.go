@@ -2,6 +2,8 @@
 
 package reassembly
 
+import "math"
+
 // takeFirst moves the first queued chunk into the delivery, skipping the
 // hole before it.
 func (e *engine) takeFirst(half *halfConnection) {
@@ -46,13 +48,24 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	last := tail.pos + int64(len(tail.bytes))
 	lastSeq := tail.seq.Add(len(tail.bytes))
 	if !sg.end {
+		limit := int64(math.MaxInt64)
+		if e.acked.on {
+			limit = e.ackLimit(conn, half)
+		}
 		for {
 			if half.finPos >= 0 && last >= half.finPos {
 				sg.end, sg.rst = true, half.rstEnd
 				break
 			}
 			c := half.queue.min()
-			if c == nil || c.pos != last {
+			if c == nil || c.pos != last || c.pos >= limit || c.packetStart && e.acked.releasing {
+				break
+			}
+			if c.end() > limit {
+				// Only its acknowledged head goes (acked_delivery.go).
+				e.takeHead(half, c, limit)
+				lastSeq = lastSeq.Add(int(limit - last))
+				last = limit
 				break
 			}
 			half.popMin(c)
@@ -73,6 +86,9 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	// By index: a copy of each part costs packets in order.
 	for i := range sg.parts {
 		e.ctr.deliveredBytes += int64(len(sg.parts[i].bytes))
+	}
+	if e.acked.on {
+		e.countAcked(conn, half)
 	}
 	if e.conflicts.window > 0 {
 		if half.win == nil {

@@ -80,6 +80,7 @@ type engine struct {
 	room      room          // make room under the limits (room.go)
 	overlaps  overlaps      // resolve overlaps (overlap.go)
 	flushes   flushState    // flushes and trims (flush.go)
+	acked     ackedDelivery // acknowledged delivery (acked_delivery.go)
 }
 
 func (e *engine) init(t *connTable, cb callbacks) {
@@ -147,17 +148,26 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci *gopack
 	s.half, s.peer = conn.half(fromLo)
 
 	// Screen the segment (screen.go).
+	e.acked.hold = e.acked.on
 	if !e.screen(&s, ci) {
+		e.acked.hold = false
 		return
 	}
 	// Compare it with the copies its direction holds (conflict.go).
 	if e.conflicts.detect && s.mayOverlapHeld() && !e.compare(&s, ci) {
+		e.acked.hold = false
 		return
+	}
+	if s.queue && e.acked.on && s.half.started() && s.pos < s.half.nextPos {
+		// Held until acknowledged (acked_delivery.go): its copy of bytes
+		// already delivered goes as in order.
+		e.dropDelivered(&s)
 	}
 	// Make room for it under the Safe face's limits (room.go); the
 	// packet's delivery starts empty.
 	e.sg.reset()
 	if s.queue && e.room.strict && len(s.payload) > 0 && !e.makeRoom(&s) {
+		e.acked.hold = false
 		return
 	}
 	// Resolve its overlaps, and buffer it or deliver it (buffer.go,
@@ -177,5 +187,11 @@ func (e *engine) packet(conn *connection, fromLo bool, t *layers.TCP, ci *gopack
 		e.send(conn, s.half, ac)
 	}
 	e.room.forcing = false
+	if e.acked.on {
+		// Deliver what acknowledgements allow, or the connection's end
+		// forces (acked_delivery.go).
+		e.settleAcked(&s)
+		e.acked.hold = false
+	}
 	e.settleHint(conn, s.half)
 }

@@ -139,7 +139,8 @@ func fzDecodeConfig(in *fzInput, safe bool) fzConfig {
 	c.opts.DisableBackgroundFlush = true
 	c.opts.Logger = kitQuietLogger() // the planned panics are logged
 	// The Safe face's overlap policy, reassembly depth and conflict window;
-	// the policy's byte also turns the insertion screens on.
+	// the policy's byte also turns the insertion screens and AckedDelivery
+	// on.
 	pol, depth, window := in.u8(), in.u8(), in.u8()
 	if safe {
 		c.opts.OverlapPolicy = OverlapPolicy(int(pol) % int(numOverlapPolicies))
@@ -147,6 +148,7 @@ func fzDecodeConfig(in *fzInput, safe bool) fzConfig {
 		if pol&0x40 != 0 {
 			c.opts.ChecksumPolicy = ChecksumDrop
 		}
+		c.opts.AckedDelivery = pol&0x20 != 0
 		c.opts.ReassemblyDepth = int(depth) * 16
 		c.opts.ConflictWindow = int(window) * 8
 	}

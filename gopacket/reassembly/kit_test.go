@@ -486,8 +486,11 @@ func kitReplayOpts() SafeAssemblerOptions {
 	return SafeAssemblerOptions{DisableBackgroundFlush: true}
 }
 
-// kitRequireConserved checks the conservation equation of AssemblerStats;
-// where (a format and its arguments), when given, says at which point.
+// kitRequireConserved checks the conservation equation of AssemblerStats,
+// and that the delivered bytes AckedDelivery counts as acknowledged or not
+// are some of those delivered (all of them for an assembler with the
+// option: requireAckedCounted); where (a format and its arguments), when
+// given, says at which point.
 func kitRequireConserved(t *testing.T, st AssemblerStats, where ...any) {
 	t.Helper()
 	at := ""
@@ -501,6 +504,11 @@ func kitRequireConserved(t *testing.T, st AssemblerStats, where ...any) {
 		st.BytesRejected+st.BytesAfterClose+st.BytesBeforeStart+st.BytesAfterEnd+st.BytesBeyondDepth+st.BytesOnReset+
 			st.BytesBadChecksum+st.BytesOutOfWindow+st.BytesAfterReset,
 		"%sdiscards add up: %+v", at, st)
+	require.Equal(t, st.BytesDeliveredUnacked,
+		st.BytesUnackedAtEnd+st.BytesUnackedAtLimit+st.BytesUnackedByFlush+st.BytesUnackedOneSided,
+		"%sunacknowledged deliveries add up: %+v", at, st)
+	require.LessOrEqual(t, st.BytesDeliveredAcked+st.BytesDeliveredUnacked, st.BytesDelivered,
+		"%sacknowledged or not, the bytes were delivered: %+v", at, st)
 }
 
 // kitLogBuffer is a bytes.Buffer safe for a logger and a test to share.

@@ -318,6 +318,7 @@ func (t *connTable) stalestHead(class uint8, h uint64, samples int) int {
 func (e *engine) evict(c *connection, r evictReason) {
 	e.ctr.evicted[r]++
 	e.table.press.evicted[r].Add(1)
+	defer e.forcedBy(unackedLimit)()
 	e.finish(c)
 }
 

@@ -59,7 +59,7 @@ func (e *engine) makeRoom(s *arrival) bool {
 		sg.add(livePart(s.payload, s.seq, s.pos, s.ac, s.meta))
 		sg.end = s.end && half.finPos == s.pos+int64(len(s.payload))
 		sg.rst = sg.end && s.tcp.RST
-	} else if half.started() && s.pos <= half.nextPos {
+	} else if half.started() && s.pos <= half.nextPos && !(e.acked.on && e.holds(s)) {
 		s.queue = false
 	}
 	return true
@@ -140,13 +140,18 @@ func (e *engine) need(s *arrival) (pages int, cost int64) {
 // it needs in the pool's budget. It returns false when nothing is left to
 // push and it still does not fit.
 func (e *engine) pushHoles(s *arrival) bool {
-	conn, half, pos := s.conn, s.half, s.pos
+	conn, half := s.conn, s.half
 	for {
 		if half.closed || conn.removed {
 			return false
 		}
-		if half.started() && pos <= half.nextPos {
-			return true // a push made the bytes in order: nothing to buffer
+		if half.started() && s.pos <= half.nextPos {
+			if !e.acked.on || !e.holds(s) {
+				return true // a push made the bytes in order: nothing to buffer
+			}
+			// Held until acknowledged (acked_delivery.go): a push may
+			// have delivered some of the bytes.
+			e.dropDelivered(s)
 		}
 		if e.fits(s) {
 			pages, _ := e.need(s)

@@ -74,8 +74,14 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		e.ctr.discard(discardRejected, len(s.payload))
 		return false
 	}
-	if e.life.ackGaps && t.ACK && s.peer.mayHoldHole() {
-		e.ackedPast(conn, s.peer, Sequence(t.Ack), s.ac)
+	if e.life.ackGaps && t.ACK && (e.acked.on || s.peer.mayHoldHole()) {
+		if e.acked.on {
+			// What the packet acknowledges may be delivered now, a hole
+			// it passes skipped as ackedPast does (acked_delivery.go).
+			e.noteAck(s)
+		} else {
+			e.ackedPast(conn, s.peer, Sequence(t.Ack), s.ac)
+		}
 		if conn.removed {
 			// The acknowledgement completed the connection.
 			e.ctr.discard(discardClosed, len(s.payload))
@@ -146,6 +152,10 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 		if e.depthDue(s) {
 			return false
 		}
+	}
+	if e.acked.on && !s.queue && e.holds(s) {
+		// In order, but not acknowledged yet: it waits in the queue.
+		s.queue = true
 	}
 	return true
 }

@@ -52,6 +52,11 @@ type counters struct {
 	resetsOutOfWindow  int64                  // RSTs outside the receiver's window, ignored
 	resetsNotExact     int64                  // RSTs inside it but not at its next byte, ignored
 	evicted            [numEvictReasons]int64 // connections evicted under pressure
+	// Acknowledged delivery (acked_delivery.go): bytes delivered once
+	// acknowledged, or before, by reason; directions that stopped waiting.
+	ackedBytes        int64
+	unacked           [numUnackedReasons]int64
+	oneSidedFallbacks int64
 }
 
 func (c *counters) discard(r discardReason, n int) {
@@ -134,6 +139,22 @@ type AssemblerStats struct {
 	// delivered already.
 	KeptBytesDropped int64
 
+	// With AckedDelivery, every delivered byte is counted once in
+	// BytesDeliveredAcked or BytesDeliveredUnacked, so that their sum is
+	// BytesDelivered (the pool's Close, PoolStats.Closing, counts only
+	// BytesDelivered). BytesDeliveredUnacked is the sum of the four
+	// reasons below it.
+	BytesDeliveredAcked   int64 // delivered once the other side acknowledged them
+	BytesDeliveredUnacked int64 // delivered before any acknowledgement of them
+	BytesUnackedAtEnd     int64 // at the connection's end: an RST, both FINs, FlushAll or Close
+	BytesUnackedAtLimit   int64 // forced by a buffer limit, or the connection's eviction
+	BytesUnackedByFlush   int64 // forced by a flush or a connection timeout
+	BytesUnackedOneSided  int64 // in a direction whose other side never acknowledged anything
+	// OneSidedFallbacks counts directions that stopped waiting for
+	// acknowledgements after holding AckedDeliveryOneSided bytes while the
+	// other side had acknowledged nothing (a one-sided capture).
+	OneSidedFallbacks int64
+
 	PageCache PageCacheStats // the pool's page budget
 
 	// Connections this assembler evicted under pressure, each completed
@@ -145,51 +166,58 @@ type AssemblerStats struct {
 
 func (c *counters) snapshot(pc *SafePageCache) AssemblerStats {
 	s := AssemblerStats{
-		PacketsProcessed:    c.packets,
-		BytesProcessed:      c.bytesIn,
-		Errors:              c.errors,
-		BytesDelivered:      c.deliveredBytes,
-		BytesOverlap:        c.overlapBytes,
-		BytesOverwritten:    c.overwrittenBytes,
-		BytesRejected:       c.discarded[discardRejected],
-		BytesAfterClose:     c.discarded[discardClosed] + c.discarded[discardRefused],
-		BytesBeforeStart:    c.discarded[discardBeforeStart],
-		BytesAfterEnd:       c.discarded[discardAfterEnd],
-		BytesBeyondDepth:    c.discarded[discardDepth],
-		BytesOnReset:        c.discarded[discardRST],
-		BytesBadChecksum:    c.discarded[discardChecksum],
-		BytesOutOfWindow:    c.discarded[discardWindow],
-		BytesAfterReset:     c.discarded[discardAfterReset],
-		BadChecksums:        c.checksumBad,
-		UnverifiedChecksums: c.checksumUnverified,
-		OutOfWindow:         c.outOfWindow,
-		ResetsOutOfWindow:   c.resetsOutOfWindow,
-		ResetsNotExact:      c.resetsNotExact,
-		OverlapConflicts:    c.conflicts,
-		ConflictBytes:       c.conflictBytes,
-		DepthReached:        c.depthReached,
-		Gaps:                c.gaps,
-		GapBytes:            c.gapBytes,
-		ForcedSkips:         c.forcedFlushes,
-		ForcedGapBytes:      c.forcedGapBytes,
-		AckedGaps:           c.ackedGaps,
-		AckedGapBytes:       c.ackedGapBytes,
-		Deliveries:          c.deliveries,
-		StreamsCompleted:    c.completed,
-		ConnectionsFlush:    c.flushedHalves,
-		ConnectionsClosed:   c.closedByFlush,
-		ConnectionTimeouts:  c.timedOut,
-		ConnectionsReused:   c.reused,
-		PanicsRecovered:     c.panics,
-		KeptBytesDropped:    c.keptDropped,
-		PageCache:           pc.Stats(),
-		EvictedUnanswered:   c.evicted[evictUnanswered],
-		EvictedIdle:         c.evicted[evictIdle],
-		EmergencyTimeouts:   c.evicted[evictEmergency],
+		PacketsProcessed:     c.packets,
+		BytesProcessed:       c.bytesIn,
+		Errors:               c.errors,
+		BytesDelivered:       c.deliveredBytes,
+		BytesOverlap:         c.overlapBytes,
+		BytesOverwritten:     c.overwrittenBytes,
+		BytesRejected:        c.discarded[discardRejected],
+		BytesAfterClose:      c.discarded[discardClosed] + c.discarded[discardRefused],
+		BytesBeforeStart:     c.discarded[discardBeforeStart],
+		BytesAfterEnd:        c.discarded[discardAfterEnd],
+		BytesBeyondDepth:     c.discarded[discardDepth],
+		BytesOnReset:         c.discarded[discardRST],
+		BytesBadChecksum:     c.discarded[discardChecksum],
+		BytesOutOfWindow:     c.discarded[discardWindow],
+		BytesAfterReset:      c.discarded[discardAfterReset],
+		BadChecksums:         c.checksumBad,
+		UnverifiedChecksums:  c.checksumUnverified,
+		OutOfWindow:          c.outOfWindow,
+		ResetsOutOfWindow:    c.resetsOutOfWindow,
+		ResetsNotExact:       c.resetsNotExact,
+		OverlapConflicts:     c.conflicts,
+		ConflictBytes:        c.conflictBytes,
+		DepthReached:         c.depthReached,
+		Gaps:                 c.gaps,
+		GapBytes:             c.gapBytes,
+		ForcedSkips:          c.forcedFlushes,
+		ForcedGapBytes:       c.forcedGapBytes,
+		AckedGaps:            c.ackedGaps,
+		AckedGapBytes:        c.ackedGapBytes,
+		Deliveries:           c.deliveries,
+		StreamsCompleted:     c.completed,
+		ConnectionsFlush:     c.flushedHalves,
+		ConnectionsClosed:    c.closedByFlush,
+		ConnectionTimeouts:   c.timedOut,
+		ConnectionsReused:    c.reused,
+		PanicsRecovered:      c.panics,
+		KeptBytesDropped:     c.keptDropped,
+		BytesDeliveredAcked:  c.ackedBytes,
+		BytesUnackedAtEnd:    c.unacked[unackedAtEnd],
+		BytesUnackedAtLimit:  c.unacked[unackedLimit],
+		BytesUnackedByFlush:  c.unacked[unackedFlush],
+		BytesUnackedOneSided: c.unacked[unackedOneSided],
+		OneSidedFallbacks:    c.oneSidedFallbacks,
+		PageCache:            pc.Stats(),
+		EvictedUnanswered:    c.evicted[evictUnanswered],
+		EvictedIdle:          c.evicted[evictIdle],
+		EmergencyTimeouts:    c.evicted[evictEmergency],
 	}
 	s.BytesDiscarded = s.BytesRejected + s.BytesAfterClose + s.BytesBeforeStart + s.BytesAfterEnd +
 		s.BytesBeyondDepth + s.BytesOnReset + s.BytesBadChecksum + s.BytesOutOfWindow +
 		s.BytesAfterReset
+	s.BytesDeliveredUnacked = s.BytesUnackedAtEnd + s.BytesUnackedAtLimit + s.BytesUnackedByFlush + s.BytesUnackedOneSided
 	return s
 }
 
