@@ -213,10 +213,6 @@ type connection struct {
 	hash uint64 // of key, by connTable.hash
 
 	removed bool
-	// handOff is set while the engine evicting the connection keeps its
-	// slot of the pool's cap for the newcomer it evicts for: unlink then
-	// leaves the reservation in place (pressure.go).
-	handOff bool
 	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
 	// by the key's lower endpoint.
 	c2sFromLo bool
@@ -248,6 +244,11 @@ type connection struct {
 	endCtx captureContext
 	// lru links the connection into its shard's eviction list.
 	lru lruNode
+	// handOff is set while the engine evicting the connection keeps its
+	// slot of the pool's cap for the newcomer it evicts for: unlink then
+	// leaves the reservation in place (pressure.go);
+	// cold, so kept out of the hot lines above.
+	handOff bool
 	// finSeen is, per direction (halves' index), the capture time of the
 	// packet that set its finPos; kept out of halfConnection, whose size
 	// is whole cache lines.
