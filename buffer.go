@@ -55,6 +55,17 @@ func (e *engine) enqueue(s *arrival, ts time.Time) {
 	}
 	end := pos + int64(len(data))
 	q := &half.queue
+	if last := q.max(); last == nil || last.end() <= pos {
+		// The bytes go after all the buffered ones, as every segment held
+		// in order for its acknowledgement does: nothing to overwrite or
+		// trim, and they start a run unless they extend the last one.
+		half.countQueued(len(data))
+		e.insertChunks(half, data, seq, pos, s.ac, s.meta, ts, true, pos, end)
+		if last == nil || last.end() < pos {
+			half.runs++
+		}
+		return
+	}
 	// A buffered chunk that holds all of the new bytes takes them in place.
 	if c := q.floor(pos); c != nil && c.end() >= end && !(c.pos == pos && c.end() == end) {
 		copy(c.bytes[pos-c.pos:], data)

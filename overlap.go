@@ -158,7 +158,7 @@ func (e *engine) resolveInOrder(s *arrival) bool {
 			break // cannot happen: every byte of [pos, to) is held
 		}
 		half.popMin(c)
-		sg.add(chunkPart(c, false))
+		sg.addChunk(c)
 		p = c.end()
 	}
 	return true

@@ -122,13 +122,14 @@ func newPageCache(b *SafePageCache) *pageCache {
 	return &pageCache{budget: b}
 }
 
+// classFor returns the smallest class that holds n bytes, the largest for
+// more. It counts down from the largest: most chunks hold a whole segment.
 func classFor(n int) int {
-	for i, c := range chunkClasses {
-		if n <= c {
-			return i
-		}
+	i := numChunkClasses - 1
+	for i > 0 && n <= chunkClasses[i-1] {
+		i--
 	}
-	return numChunkClasses - 1
+	return i
 }
 
 // get returns a chunk able to hold n (at most pageBytes) bytes.

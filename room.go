@@ -95,26 +95,26 @@ func costFor(n int) int64 {
 
 // fits reports whether the segment's bytes can be buffered by its
 // direction within the per-direction limits, counting the hole they may
-// open.
-func (e *engine) fits(s *arrival) bool {
+// open, and returns the pages they need.
+func (e *engine) fits(s *arrival) (int, bool) {
 	l := &e.room.limits
 	half, data, pos := s.half, s.payload, s.pos
 	pages, cost := e.need(s)
 	if l.maxPagesPerConn > 0 && half.pages+pages > l.maxPagesPerConn {
-		return false
+		return pages, false
 	}
 	if l.maxBytesPerConn > 0 && half.cost+cost > l.maxBytesPerConn {
-		return false
+		return pages, false
 	}
 	if l.maxGapsPerConn > 0 && half.runs >= l.maxGapsPerConn {
 		// Only bytes that extend or fill an existing run may come in.
 		if p := half.queue.floor(pos); p == nil || p.end() < pos {
 			if n := half.queue.after(pos); n == nil || n.pos > pos+int64(len(data)) {
-				return false
+				return pages, false
 			}
 		}
 	}
-	return true
+	return pages, true
 }
 
 // need returns what buffering the segment's bytes costs its direction, in
@@ -151,8 +151,7 @@ func (e *engine) pushHoles(s *arrival) bool {
 			// have delivered some of the bytes.
 			e.dropDelivered(s)
 		}
-		if e.fits(s) {
-			pages, _ := e.need(s)
+		if pages, ok := e.fits(s); ok {
 			if need := int64(pages); e.reserve(need) {
 				e.room.reserved = need
 				return true

@@ -61,17 +61,32 @@ func (sg *scatterGather) add(p sgPart) {
 	sg.total += len(p.bytes)
 }
 
-// addLive adds the part of the packet s, unbuffered: add(livePart(...))
-// filled in place, since building the part aside and copying it in costs
-// packets in order more than the rest of their delivery's preparation.
-func (sg *scatterGather) addLive(s *arrival) {
+// grow adds a part to the delivery and returns it, to be filled in place.
+func (sg *scatterGather) grow() *sgPart {
 	n := len(sg.parts)
 	if n == cap(sg.parts) {
 		sg.parts = append(sg.parts, sgPart{})
 	} else {
 		sg.parts = sg.parts[:n+1]
 	}
-	p := &sg.parts[n]
+	return &sg.parts[n]
+}
+
+// addChunk adds the part of queued chunk c: add(chunkPart(c, false))
+// filled in place, as addLive, for the chunks a delivery takes from the
+// queue.
+func (sg *scatterGather) addChunk(c *chunk) {
+	p := sg.grow()
+	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = c.bytes, c.seq, c.ack, c.pos, c.ac, c
+	p.packet, p.kept, p.rewritten, p.flags = c.packetStart, false, c.rewritten, c.flags
+	sg.total += len(c.bytes)
+}
+
+// addLive adds the part of the packet s, unbuffered: add(livePart(...))
+// filled in place, since building the part aside and copying it in costs
+// packets in order more than the rest of their delivery's preparation.
+func (sg *scatterGather) addLive(s *arrival) {
+	p := sg.grow()
 	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = s.payload, s.seq, s.meta.ack, s.pos, s.ac, nil
 	p.packet, p.kept, p.rewritten, p.flags = true, false, false, s.meta.flags
 	sg.total += len(s.payload)

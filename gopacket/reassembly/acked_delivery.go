@@ -172,7 +172,7 @@ func (e *engine) releaseAcked(conn *connection, half *halfConnection, ac Assembl
 func (e *engine) takeHead(half *halfConnection, c *chunk, limit int64) {
 	if c.end() <= limit {
 		half.popMin(c)
-		e.sg.add(chunkPart(c, false))
+		e.sg.addChunk(c)
 		return
 	}
 	n := int(limit - c.pos)

@@ -12,7 +12,7 @@ func (e *engine) takeFirst(half *halfConnection) {
 		return
 	}
 	half.popMin(c)
-	e.sg.add(chunkPart(c, false))
+	e.sg.addChunk(c)
 }
 
 // send is the last stage of a packet's path, and how flushes and
@@ -69,7 +69,7 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 				break
 			}
 			half.popMin(c)
-			sg.add(chunkPart(c, false))
+			sg.addChunk(c)
 			last = c.end()
 			lastSeq = c.seq.Add(len(c.bytes))
 		}

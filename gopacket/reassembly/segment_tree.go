@@ -110,6 +110,18 @@ func (t *segmentTree) min() *chunk {
 	return n
 }
 
+// max returns the chunk with the highest offset, or nil.
+func (t *segmentTree) max() *chunk {
+	n := t.root
+	if n == nil {
+		return nil
+	}
+	for n.right != nil {
+		n = n.right
+	}
+	return n
+}
+
 // floor returns the chunk with the highest offset <= pos, or nil.
 func (t *segmentTree) floor(pos int64) *chunk {
 	var best *chunk
