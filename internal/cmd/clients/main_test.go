@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,4 +97,26 @@ func TestLingeringPipe(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("cleanup of an unopened pipe hangs")
 	}
+}
+
+// Property: the cleanup's drain outlasts an empty pipe whose writer has
+// not opened it yet, so a writer that comes late can still write more
+// than the pipe holds (a drain that stopped at the first end of file left
+// that writer blocked, and the cleanup waiting for it hung).
+func TestDrainUntilWaitsForALateWriter(t *testing.T) {
+	pipe := filepath.Join(t.TempDir(), "pipe")
+	require.NoError(t, syscall.Mkfifo(pipe, 0o600))
+	r, err := os.OpenFile(pipe, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	defer r.Close()
+	wrote, drained := make(chan struct{}), make(chan struct{})
+	go func() { drainUntil(r, wrote); close(drained) }()
+	time.Sleep(20 * time.Millisecond) // the drain meets the empty pipe first (more likely, not needed)
+	w, err := os.OpenFile(pipe, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = w.Write(bytes.Repeat([]byte("x"), 200_000)) // more than a pipe holds: blocks unless drained
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	close(wrote)
+	<-drained
 }

@@ -43,7 +43,7 @@ func lingeringPipe(path string, linger time.Duration) (string, func(), error) {
 		// would leave the writer blocked: read what is left ourselves
 		// until the writer closes.
 		if r, err := os.OpenFile(pipe, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-			go func() { _, _ = io.Copy(io.Discard, r) }()
+			go drainUntil(r, wrote)
 			<-wrote
 			r.Close()
 		} else {
@@ -52,4 +52,26 @@ func lingeringPipe(path string, linger time.Duration) (string, func(), error) {
 		os.RemoveAll(dir)
 	}
 	return pipe, done, nil
+}
+
+// drainUntil reads and drops what r, the read end of a pipe opened
+// without blocking, yields until wrote is closed. A pipe whose writer has
+// not opened it yet reads as at its end, so an end of file before wrote is
+// closed means the writer is still coming: reading stopped there, the
+// writer would block on a full pipe, and the cleanup waiting for it hang.
+func drainUntil(r *os.File, wrote <-chan struct{}) {
+	buf := make([]byte, 64<<10)
+	for {
+		_, err := r.Read(buf)
+		switch {
+		case err == io.EOF:
+			select {
+			case <-wrote:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		case err != nil:
+			return // closed by the cleanup
+		}
+	}
 }
