@@ -342,21 +342,24 @@ type connFreeList struct {
 	minFree int
 }
 
-// get returns a locked, unused connection object. A recycled object may
-// still be locked for a moment by a goroutine that holds a stale pointer;
-// such an object is left to the garbage collector.
-func (l *connFreeList) get() *connection {
+// get returns an unused connection object, locked unless solo. A recycled
+// object may still be locked for a moment by a goroutine that holds a
+// stale pointer; such an object is left to the garbage collector. (A sole
+// owner's objects were never locked.)
+func (l *connFreeList) get(solo bool) *connection {
 	for len(l.free) > 0 {
 		c := l.free[len(l.free)-1]
 		l.free[len(l.free)-1] = nil
 		l.free = l.free[:len(l.free)-1]
 		l.minFree = min(l.minFree, len(l.free))
-		if c.mu.TryLock() {
+		if solo || c.mu.TryLock() {
 			return c
 		}
 	}
 	c := &connection{}
-	c.mu.Lock()
+	if !solo {
+		c.mu.Lock()
+	}
 	return c
 }
 

@@ -171,7 +171,7 @@ func (e *engine) restart(conn *connection, why restartReason) connKey {
 	case restartIdle:
 		e.ctr.timedOut += int64(closed)
 	}
-	conn.mu.Unlock()
+	e.unlockConn(conn)
 	if why != restartAnswer {
 		// The grave just left would judge the packet by the old
 		// conversation; an answer needs it to resume.

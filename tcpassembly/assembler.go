@@ -82,6 +82,7 @@ func NewAssembler(pool *StreamPool) *Assembler {
 		// it holds mu.
 		ctx: stamp.Context{Serialized: true},
 	}
+	a.ctx.Lock = &a.mu
 	pool.join(a)
 	return a
 }

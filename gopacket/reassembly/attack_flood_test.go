@@ -320,7 +320,7 @@ func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 		_ = a.AssembleWithContext(g.packet(atkClient(0), atkServer, isn+1+uint32(off), 0, atkACK, 1, atkFill(0, 0, off), ts))
 		if i%64 == 0 || i == n-1 {
 			refs := pool.t.snapshot(nil)
-			if len(refs) != 1 || !refs[0].lock() {
+			if len(refs) != 1 || !refs[0].lock(false) {
 				t.Fatalf("%d connections", len(refs))
 			}
 			h := &refs[0].c.halves[0]

@@ -80,7 +80,7 @@ func TestAttackInsertionOrder(t *testing.T) {
 				maxRatio := 0.0
 				atkInsertion(im.feeder, atkOrder(n, order == "descending", 7), func(i int) {
 					refs := im.table.snapshot(nil)
-					if len(refs) != 1 || !refs[0].lock() {
+					if len(refs) != 1 || !refs[0].lock(false) {
 						t.Fatalf("%d connections", len(refs))
 					}
 					q := &refs[0].c.halves[0].queue

@@ -11,6 +11,7 @@
 package stamp
 
 import (
+	"sync"
 	"time"
 
 	"github.com/google/gopacket"
@@ -29,6 +30,10 @@ type Context struct {
 	// Assembler need not take its own: the face's Assembler wraps one of
 	// the engine's and locks it already.
 	Serialized bool
+	// Lock, when set, is that lock: every call of the caller to the
+	// Assembler holds it, packets and flushes alike, so that the engine
+	// may own an unshared pool under it (the root package's sole.go).
+	Lock *sync.Mutex
 }
 
 // GetCaptureInfo returns the metadata of the packet being assembled.

@@ -18,6 +18,7 @@
 package stamp
 
 import (
+	"sync"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -36,6 +37,10 @@ type Context struct {
 	// Assembler need not take its own: the face's Assembler wraps one of
 	// the engine's and locks it already.
 	Serialized bool
+	// Lock, when set, is that lock: every call of the caller to the
+	// Assembler holds it, packets and flushes alike, so that the engine
+	// may own an unshared pool under it (the root package's sole.go).
+	Lock *sync.Mutex
 }
 
 // GetCaptureInfo returns the metadata of the packet being assembled.
