@@ -209,8 +209,14 @@ type connection struct {
 	key connKey
 	// gen changes whenever the connection leaves its pool, so that a
 	// goroutine holding a stale pointer notices after locking mu.
-	gen  uint64
-	hash uint64 // of key, by connTable.hash
+	gen uint64
+	// seenNs is lastSeen() in nanos. lastSeenNs is the same for flushes,
+	// which read it without mu, as a hint: in an uncapped pool it follows
+	// only by steps of seenHintStep, since an atomic store per packet cost
+	// packets in order a twentieth of their time, and it is never later
+	// than seenNs, so that a flush it makes visit a connection errs on
+	// the side of the visit. A capped pool's eviction compares it exactly.
+	seenNs int64
 
 	removed bool
 	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
@@ -222,10 +228,9 @@ type connection struct {
 	// face only: the Safe one recovers every call), and steady, per
 	// direction (halves' index), that its Accept has become steady, so
 	// that packets skip the call. They fill what would be padding.
-	steadyOK bool
-	steady   [2]bool
-	stream   Stream
-	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
+	steadyOK   bool
+	steady     [2]bool
+	stream     Stream
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
@@ -234,6 +239,7 @@ type connection struct {
 	depthOv DepthOverrider
 
 	halves [2]halfConnection
+	hash   uint64 // of key, by connTable.hash: used when it joins and leaves the pool
 	// endCtx is the context handed to ReassemblyComplete when no packet
 	// ends the connection: it lives here so that completing allocates
 	// nothing, and is valid during that call only (MIGRATION.md).
@@ -271,7 +277,20 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.steadyOK, c.steady = false, [2]bool{}
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
-	c.lastSeenNs.Store(nanos(ts))
+	c.seenNs = nanos(ts)
+	c.lastSeenNs.Store(c.seenNs)
+}
+
+// seenHintStep is how far lastSeenNs may lag seenNs in an uncapped pool.
+const seenHintStep = int64(time.Millisecond)
+
+// noteSeen records ns, later than seenNs, as the connection's last packet
+// time; exact tells that lastSeenNs must follow exactly (capped pools).
+func (c *connection) noteSeen(ns int64, exact bool) {
+	c.seenNs = ns
+	if exact || uint64(ns)-uint64(c.lastSeenNs.Load()) >= uint64(seenHintStep) {
+		c.lastSeenNs.Store(ns)
+	}
 }
 
 // nanos returns t in Unix nanoseconds, clamped to the int64 range, so that
