@@ -226,9 +226,9 @@ type connection struct {
 	// face only: the Safe one recovers every call), and steady, per
 	// direction (halves' index), that its Accept has become steady, so
 	// that packets skip the call. They fill what would be padding.
-	steadyOK bool
-	steady   [2]bool
-	stream   Stream
+	steadyOK   bool
+	steady     [2]bool
+	stream     Stream
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
