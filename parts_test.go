@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/safepacket/reassembly/internal/stamp"
 	"github.com/stretchr/testify/require"
 )
 
@@ -118,6 +119,11 @@ func ptCheck(sg ScatterGather, pkts []ptPacket, kept [2][]byte, tally *ptTally) 
 	for i := 0; i < w.NumParts(); i++ {
 		p := w.Part(i)
 		cat = append(cat, p.Bytes...)
+		if b, sk, seen := sg.(stamp.PartReader).PartSeen(i); len(b) != len(p.Bytes) || len(b) > 0 && &b[0] != &p.Bytes[0] ||
+			sk != p.Skip || !seen.Equal(p.CaptureInfo().Timestamp) {
+			return fmt.Errorf("part %d: PartSeen gives %d bytes, skip %d, seen %v; Part %d bytes, skip %d, seen %v",
+				i, len(b), sk, seen, len(p.Bytes), p.Skip, p.CaptureInfo().Timestamp)
+		}
 		if p.Kept {
 			if firstNew >= 0 {
 				return fmt.Errorf("part %d is kept but follows new part %d", i, firstNew)

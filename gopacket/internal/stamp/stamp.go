@@ -52,6 +52,19 @@ func (c *Context) Stamp(ts time.Time) {
 	c.Gen++
 }
 
+// PartReader is implemented by the engine's deliveries: the tcpassembly
+// face reads each part's bytes, skip and capture time through it, where
+// building each whole Part (reassembly.PartWalker) cost its packets in
+// order an eighth of their time.
+type PartReader interface {
+	// NumParts returns the number of parts of the delivery.
+	NumParts() int
+	// PartSeen returns the bytes and skip of part i, 0 <= i < NumParts(),
+	// as Part(i) gives them, and the Timestamp of its packet's
+	// CaptureInfo (zero when the part has no context).
+	PartSeen(i int) (bytes []byte, skip int, seen time.Time)
+}
+
 // SteadyAccepter is implemented by a Stream whose Accept, once
 // AcceptsAll(dir) reports true for a direction, would accept every later
 // packet of that direction and do nothing else: the drop-in engine then
