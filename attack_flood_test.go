@@ -285,7 +285,7 @@ func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 		_ = a.AssembleWithContext(g.packet(atkClient(0), atkServer, isn+1+uint32(off), 0, atkACK, 1, atkFill(0, 0, off), ts))
 		if i%64 == 0 || i == n-1 {
 			refs := pool.t.snapshot(nil)
-			require.True(t, len(refs) == 1 && refs[0].lock(), "%d connections", len(refs))
+			require.True(t, len(refs) == 1 && refs[0].lock(false), "%d connections", len(refs))
 			h := &refs[0].c.halves[0]
 			maxRuns, maxPages, maxCost = max(maxRuns, h.runs), max(maxPages, h.pages), max(maxCost, h.cost)
 			refs[0].c.mu.Unlock()

@@ -82,7 +82,7 @@ func TestAttackInsertionOrder(t *testing.T) {
 				maxRatio := 0.0
 				atkInsertion(im.feeder, atkOrder(n, order == "descending", 7), func(i int) {
 					refs := im.table.snapshot(nil)
-					require.True(t, len(refs) == 1 && refs[0].lock(), "%d connections", len(refs))
+					require.True(t, len(refs) == 1 && refs[0].lock(false), "%d connections", len(refs))
 					q := &refs[0].c.halves[0].queue
 					h, cnt := stHeight(q.root), q.count
 					refs[0].c.mu.Unlock()

@@ -19,7 +19,7 @@ func (e *engine) expireIdle(cutoff int64) int {
 	closed := 0
 	e.flushes.refs = e.table.snapshot(e.flushes.refs[:0])
 	for _, r := range e.flushes.refs {
-		if !r.lock() {
+		if !r.lock(e.solo) {
 			continue
 		}
 		conn := r.c
@@ -27,7 +27,7 @@ func (e *engine) expireIdle(cutoff int64) int {
 			// Idle for so long, it goes, even if its Stream kept it.
 			closed += e.finish(conn)
 		}
-		conn.mu.Unlock()
+		e.unlockConn(conn)
 	}
 	clear(e.flushes.refs)
 	return closed
@@ -89,7 +89,7 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 	}
 	e.flushes.refs = e.table.snapshotDue(e.flushes.refs[:0], tNs, tcNs)
 	for _, r := range e.flushes.refs {
-		if !r.lock() {
+		if !r.lock(e.solo) {
 			continue
 		}
 		conn := r.c
@@ -113,7 +113,7 @@ func (e *engine) flushWithOptions(opt FlushOptions) (flushes, closes int) {
 		}
 		e.settleHint(conn, &conn.halves[0])
 		e.settleHint(conn, &conn.halves[1])
-		conn.mu.Unlock()
+		e.unlockConn(conn)
 	}
 	clear(e.flushes.refs)
 	e.trimEvery(opt.T)
@@ -151,7 +151,7 @@ func (e *engine) flushAll() int {
 	e.flushes.refs = e.table.snapshot(e.flushes.refs[:0])
 	n := 0
 	for _, r := range e.flushes.refs {
-		if !r.lock() {
+		if !r.lock(e.solo) {
 			continue
 		}
 		conn := r.c
@@ -161,7 +161,7 @@ func (e *engine) flushAll() int {
 				e.skipFlush(conn, half)
 			}
 		}
-		conn.mu.Unlock()
+		e.unlockConn(conn)
 	}
 	clear(e.flushes.refs)
 	e.table.reapGraves()

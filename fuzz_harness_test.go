@@ -619,7 +619,7 @@ func (h *fzHarness) checkTable(t *connTable, lim limits) {
 	var refs []connRef
 	refs = t.snapshot(refs)
 	for _, r := range refs {
-		if !r.lock() {
+		if !r.lock(false) {
 			continue
 		}
 		c := r.c

@@ -31,6 +31,8 @@ import (
 	"github.com/google/gopacket/layers"
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
+
+	"github.com/safepacket/reassembly/internal/stamp"
 )
 
 // ---------------------------------------------------------------------------
@@ -893,6 +895,14 @@ func kitCheckParts(sg ScatterGather, each func(i, at int, p Part) error) error {
 			return fmt.Errorf("part %d: Skip %d, want %d (delivery skip %d)", i, p.Skip, wantSkip, skip)
 		case i > 0 && p.Seq != next:
 			return fmt.Errorf("part %d: Seq %d, want %d where part %d ends", i, p.Seq, next, i-1)
+		}
+		if r, ok := sg.(stamp.PartReader); ok {
+			// The tcpassembly face reads parts this way: it must agree.
+			if b, sk, seen := r.PartSeen(i); len(b) != len(p.Bytes) || len(b) > 0 && &b[0] != &p.Bytes[0] ||
+				sk != p.Skip || !seen.Equal(p.CaptureInfo().Timestamp) {
+				return fmt.Errorf("part %d: PartSeen gives %d bytes, skip %d, seen %v; Part %d bytes, skip %d, seen %v",
+					i, len(b), sk, seen, len(p.Bytes), p.Skip, p.CaptureInfo().Timestamp)
+			}
 		}
 		if each != nil {
 			if err := each(i, at, p); err != nil {

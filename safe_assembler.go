@@ -116,6 +116,7 @@ func (a *SafeAssembler) AssembleWithContext(netFlow gopacket.Flow, t *layers.TCP
 		ac = &captureContext{}
 	}
 	a.cb.err = nil
+	a.eng.enter(&a.mu)
 	err := a.eng.assemble(netFlow, t, ac)
 	if err == nil {
 		err = a.cb.err
@@ -161,6 +162,7 @@ func (a *SafeAssembler) FlushWithOptions(opt FlushOptions) (flushed, closed int)
 	if a.closed {
 		return 0, 0
 	}
+	a.eng.enter(nil)
 	return a.eng.flushWithOptions(opt)
 }
 
@@ -177,6 +179,7 @@ func (a *SafeAssembler) FlushAll() (closed int) {
 	if a.closed {
 		return 0
 	}
+	a.eng.enter(nil)
 	return a.eng.flushAll()
 }
 
@@ -199,6 +202,7 @@ func (a *SafeAssembler) Close() error {
 		defer a.mu.Unlock()
 		a.closed = true
 		if a.pool.assemblers.Add(-1) == 0 {
+			a.eng.enter(nil)
 			a.eng.flushAll()
 		}
 		a.eng.pc.drop()
@@ -230,6 +234,7 @@ func (a *SafeAssembler) sweepByWallClock(now time.Time) {
 	if a.closed {
 		return
 	}
+	a.eng.enter(nil)
 	// The clock a packet records lags by up to one interval: allow for it.
 	cutoff := now.Add(-a.opts.ConnectionTimeout - a.opts.FlushInterval).UnixNano()
 	a.eng.ctr.timedOut += int64(a.eng.expireIdle(cutoff))

@@ -79,6 +79,8 @@ type connTable struct {
 	reserved atomic.Int64
 	_        [64]byte
 	press    tablePressure
+	// sole lets the pool's one engine skip the connections' locks.
+	sole soleUse
 }
 
 func (t *connTable) init(factory StreamFactory, maxConns int) {
@@ -117,11 +119,15 @@ type newStreamFunc func(c *connection, tcp *layers.TCP, ac AssemblerContext) (St
 // on the 4-tuple's previous connection: the client's direction starts at
 // answered. A set *slot is a slot of the cap already held for the new
 // connection; getConnection clears it when the connection takes it.
-func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList, answered Sequence, slot *bool) (*connection, error) {
+func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext, newStream newStreamFunc, free *connFreeList, answered Sequence, slot *bool, solo bool) (*connection, error) {
 	h := t.hash(&k)
 	sh := t.shard(h)
 	c := sh.idx.find(h)
-	if c != nil {
+	if c != nil && solo {
+		if !c.removed && c.key == k {
+			return c, nil
+		}
+	} else if c != nil {
 		c.mu.Lock()
 		if !c.removed && c.key == k {
 			return c, nil
@@ -136,6 +142,9 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 		if c = sh.idx.get(h, &k); c != nil {
 			gen := c.gen
 			sh.mu.Unlock()
+			if solo {
+				return c, nil
+			}
 			c.mu.Lock()
 			if c.gen == gen && !c.removed {
 				return c, nil
@@ -177,7 +186,7 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			}
 			sh.graves.forget(grave)
 		}
-		c = free.get()
+		c = free.get(solo)
 		// A resumed conversation's client is the SYN's sender, whose
 		// direction goes on where its SYN left it.
 		c.reset(k, h, fromLo != resumed, ts, &t.budget.queued)
@@ -204,7 +213,9 @@ func (t *connTable) getConnection(k connKey, fromLo, create bool, ts time.Time, 
 			sh.created--
 			sh.removed--
 			sh.mu.Unlock()
-			c.mu.Unlock()
+			if !solo {
+				c.mu.Unlock()
+			}
 			return nil, err
 		}
 		c.stream = s
@@ -343,11 +354,16 @@ func (t *connTable) snapshotDue(buf []connRef, tNs, tcNs int64) []connRef {
 	return buf
 }
 
-// lock locks the connection if it is still the one the reference saw.
-func (r connRef) lock() bool {
-	r.c.mu.Lock()
+// lock locks the connection, unless solo, and reports whether it is still
+// the one the reference saw (if not, it is left unlocked).
+func (r connRef) lock(solo bool) bool {
+	if !solo {
+		r.c.mu.Lock()
+	}
 	if r.c.gen != r.gen || r.c.removed {
-		r.c.mu.Unlock()
+		if !solo {
+			r.c.mu.Unlock()
+		}
 		return false
 	}
 	return true
@@ -397,19 +413,21 @@ func (p *StreamPool) Dump() {
 }
 
 func (t *connTable) dump(l *slog.Logger) {
-	refs := t.snapshot(nil)
-	l.Info("reassembly: remaining connections", "count", len(refs))
-	for _, r := range refs {
-		if !r.lock() {
-			continue
+	t.visit(func() {
+		refs := t.snapshot(nil)
+		l.Info("reassembly: remaining connections", "count", len(refs))
+		for _, r := range refs {
+			if !r.lock(false) {
+				continue
+			}
+			c := r.c
+			netFlow, tcpFlow := c.key.flows(c.c2sFromLo)
+			l.Info("reassembly: connection",
+				"net", netFlow.String(), "tcp", tcpFlow.String(),
+				"c2s", c.halves[0].String(), "s2c", c.halves[1].String())
+			c.mu.Unlock()
 		}
-		c := r.c
-		netFlow, tcpFlow := c.key.flows(c.c2sFromLo)
-		l.Info("reassembly: connection",
-			"net", netFlow.String(), "tcp", tcpFlow.String(),
-			"c2s", c.halves[0].String(), "s2c", c.halves[1].String())
-		c.mu.Unlock()
-	}
+	})
 }
 
 func (h *halfConnection) String() string {
@@ -518,6 +536,7 @@ func (p *SafeStreamPool) Close() error {
 		var e engine
 		cb := &safeCallbacks{logger: logger, ctr: &e.ctr}
 		e.init(&p.t, cb)
+		e.enter(nil)
 		e.flushAll()
 		p.panics.Add(e.ctr.panics)
 		p.closeMu.Lock()

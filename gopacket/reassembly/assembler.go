@@ -96,9 +96,11 @@ func (directCallbacks) complete(c *connection, ac AssemblerContext) bool {
 	return c.stream.ReassemblyComplete(ac)
 }
 
+// lock serializes a call other than a packet's.
 func (a *Assembler) lock() {
 	a.mu.Lock()
 	a.applyLimits()
+	a.eng.enter(nil)
 }
 
 // applyLimits hands the current options to the engine.
@@ -178,11 +180,14 @@ func (a *Assembler) AssembleWithContext(netFlow gopacket.Flow, t *layers.TCP, ac
 	if s, ok := ac.(*stamp.Context); ok && s.Serialized {
 		// The tcpassembly face holds its own lock around every call.
 		a.applyLimits()
+		a.eng.enter(s.Lock)
 		_ = a.eng.assemble(netFlow, t, ac)
 		return
 	}
-	a.lock()
+	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.applyLimits()
+	a.eng.enter(&a.mu)
 	_ = a.eng.assemble(netFlow, t, ac)
 }
 

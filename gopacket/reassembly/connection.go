@@ -209,8 +209,14 @@ type connection struct {
 	key connKey
 	// gen changes whenever the connection leaves its pool, so that a
 	// goroutine holding a stale pointer notices after locking mu.
-	gen  uint64
-	hash uint64 // of key, by connTable.hash
+	gen uint64
+	// seenNs is lastSeen() in nanos. lastSeenNs is the same for flushes,
+	// which read it without mu, as a hint: in an uncapped pool it follows
+	// only by steps of seenHintStep, since an atomic store per packet cost
+	// packets in order a twentieth of their time, and it is never later
+	// than seenNs, so that a flush it makes visit a connection errs on
+	// the side of the visit. A capped pool's eviction compares it exactly.
+	seenNs int64
 
 	removed bool
 	// c2sFromLo tells whether TCPDirClientToServer is the direction sent
@@ -224,12 +230,11 @@ type connection struct {
 	// that packets skip the call. They fill what would be padding.
 	steadyOK bool
 	steady   [2]bool
-	// reset is set when an RST ended the connection and the assembler
+	// resetEnded is set when an RST ended the connection and the assembler
 	// follows the host on RSTs (CheckWindow): its grave then takes
 	// whatever follows for data after the RST (graveyard.go).
 	resetEnded bool
 	stream     Stream
-	// lastSeenNs is lastSeen() in nanos, read by flushes without mu.
 	lastSeenNs atomic.Int64
 	// wallLast is the coarse wall-clock time (ns) at which the last packet
 	// was handed in, for the Safe face's background flusher; 0 when unused.
@@ -238,6 +243,7 @@ type connection struct {
 	depthOv DepthOverrider
 
 	halves [2]halfConnection
+	hash   uint64 // of key, by connTable.hash: used when it joins and leaves the pool
 	// endCtx is the context handed to ReassemblyComplete when no packet
 	// ends the connection: it lives here so that completing allocates
 	// nothing, and is valid during that call only (MIGRATION.md).
@@ -285,7 +291,20 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 	c.steadyOK, c.steady = false, [2]bool{}
 	c.halves[0].reset(TCPDirClientToServer, ts, queued)
 	c.halves[1].reset(TCPDirServerToClient, ts, queued)
-	c.lastSeenNs.Store(nanos(ts))
+	c.seenNs = nanos(ts)
+	c.lastSeenNs.Store(c.seenNs)
+}
+
+// seenHintStep is how far lastSeenNs may lag seenNs in an uncapped pool.
+const seenHintStep = int64(time.Millisecond)
+
+// noteSeen records ns, later than seenNs, as the connection's last packet
+// time; exact tells that lastSeenNs must follow exactly (capped pools).
+func (c *connection) noteSeen(ns int64, exact bool) {
+	c.seenNs = ns
+	if exact || uint64(ns)-uint64(c.lastSeenNs.Load()) >= uint64(seenHintStep) {
+		c.lastSeenNs.Store(ns)
+	}
 }
 
 // nanos returns t in Unix nanoseconds, clamped to the int64 range, so that
@@ -358,21 +377,24 @@ type connFreeList struct {
 	minFree int
 }
 
-// get returns a locked, unused connection object. A recycled object may
-// still be locked for a moment by a goroutine that holds a stale pointer;
-// such an object is left to the garbage collector.
-func (l *connFreeList) get() *connection {
+// get returns an unused connection object, locked unless solo. A recycled
+// object may still be locked for a moment by a goroutine that holds a
+// stale pointer; such an object is left to the garbage collector. (A sole
+// owner's objects were never locked.)
+func (l *connFreeList) get(solo bool) *connection {
 	for len(l.free) > 0 {
 		c := l.free[len(l.free)-1]
 		l.free[len(l.free)-1] = nil
 		l.free = l.free[:len(l.free)-1]
 		l.minFree = min(l.minFree, len(l.free))
-		if c.mu.TryLock() {
+		if solo || c.mu.TryLock() {
 			return c
 		}
 	}
 	c := &connection{}
-	c.mu.Lock()
+	if !solo {
+		c.mu.Lock()
+	}
 	return c
 }
 

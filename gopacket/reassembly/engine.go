@@ -70,6 +70,9 @@ type engine struct {
 	// stampCopy is the copy of the current packet's reused context that
 	// its buffers keep (kept_context.go).
 	stampCopy stampCopy
+	// solo tells that the engine owns its pool for the call it is in, and
+	// takes no connection's lock; joined, that it made a call (sole.go).
+	solo, joined bool
 
 	checksums checksums     // screen by checksum, before find (checksum.go)
 	recent    recentFlows   // find the connection (lookup.go)
@@ -114,7 +117,7 @@ func (e *engine) assemble(netFlow gopacket.Flow, t *layers.TCP, ac AssemblerCont
 	if conn == nil {
 		return err
 	}
-	defer conn.mu.Unlock()
+	defer e.unlockConn(conn)
 	e.packet(conn, fromLo, t, ci, ac)
 	return nil
 }

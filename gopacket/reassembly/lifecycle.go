@@ -79,7 +79,7 @@ const (
 // conversation resumes in a new connection (graveyard.go, answeredSYN).
 func (e *engine) restarts(conn *connection, fromLo bool, t *layers.TCP, ts time.Time) restartReason {
 	if e.life.idle > 0 {
-		if last := conn.lastSeenNs.Load(); last != math.MinInt64 {
+		if last := conn.seenNs; last != math.MinInt64 {
 			if ns := nanos(ts); ns > last && uint64(ns)-uint64(last) > uint64(e.life.idle) {
 				return restartIdle
 			}
@@ -176,7 +176,7 @@ func (e *engine) restart(conn *connection, why restartReason) connKey {
 	case restartIdle:
 		e.ctr.timedOut += int64(closed)
 	}
-	conn.mu.Unlock()
+	e.unlockConn(conn)
 	if why != restartAnswer {
 		// The grave just left would judge the packet by the old
 		// conversation; an answer needs it to resume.

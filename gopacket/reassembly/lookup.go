@@ -25,7 +25,7 @@ func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac As
 	// final ACK of a closed connection resurrected it.
 	create := t.SYN || len(t.Payload) > 0
 	sp, dp := uint16(t.SrcPort), uint16(t.DstPort)
-	conn, fromLo := e.recent.lookup(netFlow, sp, dp)
+	conn, fromLo := e.recent.lookup(netFlow, sp, dp, e.solo)
 	var k connKey
 	keyed := false
 	for pass := 0; ; pass++ {
@@ -127,15 +127,15 @@ func (r *recentFlows) set(netFlow *gopacket.Flow, sp, dp uint16) *recentSet {
 	return &r.sets[h%recentSets]
 }
 
-// lookup returns, locked, the connection of a remembered flow that is still
-// in the pool, and the direction of the flow.
-func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16) (*connection, bool) {
+// lookup returns, locked unless solo, the connection of a remembered flow
+// that is still in the pool, and the direction of the flow.
+func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16, solo bool) (*connection, bool) {
 	if r.sets == nil {
 		return nil, false
 	}
 	for _, f := range r.last {
 		if f.matches(netFlow, sp, dp) {
-			return f.lock()
+			return f.lock(solo)
 		}
 	}
 	set := r.set(netFlow, sp, dp)
@@ -146,7 +146,7 @@ func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16) (*connection
 		}
 		set.victim = uint8(recentWays - 1 - i)
 		r.keepLast(f)
-		return f.lock()
+		return f.lock(solo)
 	}
 	return nil, false
 }
@@ -155,13 +155,18 @@ func (f *recentFlow) matches(netFlow *gopacket.Flow, sp, dp uint16) bool {
 	return f.conn != nil && f.sp == sp && f.dp == dp && f.netFlow == *netFlow
 }
 
-// lock returns the entry's connection locked, and the direction of its
-// flow, if the connection is still the one remembered; else it forgets it.
-func (f *recentFlow) lock() (*connection, bool) {
+// lock returns the entry's connection locked (unless solo), and the
+// direction of its flow, if the connection is still the one remembered;
+// else it forgets it.
+func (f *recentFlow) lock(solo bool) (*connection, bool) {
 	c := f.conn
-	c.mu.Lock()
+	if !solo {
+		c.mu.Lock()
+	}
 	if c.gen != f.gen || c.removed {
-		c.mu.Unlock()
+		if !solo {
+			c.mu.Unlock()
+		}
 		f.conn = nil
 		return nil, false
 	}

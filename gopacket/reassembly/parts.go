@@ -4,9 +4,11 @@ package reassembly
 
 import (
 	"strings"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/safepacket/reassembly/gopacket/internal/stamp"
 )
 
 // PartWalker is implemented by the ScatterGather of every delivery: it
@@ -159,3 +161,24 @@ func (sg *scatterGather) Part(i int) Part {
 }
 
 var _ PartWalker = (*scatterGather)(nil)
+
+// PartSeen is Part(i)'s bytes and skip, and its packet's capture time,
+// for the tcpassembly face (stamp.PartReader). The context of a packet in
+// order is the face's own stamp, read without the call and the copy of a
+// whole CaptureInfo.
+func (sg *scatterGather) PartSeen(i int) ([]byte, int, time.Time) {
+	p := &sg.parts[i]
+	skip := 0
+	if i == 0 {
+		skip = sg.skip
+	}
+	switch c := p.ac.(type) {
+	case *stamp.Context:
+		return p.bytes, skip, c.Info.Timestamp
+	case nil:
+		return p.bytes, skip, time.Time{}
+	}
+	return p.bytes, skip, p.ac.GetCaptureInfo().Timestamp
+}
+
+var _ stamp.PartReader = (*scatterGather)(nil)

@@ -209,7 +209,7 @@ func (t *connTable) pickVictim(sh *shard, class uint8, force bool) *connection {
 func (e *engine) connect(k connKey, fromLo, create bool, ts time.Time, tcp *layers.TCP, ac AssemblerContext) (*connection, error) {
 	t := e.table
 	for tries := 0; ; tries++ {
-		c, err := t.getConnection(k, fromLo, create, ts, tcp, ac, e.newStream, &e.free, e.answered, &e.slot)
+		c, err := t.getConnection(k, fromLo, create, ts, tcp, ac, e.newStream, &e.free, e.answered, &e.slot, e.solo)
 		if e.slot {
 			// Another assembler made the connection meanwhile, or the
 			// packet was refused for another reason: the slot goes back.

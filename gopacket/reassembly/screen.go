@@ -40,8 +40,8 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	}
 	if ts := ci.Timestamp; half.lastSeen.Before(ts) {
 		half.lastSeen = ts
-		if ns := nanos(ts); ns > conn.lastSeenNs.Load() {
-			conn.lastSeenNs.Store(ns)
+		if ns := nanos(ts); ns > conn.seenNs {
+			conn.noteSeen(ns, e.table.maxConns > 0)
 		}
 	}
 	if e.screening.checkWindow {

@@ -89,6 +89,13 @@ func NewAssembler(pool *StreamPool) *Assembler {
 		// it holds mu.
 		ctx: stamp.Context{Serialized: true},
 	}
+	a.ctx.Lock = &a.mu
+	// The engine's first call, here, holding no lock: a second Assembler's
+	// engine ends the first one's sole use of the engine's pool, which
+	// waits for the call the first Assembler is in, now rather than in a
+	// later call made under the pool's mu, which that call may be waiting
+	// for. A flush with no times does nothing else.
+	root.FlushWithOptions(reassembly.FlushOptions{})
 	pool.join(a)
 	return a
 }

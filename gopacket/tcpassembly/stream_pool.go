@@ -5,7 +5,6 @@ package tcpassembly
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -170,7 +169,7 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 		// upstream had no connection for it and ignored it.
 		return
 	}
-	pw, ok := sg.(reassembly.PartWalker)
+	pw, ok := sg.(stamp.PartReader)
 	if !ok || pw.NumParts() == 0 {
 		return
 	}
@@ -183,10 +182,9 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 		}
 		c.ret = c.ret[:n]
 		for i := range c.ret {
-			p := pw.Part(i)
 			r := &c.ret[i]
-			r.Bytes, r.Skip, r.Start, r.End = p.Bytes, p.Skip, false, false
-			r.Seen = seenOf(p.Context)
+			r.Bytes, r.Skip, r.Seen = pw.PartSeen(i)
+			r.Start, r.End = false, false
 		}
 		c.ret[0].Start = start
 		c.ret[n-1].End = end
@@ -197,19 +195,6 @@ func (c *connStreams) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.As
 	if end {
 		c.complete(d)
 	}
-}
-
-// seenOf returns the capture time of the packet whose context is ac. The
-// context of a packet in order is the face's own stamp, read without the
-// call and the copy of a whole CaptureInfo.
-func seenOf(ac reassembly.AssemblerContext) time.Time {
-	switch c := ac.(type) {
-	case *stamp.Context:
-		return c.Info.Timestamp
-	case nil:
-		return time.Time{}
-	}
-	return ac.GetCaptureInfo().Timestamp
 }
 
 // ReassemblyComplete completes the Streams of the directions still open,

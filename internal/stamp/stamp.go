@@ -11,6 +11,7 @@
 package stamp
 
 import (
+	"sync"
 	"time"
 
 	"github.com/google/gopacket"
@@ -29,6 +30,10 @@ type Context struct {
 	// Assembler need not take its own: the face's Assembler wraps one of
 	// the engine's and locks it already.
 	Serialized bool
+	// Lock, when set, is that lock: every call of the caller to the
+	// Assembler holds it, packets and flushes alike, so that the engine
+	// may own an unshared pool under it (the root package's sole.go).
+	Lock *sync.Mutex
 }
 
 // GetCaptureInfo returns the metadata of the packet being assembled.
@@ -38,6 +43,19 @@ func (c *Context) GetCaptureInfo() gopacket.CaptureInfo { return c.Info }
 func (c *Context) Stamp(ts time.Time) {
 	c.Info.Timestamp = ts
 	c.Gen++
+}
+
+// PartReader is implemented by the engine's deliveries: the tcpassembly
+// face reads each part's bytes, skip and capture time through it, where
+// building each whole Part (reassembly.PartWalker) cost its packets in
+// order an eighth of their time.
+type PartReader interface {
+	// NumParts returns the number of parts of the delivery.
+	NumParts() int
+	// PartSeen returns the bytes and skip of part i, 0 <= i < NumParts(),
+	// as Part(i) gives them, and the Timestamp of its packet's
+	// CaptureInfo (zero when the part has no context).
+	PartSeen(i int) (bytes []byte, skip int, seen time.Time)
 }
 
 // SteadyAccepter is implemented by a Stream whose Accept, once
