@@ -49,6 +49,7 @@ func NewSafeAssembler(pool *SafeStreamPool, opts SafeAssemblerOptions) (*SafeAss
 	a := &SafeAssembler{pool: pool, opts: opts}
 	a.cb = safeCallbacks{logger: opts.Logger, ctr: &a.eng.ctr}
 	a.eng.init(&pool.t, &a.cb)
+	a.eng.enter(nil) // joins the pool now, as NewAssembler does (sole.go)
 	a.eng.room.limits = limits{
 		maxPagesPerConn: opts.MaxBufferedPagesPerConnection,
 		maxPagesTotal:   opts.MaxBufferedPagesTotal,

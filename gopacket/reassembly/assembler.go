@@ -72,6 +72,11 @@ type Assembler struct {
 func NewAssembler(pool *StreamPool) *Assembler {
 	a := &Assembler{AssemblerOptions: DefaultAssemblerOptions, pool: pool}
 	a.eng.init(&pool.t, directCallbacks{})
+	// Joining the pool now ends another assembler's sole use of it
+	// (sole.go), which waits for the call that one is in: here, rather
+	// than at this one's first call, which a Stream callback of the other
+	// could make and then wait for itself.
+	a.eng.enter(nil)
 	return a
 }
 

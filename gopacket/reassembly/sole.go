@@ -13,8 +13,11 @@ import (
 // connection as well cost two atomic operations per packet, a sixth of a
 // packet in order. The connection locks are there for a second engine on
 // the pool (another Assembler, a pool's Close): the first call of a
-// second engine ends the sole use for good, after waiting, on the owner's
-// lock, for the call the owner may be in. From then on every engine locks
+// second engine, which its Assembler makes when it is created, ends the
+// sole use for good, after waiting, on the owner's lock, for the call the
+// owner may be in. (Joining at creation rather than at first use lets a
+// Stream callback of the owner use an Assembler made before: at that
+// use, waiting for the owner's call would wait for itself.) From then on every engine locks
 // the connections, and the owner's later calls, which read owner under
 // its lock, see the change.
 //

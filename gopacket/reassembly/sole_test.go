@@ -10,10 +10,9 @@ import (
 )
 
 // Property: the only engine that hands packets to an uncapped pool owns
-// it (and takes no connection lock) until a second engine makes a call: a
-// second Assembler that was only made changes nothing, a Dump leaves the
-// owner in place, and the second engine's first call ends the sole use
-// for every engine for good. A capped pool, whose eviction locks other
+// it (and takes no connection lock) until a second engine is made: a Dump
+// leaves the owner in place, and making a second Assembler ends the sole
+// use for every engine for good. A capped pool, whose eviction locks other
 // connections, never has an owner.
 func TestSoleOwnerUntilSecondEngine(t *testing.T) {
 	f := newKitFactory()
@@ -24,14 +23,14 @@ func TestSoleOwnerUntilSecondEngine(t *testing.T) {
 	require.Same(t, &a.eng, pool.t.sole.owner.Load(), "the pool's only Assembler owns it")
 	require.True(t, a.eng.solo)
 
-	b := NewAssembler(pool)
 	a.AssembleWithContext(c.flow(true), c.segOff(true, "SA", 0, nil), kitAt(kitT0))
-	require.Same(t, &a.eng, pool.t.sole.owner.Load(), "an Assembler that made no call leaves the owner")
 	pool.t.dump(kitQuietLogger())
 	require.Same(t, &a.eng, pool.t.sole.owner.Load(), "a dump leaves the owner")
 
+	b := NewAssembler(pool)
+	require.Nil(t, pool.t.sole.owner.Load(), "a second engine, once made, ends the sole use")
 	b.FlushWithOptions(FlushOptions{T: kitT0})
-	require.Nil(t, pool.t.sole.owner.Load(), "the second engine's first call ends the sole use")
+	require.Nil(t, pool.t.sole.owner.Load())
 	a.AssembleWithContext(c.flow(false), c.segOff(false, "A", 0, []byte("hello")), kitAt(kitT0))
 	require.False(t, a.eng.solo, "the first Assembler locks connections from then on")
 	require.Equal(t, "hello", f.stream(c).bytes(0))
@@ -54,16 +53,16 @@ func TestSoleOwnerUntilSecondEngine(t *testing.T) {
 	require.NoError(t, su.Close())
 }
 
-// Property: a second engine's first call waits for the call its pool's
-// sole owner is in, which took no connection lock: a second Assembler's
-// FlushAll while the owner is inside the factory's New for a new
-// connection returns only after that call returned, and then completes
-// the connection the owner made, once.
+// Property: a second engine, when made, waits for the call its pool's
+// sole owner is in, which took no connection lock: a second Assembler
+// made (and flushed) while the owner is inside the factory's New for a
+// new connection is done only after that call returned, and then
+// completes the connection the owner made, once.
 func TestSoleOwnerHandOverWaitsForOwnersCall(t *testing.T) {
 	kitNoLeaks(t)
 	f := newKitFactory()
 	pool := NewStreamPool(f)
-	a, b := NewAssembler(pool), NewAssembler(pool)
+	a := NewAssembler(pool)
 	c := kitConnN(1)
 	a.AssembleWithContext(c.flow(false), c.segOff(false, "S", 0, nil), kitAt(kitT0))
 	require.Same(t, &a.eng, pool.t.sole.owner.Load())
@@ -80,6 +79,7 @@ func TestSoleOwnerHandOverWaitsForOwnersCall(t *testing.T) {
 	f.setGate(nil, nil)
 	go func() {
 		defer close(flushed)
+		b := NewAssembler(pool) // joins the pool: waits for the owner's call
 		b.FlushAll()
 	}()
 	for range 1000 {
@@ -87,7 +87,7 @@ func TestSoleOwnerHandOverWaitsForOwnersCall(t *testing.T) {
 	}
 	select {
 	case <-flushed:
-		t.Fatal("the second Assembler's FlushAll went on while the owner was in a call")
+		t.Fatal("a second Assembler was made and flushed while the owner was in a call")
 	default:
 	}
 	close(barrier)
@@ -96,4 +96,30 @@ func TestSoleOwnerHandOverWaitsForOwnersCall(t *testing.T) {
 	require.Nil(t, pool.t.sole.owner.Load())
 	f.requireSound(t)
 	require.Len(t, f.all(), 2)
+}
+
+// Property: an Assembler made before traffic can be used from a Stream
+// callback of another Assembler on the same pool: it joined the pool when
+// made, so its first call, inside the callback, waits for nothing (had it
+// joined at that call, it would wait for the call the callback is in:
+// for ever).
+func TestSecondAssemblerUsableFromACallback(t *testing.T) {
+	r := &trRec{forceStart: true}
+	pool := NewStreamPool(trFactory{r})
+	a, b := NewAssembler(pool), NewAssembler(pool)
+	outer, inner := kitConnN(1), kitConnN(2)
+	called := false
+	r.onSG = func(*trStream, trSG, *trDelivery) {
+		if !called {
+			called = true
+			// A bare ACK: b's first call, which opens no connection.
+			b.AssembleWithContext(inner.flow(false), inner.segOff(false, "A", 0, nil), kitAt(kitT0))
+		}
+	}
+	a.AssembleWithContext(outer.flow(false), outer.segOff(false, "A", 0, []byte("hello")), kitAt(kitT0))
+	require.True(t, called, "the callback ran")
+	require.Equal(t, "hello", r.stream(0).data(false))
+	require.Equal(t, 1, r.news, "the bare ACK made no connection")
+	a.FlushAll()
+	b.FlushAll()
 }
