@@ -35,13 +35,14 @@ func (e *engine) find(netFlow *gopacket.Flow, t *layers.TCP, ts time.Time, ac As
 			conn, err = e.connect(k, fromLo, create, ts, t, ac)
 			if conn == nil {
 				switch {
-				case err == ErrConnectionClosed:
-					// A late copy of a completed connection's packet.
-					e.ctr.discard(discardClosed, len(t.Payload))
-					e.droppedClosed = len(t.Payload) > 0
-					return nil, false, nil
-				case err == errAfterReset:
-					e.ctr.discard(discardAfterReset, len(t.Payload))
+				case err == ErrConnectionClosed, err == errAfterReset:
+					// A late copy of a completed connection's packet, or
+					// one sent after an RST the host accepted.
+					why := discardClosed
+					if err == errAfterReset {
+						why = discardAfterReset
+					}
+					e.ctr.discard(why, len(t.Payload))
 					e.droppedClosed = len(t.Payload) > 0
 					return nil, false, nil
 				case err != nil:

@@ -90,12 +90,10 @@ func NewAssembler(pool *StreamPool) *Assembler {
 		ctx: stamp.Context{Serialized: true},
 	}
 	a.ctx.Lock = &a.mu
-	// The engine's first call, here, holding no lock: a second Assembler's
-	// engine ends the first one's sole use of the engine's pool, which
-	// waits for the call the first Assembler is in, now rather than in a
-	// later call made under the pool's mu, which that call may be waiting
-	// for. A flush with no times does nothing else.
-	root.FlushWithOptions(reassembly.FlushOptions{})
+	// reassembly.NewAssembler joined the engine's pool above, holding no
+	// lock: a second Assembler ends the first one's sole use of the pool
+	// there, waiting for the call the first is in, and never later under
+	// the pool's mu, which that call may be waiting for.
 	pool.join(a)
 	return a
 }
