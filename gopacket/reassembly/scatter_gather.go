@@ -22,14 +22,30 @@ type sgPart struct {
 
 // chunkPart is the part of a delivery that chunk c holds.
 func chunkPart(c *chunk, kept bool) sgPart {
-	return sgPart{bytes: c.bytes, seq: c.seq, ack: c.ack, pos: c.pos, ac: c.ac, chunk: c,
-		packet: c.packetStart, kept: kept, rewritten: c.rewritten, flags: c.flags}
+	var p sgPart
+	p.fromChunk(c, kept)
+	return p
+}
+
+// fromChunk fills p, field by field (in place, in a delivery's parts), as
+// the part of a delivery that chunk c holds.
+func (p *sgPart) fromChunk(c *chunk, kept bool) {
+	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = c.bytes, c.seq, c.ack, c.pos, c.ac, c
+	p.packet, p.kept, p.rewritten, p.flags = c.packetStart, kept, c.rewritten, c.flags
 }
 
 // livePart is the part of a delivery that the packet being processed, of
 // metadata m, gives without being buffered.
 func livePart(data []byte, seq Sequence, pos int64, ac AssemblerContext, m pktMeta) sgPart {
-	return sgPart{bytes: data, seq: seq, ack: m.ack, pos: pos, ac: ac, packet: true, flags: m.flags}
+	var p sgPart
+	p.fromPacket(data, seq, pos, ac, m)
+	return p
+}
+
+// fromPacket fills p, field by field, as livePart's part.
+func (p *sgPart) fromPacket(data []byte, seq Sequence, pos int64, ac AssemblerContext, m pktMeta) {
+	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = data, seq, m.ack, pos, ac, nil
+	p.packet, p.kept, p.rewritten, p.flags = true, false, false, m.flags
 }
 
 // scatterGather is the ScatterGather handed to Stream.ReassembledSG. One per
@@ -78,9 +94,7 @@ func (sg *scatterGather) grow() *sgPart {
 // filled in place, as addLive, for the chunks a delivery takes from the
 // queue.
 func (sg *scatterGather) addChunk(c *chunk) {
-	p := sg.grow()
-	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = c.bytes, c.seq, c.ack, c.pos, c.ac, c
-	p.packet, p.kept, p.rewritten, p.flags = c.packetStart, false, c.rewritten, c.flags
+	sg.grow().fromChunk(c, false)
 	sg.total += len(c.bytes)
 }
 
@@ -88,9 +102,7 @@ func (sg *scatterGather) addChunk(c *chunk) {
 // filled in place, since building the part aside and copying it in costs
 // packets in order more than the rest of their delivery's preparation.
 func (sg *scatterGather) addLive(s *arrival) {
-	p := sg.grow()
-	p.bytes, p.seq, p.ack, p.pos, p.ac, p.chunk = s.payload, s.seq, s.meta.ack, s.pos, s.ac, nil
-	p.packet, p.kept, p.rewritten, p.flags = true, false, false, s.meta.flags
+	sg.grow().fromPacket(s.payload, s.seq, s.pos, s.ac, s.meta)
 	sg.total += len(s.payload)
 }
 
