@@ -18,12 +18,26 @@ import (
 // TestOutputBuffersBounded: with bounds of a few buffers, directions fed
 // interleaved, in pieces of every size (some larger than a buffer), keep
 // the bytes pending and the buffers held within the bounds after every
-// piece, and every file still holds its direction's bytes whole, in order.
+// piece, and every file still holds its direction's bytes whole, in order:
+// with either bound the one reached first (the buffers held reach theirs
+// only when it is the smaller).
 func TestOutputBuffersBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		buffered, held int
+	}{
+		{"pending first", 3 * dirBufferSize, 6 * dirBufferSize},
+		{"held first", 6 * dirBufferSize, 3 * dirBufferSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testOutputBuffersBounded(t, tc.buffered, tc.held) })
+	}
+}
+
+func testOutputBuffersBounded(t *testing.T, maxBuffered, maxHeld int) {
 	dir := t.TempDir()
 	o, err := newOutput(dir)
 	require.NoError(t, err)
-	o.maxBuffered, o.maxHeld = 3*dirBufferSize, 6*dirBufferSize
+	o.maxBuffered, o.maxHeld = maxBuffered, maxHeld
 	rng := rand.New(rand.NewSource(3))
 	const flows = 40
 	var recs []flowHandle
