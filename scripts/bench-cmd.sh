@@ -37,7 +37,8 @@ command -v tcpflow >/dev/null || need+=(tcpflow)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "== apt-get install -y ${need[*]}" >&2
-	apt-get install -y "${need[@]}" >&2
+	# A fresh machine has no package lists yet: update once, then retry.
+	{ apt-get install -y "${need[@]}" || { apt-get update -qq && apt-get install -y "${need[@]}"; }; } >&2
 fi
 
 echo "== building into $DIR" >&2

@@ -18,12 +18,26 @@ import (
 // TestOutputBuffersBounded: with bounds of a few buffers, directions fed
 // interleaved, in pieces of every size (some larger than a buffer), keep
 // the bytes pending and the buffers held within the bounds after every
-// piece, and every file still holds its direction's bytes whole, in order.
+// piece, and every file still holds its direction's bytes whole, in order:
+// with either bound the one reached first (the buffers held reach theirs
+// only when it is the smaller).
 func TestOutputBuffersBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		buffered, held int
+	}{
+		{"pending first", 3 * dirBufferSize, 6 * dirBufferSize},
+		{"held first", 6 * dirBufferSize, 3 * dirBufferSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testOutputBuffersBounded(t, tc.buffered, tc.held) })
+	}
+}
+
+func testOutputBuffersBounded(t *testing.T, maxBuffered, maxHeld int) {
 	dir := t.TempDir()
 	o, err := newOutput(dir)
 	require.NoError(t, err)
-	o.maxBuffered, o.maxHeld = 3*dirBufferSize, 6*dirBufferSize
+	o.maxBuffered, o.maxHeld = maxBuffered, maxHeld
 	rng := rand.New(rand.NewSource(3))
 	const flows = 40
 	var recs []flowHandle
@@ -64,4 +78,45 @@ func TestOutputBuffersBounded(t *testing.T) {
 			assert.True(t, bytes.Equal(want[i][d], got), "flow %d direction %d: %d bytes, want %d", i, d, len(got), len(want[i][d]))
 		}
 	}
+}
+
+// TestOutputFreeBuffersBounded: directions ending give their whole buffers
+// back, but at most freeBuffers are kept for reuse; a direction holding no
+// more than smallBuffer bytes keeps a buffer grown to its size even when
+// whole ones are free, and one needing more takes a free one.
+func TestOutputFreeBuffersBounded(t *testing.T) {
+	o, err := newOutput(t.TempDir())
+	require.NoError(t, err)
+	flows := freeBuffers/2 + 20
+	var recs []flowHandle
+	for i := 0; i < flows; i++ {
+		src := gopacket.NewFlow(layers.EndpointIPv4, net.IPv4(10, 0, byte(i>>8), byte(i)).To4(), net.IPv4(10, 0, 1, 1).To4())
+		ports := gopacket.NewFlow(layers.EndpointTCPPort, []byte{0x30, byte(i)}, []byte{0, 80})
+		r := o.NewFlow(src, ports, time.Time{})
+		for d := 0; d < 2; d++ {
+			r.Data(d, make([]byte, dirBufferSize/2))
+			require.Equal(t, dirBufferSize, cap(r.(*flowRecord).pending[d]), "flow %d direction %d takes a whole buffer", i, d)
+		}
+		recs = append(recs, r)
+	}
+	require.Less(t, freeBuffers, 2*flows)
+	for _, r := range recs {
+		r.End(dirC2S, endFIN)
+		r.End(dirS2C, endFIN)
+	}
+	assert.Equal(t, freeBuffers, len(o.free), "buffers kept for reuse")
+	assert.Zero(t, o.held)
+	assert.Zero(t, o.buffered)
+
+	src := gopacket.NewFlow(layers.EndpointIPv4, net.IPv4(10, 9, 9, 9).To4(), net.IPv4(10, 0, 1, 1).To4())
+	ports := gopacket.NewFlow(layers.EndpointTCPPort, []byte{0x40, 0}, []byte{0, 80})
+	r := o.NewFlow(src, ports, time.Time{}).(*flowRecord)
+	r.Data(dirC2S, make([]byte, smallBuffer))
+	assert.Less(t, cap(r.pending[dirC2S]), dirBufferSize, "a small direction takes no whole buffer")
+	assert.Equal(t, freeBuffers, len(o.free))
+	r.Data(dirC2S, make([]byte, 1))
+	assert.Equal(t, dirBufferSize, cap(r.pending[dirC2S]), "past smallBuffer a whole buffer is taken")
+	assert.Equal(t, freeBuffers-1, len(o.free), "from those free")
+	o.finish()
+	require.NoError(t, o.writeErr)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -35,18 +34,7 @@ func BenchmarkPipeline(b *testing.B) {
 	for _, sh := range shapes {
 		b.Run("capture="+sh.name, func(b *testing.B) {
 			dir := b.TempDir()
-			file := filepath.Join(dir, sh.name+".pcap")
-			fh, err := os.Create(file)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := sh.write(fh)
-			if cerr := fh.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+			file, c := writeTrace(b, dir, sh.name+".pcap", sh.write)
 			out := filepath.Join(dir, "out")
 			args := []string{"-q", "-o", out, file}
 			b.ReportAllocs()

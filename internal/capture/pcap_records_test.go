@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -67,5 +68,63 @@ func TestPcapRecords(t *testing.T) {
 			_, _, _, err = r.Next()
 			require.ErrorIs(t, err, io.EOF)
 		})
+	}
+}
+
+// TestPcapRecordsRejects: a record longer than the snap length, or
+// capturing more than the packet's length, is a corrupt capture named by
+// its packet number; a record cut short, in its header, in its data or in
+// the data of one larger than the read buffer, is a truncated capture.
+func TestPcapRecordsRejects(t *testing.T) {
+	ok := []byte{1, 2, 3}
+	large := bytes.Repeat([]byte{0xcd}, readBufferSize+100)
+	for _, tc := range []struct {
+		name string
+		file func() []byte
+		want string
+	}{
+		{"longer than the snap length", func() []byte {
+			// The header's snap length (above minSnaplen, so kept); the
+			// record claims one byte more, which it need not hold.
+			f := pcapBytes(binary.LittleEndian, false, 1<<20, ok, ok)
+			binary.LittleEndian.PutUint32(f[24+16+len(ok)+8:], 1<<20+1)
+			binary.LittleEndian.PutUint32(f[24+16+len(ok)+12:], 1<<20+1)
+			return f
+		}, "packet 2: corrupt capture: capture length exceeds snap length: 1048577 > 1048576"},
+		{"more than the packet's length", func() []byte {
+			f := pcapBytes(binary.BigEndian, false, 100, ok, make([]byte, 50))
+			binary.BigEndian.PutUint32(f[24+16+len(ok)+12:], 49)
+			return f
+		}, "packet 2: corrupt capture: capture length exceeds original packet length: 50 > 49"},
+		{"cut in a record header", func() []byte { f := pcapBytes(binary.LittleEndian, true, 100, ok, ok); return f[:len(f)-len(ok)-5] },
+			"packet 2: capture truncated"},
+		{"cut in the data", func() []byte { f := pcapBytes(binary.LittleEndian, true, 100, ok, ok); return f[:len(f)-1] },
+			"packet 2: capture truncated"},
+		{"cut in a record larger than the read buffer", func() []byte {
+			f := pcapBytes(binary.LittleEndian, false, 4<<20, ok, large)
+			return f[:len(f)-1]
+		}, "packet 2: capture truncated"},
+	} {
+		// Read from a file, and from a stream (a pipe, a gzip member),
+		// where the size of the file cannot tell a cut record.
+		for _, seekable := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/seekable=%v", tc.name, seekable), func(t *testing.T) {
+				file := tc.file()
+				var src io.ReaderAt
+				if seekable {
+					src = bytes.NewReader(file)
+				}
+				r, err := Open(bytes.NewReader(file), src, int64(len(file)))
+				require.NoError(t, err)
+				data, _, _, err := r.Next()
+				require.NoError(t, err)
+				assert.Equal(t, ok, data)
+				_, _, _, err = r.Next()
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.want)
+				_, _, _, err = r.Next()
+				assert.ErrorIs(t, err, io.EOF, "the capture ends at its first error")
+			})
+		}
 	}
 }
