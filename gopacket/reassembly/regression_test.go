@@ -158,10 +158,11 @@ func TestUpstreamBug02_KeepFromWithQueuedPages(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Rows 3 and 12: creation race, two Assemblers on one pool.
 
-// trBarrier makes StreamFactory.New wait until a second New call arrives, or
-// until timeout: upstream calls New from both assemblers and then collides;
-// ours must call it once, so the second assembler waits and the barrier
-// times out.
+// trBarrier makes StreamFactory.New wait until a second New call arrives,
+// or, when timeout is not zero, until timeout: upstream calls New from both
+// assemblers, outside any lock, and then collides, so its barrier needs no
+// timeout (one would fail the test on a slow machine); ours must call it
+// once, so the second assembler waits and the barrier times out.
 func trBarrier(timeout time.Duration) func() {
 	var arrived atomic.Int32
 	release := make(chan struct{})
@@ -170,9 +171,13 @@ func trBarrier(timeout time.Duration) func() {
 		if arrived.Add(1) >= 2 {
 			once.Do(func() { close(release) })
 		}
+		var expired <-chan time.Time // nil: waits for the second call only
+		if timeout != 0 {
+			expired = time.After(timeout)
+		}
 		select {
 		case <-release:
-		case <-time.After(timeout):
+		case <-expired:
 		}
 	}
 }
@@ -217,7 +222,7 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 			}
 		})
 		t.Run(tc.name+"/upstream", func(t *testing.T) {
-			r := &trRec{beforeNew: trBarrier(2 * time.Second)}
+			r := &trRec{beforeNew: trBarrier(0)}
 			pool := upstream.NewStreamPool(trUpFactory{r})
 			a1, a2 := upstream.NewAssembler(pool), upstream.NewAssembler(pool)
 			p1, p2 := trMake(t, first, trBase), trMake(t, tc.second, trBase.Add(time.Millisecond))

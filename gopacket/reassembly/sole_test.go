@@ -107,6 +107,10 @@ func TestSecondAssemblerUsableFromACallback(t *testing.T) {
 	r := &trRec{forceStart: true}
 	pool := NewStreamPool(trFactory{r})
 	a, b := NewAssembler(pool), NewAssembler(pool)
+	// Pinned here, before any traffic: an Assembler that joined only at
+	// its first call would make the callback below wait for ever.
+	require.True(t, b.eng.joined, "the second Assembler joined the pool when made")
+	require.True(t, pool.t.sole.shared.Load(), "its joining ended the sole use before any call")
 	outer, inner := kitConnN(1), kitConnN(2)
 	called := false
 	r.onSG = func(*trStream, trSG, *trDelivery) {
