@@ -47,10 +47,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
 	var accepted bool
-	steady := &conn.steady[0]
-	if half == &conn.halves[1] {
-		steady = &conn.steady[1]
-	}
+	steady := &conn.steady[conn.side(half)]
 	switch {
 	case *steady:
 		accepted = true
@@ -207,10 +204,7 @@ func (e *engine) safeScreens(s *arrival) bool {
 // acceptable: it must acknowledge exactly what the other direction sent, as
 // TCP requires of an RST answering a SYN (RFC 9293, SYN-SENT state).
 func (e *engine) refuses(conn *connection, half *halfConnection, t *layers.TCP) bool {
-	other := &conn.halves[0]
-	if other == half {
-		other = &conn.halves[1]
-	}
+	other := conn.other(half)
 	return t.ACK && other.started() && Sequence(t.Ack) == other.nextSeq
 }
 

@@ -60,10 +60,8 @@ func (w *receiveWindow) note(t *layers.TCP, peer *receiveWindow) {
 // windowsOf returns the receive windows of the direction that sent s and
 // of the other one.
 func windowsOf(s *arrival) (own, peer *receiveWindow) {
-	if s.half == &s.conn.halves[1] {
-		return &s.conn.windows[1], &s.conn.windows[0]
-	}
-	return &s.conn.windows[0], &s.conn.windows[1]
+	i := s.conn.side(s.half)
+	return &s.conn.windows[i], &s.conn.windows[1-i]
 }
 
 // noteWindow records the window the packet advertises for its own
