@@ -796,6 +796,34 @@ func TestEvasionResetNotAtNextByte(t *testing.T) {
 	require.Zero(t, st.ResetsOutOfWindow+st.BytesAfterEnd)
 }
 
+// Property: a side that sent its FIN is held to the same RST rule as an
+// open one: with the IDS options, a forged RST from it away from the byte
+// after its FIN ends nothing (counted), so the other side's data goes on
+// being delivered; an RST at that byte ends the connection, and what
+// follows is data after the RST.
+func TestEvasionResetAfterFIN(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(10)
+	sAck := c.seqAt(true, 1) // past the server's FIN
+	run := func(rst int) (string, AssemblerStats) {
+		got, st, _ := idsRun(t, c, idsOptions(), append(idsHandshake(c, 1000),
+			idsSeg(c, true, "F", 0, "", c.seqAt(false, 0), 1000),
+			idsSeg(c, false, "", 0, "0123", sAck, 1000),
+			idsSeg(c, true, "R", rst, "", 0, 0),
+			idsSeg(c, false, "", 4, "4567", sAck, 1000),
+			idsSeg(c, true, "", 1, "", c.seqAt(false, 8), 1000)))
+		return got, st
+	}
+	got, st := run(500)
+	require.Equal(t, "01234567", got, "a forged RST inside the window")
+	require.Equal(t, int64(1), st.ResetsNotExact)
+	require.Zero(t, st.BytesAfterReset)
+	got, st = run(1)
+	require.Equal(t, "0123", got, "an RST at the byte after the FIN")
+	require.Equal(t, int64(4), st.BytesAfterReset)
+	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
+}
+
 // Property: data after an RST the host accepted (at the server's next
 // byte) is what the default face delivers, in a second Stream picked up
 // at the flush; the host has no connection left to take it. With the

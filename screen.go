@@ -157,7 +157,9 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 
 // closedDirection drops a segment for a direction that is closed. An RST
 // after the direction's FIN still ends the connection: the other
-// direction is flushed and closed.
+// direction is flushed and closed; with CheckWindow only one at the next
+// byte its receiver expects (past the FIN), as for an open direction
+// (resetAtNext).
 func (e *engine) closedDirection(s *arrival) {
 	conn, half, t := s.conn, s.half, s.tcp
 	if conn.resetEnded {
@@ -167,6 +169,15 @@ func (e *engine) closedDirection(s *arrival) {
 	}
 	e.droppedClosed = len(s.payload) > 0
 	if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
+		if e.screening.checkWindow && half.started() {
+			s.seq = Sequence(t.Seq)
+			if t.SYN {
+				s.seq = s.seq.Add(1)
+			}
+			if !e.resetAtNext(s) {
+				return
+			}
+		}
 		half.closed = false
 		e.closeHalf(conn, half, s.ac, true)
 	}

@@ -111,7 +111,7 @@ func (e *engine) inWindow(s *arrival) bool {
 }
 
 // resetAtNext reports whether an RST, of a direction that has started and
-// located at s.pos, hits the next byte its receiver expects (Safe face,
+// located at s.seq, hits the next byte its receiver expects (Safe face,
 // CheckWindow): only such an RST resets the connection in a host that
 // follows RFC 9293 §3.10.7.4 and RFC 5961 §3.2; one before that byte is
 // outside the window and dropped, one after it, inside the window, is
