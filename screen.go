@@ -169,14 +169,8 @@ func (e *engine) closedDirection(s *arrival) {
 	}
 	e.droppedClosed = len(s.payload) > 0
 	if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
-		if e.screening.checkWindow && half.started() {
-			s.seq = Sequence(t.Seq)
-			if t.SYN {
-				s.seq = s.seq.Add(1)
-			}
-			if !e.resetAtNext(s) {
-				return
-			}
+		if !e.resetEnds(s) {
+			return
 		}
 		half.closed = false
 		e.closeHalf(conn, half, s.ac, true)
@@ -186,7 +180,8 @@ func (e *engine) closedDirection(s *arrival) {
 // safeScreens are the Safe face's screens of a segment for an open
 // direction that carries an RST, has a DepthOverrider Stream, or reached
 // its depth: the Stream's depth override, the payload of an RST, and a
-// direction past its depth, whose packets only close it. It reports
+// direction past its depth, whose packets only close it (an RST, with
+// CheckWindow, only at its receiver's next byte: resetEnds). It reports
 // whether the packet goes on.
 func (e *engine) safeScreens(s *arrival) bool {
 	conn, half, t := s.conn, s.half, s.tcp
@@ -203,6 +198,9 @@ func (e *engine) safeScreens(s *arrival) bool {
 		// Nothing more is buffered or delivered: a FIN or an RST only
 		// closes the direction, so that the connection ends as usual.
 		e.ctr.discard(discardDepth, len(s.payload))
+		if t.RST && !e.resetEnds(s) {
+			return false
+		}
 		if t.RST || t.FIN {
 			e.closeHalf(conn, half, s.ac, t.RST)
 		}

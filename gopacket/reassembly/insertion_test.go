@@ -826,6 +826,36 @@ func TestEvasionResetAfterFIN(t *testing.T) {
 	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
 }
 
+// Property: a side past its reassembly depth is held to the same RST rule:
+// with the IDS options, a forged RST from it away from its receiver's next
+// byte ends nothing (counted), so the other side's bytes under their depth
+// are still delivered; one at that byte (here the acknowledged end of
+// the bytes past the depth) ends the connection, and what follows is data
+// after the RST.
+func TestEvasionResetPastDepth(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(11)
+	opts := idsOptions()
+	opts.ReassemblyDepth = 8
+	run := func(rst int) AssemblerStats {
+		_, st, _ := idsRun(t, c, opts, append(idsHandshake(c, 1000),
+			idsSeg(c, false, "", 0, "abcdefghij", c.seqAt(true, 0), 1000),
+			idsSeg(c, true, "", 0, "01", c.seqAt(false, 10), 1000),
+			idsSeg(c, false, "R", rst, "", 0, 0),
+			idsSeg(c, true, "", 2, "23", c.seqAt(false, 10), 1000)))
+		require.Equal(t, int64(2), st.BytesBeyondDepth)
+		return st
+	}
+	st := run(500)
+	require.Equal(t, int64(8+4), st.BytesDelivered, "a forged RST inside the window")
+	require.Equal(t, int64(1), st.ResetsNotExact)
+	require.Zero(t, st.BytesAfterReset)
+	st = run(10)
+	require.Equal(t, int64(8+2), st.BytesDelivered, "an RST at the server's acknowledgement")
+	require.Equal(t, int64(2), st.BytesAfterReset)
+	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
+}
+
 // Property: data after an RST the host accepted (at the server's next
 // byte) is what the default face delivers, in a second Stream picked up
 // at the flush; the host has no connection left to take it. With the

@@ -138,3 +138,19 @@ func (e *engine) resetAtNext(s *arrival) bool {
 	}
 	return false
 }
+
+// resetEnds reports whether an RST that a screen meets before its segment
+// is located (for a closed direction, or one past its depth) ends the
+// connection: with CheckWindow only at its receiver's next byte
+// (resetAtNext), as for an open direction, so that a forged RST cannot end
+// a connection one of whose sides has finished or reached its depth.
+func (e *engine) resetEnds(s *arrival) bool {
+	if !e.screening.checkWindow || !s.half.started() {
+		return true
+	}
+	s.seq = Sequence(s.tcp.Seq)
+	if s.tcp.SYN {
+		s.seq = s.seq.Add(1)
+	}
+	return e.resetAtNext(s)
+}
