@@ -856,6 +856,39 @@ func TestEvasionResetPastDepth(t *testing.T) {
 	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
 }
 
+// Property: the next byte an RST must hit is the receiver's furthest
+// acknowledgement, not its last (an older ACK the capture reorders after
+// a newer one does not move it back), and it takes the RST even when the
+// window there is zero (RFC 9293 §3.10.7.4): such an RST ends the
+// connection, neither counted as out of the window nor as off the next
+// byte.
+func TestCheckWindowResetAtTheAck(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(12)
+	sAck := c.seqAt(true, 0)
+	reordered := append(idsHandshake(c, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 1000), // the capture missed bytes 4 to 8
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 4), 1000), // an older ACK, reordered
+		idsSeg(c, false, "R", 8, "", sAck, 0))
+	zero := []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 1000),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 4), // the edge is at 4
+		idsSeg(c, false, "", 0, "", sAck, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 4), 0), // the window closes there
+		idsSeg(c, false, "R", 4, "", sAck, 0),
+		idsSeg(c, false, "", 4, "EVIL", sAck, 1000),
+	}
+	for name, pkts := range map[string][]*layers.TCP{"reordered ACK": reordered, "zero window": zero} {
+		got, st, _ := idsRun(t, c, idsOptions(), pkts)
+		require.Equal(t, "GET ", got, name)
+		require.Zero(t, st.ResetsOutOfWindow+st.ResetsNotExact, name)
+	}
+	_, st, _ := idsRun(t, c, idsOptions(), zero)
+	require.Equal(t, int64(4), st.BytesAfterReset, "the RST at a zero window ended the connection")
+}
+
 // Property: data after an RST the host accepted (at the server's next
 // byte) is what the default face delivers, in a second Stream picked up
 // at the flush; the host has no connection left to take it. With the
