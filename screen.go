@@ -99,10 +99,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	// a function of its own: packets in order pay for every call.) The
 	// SYN takes one sequence number, so its data starts one later, also
 	// on a retransmitted SYN (upstream lost a byte there).
-	s.seq = Sequence(t.Seq)
-	if t.SYN {
-		s.seq = s.seq.Add(1)
-	}
+	s.seq = dataSeq(t)
 	s.queue = true
 	if !half.started() {
 		// A SYN, or a first packet Accept let start it, starts the
@@ -207,6 +204,15 @@ func (e *engine) safeScreens(s *arrival) bool {
 		return false
 	}
 	return true
+}
+
+// dataSeq returns the sequence number of the first byte of t's data: a
+// SYN takes one sequence number, so its data starts one later.
+func dataSeq(t *layers.TCP) Sequence {
+	if t.SYN {
+		return Sequence(t.Seq).Add(1)
+	}
+	return Sequence(t.Seq)
 }
 
 // refuses reports whether an RST on a direction that has not started is

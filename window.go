@@ -91,10 +91,7 @@ func (e *engine) inWindow(s *arrival) bool {
 	if len(s.payload) == 0 && !t.RST || !rw.known {
 		return true
 	}
-	seq := Sequence(t.Seq)
-	if t.SYN {
-		seq = seq.Add(1)
-	}
+	seq := dataSeq(t)
 	// A zero window still takes an RST at its next byte (RFC 9293
 	// §3.10.7.4).
 	if rw.edge.Difference(seq) < 0 || t.RST && rw.acked && seq == rw.ack {
@@ -146,9 +143,6 @@ func (e *engine) resetEnds(s *arrival) bool {
 	if !e.screening.checkWindow || !s.half.started() {
 		return true
 	}
-	s.seq = Sequence(s.tcp.Seq)
-	if s.tcp.SYN {
-		s.seq = s.seq.Add(1)
-	}
+	s.seq = dataSeq(s.tcp)
 	return e.resetAtNext(s)
 }
