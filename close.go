@@ -12,10 +12,7 @@ func (e *engine) closeHalf(conn *connection, half *halfConnection, ac AssemblerC
 	e.dropBuffered(half, discardAfterEnd)
 	if rst {
 		conn.resetEnded = e.screening.checkWindow
-		other := &conn.halves[0]
-		if other == half {
-			other = &conn.halves[1]
-		}
+		other := conn.other(half)
 		for !other.closed && !conn.removed {
 			e.skipFlush(conn, other)
 		}

@@ -266,12 +266,23 @@ type connection struct {
 	acks [2]ackState
 }
 
+// side returns the index of half in c.halves, which also indexes every
+// per-direction array of c (finSeen, windows, acks, steady).
+func (c *connection) side(half *halfConnection) int {
+	if half == &c.halves[1] {
+		return 1
+	}
+	return 0
+}
+
+// other returns the direction opposite half.
+func (c *connection) other(half *halfConnection) *halfConnection {
+	return &c.halves[1-c.side(half)]
+}
+
 // finSeenOf returns where the capture time of half's FIN is kept.
 func (c *connection) finSeenOf(half *halfConnection) *time.Time {
-	if half == &c.halves[1] {
-		return &c.finSeen[1]
-	}
-	return &c.finSeen[0]
+	return &c.finSeen[c.side(half)]
 }
 
 func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queued *atomic.Int64) {

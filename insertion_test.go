@@ -796,6 +796,97 @@ func TestEvasionResetNotAtNextByte(t *testing.T) {
 	require.Zero(t, st.ResetsOutOfWindow+st.BytesAfterEnd)
 }
 
+// Property: a side that sent its FIN is held to the same RST rule as an
+// open one: with the IDS options, a forged RST from it away from the byte
+// after its FIN ends nothing (counted), so the other side's data goes on
+// being delivered; an RST at that byte ends the connection, and what
+// follows is data after the RST.
+func TestEvasionResetAfterFIN(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(10)
+	sAck := c.seqAt(true, 1) // past the server's FIN
+	run := func(rst int) (string, AssemblerStats) {
+		got, st, _ := idsRun(t, c, idsOptions(), append(idsHandshake(c, 1000),
+			idsSeg(c, true, "F", 0, "", c.seqAt(false, 0), 1000),
+			idsSeg(c, false, "", 0, "0123", sAck, 1000),
+			idsSeg(c, true, "R", rst, "", 0, 0),
+			idsSeg(c, false, "", 4, "4567", sAck, 1000),
+			idsSeg(c, true, "", 1, "", c.seqAt(false, 8), 1000)))
+		return got, st
+	}
+	got, st := run(500)
+	require.Equal(t, "01234567", got, "a forged RST inside the window")
+	require.Equal(t, int64(1), st.ResetsNotExact)
+	require.Zero(t, st.BytesAfterReset)
+	got, st = run(1)
+	require.Equal(t, "0123", got, "an RST at the byte after the FIN")
+	require.Equal(t, int64(4), st.BytesAfterReset)
+	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
+}
+
+// Property: a side past its reassembly depth is held to the same RST rule:
+// with the IDS options, a forged RST from it away from its receiver's next
+// byte ends nothing (counted), so the other side's bytes under their depth
+// are still delivered; one at that byte (here the acknowledged end of
+// the bytes past the depth) ends the connection, and what follows is data
+// after the RST.
+func TestEvasionResetPastDepth(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(11)
+	opts := idsOptions()
+	opts.ReassemblyDepth = 8
+	run := func(rst int) AssemblerStats {
+		_, st, _ := idsRun(t, c, opts, append(idsHandshake(c, 1000),
+			idsSeg(c, false, "", 0, "abcdefghij", c.seqAt(true, 0), 1000),
+			idsSeg(c, true, "", 0, "01", c.seqAt(false, 10), 1000),
+			idsSeg(c, false, "R", rst, "", 0, 0),
+			idsSeg(c, true, "", 2, "23", c.seqAt(false, 10), 1000)))
+		require.Equal(t, int64(2), st.BytesBeyondDepth)
+		return st
+	}
+	st := run(500)
+	require.Equal(t, int64(8+4), st.BytesDelivered, "a forged RST inside the window")
+	require.Equal(t, int64(1), st.ResetsNotExact)
+	require.Zero(t, st.BytesAfterReset)
+	st = run(10)
+	require.Equal(t, int64(8+2), st.BytesDelivered, "an RST at the server's acknowledgement")
+	require.Equal(t, int64(2), st.BytesAfterReset)
+	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
+}
+
+// Property: the next byte an RST must hit is the receiver's furthest
+// acknowledgement, not its last (an older ACK the capture reorders after
+// a newer one does not move it back), and it takes the RST even when the
+// window there is zero (RFC 9293 §3.10.7.4): such an RST ends the
+// connection, neither counted as out of the window nor as off the next
+// byte.
+func TestCheckWindowResetAtTheAck(t *testing.T) {
+	t.Parallel()
+	c := kitConnN(12)
+	sAck := c.seqAt(true, 0)
+	reordered := append(idsHandshake(c, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 1000), // the capture missed bytes 4 to 8
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 4), 1000), // an older ACK, reordered
+		idsSeg(c, false, "R", 8, "", sAck, 0))
+	zero := []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, 1000),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 4), // the edge is at 4
+		idsSeg(c, false, "", 0, "", sAck, 1000),
+		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
+		idsSeg(c, true, "", 0, "", c.seqAt(false, 4), 0), // the window closes there
+		idsSeg(c, false, "R", 4, "", sAck, 0),
+		idsSeg(c, false, "", 4, "EVIL", sAck, 1000),
+	}
+	for name, pkts := range map[string][]*layers.TCP{"reordered ACK": reordered, "zero window": zero} {
+		got, st, _ := idsRun(t, c, idsOptions(), pkts)
+		require.Equal(t, "GET ", got, name)
+		require.Zero(t, st.ResetsOutOfWindow+st.ResetsNotExact, name)
+	}
+	_, st, _ := idsRun(t, c, idsOptions(), zero)
+	require.Equal(t, int64(4), st.BytesAfterReset, "the RST at a zero window ended the connection")
+}
+
 // Property: data after an RST the host accepted (at the server's next
 // byte) is what the default face delivers, in a second Stream picked up
 // at the flush; the host has no connection left to take it. With the

@@ -47,10 +47,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	}
 	e.start = !half.started() && (t.SYN || e.life.midstream && !t.RST && (len(s.payload) > 0 || t.FIN))
 	var accepted bool
-	steady := &conn.steady[0]
-	if half == &conn.halves[1] {
-		steady = &conn.steady[1]
-	}
+	steady := &conn.steady[conn.side(half)]
 	switch {
 	case *steady:
 		accepted = true
@@ -102,10 +99,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	// a function of its own: packets in order pay for every call.) The
 	// SYN takes one sequence number, so its data starts one later, also
 	// on a retransmitted SYN (upstream lost a byte there).
-	s.seq = Sequence(t.Seq)
-	if t.SYN {
-		s.seq = s.seq.Add(1)
-	}
+	s.seq = dataSeq(t)
 	s.queue = true
 	if !half.started() {
 		// A SYN, or a first packet Accept let start it, starts the
@@ -160,7 +154,9 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 
 // closedDirection drops a segment for a direction that is closed. An RST
 // after the direction's FIN still ends the connection: the other
-// direction is flushed and closed.
+// direction is flushed and closed; with CheckWindow only one at the next
+// byte its receiver expects (past the FIN), as for an open direction
+// (resetAtNext).
 func (e *engine) closedDirection(s *arrival) {
 	conn, half, t := s.conn, s.half, s.tcp
 	if conn.resetEnded {
@@ -170,6 +166,9 @@ func (e *engine) closedDirection(s *arrival) {
 	}
 	e.droppedClosed = len(s.payload) > 0
 	if t.RST && !conn.halves[0].closed || t.RST && !conn.halves[1].closed {
+		if !e.resetEnds(s) {
+			return
+		}
 		half.closed = false
 		e.closeHalf(conn, half, s.ac, true)
 	}
@@ -178,7 +177,8 @@ func (e *engine) closedDirection(s *arrival) {
 // safeScreens are the Safe face's screens of a segment for an open
 // direction that carries an RST, has a DepthOverrider Stream, or reached
 // its depth: the Stream's depth override, the payload of an RST, and a
-// direction past its depth, whose packets only close it. It reports
+// direction past its depth, whose packets only close it (an RST, with
+// CheckWindow, only at its receiver's next byte: resetEnds). It reports
 // whether the packet goes on.
 func (e *engine) safeScreens(s *arrival) bool {
 	conn, half, t := s.conn, s.half, s.tcp
@@ -195,6 +195,9 @@ func (e *engine) safeScreens(s *arrival) bool {
 		// Nothing more is buffered or delivered: a FIN or an RST only
 		// closes the direction, so that the connection ends as usual.
 		e.ctr.discard(discardDepth, len(s.payload))
+		if t.RST && !e.resetEnds(s) {
+			return false
+		}
 		if t.RST || t.FIN {
 			e.closeHalf(conn, half, s.ac, t.RST)
 		}
@@ -203,14 +206,20 @@ func (e *engine) safeScreens(s *arrival) bool {
 	return true
 }
 
+// dataSeq returns the sequence number of the first byte of t's data: a
+// SYN takes one sequence number, so its data starts one later.
+func dataSeq(t *layers.TCP) Sequence {
+	if t.SYN {
+		return Sequence(t.Seq).Add(1)
+	}
+	return Sequence(t.Seq)
+}
+
 // refuses reports whether an RST on a direction that has not started is
 // acceptable: it must acknowledge exactly what the other direction sent, as
 // TCP requires of an RST answering a SYN (RFC 9293, SYN-SENT state).
 func (e *engine) refuses(conn *connection, half *halfConnection, t *layers.TCP) bool {
-	other := &conn.halves[0]
-	if other == half {
-		other = &conn.halves[1]
-	}
+	other := conn.other(half)
 	return t.ACK && other.started() && Sequence(t.Ack) == other.nextSeq
 }
 

@@ -60,10 +60,8 @@ func (w *receiveWindow) note(t *layers.TCP, peer *receiveWindow) {
 // windowsOf returns the receive windows of the direction that sent s and
 // of the other one.
 func windowsOf(s *arrival) (own, peer *receiveWindow) {
-	if s.half == &s.conn.halves[1] {
-		return &s.conn.windows[1], &s.conn.windows[0]
-	}
-	return &s.conn.windows[0], &s.conn.windows[1]
+	i := s.conn.side(s.half)
+	return &s.conn.windows[i], &s.conn.windows[1-i]
 }
 
 // noteWindow records the window the packet advertises for its own
@@ -93,10 +91,7 @@ func (e *engine) inWindow(s *arrival) bool {
 	if len(s.payload) == 0 && !t.RST || !rw.known {
 		return true
 	}
-	seq := Sequence(t.Seq)
-	if t.SYN {
-		seq = seq.Add(1)
-	}
+	seq := dataSeq(t)
 	// A zero window still takes an RST at its next byte (RFC 9293
 	// §3.10.7.4).
 	if rw.edge.Difference(seq) < 0 || t.RST && rw.acked && seq == rw.ack {
@@ -113,7 +108,7 @@ func (e *engine) inWindow(s *arrival) bool {
 }
 
 // resetAtNext reports whether an RST, of a direction that has started and
-// located at s.pos, hits the next byte its receiver expects (Safe face,
+// located at s.seq, hits the next byte its receiver expects (Safe face,
 // CheckWindow): only such an RST resets the connection in a host that
 // follows RFC 9293 §3.10.7.4 and RFC 5961 §3.2; one before that byte is
 // outside the window and dropped, one after it, inside the window, is
@@ -137,4 +132,17 @@ func (e *engine) resetAtNext(s *arrival) bool {
 		e.ctr.resetsNotExact++
 	}
 	return false
+}
+
+// resetEnds reports whether an RST that a screen meets before its segment
+// is located (for a closed direction, or one past its depth) ends the
+// connection: with CheckWindow only at its receiver's next byte
+// (resetAtNext), as for an open direction, so that a forged RST cannot end
+// a connection one of whose sides has finished or reached its depth.
+func (e *engine) resetEnds(s *arrival) bool {
+	if !e.screening.checkWindow || !s.half.started() {
+		return true
+	}
+	s.seq = dataSeq(s.tcp)
+	return e.resetAtNext(s)
 }

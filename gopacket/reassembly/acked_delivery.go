@@ -69,18 +69,7 @@ const noAck = math.MinInt64
 
 // ackOf returns the acknowledgement state of half.
 func (c *connection) ackOf(half *halfConnection) *ackState {
-	if half == &c.halves[1] {
-		return &c.acks[1]
-	}
-	return &c.acks[0]
-}
-
-// other returns the direction opposite half.
-func (c *connection) other(half *halfConnection) *halfConnection {
-	if half == &c.halves[1] {
-		return &c.halves[0]
-	}
-	return &c.halves[1]
+	return &c.acks[c.side(half)]
 }
 
 // ackLimit returns the offset up to which half may deliver now: everything

@@ -344,14 +344,16 @@ func TestAckedDeliveryTimeoutAndEviction(t *testing.T) {
 }
 
 // Property: a direction whose other side never acknowledges anything (the
-// capture misses it) holds at most AckedDeliveryOneSided bytes, then
-// delivers as without the option, counted as one-sided; a FIN in such a
-// direction delivers what it holds at once.
+// capture misses it) stops waiting as soon as it holds
+// AckedDeliveryOneSided bytes (the third segment reaches the bound
+// exactly, so that waiting one segment longer fails), then delivers as
+// without the option, counted as one-sided; a FIN in such a direction
+// delivers what it holds at once.
 func TestAckedDeliveryOneSided(t *testing.T) {
 	t.Parallel()
 	c := kitConnN(45)
 	opts := ackedOpts()
-	opts.AckedDeliveryOneSided = 100
+	opts.AckedDeliveryOneSided = 120
 	seg := strings.Repeat("x", 40)
 	var pkts []*layers.TCP
 	pkts = append(pkts, idsSeg(c, false, "S", 0, "", 0, 65535))

@@ -198,10 +198,10 @@ func onesSumRun(b []byte) uint64 {
 }
 
 // endAround adds the carry c out of a 64-bit sum back in at the bottom
-// (it cannot carry again: a sum that carried out is at most 2^64 - 2) and
-// folds the result to below 2^33.
+// and folds the result to below 2^33. The add cannot carry again: in a
+// chain of add-with-carry that starts from zero, a sum that carried out
+// is at most 2^64 - 2.
 func endAround(sum, c uint64) uint64 {
-	sum, c = bits.Add64(sum, c, 0)
 	sum += c
 	return sum>>32 + sum&0xFFFFFFFF
 }
