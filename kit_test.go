@@ -231,6 +231,12 @@ type kitFactory struct {
 	rejectWindow1 bool                              // Accept refuses non-SYN segments with Window 1
 	checkContent  bool                              // compare delivered bytes with kitContent
 	keepFrom      func(r *rand.Rand, total int) int // KeepFrom offset, -1 for none
+
+	// rec, when set, is the comparison record on top of the checks: each
+	// Stream also writes every call into it (trRec, the record upstream's
+	// Streams write too), and it decides New's nil, Accept's start and
+	// ReassemblyComplete's answer.
+	rec *trRec
 }
 
 func newKitFactory() *kitFactory {
@@ -272,7 +278,12 @@ func (f *kitFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ Asse
 		return nil
 	}
 	s := &kitStream{f: f, key: key, seed: kitSeed(key), fromServer: tcp.SrcPort == kitServerPort,
-		rng: rand.New(rand.NewSource(int64(kitSeed(key))))}
+		ports: [2]layers.TCPPort{tcp.SrcPort, tcp.DstPort}, rng: rand.New(rand.NewSource(int64(kitSeed(key))))}
+	if f.rec != nil {
+		if s.st = f.rec.newStream(netFlow, tcpFlow, tcp); s.st == nil {
+			return nil
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.live[key] > 0 {
@@ -301,14 +312,21 @@ func (f *kitFactory) all() []*kitStream {
 // completed exactly once.
 func (f *kitFactory) requireSound(t *testing.T) {
 	t.Helper()
+	f.requireNoProblems(t)
+	for _, s := range f.all() {
+		require.EqualValues(t, 1, s.completes.Load(), "ReassemblyComplete calls for %s", s.key)
+	}
+}
+
+// requireNoProblems is requireSound but for the completions: what a run
+// that ends before every connection does can be checked by.
+func (f *kitFactory) requireNoProblems(t testing.TB) {
+	t.Helper()
 	f.mu.Lock()
 	problems, dup := append([]string(nil), f.problems...), f.dupLive
 	f.mu.Unlock()
 	require.Empty(t, problems, "problems seen by Stream callbacks")
 	require.Zero(t, dup, "New was called for a connection whose Stream was still live")
-	for _, s := range f.all() {
-		require.EqualValues(t, 1, s.completes.Load(), "ReassemblyComplete calls for %s", s.key)
-	}
 }
 
 // kitPos follows the stream offset of one direction's deliveries.
@@ -318,14 +336,20 @@ type kitPos struct {
 	off       int
 }
 
-// kitStream records what the assembler hands it, by real direction (0 the
-// client's bytes, 1 the server's).
+// kitStream is the package's one recording Stream. It checks the Stream
+// contract as it goes (direction labels, Lengths and Fetch, Skip values,
+// content at the right offsets when asked, one ReassemblyComplete at the
+// most, no data after it and no Accept after one that returned true), records what the assembler hands
+// it by real direction (0 the client's bytes, 1 the server's), and, under a
+// trRec, writes the comparison record on top (st).
 type kitStream struct {
 	f          *kitFactory
 	key        string
 	seed       uint32
-	fromServer bool // the creating packet was the server's: TCPDirClientToServer is the server's direction
+	fromServer bool              // the creating packet was the server's: TCPDirClientToServer is the server's direction
+	ports      [2]layers.TCPPort // the creating packet's source and destination ports
 	rng        *rand.Rand
+	st         *trStream // the comparison record, when f.rec is set
 
 	mu        sync.Mutex
 	accepted  [2]int
@@ -333,6 +357,9 @@ type kitStream struct {
 	gapBytes  [2]int
 	ends      [2]int
 	pos       [2]kitPos
+	labelled  bool // Accept was called
+	done      bool // ReassemblyComplete was called
+	closed    bool // and returned true (a kept connection's Stream still sees Accept)
 	completes atomic.Int32
 }
 
@@ -347,15 +374,29 @@ func (s *kitStream) realDir(d TCPFlowDirection) int {
 	return r
 }
 
-func (s *kitStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
+func (s *kitStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir TCPFlowDirection, _ Sequence, start *bool, _ AssemblerContext) bool {
 	s.f.maybePanic("Stream.Accept", s.key)
 	rd := s.realDir(dir)
-	if want := kitBtoi(tcp.SrcPort == kitServerPort); rd != want {
-		s.f.problem("%s: Accept got direction %v for a packet of real direction %d", s.key, dir, want)
-	}
 	s.mu.Lock()
+	// TCPDirClientToServer is the direction of the first packet seen (told
+	// apart by port where the two ports differ): the one that made the
+	// Stream, but under a trRec, whose traces include a SYN remembered
+	// before its connection was made, whatever the first Accept says.
+	if s.st != nil && !s.labelled && (dir == TCPDirClientToServer) != (tcp.SrcPort == s.ports[0]) {
+		s.ports[0], s.ports[1] = s.ports[1], s.ports[0]
+	}
+	s.labelled = true
+	if s.ports[0] != s.ports[1] && (dir == TCPDirClientToServer) != (tcp.SrcPort == s.ports[0]) {
+		s.f.problem("%s: Accept got direction %v for a packet from port %d (client->server is port %d's)", s.key, dir, tcp.SrcPort, s.ports[0])
+	}
+	if s.closed {
+		s.f.problem("%s: Accept after ReassemblyComplete returned true", s.key)
+	}
 	s.accepted[rd]++
 	s.mu.Unlock()
+	if s.st != nil {
+		s.f.rec.accept(s.st, tcp, start)
+	}
 	return !(s.f.rejectWindow1 && tcp.Window == 1 && !tcp.SYN)
 }
 
@@ -374,6 +415,9 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	}
 	fresh := b[saved:]
 	s.mu.Lock()
+	if s.done {
+		s.f.problem("%s dir %d: ReassembledSG after ReassemblyComplete", s.key, rd)
+	}
 	p := &s.pos[rd]
 	switch {
 	case skip < -1:
@@ -407,6 +451,9 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		s.ends[rd]++
 	}
 	s.mu.Unlock()
+	if s.st != nil {
+		s.f.rec.deliver(s.st, trDir(dir == TCPDirServerToClient), start, end, skip, sg)
+	}
 
 	s.f.firstBytes.Add(int64(len(fresh)))
 	s.f.deliveries.Add(1)
@@ -428,13 +475,27 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	s.f.maybePanic("Stream.ReassembledSG", s.key)
 }
 
-func (s *kitStream) ReassemblyComplete(_ AssemblerContext) bool {
+func (s *kitStream) ReassemblyComplete(ac AssemblerContext) bool {
 	s.completes.Add(1)
+	done := true
+	if s.st != nil {
+		var ci gopacket.CaptureInfo
+		if ac != nil {
+			ci = ac.GetCaptureInfo()
+		}
+		done = s.f.rec.complete(s.st, ac == nil, ci)
+	}
+	s.mu.Lock()
+	if s.done {
+		s.f.problem("%s: ReassemblyComplete called again", s.key)
+	}
+	s.done, s.closed = true, done
+	s.mu.Unlock()
 	s.f.mu.Lock()
 	s.f.live[s.key]--
 	s.f.mu.Unlock()
 	s.f.maybePanic("Stream.ReassemblyComplete", s.key)
-	return true
+	return done
 }
 
 func (s *kitStream) bytes(dir int) string {
