@@ -8,8 +8,6 @@ package reassembly
 import (
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	lib "github.com/google/gopacket/reassembly"
 )
 
@@ -26,7 +24,7 @@ func init() {
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) { a.AssembleWithContext(netFlow, tcp, ac) },
+			assemble: kitFeedUp(a),
 			flushWithOptions: func(t, tc time.Time) (int, int) {
 				return a.FlushWithOptions(lib.FlushOptions{T: t, TC: tc})
 			},
@@ -46,7 +44,7 @@ func init() {
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) { a.AssembleWithContext(netFlow, tcp, ac) },
+			assemble: kitFeedDropIn(a),
 			flushWithOptions: func(t, tc time.Time) (int, int) {
 				return a.FlushWithOptions(FlushOptions{T: t, TC: tc})
 			},

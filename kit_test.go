@@ -33,6 +33,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -995,27 +996,43 @@ func (c *kitRigConn) stream() *kitRigStream {
 // ---------------------------------------------------------------------------
 // Scripts
 
+// kitFeed hands one packet to an assembler of some face: the Safe face's
+// error, nil for the others.
+type kitFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
+
+func kitFeedSafe(a *SafeAssembler) kitFeed { return a.AssembleWithContext }
+
+func kitFeedDropIn(a *Assembler) kitFeed {
+	return func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
+		a.AssembleWithContext(fl, tcp, ac)
+		return nil
+	}
+}
+
+func kitFeedUp(a *upstream.Assembler) kitFeed {
+	return func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
+		a.AssembleWithContext(fl, tcp, ac)
+		return nil
+	}
+}
+
 // kitFeeder hands packets of kitConns to an assembler of either face, each
 // step of capture time after the last (step 0: all at ts), and requires
 // the Safe face to take each without error.
 type kitFeeder struct {
 	t    testing.TB
-	feed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
+	feed kitFeed
 	ts   time.Time
 	step time.Duration
 }
 
 func newKitFeeder(t testing.TB, a *SafeAssembler, ts time.Time, step time.Duration) *kitFeeder {
-	return &kitFeeder{t: t, feed: a.AssembleWithContext, ts: ts, step: step}
+	return &kitFeeder{t: t, feed: kitFeedSafe(a), ts: ts, step: step}
 }
 
 // newKitDropInFeeder is newKitFeeder for the drop-in face.
 func newKitDropInFeeder(t testing.TB, a *Assembler, ts time.Time, step time.Duration) *kitFeeder {
-	feed := func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
-		a.AssembleWithContext(fl, tcp, ac)
-		return nil
-	}
-	return &kitFeeder{t: t, feed: feed, ts: ts, step: step}
+	return &kitFeeder{t: t, feed: kitFeedDropIn(a), ts: ts, step: step}
 }
 
 func (f *kitFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {

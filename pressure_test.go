@@ -67,7 +67,7 @@ func (tr *flTraffic) legitBytes() int64 {
 }
 
 // flRun feeds the flood to f; sample is called every 4096 packets.
-func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
+func flRun(cfg flConfig, f kitFeed, sample func(i int)) *flTraffic {
 	rng := rand.New(rand.NewPCG(cfg.seed, 17))
 	g := newAtkGen()
 	tr := &flTraffic{sent: make([][2]int64, 0, cfg.packets/8)}
@@ -98,7 +98,7 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 		if rng.Float64() < cfg.share {
 			c := atkFloodClient(spoofed)
 			spoofed++
-			_ = f.feed(g.packet(c, atkServer, rng.Uint32(), rng.Uint32(), atkACK|atkPSH, 100, fill, ts))
+			_ = f(g.packet(c, atkServer, rng.Uint32(), rng.Uint32(), atkACK|atkPSH, 100, fill, ts))
 			continue
 		}
 		s := &slots[rng.IntN(len(slots))]
@@ -110,11 +110,11 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 		switch s.phase {
 		case 0:
 			tr.begun++
-			err = f.feed(g.packet(c, atkServer, isn[0], 0, atkSYN, 0, nil, ts))
+			err = f(g.packet(c, atkServer, isn[0], 0, atkSYN, 0, nil, ts))
 		case 1:
-			err = f.feed(g.packet(atkServer, c, isn[1], isn[0]+1, atkSYN|atkACK, 0, nil, ts))
+			err = f(g.packet(atkServer, c, isn[1], isn[0]+1, atkSYN|atkACK, 0, nil, ts))
 		case 2:
-			err = f.feed(g.packet(c, atkServer, seq(0), seq(1), atkACK, 0, nil, ts))
+			err = f(g.packet(c, atkServer, seq(0), seq(1), atkACK, 0, nil, ts))
 		case 3:
 			dir, n := rng.IntN(2), 100+rng.IntN(1361)
 			src, dst := c, atkServer
@@ -128,14 +128,14 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 			if cfg.fill {
 				fill = atkFill(s.id, dir, p0)
 			}
-			err = f.feed(g.packet(src, dst, s0, seq(1-dir), atkACK|atkPSH, n, fill, ts))
+			err = f(g.packet(src, dst, s0, seq(1-dir), atkACK|atkPSH, n, fill, ts))
 			if s.left--; s.left > 0 {
 				s.phase--
 			}
 		case 4:
-			err = f.feed(g.packet(c, atkServer, seq(0), seq(1), atkFIN|atkACK, 0, nil, ts))
+			err = f(g.packet(c, atkServer, seq(0), seq(1), atkFIN|atkACK, 0, nil, ts))
 		case 5:
-			err = f.feed(g.packet(atkServer, c, seq(1), seq(0)+1, atkFIN|atkACK, 0, nil, ts))
+			err = f(g.packet(atkServer, c, seq(1), seq(0)+1, atkFIN|atkACK, 0, nil, ts))
 		}
 		if errors.Is(err, ErrConnectionLimit) {
 			tr.refused++
@@ -153,7 +153,7 @@ func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAs
 	pool, err := NewSafeStreamPoolWithOptions(f, popts)
 	require.NoError(t, err)
 	a := newKitAssembler(t, pool, opts)
-	tr := flRun(cfg, atkSafeFeeder{a}, func(i int) {
+	tr := flRun(cfg, kitFeedSafe(a), func(i int) {
 		if sample != nil {
 			sample(i, pool)
 		}
@@ -237,7 +237,7 @@ func TestPressureSharedPoolRace(t *testing.T) {
 			defer wg.Done()
 			cfg := flConfig{packets: 100_000 / atkScale(), share: 0.5, concurrent: 10, step: 20 * time.Microsecond,
 				seed: uint64(w + 1), fill: true, base: w << 20, clock: &clock}
-			trs[w] = flRun(cfg, atkSafeFeeder{asms[w]}, func(int) {
+			trs[w] = flRun(cfg, kitFeedSafe(asms[w]), func(int) {
 				// The reservation is what the cap holds exactly; Stats sums
 				// the shards one by one, so while connections come and go
 				// its ActiveConnections can pass the cap by a few.
@@ -577,7 +577,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 				var delivered, sent, refused, evicted int64
 				for range b.N {
 					b.StopTimer()
-					var feeder atkFeeder
+					var feeder kitFeed
 					var finish func() (int64, int64)
 					var flush func(now time.Time)
 					switch impl {
@@ -591,7 +591,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 						}
 						a, err := NewSafeAssembler(pool, opts)
 						require.NoError(b, err)
-						feeder = atkSafeFeeder{a}
+						feeder = kitFeedSafe(a)
 						finish = func() (int64, int64) {
 							a.Close()
 							pool.Close()
@@ -601,7 +601,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 					case "upstream":
 						f := &flUpFactory{}
 						a := upstream.NewAssembler(upstream.NewStreamPool(f))
-						feeder = atkUpFeeder{a}
+						feeder = kitFeedUp(a)
 						flush = func(now time.Time) { a.FlushCloseOlderThan(now.Add(-timeout)) }
 						finish = func() (int64, int64) {
 							a.FlushAll()
