@@ -356,13 +356,25 @@ func (s *atkChecked) ReassemblyComplete(AssemblerContext) bool {
 	return true
 }
 
+// atkCounts is what the flood sinks count, all connections together.
+type atkCounts struct {
+	news, completes, deliveries, bytes, skips int64
+}
+
+// delivered counts a delivery of n bytes after a skip.
+func (c *atkCounts) delivered(n, skip int) {
+	c.deliveries++
+	c.bytes += int64(n)
+	if skip > 0 {
+		c.skips++
+	}
+}
+
 // atkSink is the one Stream of every unchecked (flood) connection: it
 // counts, under mu when its factory is shared.
 type atkSink struct {
-	mu                          *sync.Mutex
-	news, completes, deliveries int64
-	bytes                       int64
-	skips                       int64
+	mu *sync.Mutex
+	atkCounts
 }
 
 func (s *atkSink) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
@@ -376,11 +388,7 @@ func (s *atkSink) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	}
 	_, _, _, skip := sg.Info()
 	n, _ := sg.Lengths()
-	s.deliveries++
-	s.bytes += int64(n)
-	if skip > 0 {
-		s.skips++
-	}
+	s.delivered(n, skip)
 }
 
 func (s *atkSink) ReassemblyComplete(AssemblerContext) bool {
@@ -395,9 +403,9 @@ func (s *atkSink) ReassemblyComplete(AssemblerContext) bool {
 // atkUpSink is upstream's Stream for every connection: it counts, and
 // keeps the CRC of the client's bytes when doCRC is set.
 type atkUpSink struct {
-	news, completes, deliveries, bytes, skips int64
-	crc                                       uint32
-	doCRC                                     bool
+	atkCounts
+	crc   uint32
+	doCRC bool
 }
 
 func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
@@ -407,11 +415,7 @@ func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDi
 func (s *atkUpSink) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
 	dir, _, _, skip := sg.Info()
 	n, _ := sg.Lengths()
-	s.deliveries++
-	s.bytes += int64(n)
-	if skip > 0 {
-		s.skips++
-	}
+	s.delivered(n, skip)
 	if s.doCRC && dir == upstream.TCPDirClientToServer {
 		s.crc = crc32.Update(s.crc, crc32.IEEETable, sg.Fetch(n))
 	}
