@@ -8,11 +8,13 @@ package reassembly
 // Safe face's setup (newKitSafe, newKitAssembler, kit*Opts), random traffic
 // (kitTraffic, kitInterleave), the goroutine-leak guard, the conservation
 // check of AssemblerStats (kitRequireConserved, kitSumStats), loop
-// helpers, and the rig (kitRig: one connection per scenario, skipped bytes
-// shown as '?', for comparison with a model). The trace kit (trSeg, trConv,
-// trRec, fault tables and the runners of all three faces) is
-// kit_streams_test.go; the attack kit, for floods of millions of packets,
-// is attack_kit_test.go.
+// helpers, and the rig (kitRig: one connection per scenario on kitStreams
+// that show skipped bytes as '?', for comparison with a model). kitStream
+// is the package's one recording Stream: the rig's, newKitSafe's, and,
+// with the comparison record on top, the trace kit's (trSeg, trConv,
+// trRec, fault tables and the runners of all three faces:
+// kit_streams_test.go). The attack kit, for floods of millions of packets,
+// is kit_traffic_test.go.
 
 import (
 	"bytes"
@@ -232,6 +234,10 @@ type kitFactory struct {
 	rejectWindow1 bool                              // Accept refuses non-SYN segments with Window 1
 	checkContent  bool                              // compare delivered bytes with kitContent
 	keepFrom      func(r *rand.Rand, total int) int // KeepFrom offset, -1 for none
+	depth         func(TCPFlowDirection) int        // when set, the Streams are DepthOverriders
+	// show keeps the rig's view of each Stream: its bytes with a '?' for
+	// each skipped one (shown) and a line per delivery (sgs).
+	show bool
 
 	// rec, when set, is the comparison record on top of the checks: each
 	// Stream also writes every call into it (trRec, the record upstream's
@@ -293,8 +299,25 @@ func (f *kitFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ Asse
 	f.live[key]++
 	f.streams = append(f.streams, s)
 	f.byKey[key] = s
+	if f.depth != nil {
+		return kitDepthStream{s}
+	}
 	return s
 }
+
+// kitKeepLast is a kitFactory.keepFrom that keeps the last byte of every
+// delivery.
+func kitKeepLast(_ *rand.Rand, n int) int {
+	if n > 0 {
+		return n - 1
+	}
+	return -1
+}
+
+// kitDepthStream is a kitStream that chooses its reassembly depth.
+type kitDepthStream struct{ *kitStream }
+
+func (s kitDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.f.depth(dir) }
 
 func (f *kitFactory) stream(c kitConn) *kitStream {
 	f.mu.Lock()
@@ -358,9 +381,12 @@ type kitStream struct {
 	gapBytes  [2]int
 	ends      [2]int
 	pos       [2]kitPos
-	labelled  bool // Accept was called
-	done      bool // ReassemblyComplete was called
-	closed    bool // and returned true (a kept connection's Stream still sees Accept)
+	depthHits int       // deliveries that reported DepthReached
+	shown     [2][]byte // with show: the bytes, '?' for each skipped one
+	sgs       []string  // with show: direction, end, depth, skip, bytes of each delivery
+	labelled  bool      // Accept was called
+	done      bool      // ReassemblyComplete was called
+	closed    bool      // and returned true (a kept connection's Stream still sees Accept)
 	completes atomic.Int32
 }
 
@@ -414,6 +440,9 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		s.f.problem("%s: Fetch(%d) returned %d bytes", s.key, total, len(b))
 		return
 	}
+	if saved > 0 && skip > 0 {
+		s.f.problem("%s: %d kept bytes before a skip of %d", s.key, saved, skip)
+	}
 	fresh := b[saved:]
 	s.mu.Lock()
 	if s.done {
@@ -450,6 +479,18 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	s.data[rd] = append(s.data[rd], fresh...)
 	if end {
 		s.ends[rd]++
+	}
+	depth := false
+	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
+		s.depthHits++
+		depth = true
+	}
+	if s.f.show {
+		if skip > 0 {
+			s.shown[rd] = append(s.shown[rd], bytes.Repeat([]byte{'?'}, skip)...)
+		}
+		s.shown[rd] = append(s.shown[rd], fresh...)
+		s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, b))
 	}
 	s.mu.Unlock()
 	if s.st != nil {
@@ -828,93 +869,11 @@ func (c kitConflict) String() string {
 	return fmt.Sprintf("{@%d delivered=%v old=%q new=%q}", c.offset, c.delivered, c.old, c.new)
 }
 
-// kitRigStream records what the connection receives: out is the client's
-// direction, server the server's.
-type kitRigStream struct {
-	mu        sync.Mutex
-	out       []byte
-	server    []byte
-	depthHits int
-	completes int
-	// depth, when set, makes the stream a DepthOverrider (see
-	// kitRigDepthStream).
-	depth func(TCPFlowDirection) int
-	// keep makes it ask for the last byte of each delivery again.
-	keep bool
-	// sgs logs each delivery: direction, end, depth, skip, bytes.
-	sgs []string
-}
-
-func (s *kitRigStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-
-func (s *kitRigStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir, _, end, skip := sg.Info()
-	out := &s.out
-	if dir == TCPDirServerToClient {
-		out = &s.server
-	}
-	if skip > 0 {
-		*out = append(*out, bytes.Repeat([]byte{'?'}, skip)...)
-	}
-	n, saved := sg.Lengths()
-	data := sg.Fetch(n)
-	if saved > len(data) || (saved > 0 && skip > 0) {
-		panic(fmt.Sprintf("kept %d bytes of %d, skip %d", saved, len(data), skip))
-	}
-	*out = append(*out, data[saved:]...)
-	if s.keep && n > 0 {
-		sg.KeepFrom(n - 1)
-	}
-	depth := false
-	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
-		s.depthHits++
-		depth = true
-	}
-	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
-}
-
-func (s *kitRigStream) ReassemblyComplete(AssemblerContext) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.completes++
-	return true
-}
-
-// kitRigDepthStream is a kitRigStream that chooses its reassembly depth.
-type kitRigDepthStream struct{ *kitRigStream }
-
-func (s kitRigDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.depth(dir) }
-
-// kitRigFactory hands out kitRigStreams and remembers them by client port; with
-// depth set, they implement DepthOverrider.
-type kitRigFactory struct {
-	mu      sync.Mutex
-	streams map[uint16]*kitRigStream
-	depth   func(TCPFlowDirection) int
-	keep    bool
-}
-
-func (f *kitRigFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := &kitRigStream{depth: f.depth, keep: f.keep}
-	src, _ := tcpFlow.Endpoints()
-	f.streams[uint16(layers.TCPPort(src.Raw()[0])<<8|layers.TCPPort(src.Raw()[1]))] = s
-	if f.depth != nil {
-		return kitRigDepthStream{s}
-	}
-	return s
-}
-
 // kitRig is one SafeAssembler on which scenarios run one connection
 // each, on a fresh client port and address.
 type kitRig struct {
 	t   testing.TB
-	f   *kitRigFactory
+	f   *kitFactory
 	a   *SafeAssembler
 	n   int
 	ts  time.Time
@@ -928,7 +887,10 @@ func newKitRig(t testing.TB, opts SafeAssemblerOptions) *kitRig {
 // newKitRigRaw is newKitRig; with record set and no OnConflict in
 // opts, the conflicts are recorded in got.
 func newKitRigRaw(t testing.TB, opts SafeAssemblerOptions, record bool) *kitRig {
-	h := &kitRig{t: t, f: &kitRigFactory{streams: map[uint16]*kitRigStream{}}, ts: time.Unix(1_700_000_000, 0)}
+	f := newKitFactory()
+	f.show = true
+	t.Cleanup(func() { f.requireNoProblems(t) })
+	h := &kitRig{t: t, f: f, ts: time.Unix(1_700_000_000, 0)}
 	opts.DisableBackgroundFlush = true
 	if opts.OnConflict == nil && record {
 		opts.OnConflict = func(c Conflict) {
@@ -987,10 +949,11 @@ func (c *kitRigConn) packet(server bool, flags string, off int, payload []byte) 
 	return c.h.a.AssembleWithTimestamp(netFlow, tcp, c.h.ts)
 }
 
-func (c *kitRigConn) stream() *kitRigStream {
+func (c *kitRigConn) stream() *kitStream {
 	c.h.f.mu.Lock()
 	defer c.h.f.mu.Unlock()
-	return c.h.f.streams[c.sport]
+	return c.h.f.byKey[kitKey(c.netFlow, gopacket.NewFlow(layers.EndpointTCPPort,
+		[]byte{byte(c.sport >> 8), byte(c.sport)}, []byte{0, byte(kitServerPort)}))]
 }
 
 // ---------------------------------------------------------------------------

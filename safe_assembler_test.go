@@ -490,8 +490,8 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 			c.send("", 0, []byte("hello"))
 			c.send("R", 5, []byte("INJECTED"))
 			s := c.stream()
-			require.Equal(t, "hello", string(s.out))
-			require.Equal(t, 1, s.completes)
+			require.Equal(t, "hello", string(s.shown[0]))
+			require.EqualValues(t, 1, s.completes.Load())
 			require.Contains(t, s.sgs[len(s.sgs)-1], `end=true depth=false skip=0 ""`)
 
 			// Out of order: the RST waits for the bytes before it, and its
@@ -502,8 +502,8 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 			require.Zero(t, h.a.Stats().PageCache.QueuedBytes)
 			c.send("", 0, []byte("hello"))
 			s = c.stream()
-			require.Equal(t, "hello", string(s.out))
-			require.Equal(t, 1, s.completes)
+			require.Equal(t, "hello", string(s.shown[0]))
+			require.EqualValues(t, 1, s.completes.Load())
 
 			// An RST whose payload would fill a hole, or overwrite buffered
 			// bytes, changes nothing: the bytes after the RST are not
@@ -513,8 +513,8 @@ func TestSafeRSTPayloadNeverDelivered(t *testing.T) {
 			c.send("", 10, []byte("world"))
 			c.send("R", 0, []byte("0123456789WORLD"))
 			s = c.stream()
-			require.Equal(t, "", string(s.out))
-			require.Equal(t, 1, s.completes)
+			require.Equal(t, "", string(s.shown[0]))
+			require.EqualValues(t, 1, s.completes.Load())
 
 			st := h.a.Stats()
 			require.Equal(t, int64(8+8+15), st.BytesOnReset)
