@@ -146,17 +146,17 @@ type atkPacket struct {
 // atkInsertionPackets are atkInsertion's packets, built ahead.
 func atkInsertionPackets(order []int) []atkPacket {
 	var out []atkPacket
-	keep := func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
+	keep := func(flow gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
 		raw := append([]byte(nil), tcp.Contents...)
 		raw = append(raw, tcp.Payload...)
-		p := atkPacket{flow: flow, tcp: &layers.TCP{}, ctx: *ac}
+		p := atkPacket{flow: flow, tcp: &layers.TCP{}, ctx: *ac.(*kitCtx)}
 		if err := p.tcp.DecodeFromBytes(raw, gopacket.NilDecodeFeedback); err != nil {
 			panic(err)
 		}
 		out = append(out, p)
 		return nil
 	}
-	atkInsertion(atkFeederFunc(keep), order, nil)
+	atkInsertion(keep, order, nil)
 	return out
 }
 
@@ -182,7 +182,7 @@ func BenchmarkAttackInsertionOrder(b *testing.B) {
 				b.Run(key, func(b *testing.B) {
 					for range b.N {
 						b.StopTimer()
-						var f atkFeeder
+						var f kitFeed
 						switch impl {
 						case "safe":
 							f = newAtkImpl("safe", nil, atkSafeInsertOptions, 0, false).feeder
@@ -191,7 +191,7 @@ func BenchmarkAttackInsertionOrder(b *testing.B) {
 						}
 						b.StartTimer()
 						for i := range pkts {
-							_ = f.feed(pkts[i].flow, pkts[i].tcp, &pkts[i].ctx)
+							_ = f(pkts[i].flow, pkts[i].tcp, &pkts[i].ctx)
 						}
 					}
 					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*n)
@@ -251,7 +251,7 @@ func BenchmarkAttackSequenceSpace(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				heap.start()
-				var f atkFeeder
+				var f kitFeed
 				var check func(want uint32) bool
 				var finish func()
 				switch impl {
@@ -263,7 +263,7 @@ func BenchmarkAttackSequenceSpace(b *testing.B) {
 				case "upstream":
 					s := &atkUpSink{doCRC: true}
 					a := upstream.NewAssembler(upstream.NewStreamPool(atkUpFactory{s}))
-					f, finish = atkUpFeeder{a}, func() { a.FlushAll() }
+					f, finish = kitFeedUp(a), func() { a.FlushAll() }
 					check = func(want uint32) bool { return s.crc == want && s.skips == 0 }
 				}
 				b.StartTimer()
@@ -318,7 +318,7 @@ func BenchmarkAttackGarbage(b *testing.B) {
 			heap.start()
 			b.StartTimer()
 			for i := range n {
-				_ = im.feeder.feed(atkGarbagePacket(g, i))
+				_ = im.feeder(atkGarbagePacket(g, i))
 				if i%8192 == 0 {
 					heap.sample()
 				}

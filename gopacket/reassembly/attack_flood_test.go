@@ -27,7 +27,7 @@ type atkSYNFloodConfig struct {
 
 // atkSYNFlood runs the flood through f; sample is called every 4096 tuples
 // (and receives the tuple index).
-func atkSYNFlood(cfg atkSYNFloodConfig, f atkFeeder, sample func(i int)) (*atkEstablished, error) {
+func atkSYNFlood(cfg atkSYNFloodConfig, f kitFeed, sample func(i int)) (*atkEstablished, error) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, cfg.est, ts)
@@ -46,8 +46,8 @@ func atkSYNFlood(cfg atkSYNFloodConfig, f atkFeeder, sample func(i int)) (*atkEs
 		ts = ts.Add(time.Microsecond)
 		c := atkFloodClient(i)
 		isn := uint32(i) * 2654435761
-		_ = f.feed(g.packet(c, atkServer, isn, 0, atkSYN, 0, nil, ts)) // refused beyond the cap
-		_ = f.feed(g.packet(c, atkServer, isn+1+1000, 0, atkACK|atkPSH, cfg.payload, fill, ts))
+		_ = f(g.packet(c, atkServer, isn, 0, atkSYN, 0, nil, ts)) // refused beyond the cap
+		_ = f(g.packet(c, atkServer, isn+1+1000, 0, atkACK|atkPSH, cfg.payload, fill, ts))
 		if cfg.est > 0 && i%cfg.estEvery == 0 {
 			est.ts = ts
 			id := uint32(next % cfg.est)
@@ -94,7 +94,7 @@ func atkSYNFloodRun(t *testing.T, refuse bool) {
 	heap.start()
 	peakLive := int64(0)
 	calls := 0
-	est, err := atkSYNFlood(cfg, atkSafeFeeder{a}, func(int) {
+	est, err := atkSYNFlood(cfg, kitFeedSafe(a), func(int) {
 		if calls++; calls%32 == 0 {
 			heap.live()
 		} else {
@@ -141,7 +141,7 @@ type atkHoldConfig struct {
 
 // atkHold runs the hold through f; sample is called once the connections
 // are open, then every 1024 packets.
-func atkHold(cfg atkHoldConfig, f atkFeeder, sample func()) {
+func atkHold(cfg atkHoldConfig, f kitFeed, sample func()) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, cfg.conns, ts)
@@ -205,7 +205,7 @@ func runAtkHold(t *testing.T, cfg atkHoldConfig) {
 	var heap atkHeap
 	calls := 0
 	every := max(1, cfg.conns*cfg.segs/1024/8) // 8 live samples a run
-	atkHold(cfg, atkSafeFeeder{a}, func() {
+	atkHold(cfg, kitFeedSafe(a), func() {
 		if calls++; calls == 1 {
 			// The connections are open: what grows from here is buffering.
 			heap.start()
@@ -279,7 +279,7 @@ func atkManyHoles(t *testing.T, opts SafeAssemblerOptions) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, 1, ts)
-	require.NoError(t, est.handshake(atkSafeFeeder{a}, 0))
+	require.NoError(t, est.handshake(kitFeedSafe(a), 0))
 	isn := atkISN(0, 0)
 	maxRuns, maxPages, maxCost := 0, 0, int64(0)
 	for i := 0; i < n; i++ {

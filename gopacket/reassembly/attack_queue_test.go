@@ -23,7 +23,7 @@ import (
 // in the given order, then the byte at offset 0 that fills the hole and a
 // FIN. sample, when set, is called every 1024 segments with the number
 // sent so far.
-func atkInsertion(f atkFeeder, order []int, sample func(i int)) {
+func atkInsertion(f kitFeed, order []int, sample func(i int)) {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	est := newAtkEstablished(g, 1, ts)
@@ -33,13 +33,13 @@ func atkInsertion(f atkFeeder, order []int, sample func(i int)) {
 	isn := atkISN(0, 0)
 	for i, o := range order {
 		off := int64(1 + o)
-		_ = f.feed(g.packet(atkClient(0), atkServer, isn+1+uint32(off), 0, atkACK, 1, atkFill(0, 0, off), ts))
+		_ = f(g.packet(atkClient(0), atkServer, isn+1+uint32(off), 0, atkACK, 1, atkFill(0, 0, off), ts))
 		if sample != nil && (i+1)%1024 == 0 {
 			sample(i + 1)
 		}
 	}
-	_ = f.feed(g.packet(atkClient(0), atkServer, isn+1, 0, atkACK, 1, atkFill(0, 0, 0), ts))
-	_ = f.feed(g.packet(atkClient(0), atkServer, isn+1+uint32(len(order)+1), 0, atkACK|atkFIN, 0, nil, ts))
+	_ = f(g.packet(atkClient(0), atkServer, isn+1, 0, atkACK, 1, atkFill(0, 0, 0), ts))
+	_ = f(g.packet(atkClient(0), atkServer, isn+1+uint32(len(order)+1), 0, atkACK|atkFIN, 0, nil, ts))
 }
 
 func atkOrder(n int, descending bool, seed uint64) []int {
@@ -149,7 +149,7 @@ func TestAttackOverlapFlood(t *testing.T) {
 			a := newKitAssembler(t, pool, SafeAssemblerOptions{MaxBufferedPagesTotal: 64, DisableBackgroundFlush: true})
 			var heap atkHeap
 			heap.start()
-			maxPages := atkOverlapFlood(atkSafeFeeder{a}, mode, n, heap.sample,
+			maxPages := atkOverlapFlood(kitFeedSafe(a), mode, n, heap.sample,
 				func() int64 { return pool.PageCache().Stats().PagesInUse })
 			heap.live()
 			st := a.Stats()
@@ -175,12 +175,12 @@ func TestAttackOverlapFlood(t *testing.T) {
 // atkOverlapFlood sends n copies of mode's range, copy k of the byte at
 // offset o being byte(o) ^ byte(k), then fills the hole with copy 0 and
 // sends the FIN. It returns the most pages seen in use.
-func atkOverlapFlood(f atkFeeder, mode string, n int, sample func(), pages func() int64) int64 {
+func atkOverlapFlood(f kitFeed, mode string, n int, sample func(), pages func() int64) int64 {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	c := atkClient(0)
 	isn := uint32(0xFFFFFF00) // the range crosses the wrap
-	_ = f.feed(g.packet(c, atkServer, isn, 0, atkSYN, 0, nil, ts))
+	_ = f(g.packet(c, atkServer, isn, 0, atkSYN, 0, nil, ts))
 	var off int64
 	var k int
 	fill := func(b []byte) {
@@ -191,7 +191,7 @@ func atkOverlapFlood(f atkFeeder, mode string, n int, sample func(), pages func(
 	var maxPages int64
 	for k = 0; k < n; k++ {
 		off = atkOverlapOffset(mode, k)
-		_ = f.feed(g.packet(c, atkServer, isn+1+uint32(off), 0, atkACK, 1460, fill, ts))
+		_ = f(g.packet(c, atkServer, isn+1+uint32(off), 0, atkACK, 1460, fill, ts))
 		if pages != nil && k%64 == 0 {
 			maxPages = max(maxPages, pages())
 		}
@@ -201,9 +201,9 @@ func atkOverlapFlood(f atkFeeder, mode string, n int, sample func(), pages func(
 	}
 	if mode != "delivered" {
 		off, k = 0, 0
-		_ = f.feed(g.packet(c, atkServer, isn+1, 0, atkACK, 100, fill, ts))
+		_ = f(g.packet(c, atkServer, isn+1, 0, atkACK, 100, fill, ts))
 	}
-	_ = f.feed(g.packet(c, atkServer, isn+1+uint32(atkOverlapEnd(mode, n)), 0, atkACK|atkFIN, 0, nil, ts))
+	_ = f(g.packet(c, atkServer, isn+1+uint32(atkOverlapEnd(mode, n)), 0, atkACK|atkFIN, 0, nil, ts))
 	if pages != nil {
 		maxPages = max(maxPages, pages())
 	}

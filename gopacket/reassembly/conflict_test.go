@@ -48,7 +48,7 @@ func TestConflictReportContents(t *testing.T) {
 		require.Equal(t, TCPDirClientToServer, x.Direction)
 		require.Equal(t, c.netFlow, x.NetFlow)
 		require.Equal(t, gopacket.NewFlow(layers.EndpointTCPPort, []byte{byte(c.sport >> 8), byte(c.sport)}, []byte{0, 80}), x.TCPFlow)
-		require.Same(t, c.stream(), x.Stream.(*kitRigStream))
+		require.Same(t, c.stream(), x.Stream.(*kitStream))
 		require.Equal(t, h.ts, x.CaptureInfo.Timestamp)
 
 		// The server buffers bytes out of order in two separate runs; a copy
@@ -88,7 +88,7 @@ func TestConflictIdenticalRetransmissionsAreNone(t *testing.T) {
 	}
 	h.a.FlushAll()
 	require.Empty(t, *all)
-	require.Equal(t, string(data), string(c.stream().out))
+	require.Equal(t, string(data), string(c.stream().shown[0]))
 	require.Zero(t, h.a.Stats().OverlapConflicts)
 }
 
@@ -176,10 +176,10 @@ func TestConflictHandlerPanicRecovered(t *testing.T) {
 	require.Contains(t, logs.String(), "OnConflict")
 	st := h.a.Stats()
 	require.Equal(t, int64(1), st.PanicsRecovered)
-	require.Equal(t, 1, c.stream().completes)
+	require.EqualValues(t, 1, c.stream().completes.Load())
 	kitRequireConserved(t, st)
 	h.a.FlushAll()
-	require.Equal(t, 1, c.stream().completes)
+	require.EqualValues(t, 1, c.stream().completes.Load())
 }
 
 // Property: the delivered-bytes window holds exactly the last limit bytes

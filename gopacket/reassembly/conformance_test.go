@@ -187,7 +187,7 @@ func confPort(ep gopacket.Endpoint) string {
 // takes every segment and forces the start of a direction at its first.
 func confOurs(t *testing.T, path string) *confRun {
 	rec := &trRec{forceStart: true}
-	a := NewAssembler(NewStreamPool(trFactory{rec}))
+	a := NewAssembler(NewStreamPool(rec.ours(t)))
 	return confReassemble(t, path, rec, func(nf gopacket.Flow, tcp *layers.TCP, ac *trCtx) { a.AssembleWithContext(nf, tcp, ac) },
 		func() { a.FlushAll() })
 }

@@ -37,9 +37,9 @@ func TestDepthStopsDirection(t *testing.T) {
 			c.send("F", 300, nil)
 			require.NoError(t, c.packet(true, "F", 120, nil))
 			s := c.stream()
-			require.Equal(t, string(data[:depth]), string(s.out), "depth %d", depth)
-			require.Equal(t, string(data[:min(depth, 120)]), string(s.server), "the server's direction has its own depth")
-			require.Equal(t, 1, s.completes)
+			require.Equal(t, string(data[:depth]), string(s.shown[0]), "depth %d", depth)
+			require.Equal(t, string(data[:min(depth, 120)]), string(s.shown[1]), "the server's direction has its own depth")
+			require.EqualValues(t, 1, s.completes.Load())
 			if depth < 120 {
 				require.Equal(t, 2, s.depthHits, "depth %d: %v", depth, s.sgs)
 			} else {
@@ -75,7 +75,7 @@ func TestDepthCountsHolesAndEnds(t *testing.T) {
 	c.send("F", 30, nil)
 	h.a.FlushWithOptions(FlushOptions{T: h.ts.Add(time.Second)})
 	s := c.stream()
-	require.Equal(t, "01234???????????????abcde", string(s.out))
+	require.Equal(t, "01234???????????????abcde", string(s.shown[0]))
 	require.Equal(t, 1, s.depthHits)
 	require.Contains(t, s.sgs[len(s.sgs)-1], "end=true depth=true")
 	st := h.a.Stats()
@@ -104,8 +104,8 @@ func TestDepthOverrider(t *testing.T) {
 	c.send("", 0, data)
 	require.NoError(t, c.packet(true, "", 0, data))
 	s := c.stream()
-	require.Equal(t, string(data), string(s.out))
-	require.Equal(t, string(data[:30]), string(s.server))
+	require.Equal(t, string(data), string(s.shown[0]))
+	require.Equal(t, string(data[:30]), string(s.shown[1]))
 	require.Equal(t, 4, calls, "once per accepted packet")
 	require.NoError(t, c.packet(true, "", 100, data))
 	require.Equal(t, 4, calls, "not after the direction reached its depth")
@@ -122,7 +122,7 @@ func TestDepthOverrider(t *testing.T) {
 	depth = 20
 	c.send("", 40, data[40:60])
 	s = c.stream()
-	require.Equal(t, string(data[:40]), string(s.out))
+	require.Equal(t, string(data[:40]), string(s.shown[0]))
 	require.Equal(t, 1, s.depthHits)
 	require.Contains(t, s.sgs[len(s.sgs)-1], `depth=true skip=0 ""`)
 	kitRequireConserved(t, h.a.Stats())
@@ -140,7 +140,7 @@ func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 	c.send("", 0, data[:20])
 	c.send("", 20, data[20:40])
 	s := c.stream()
-	require.Equal(t, string(data[:25]), string(s.out), "in order")
+	require.Equal(t, string(data[:25]), string(s.shown[0]), "in order")
 	require.Equal(t, 1, s.depthHits)
 
 	c = h.conn(1)
@@ -148,7 +148,7 @@ func TestDepthOverriderWithoutAssemblerDepth(t *testing.T) {
 	c.send("", 20, data[20:40])
 	c.send("", 0, data[:20])
 	s = c.stream()
-	require.Equal(t, string(data[:25]), string(s.out), "out of order")
+	require.Equal(t, string(data[:25]), string(s.shown[0]), "out of order")
 	require.Equal(t, 1, s.depthHits)
 	st := h.a.Stats()
 	require.Equal(t, int64(30), st.BytesBeyondDepth)
@@ -164,9 +164,9 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 	c := h.conn(9)
 	c.send("S", 0, nil)
 	c.send("", 0, []byte("abcdef"))
-	require.Equal(t, "abc", string(c.stream().out))
+	require.Equal(t, "abc", string(c.stream().shown[0]))
 	c.send("R", 6, []byte("zz"))
-	require.Equal(t, 1, c.stream().completes)
+	require.EqualValues(t, 1, c.stream().completes.Load())
 	st := h.a.Stats()
 	require.Equal(t, int64(2), st.BytesOnReset)
 	kitRequireConserved(t, st)
@@ -182,11 +182,11 @@ func TestDepthDirectionStillCloses(t *testing.T) {
 	}
 	_, closed := h.a.FlushWithOptions(FlushOptions{T: h.ts.Add(-time.Minute), TC: h.ts.Add(-time.Minute)})
 	require.Zero(t, closed)
-	require.Zero(t, c.stream().completes)
+	require.Zero(t, c.stream().completes.Load())
 	c.send("F", 11, nil)
 	require.NoError(t, c.packet(true, "S", 0, nil))
 	require.NoError(t, c.packet(true, "F", 0, nil))
-	require.Equal(t, 1, c.stream().completes)
+	require.EqualValues(t, 1, c.stream().completes.Load())
 }
 
 // Property: a panic in ReassemblyDepth is recovered like one in a Stream.
@@ -207,7 +207,7 @@ func TestDepthOverriderPanicRecovered(t *testing.T) {
 	err := c.packet(false, "", 0, []byte("abc"))
 	require.True(t, errors.Is(err, ErrStreamPanic), "%v", err)
 	require.Contains(t, logs.String(), "ReassemblyDepth")
-	require.Equal(t, 1, c.stream().completes)
+	require.EqualValues(t, 1, c.stream().completes.Load())
 	kitRequireConserved(t, h.a.Stats())
 }
 
@@ -226,7 +226,7 @@ func TestDepthMidstreamForcedDelivery(t *testing.T) {
 	c.send("", 100, []byte("abcdefghijklmnopqrst"))
 	c.send("", 200, []byte("ABCDEFGHIJ"))
 	s := c.stream()
-	require.Equal(t, "abcdefghij", string(s.out))
+	require.Equal(t, "abcdefghij", string(s.shown[0]))
 	require.Equal(t, 1, s.depthHits)
 	require.Equal(t, []string{`client->server end=false depth=true skip=-1 "abcdefghij"`}, s.sgs)
 	st := h.a.Stats()
@@ -236,5 +236,5 @@ func TestDepthMidstreamForcedDelivery(t *testing.T) {
 	kitRequireConserved(t, st)
 	h.a.FlushAll()
 	require.Len(t, s.sgs, 1)
-	require.Equal(t, 1, s.completes)
+	require.EqualValues(t, 1, s.completes.Load())
 }

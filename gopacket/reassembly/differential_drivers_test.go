@@ -10,8 +10,6 @@ package reassembly
 import (
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 	lib "github.com/gopacket/gopacket/reassembly"
 )
 
@@ -28,7 +26,7 @@ func init() {
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) { a.AssembleWithContext(netFlow, tcp, ac) },
+			assemble: kitFeedUp(a),
 			flushWithOptions: func(t, tc time.Time) (int, int) {
 				return a.FlushWithOptions(lib.FlushOptions{T: t, TC: tc})
 			},
@@ -48,7 +46,7 @@ func init() {
 			MaxBufferedPagesTotal:         rec.scn.MaxPagesTotal,
 		}
 		return libOps{
-			assemble: func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) { a.AssembleWithContext(netFlow, tcp, ac) },
+			assemble: kitFeedDropIn(a),
 			flushWithOptions: func(t, tc time.Time) (int, int) {
 				return a.FlushWithOptions(FlushOptions{T: t, TC: tc})
 			},

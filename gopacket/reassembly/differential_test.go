@@ -124,7 +124,7 @@ func fmtCI(ci gopacket.CaptureInfo) string {
 
 // libOps is what a driver file provides: the calls into its library.
 type libOps struct {
-	assemble            func(netFlow gopacket.Flow, tcp *layers.TCP, ac *kitCtx)
+	assemble            kitFeed // the error is nil: neither is the Safe face
 	flushWithOptions    func(t, tc time.Time) (flushed, closed int)
 	flushCloseOlderThan func(t time.Time) (flushed, closed int)
 	flushAll            func() (closed int)
@@ -233,7 +233,7 @@ func (r *recorder) playStep(st step, ops libOps) {
 			Timestamp: atTime(st.TS), CaptureLength: 54 + len(payload), Length: 54 + len(payload),
 			InterfaceIndex: st.ID,
 		}
-		ops.assemble(netFlow, tcp, &kitCtx{ci: ci})
+		_ = ops.assemble(netFlow, tcp, &kitCtx{ci: ci})
 		if !bytes.Equal(payload, st.Payload) {
 			r.emit("", "input-mutated", nil, "")
 		}

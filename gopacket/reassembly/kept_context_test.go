@@ -35,7 +35,7 @@ func TestReusedContextIsCopiedWhenKept(t *testing.T) {
 				sg.KeepFrom(0)
 			}
 		}}
-		a := NewAssembler(NewStreamPool(trFactory{r}))
+		a := NewAssembler(NewStreamPool(r.ours(t)))
 		ctx := &stamp.Context{Serialized: serialized}
 		c := kitConnN(1)
 		at := func(sec int) time.Time { return time.Unix(int64(sec), 0) }

@@ -4,9 +4,11 @@ package reassembly
 
 // The kit's trace half: packets described as segments (trSeg, either
 // direction, any flags, any sequence numbers, capture times) built into
-// decoded layers that both packages key connections by, one recorder (trRec)
-// behind a Stream adapter for our package (both faces) and one for upstream,
-// so that one trace runs against each and their records compare; runners for
+// decoded layers that both packages key connections by, one record (trRec)
+// that our package's Streams (the kit's kitStream, contract checks always on)
+// and upstream's (an adapter: upstream breaks the contract, which is what some
+// tests show) write, so that one trace runs against each and their records
+// compare; runners for
 // the drop-in face (trOurs) and upstream (trUp); and the exactly-once check.
 
 import (
@@ -159,7 +161,8 @@ func trBytes(n int, seed int) string {
 }
 
 // ---------------------------------------------------------------------------
-// Recording streams, one adapter per package over a common recorder.
+// The comparison record: one per run, written by kitStream (ours) and by
+// trUpStream (upstream).
 
 // trSG is what both packages' ScatterGather offer with identical signatures.
 type trSG interface {
@@ -310,38 +313,18 @@ func trDir(serverToClient bool) int {
 	return 0
 }
 
-// Ours.
+// Ours: the kit's recording Stream (kitStream), which checks the Stream
+// contract as it goes, with this record on top.
 
-type trFactory struct{ r *trRec }
-
-func (f trFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ AssemblerContext) Stream {
-	st := f.r.newStream(netFlow, tcpFlow, tcp)
-	if st == nil {
-		return nil
-	}
-	return &trOurStream{r: f.r, st: st}
-}
-
-type trOurStream struct {
-	r  *trRec
-	st *trStream
-}
-
-func (s *trOurStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, _ TCPFlowDirection, _ Sequence, start *bool, _ AssemblerContext) bool {
-	return s.r.accept(s.st, tcp, start)
-}
-
-func (s *trOurStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	dir, start, end, skip := sg.Info()
-	s.r.deliver(s.st, trDir(dir == TCPDirServerToClient), start, end, skip, sg)
-}
-
-func (s *trOurStream) ReassemblyComplete(ac AssemblerContext) bool {
-	var ci gopacket.CaptureInfo
-	if ac != nil {
-		ci = ac.GetCaptureInfo()
-	}
-	return s.r.complete(s.st, ac == nil, ci)
+// ours is a StreamFactory of our package whose Streams are kitStreams
+// writing into r; the test fails at its end if one of them saw the Stream
+// contract broken (every call is checked as it comes; whether each Stream
+// completed is left to the test, as a run may end before its connections).
+func (r *trRec) ours(t testing.TB) *kitFactory {
+	f := newKitFactory()
+	f.rec = r
+	t.Cleanup(func() { f.requireNoProblems(t) })
+	return f
 }
 
 // Upstream.
@@ -398,7 +381,7 @@ func trFeed(t testing.TB, a *Assembler, pkts []trPacket) {
 // trOurs runs packets through a fresh Assembler with opts.
 func trOurs(t testing.TB, r *trRec, opts AssemblerOptions, pkts []trPacket) *Assembler {
 	t.Helper()
-	a := NewAssembler(NewStreamPool(trFactory{r}))
+	a := NewAssembler(NewStreamPool(r.ours(t)))
 	a.AssemblerOptions = opts
 	trFeed(t, a, pkts)
 	return a
@@ -409,7 +392,7 @@ func trOurs(t testing.TB, r *trRec, opts AssemblerOptions, pkts []trPacket) *Ass
 // with each packet's error.
 func trSafe(t testing.TB, r *trRec, opts SafeAssemblerOptions, pkts []trPacket) (*SafeAssembler, *SafeStreamPool, []error) {
 	t.Helper()
-	pool := NewSafeStreamPool(trFactory{r}, 0)
+	pool := NewSafeStreamPool(r.ours(t), 0)
 	a := newKitAssembler(t, pool, opts)
 	t.Cleanup(func() { _ = pool.Close() })
 	errs := make([]error, len(pkts))
@@ -687,7 +670,7 @@ func (f trFace) run(t *testing.T, segs []trSeg, flush bool) *trResult {
 		require.Nil(t, pv, "upstream panicked")
 		flushAll = a.FlushAll
 	case !f.safe:
-		a := NewAssembler(NewStreamPool(trFactory{rec}))
+		a := NewAssembler(NewStreamPool(rec.ours(t)))
 		a.SetSkipAckedHoles(f.ackGaps)
 		trFeed(t, a, pkts)
 		flushAll = a.FlushAll

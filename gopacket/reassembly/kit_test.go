@@ -10,11 +10,13 @@ package reassembly
 // Safe face's setup (newKitSafe, newKitAssembler, kit*Opts), random traffic
 // (kitTraffic, kitInterleave), the goroutine-leak guard, the conservation
 // check of AssemblerStats (kitRequireConserved, kitSumStats), loop
-// helpers, and the rig (kitRig: one connection per scenario, skipped bytes
-// shown as '?', for comparison with a model). The trace kit (trSeg, trConv,
-// trRec, fault tables and the runners of all three faces) is
-// kit_streams_test.go; the attack kit, for floods of millions of packets,
-// is attack_kit_test.go.
+// helpers, and the rig (kitRig: one connection per scenario on kitStreams
+// that show skipped bytes as '?', for comparison with a model). kitStream
+// is the package's one recording Stream: the rig's, newKitSafe's, and,
+// with the comparison record on top, the trace kit's (trSeg, trConv,
+// trRec, fault tables and the runners of all three faces:
+// kit_streams_test.go). The attack kit, for floods of millions of packets,
+// is kit_traffic_test.go.
 
 import (
 	"bytes"
@@ -35,6 +37,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	upstream "github.com/gopacket/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -233,6 +236,16 @@ type kitFactory struct {
 	rejectWindow1 bool                              // Accept refuses non-SYN segments with Window 1
 	checkContent  bool                              // compare delivered bytes with kitContent
 	keepFrom      func(r *rand.Rand, total int) int // KeepFrom offset, -1 for none
+	depth         func(TCPFlowDirection) int        // when set, the Streams are DepthOverriders
+	// show keeps the rig's view of each Stream: its bytes with a '?' for
+	// each skipped one (shown) and a line per delivery (sgs).
+	show bool
+
+	// rec, when set, is the comparison record on top of the checks: each
+	// Stream also writes every call into it (trRec, the record upstream's
+	// Streams write too), and it decides New's nil, Accept's start and
+	// ReassemblyComplete's answer.
+	rec *trRec
 }
 
 func newKitFactory() *kitFactory {
@@ -274,7 +287,12 @@ func (f *kitFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ Asse
 		return nil
 	}
 	s := &kitStream{f: f, key: key, seed: kitSeed(key), fromServer: tcp.SrcPort == kitServerPort,
-		rng: rand.New(rand.NewSource(int64(kitSeed(key))))}
+		ports: [2]layers.TCPPort{tcp.SrcPort, tcp.DstPort}, rng: rand.New(rand.NewSource(int64(kitSeed(key))))}
+	if f.rec != nil {
+		if s.st = f.rec.newStream(netFlow, tcpFlow, tcp); s.st == nil {
+			return nil
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.live[key] > 0 {
@@ -283,8 +301,25 @@ func (f *kitFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, _ Asse
 	f.live[key]++
 	f.streams = append(f.streams, s)
 	f.byKey[key] = s
+	if f.depth != nil {
+		return kitDepthStream{s}
+	}
 	return s
 }
+
+// kitKeepLast is a kitFactory.keepFrom that keeps the last byte of every
+// delivery.
+func kitKeepLast(_ *rand.Rand, n int) int {
+	if n > 0 {
+		return n - 1
+	}
+	return -1
+}
+
+// kitDepthStream is a kitStream that chooses its reassembly depth.
+type kitDepthStream struct{ *kitStream }
+
+func (s kitDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.f.depth(dir) }
 
 func (f *kitFactory) stream(c kitConn) *kitStream {
 	f.mu.Lock()
@@ -303,14 +338,21 @@ func (f *kitFactory) all() []*kitStream {
 // completed exactly once.
 func (f *kitFactory) requireSound(t *testing.T) {
 	t.Helper()
+	f.requireNoProblems(t)
+	for _, s := range f.all() {
+		require.EqualValues(t, 1, s.completes.Load(), "ReassemblyComplete calls for %s", s.key)
+	}
+}
+
+// requireNoProblems is requireSound but for the completions: what a run
+// that ends before every connection does can be checked by.
+func (f *kitFactory) requireNoProblems(t testing.TB) {
+	t.Helper()
 	f.mu.Lock()
 	problems, dup := append([]string(nil), f.problems...), f.dupLive
 	f.mu.Unlock()
 	require.Empty(t, problems, "problems seen by Stream callbacks")
 	require.Zero(t, dup, "New was called for a connection whose Stream was still live")
-	for _, s := range f.all() {
-		require.EqualValues(t, 1, s.completes.Load(), "ReassemblyComplete calls for %s", s.key)
-	}
 }
 
 // kitPos follows the stream offset of one direction's deliveries.
@@ -320,14 +362,20 @@ type kitPos struct {
 	off       int
 }
 
-// kitStream records what the assembler hands it, by real direction (0 the
-// client's bytes, 1 the server's).
+// kitStream is the package's one recording Stream. It checks the Stream
+// contract as it goes (direction labels, Lengths and Fetch, Skip values,
+// content at the right offsets when asked, one ReassemblyComplete at the
+// most, no data after it and no Accept after one that returned true), records what the assembler hands
+// it by real direction (0 the client's bytes, 1 the server's), and, under a
+// trRec, writes the comparison record on top (st).
 type kitStream struct {
 	f          *kitFactory
 	key        string
 	seed       uint32
-	fromServer bool // the creating packet was the server's: TCPDirClientToServer is the server's direction
+	fromServer bool              // the creating packet was the server's: TCPDirClientToServer is the server's direction
+	ports      [2]layers.TCPPort // the creating packet's source and destination ports
 	rng        *rand.Rand
+	st         *trStream // the comparison record, when f.rec is set
 
 	mu        sync.Mutex
 	accepted  [2]int
@@ -335,6 +383,12 @@ type kitStream struct {
 	gapBytes  [2]int
 	ends      [2]int
 	pos       [2]kitPos
+	depthHits int       // deliveries that reported DepthReached
+	shown     [2][]byte // with show: the bytes, '?' for each skipped one
+	sgs       []string  // with show: direction, end, depth, skip, bytes of each delivery
+	labelled  bool      // Accept was called
+	done      bool      // ReassemblyComplete was called
+	closed    bool      // and returned true (a kept connection's Stream still sees Accept)
 	completes atomic.Int32
 }
 
@@ -349,15 +403,29 @@ func (s *kitStream) realDir(d TCPFlowDirection) int {
 	return r
 }
 
-func (s *kitStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir TCPFlowDirection, _ Sequence, _ *bool, _ AssemblerContext) bool {
+func (s *kitStream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir TCPFlowDirection, _ Sequence, start *bool, _ AssemblerContext) bool {
 	s.f.maybePanic("Stream.Accept", s.key)
 	rd := s.realDir(dir)
-	if want := kitBtoi(tcp.SrcPort == kitServerPort); rd != want {
-		s.f.problem("%s: Accept got direction %v for a packet of real direction %d", s.key, dir, want)
-	}
 	s.mu.Lock()
+	// TCPDirClientToServer is the direction of the first packet seen (told
+	// apart by port where the two ports differ): the one that made the
+	// Stream, but under a trRec, whose traces include a SYN remembered
+	// before its connection was made, whatever the first Accept says.
+	if s.st != nil && !s.labelled && (dir == TCPDirClientToServer) != (tcp.SrcPort == s.ports[0]) {
+		s.ports[0], s.ports[1] = s.ports[1], s.ports[0]
+	}
+	s.labelled = true
+	if s.ports[0] != s.ports[1] && (dir == TCPDirClientToServer) != (tcp.SrcPort == s.ports[0]) {
+		s.f.problem("%s: Accept got direction %v for a packet from port %d (client->server is port %d's)", s.key, dir, tcp.SrcPort, s.ports[0])
+	}
+	if s.closed {
+		s.f.problem("%s: Accept after ReassemblyComplete returned true", s.key)
+	}
 	s.accepted[rd]++
 	s.mu.Unlock()
+	if s.st != nil {
+		s.f.rec.accept(s.st, tcp, start)
+	}
 	return !(s.f.rejectWindow1 && tcp.Window == 1 && !tcp.SYN)
 }
 
@@ -374,8 +442,14 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		s.f.problem("%s: Fetch(%d) returned %d bytes", s.key, total, len(b))
 		return
 	}
+	if saved > 0 && skip > 0 {
+		s.f.problem("%s: %d kept bytes before a skip of %d", s.key, saved, skip)
+	}
 	fresh := b[saved:]
 	s.mu.Lock()
+	if s.done {
+		s.f.problem("%s dir %d: ReassembledSG after ReassemblyComplete", s.key, rd)
+	}
 	p := &s.pos[rd]
 	switch {
 	case skip < -1:
@@ -408,7 +482,22 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	if end {
 		s.ends[rd]++
 	}
+	depth := false
+	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
+		s.depthHits++
+		depth = true
+	}
+	if s.f.show {
+		if skip > 0 {
+			s.shown[rd] = append(s.shown[rd], bytes.Repeat([]byte{'?'}, skip)...)
+		}
+		s.shown[rd] = append(s.shown[rd], fresh...)
+		s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, b))
+	}
 	s.mu.Unlock()
+	if s.st != nil {
+		s.f.rec.deliver(s.st, trDir(dir == TCPDirServerToClient), start, end, skip, sg)
+	}
 
 	s.f.firstBytes.Add(int64(len(fresh)))
 	s.f.deliveries.Add(1)
@@ -430,13 +519,27 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	s.f.maybePanic("Stream.ReassembledSG", s.key)
 }
 
-func (s *kitStream) ReassemblyComplete(_ AssemblerContext) bool {
+func (s *kitStream) ReassemblyComplete(ac AssemblerContext) bool {
 	s.completes.Add(1)
+	done := true
+	if s.st != nil {
+		var ci gopacket.CaptureInfo
+		if ac != nil {
+			ci = ac.GetCaptureInfo()
+		}
+		done = s.f.rec.complete(s.st, ac == nil, ci)
+	}
+	s.mu.Lock()
+	if s.done {
+		s.f.problem("%s: ReassemblyComplete called again", s.key)
+	}
+	s.done, s.closed = true, done
+	s.mu.Unlock()
 	s.f.mu.Lock()
 	s.f.live[s.key]--
 	s.f.mu.Unlock()
 	s.f.maybePanic("Stream.ReassemblyComplete", s.key)
-	return true
+	return done
 }
 
 func (s *kitStream) bytes(dir int) string {
@@ -768,93 +871,11 @@ func (c kitConflict) String() string {
 	return fmt.Sprintf("{@%d delivered=%v old=%q new=%q}", c.offset, c.delivered, c.old, c.new)
 }
 
-// kitRigStream records what the connection receives: out is the client's
-// direction, server the server's.
-type kitRigStream struct {
-	mu        sync.Mutex
-	out       []byte
-	server    []byte
-	depthHits int
-	completes int
-	// depth, when set, makes the stream a DepthOverrider (see
-	// kitRigDepthStream).
-	depth func(TCPFlowDirection) int
-	// keep makes it ask for the last byte of each delivery again.
-	keep bool
-	// sgs logs each delivery: direction, end, depth, skip, bytes.
-	sgs []string
-}
-
-func (s *kitRigStream) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
-	return true
-}
-
-func (s *kitRigStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir, _, end, skip := sg.Info()
-	out := &s.out
-	if dir == TCPDirServerToClient {
-		out = &s.server
-	}
-	if skip > 0 {
-		*out = append(*out, bytes.Repeat([]byte{'?'}, skip)...)
-	}
-	n, saved := sg.Lengths()
-	data := sg.Fetch(n)
-	if saved > len(data) || (saved > 0 && skip > 0) {
-		panic(fmt.Sprintf("kept %d bytes of %d, skip %d", saved, len(data), skip))
-	}
-	*out = append(*out, data[saved:]...)
-	if s.keep && n > 0 {
-		sg.KeepFrom(n - 1)
-	}
-	depth := false
-	if d, ok := sg.(DepthReporter); ok && d.DepthReached() {
-		s.depthHits++
-		depth = true
-	}
-	s.sgs = append(s.sgs, fmt.Sprintf("%v end=%v depth=%v skip=%d %q", dir, end, depth, skip, data))
-}
-
-func (s *kitRigStream) ReassemblyComplete(AssemblerContext) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.completes++
-	return true
-}
-
-// kitRigDepthStream is a kitRigStream that chooses its reassembly depth.
-type kitRigDepthStream struct{ *kitRigStream }
-
-func (s kitRigDepthStream) ReassemblyDepth(dir TCPFlowDirection) int { return s.depth(dir) }
-
-// kitRigFactory hands out kitRigStreams and remembers them by client port; with
-// depth set, they implement DepthOverrider.
-type kitRigFactory struct {
-	mu      sync.Mutex
-	streams map[uint16]*kitRigStream
-	depth   func(TCPFlowDirection) int
-	keep    bool
-}
-
-func (f *kitRigFactory) New(_, tcpFlow gopacket.Flow, _ *layers.TCP, _ AssemblerContext) Stream {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := &kitRigStream{depth: f.depth, keep: f.keep}
-	src, _ := tcpFlow.Endpoints()
-	f.streams[uint16(layers.TCPPort(src.Raw()[0])<<8|layers.TCPPort(src.Raw()[1]))] = s
-	if f.depth != nil {
-		return kitRigDepthStream{s}
-	}
-	return s
-}
-
 // kitRig is one SafeAssembler on which scenarios run one connection
 // each, on a fresh client port and address.
 type kitRig struct {
 	t   testing.TB
-	f   *kitRigFactory
+	f   *kitFactory
 	a   *SafeAssembler
 	n   int
 	ts  time.Time
@@ -868,7 +889,10 @@ func newKitRig(t testing.TB, opts SafeAssemblerOptions) *kitRig {
 // newKitRigRaw is newKitRig; with record set and no OnConflict in
 // opts, the conflicts are recorded in got.
 func newKitRigRaw(t testing.TB, opts SafeAssemblerOptions, record bool) *kitRig {
-	h := &kitRig{t: t, f: &kitRigFactory{streams: map[uint16]*kitRigStream{}}, ts: time.Unix(1_700_000_000, 0)}
+	f := newKitFactory()
+	f.show = true
+	t.Cleanup(func() { f.requireNoProblems(t) })
+	h := &kitRig{t: t, f: f, ts: time.Unix(1_700_000_000, 0)}
 	opts.DisableBackgroundFlush = true
 	if opts.OnConflict == nil && record {
 		opts.OnConflict = func(c Conflict) {
@@ -927,36 +951,53 @@ func (c *kitRigConn) packet(server bool, flags string, off int, payload []byte) 
 	return c.h.a.AssembleWithTimestamp(netFlow, tcp, c.h.ts)
 }
 
-func (c *kitRigConn) stream() *kitRigStream {
+func (c *kitRigConn) stream() *kitStream {
 	c.h.f.mu.Lock()
 	defer c.h.f.mu.Unlock()
-	return c.h.f.streams[c.sport]
+	return c.h.f.byKey[kitKey(c.netFlow, gopacket.NewFlow(layers.EndpointTCPPort,
+		[]byte{byte(c.sport >> 8), byte(c.sport)}, []byte{0, byte(kitServerPort)}))]
 }
 
 // ---------------------------------------------------------------------------
 // Scripts
+
+// kitFeed hands one packet to an assembler of some face: the Safe face's
+// error, nil for the others.
+type kitFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
+
+func kitFeedSafe(a *SafeAssembler) kitFeed { return a.AssembleWithContext }
+
+func kitFeedDropIn(a *Assembler) kitFeed {
+	return func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
+		a.AssembleWithContext(fl, tcp, ac)
+		return nil
+	}
+}
+
+func kitFeedUp(a *upstream.Assembler) kitFeed {
+	return func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
+		a.AssembleWithContext(fl, tcp, ac)
+		return nil
+	}
+}
 
 // kitFeeder hands packets of kitConns to an assembler of either face, each
 // step of capture time after the last (step 0: all at ts), and requires
 // the Safe face to take each without error.
 type kitFeeder struct {
 	t    testing.TB
-	feed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
+	feed kitFeed
 	ts   time.Time
 	step time.Duration
 }
 
 func newKitFeeder(t testing.TB, a *SafeAssembler, ts time.Time, step time.Duration) *kitFeeder {
-	return &kitFeeder{t: t, feed: a.AssembleWithContext, ts: ts, step: step}
+	return &kitFeeder{t: t, feed: kitFeedSafe(a), ts: ts, step: step}
 }
 
 // newKitDropInFeeder is newKitFeeder for the drop-in face.
 func newKitDropInFeeder(t testing.TB, a *Assembler, ts time.Time, step time.Duration) *kitFeeder {
-	feed := func(fl gopacket.Flow, tcp *layers.TCP, ac AssemblerContext) error {
-		a.AssembleWithContext(fl, tcp, ac)
-		return nil
-	}
-	return &kitFeeder{t: t, feed: feed, ts: ts, step: step}
+	return &kitFeeder{t: t, feed: kitFeedDropIn(a), ts: ts, step: step}
 }
 
 func (f *kitFeeder) send(c kitConn, fromServer bool, flags string, off int, payload []byte) {

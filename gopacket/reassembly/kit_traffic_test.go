@@ -358,13 +358,25 @@ func (s *atkChecked) ReassemblyComplete(AssemblerContext) bool {
 	return true
 }
 
+// atkCounts is what the flood sinks count, all connections together.
+type atkCounts struct {
+	news, completes, deliveries, bytes, skips int64
+}
+
+// delivered counts a delivery of n bytes after a skip.
+func (c *atkCounts) delivered(n, skip int) {
+	c.deliveries++
+	c.bytes += int64(n)
+	if skip > 0 {
+		c.skips++
+	}
+}
+
 // atkSink is the one Stream of every unchecked (flood) connection: it
 // counts, under mu when its factory is shared.
 type atkSink struct {
-	mu                          *sync.Mutex
-	news, completes, deliveries int64
-	bytes                       int64
-	skips                       int64
+	mu *sync.Mutex
+	atkCounts
 }
 
 func (s *atkSink) Accept(*layers.TCP, gopacket.CaptureInfo, TCPFlowDirection, Sequence, *bool, AssemblerContext) bool {
@@ -378,11 +390,7 @@ func (s *atkSink) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 	}
 	_, _, _, skip := sg.Info()
 	n, _ := sg.Lengths()
-	s.deliveries++
-	s.bytes += int64(n)
-	if skip > 0 {
-		s.skips++
-	}
+	s.delivered(n, skip)
 }
 
 func (s *atkSink) ReassemblyComplete(AssemblerContext) bool {
@@ -397,9 +405,9 @@ func (s *atkSink) ReassemblyComplete(AssemblerContext) bool {
 // atkUpSink is upstream's Stream for every connection: it counts, and
 // keeps the CRC of the client's bytes when doCRC is set.
 type atkUpSink struct {
-	news, completes, deliveries, bytes, skips int64
-	crc                                       uint32
-	doCRC                                     bool
+	atkCounts
+	crc   uint32
+	doCRC bool
 }
 
 func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDirection, upstream.Sequence, *bool, upstream.AssemblerContext) bool {
@@ -409,11 +417,7 @@ func (s *atkUpSink) Accept(*layers.TCP, gopacket.CaptureInfo, upstream.TCPFlowDi
 func (s *atkUpSink) ReassembledSG(sg upstream.ScatterGather, _ upstream.AssemblerContext) {
 	dir, _, _, skip := sg.Info()
 	n, _ := sg.Lengths()
-	s.deliveries++
-	s.bytes += int64(n)
-	if skip > 0 {
-		s.skips++
-	}
+	s.delivered(n, skip)
 	if s.doCRC && dir == upstream.TCPDirClientToServer {
 		s.crc = crc32.Update(s.crc, crc32.IEEETable, sg.Fetch(n))
 	}
@@ -429,13 +433,6 @@ type atkUpFactory struct{ s *atkUpSink }
 func (f atkUpFactory) New(gopacket.Flow, gopacket.Flow, *layers.TCP, upstream.AssemblerContext) upstream.Stream {
 	f.s.news++
 	return f.s
-}
-
-type atkUpFeeder struct{ a *upstream.Assembler }
-
-func (f atkUpFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	f.a.AssembleWithContext(flow, tcp, ac)
-	return nil
 }
 
 // atkFactory makes a checking Stream for connections with an endpoint in
@@ -542,24 +539,6 @@ func atkISN(id uint32, dir int) uint32 {
 	return uint32((uint64(id)*2+uint64(dir)+1)*0x9E3779B97F4A7C15>>32) | 0xF0000000 // close to the wrap
 }
 
-// atkFeeder hands packets to one implementation.
-type atkFeeder interface {
-	feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
-}
-
-type atkSafeFeeder struct{ a *SafeAssembler }
-
-func (f atkSafeFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	return f.a.AssembleWithContext(flow, tcp, ac)
-}
-
-type atkOursFeeder struct{ a *Assembler }
-
-func (f atkOursFeeder) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	f.a.AssembleWithContext(flow, tcp, ac)
-	return nil
-}
-
 // atkEstablished drives n checked connections: handshake, in-order data in
 // both directions, FINs.
 type atkEstablished struct {
@@ -573,20 +552,20 @@ func newAtkEstablished(g *atkGen, n int, ts time.Time) *atkEstablished {
 	return &atkEstablished{g: g, n: n, off: make([][2]int64, n), ts: ts}
 }
 
-func (e *atkEstablished) handshake(f atkFeeder, id uint32) error {
+func (e *atkEstablished) handshake(f kitFeed, id uint32) error {
 	c := atkClient(id)
 	ci, si := atkISN(id, 0), atkISN(id, 1)
-	if err := f.feed(e.g.packet(c, atkServer, ci, 0, atkSYN, 0, nil, e.ts)); err != nil {
+	if err := f(e.g.packet(c, atkServer, ci, 0, atkSYN, 0, nil, e.ts)); err != nil {
 		return err
 	}
-	if err := f.feed(e.g.packet(atkServer, c, si, ci+1, atkSYN|atkACK, 0, nil, e.ts)); err != nil {
+	if err := f(e.g.packet(atkServer, c, si, ci+1, atkSYN|atkACK, 0, nil, e.ts)); err != nil {
 		return err
 	}
-	return f.feed(e.g.packet(c, atkServer, ci+1, si+1, atkACK, 0, nil, e.ts))
+	return f(e.g.packet(c, atkServer, ci+1, si+1, atkACK, 0, nil, e.ts))
 }
 
 // data sends n bytes of direction dir of connection id, in order.
-func (e *atkEstablished) data(f atkFeeder, id uint32, dir, n int, flags byte) error {
+func (e *atkEstablished) data(f kitFeed, id uint32, dir, n int, flags byte) error {
 	c := atkClient(id)
 	src, dst := c, atkServer
 	if dir == 1 {
@@ -596,10 +575,10 @@ func (e *atkEstablished) data(f atkFeeder, id uint32, dir, n int, flags byte) er
 	seq := atkISN(id, dir) + 1 + uint32(off)
 	ack := atkISN(id, 1-dir) + 1 + uint32(e.off[id][1-dir])
 	e.off[id][dir] += int64(n)
-	return f.feed(e.g.packet(src, dst, seq, ack, flags|atkACK, n, atkFill(id, dir, off), e.ts))
+	return f(e.g.packet(src, dst, seq, ack, flags|atkACK, n, atkFill(id, dir, off), e.ts))
 }
 
-func (e *atkEstablished) fin(f atkFeeder, id uint32) error {
+func (e *atkEstablished) fin(f kitFeed, id uint32) error {
 	for dir := 0; dir < 2; dir++ {
 		if err := e.data(f, id, dir, 0, atkFIN); err != nil {
 			return err
@@ -618,7 +597,7 @@ func (e *atkEstablished) verify(t testing.TB, f *atkFactory) {
 
 // atkImpl is one implementation set up for a scenario.
 type atkImpl struct {
-	feeder   atkFeeder
+	feeder   kitFeed
 	flushAll func()
 	live     func() int64 // connections held, -1 when unknown
 	// Our faces only (nil for upstream):
@@ -645,7 +624,7 @@ func newAtkImpl(impl string, f StreamFactory, opts SafeAssemblerOptions, maxConn
 		if err != nil {
 			panic(err)
 		}
-		return atkImpl{safe: a, feeder: atkSafeFeeder{a}, flushAll: func() { a.Close(); pool.Close() },
+		return atkImpl{safe: a, feeder: kitFeedSafe(a), flushAll: func() { a.Close(); pool.Close() },
 			live: func() int64 { return pool.Stats().ActiveConnections }, assemble: a.AssembleWithContext, stats: a.Stats, table: &pool.t}
 	case "ours":
 		pool := NewStreamPool(f)
@@ -658,7 +637,7 @@ func newAtkImpl(impl string, f StreamFactory, opts SafeAssemblerOptions, maxConn
 			a.AssembleWithContext(fl, tcp, ac)
 			return nil
 		}
-		return atkImpl{ours: a, feeder: atkOursFeeder{a}, flushAll: func() { a.FlushAll() },
+		return atkImpl{ours: a, feeder: kitFeedDropIn(a), flushAll: func() { a.FlushAll() },
 			live: func() int64 { return int64(pool.t.size()) }, assemble: assemble,
 			stats: func() AssemblerStats { return a.eng.ctr.snapshot(&pool.t.budget) }, table: &pool.t}
 	case "upstream":
@@ -667,7 +646,7 @@ func newAtkImpl(impl string, f StreamFactory, opts SafeAssemblerOptions, maxConn
 			a.MaxBufferedPagesTotal = opts.MaxBufferedPagesTotal
 			a.MaxBufferedPagesPerConnection = opts.MaxBufferedPagesPerConnection
 		}
-		return atkImpl{feeder: atkUpFeeder{a}, flushAll: func() { a.FlushAll() }, live: func() int64 { return -1 }}
+		return atkImpl{feeder: kitFeedUp(a), flushAll: func() { a.FlushAll() }, live: func() int64 { return -1 }}
 	}
 	panic("unknown impl " + impl)
 }
@@ -699,16 +678,16 @@ func atkPatternAt(off int64, b []byte) {
 // atkLongStream sends total bytes client to server after a handshake, in
 // seg-byte segments, each pair swapped when swap is set, then FINs. It
 // returns the CRC-32 of the bytes sent.
-func atkLongStream(f atkFeeder, isn uint32, total int64, seg int, swap bool) uint32 {
+func atkLongStream(f kitFeed, isn uint32, total int64, seg int, swap bool) uint32 {
 	g := newAtkGen()
 	ts := time.Unix(1_700_000_000, 0)
 	c := atkClient(0)
 	srvISN := uint32(1)
-	_ = f.feed(g.packet(c, atkServer, isn, 0, atkSYN, 0, nil, ts))
-	_ = f.feed(g.packet(atkServer, c, srvISN, isn+1, atkSYN|atkACK, 0, nil, ts))
+	_ = f(g.packet(c, atkServer, isn, 0, atkSYN, 0, nil, ts))
+	_ = f(g.packet(atkServer, c, srvISN, isn+1, atkSYN|atkACK, 0, nil, ts))
 	var sum uint32
 	send := func(off int64, n int) {
-		_ = f.feed(g.packet(c, atkServer, isn+1+uint32(off), srvISN+1, atkACK,
+		_ = f(g.packet(c, atkServer, isn+1+uint32(off), srvISN+1, atkACK,
 			n, func(b []byte) { atkPatternAt(off, b) }, ts))
 	}
 	buf := make([]byte, 2*seg)
@@ -727,8 +706,8 @@ func atkLongStream(f atkFeeder, isn uint32, total int64, seg int, swap bool) uin
 		off += int64(n + n2)
 		ts = ts.Add(time.Microsecond)
 	}
-	_ = f.feed(g.packet(c, atkServer, isn+1+uint32(total), srvISN+1, atkACK|atkFIN, 0, nil, ts))
-	_ = f.feed(g.packet(atkServer, c, srvISN+1, isn+2+uint32(total), atkACK|atkFIN, 0, nil, ts))
+	_ = f(g.packet(c, atkServer, isn+1+uint32(total), srvISN+1, atkACK|atkFIN, 0, nil, ts))
+	_ = f(g.packet(atkServer, c, srvISN+1, isn+2+uint32(total), atkACK|atkFIN, 0, nil, ts))
 	return sum
 }
 
@@ -810,12 +789,6 @@ func (s *atkCRCStream) verify(t testing.TB, total int64, crc uint32) {
 	require.True(t, s.off == total && s.gaps == 0 && s.ends == 1 && s.afterEnd == 0 && s.completes == 1 && s.crc == crc,
 		"delivered %d of %d bytes, %d holes, %d ends, %d deliveries after the end, %d completions, crc %#x want %#x",
 		s.off, total, s.gaps, s.ends, s.afterEnd, s.completes, s.crc, crc)
-}
-
-type atkFeederFunc func(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error
-
-func (f atkFeederFunc) feed(flow gopacket.Flow, tcp *layers.TCP, ac *kitCtx) error {
-	return f(flow, tcp, ac)
 }
 
 // atkFigures are one run's measurements.

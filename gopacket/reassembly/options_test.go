@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -186,4 +187,42 @@ func TestSafeOptionsDefaultValues(t *testing.T) {
 	require.Equal(t, 1000, DefaultMaxBufferedPagesPerConnection)
 	require.Equal(t, 2*time.Minute, DefaultConnectionTimeout)
 	require.Equal(t, 10*time.Second, DefaultFlushInterval)
+}
+
+// Property: SafeStreamPoolOptions.Validate fills the water marks from the
+// cap and rejects negatives, marks above the cap or crossed, and pressure
+// settings without a cap, naming the field.
+func TestSafeStreamPoolOptionsValidate(t *testing.T) {
+	t.Parallel()
+	o := SafeStreamPoolOptions{MaxConnections: 1000}
+	require.NoError(t, o.Validate())
+	assert.Equal(t, 900, o.HighWaterMark)
+	assert.Equal(t, 700, o.LowWaterMark)
+	p, err := NewSafeStreamPoolWithOptions(nil, SafeStreamPoolOptions{MaxConnections: 1000, HighWaterMark: 500})
+	require.NoError(t, err)
+	ps := p.Stats()
+	assert.EqualValues(t, 500, ps.HighWaterMark)
+	assert.EqualValues(t, 500, ps.LowWaterMark, "the default low-water mark is at most the high one")
+	for _, c := range []struct {
+		o     SafeStreamPoolOptions
+		field string
+	}{
+		{SafeStreamPoolOptions{MaxConnections: -1}, "MaxConnections"},
+		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: -1}, "HighWaterMark"},
+		{SafeStreamPoolOptions{MaxConnections: 10, LowWaterMark: -1}, "LowWaterMark"},
+		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: 11}, "HighWaterMark"},
+		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: 5, LowWaterMark: 6}, "LowWaterMark"},
+		{SafeStreamPoolOptions{RefuseAtLimit: true}, "MaxConnections"},
+	} {
+		_, err := NewSafeStreamPoolWithOptions(nil, c.o)
+		require.ErrorIs(t, err, ErrInvalidOptions, "%+v", c.o)
+		assert.Contains(t, err.Error(), c.field)
+	}
+	bad := SafeAssemblerOptions{ConnectionTimeout: time.Second, EmergencyTimeout: 2 * time.Second}
+	require.ErrorIs(t, bad.Validate(), ErrInvalidOptions)
+	neg := SafeAssemblerOptions{EmergencyTimeout: -1}
+	require.ErrorIs(t, neg.Validate(), ErrInvalidOptions)
+	def := SafeAssemblerOptions{ConnectionTimeout: 30 * time.Second}
+	require.NoError(t, def.Validate())
+	assert.Equal(t, 3*time.Second, def.EmergencyTimeout)
 }

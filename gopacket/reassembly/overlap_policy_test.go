@@ -302,7 +302,7 @@ func opScenario(h *kitRig, m *opModel, isn uint32, arr []opInterval, filler int)
 	if st == nil {
 		return m.output(), "<no stream>"
 	}
-	return m.output(), string(st.out)
+	return m.output(), string(st.shown[0])
 }
 
 // Property: for every policy, every arrangement of two and three segments
@@ -366,7 +366,10 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 			h := newKitRig(t, SafeAssemblerOptions{OverlapPolicy: p, ConflictWindow: 3000})
 			for round := range rounds {
 				h.f.mu.Lock()
-				h.f.keep = round%2 == 1 // KeepFrom on every delivery
+				h.f.keepFrom = nil
+				if round%2 == 1 {
+					h.f.keepFrom = kitKeepLast // KeepFrom on every delivery
+				}
 				h.f.mu.Unlock()
 				isn := kitISNs[round%len(kitISNs)] - uint32(r.IntN(5000))
 				size := 2000 + r.IntN(8000)
@@ -390,7 +393,7 @@ func TestOverlapPoliciesRandomLarge(t *testing.T) {
 					sent = append(sent, s)
 				}
 				h.a.FlushAll()
-				want, got := m.output(), string(c.stream().out)
+				want, got := m.output(), string(c.stream().shown[0])
 				if want != got || !slices.Equal(m.conflicts, h.got) {
 					var desc []string
 					for _, s := range sent {

@@ -69,7 +69,7 @@ func (tr *flTraffic) legitBytes() int64 {
 }
 
 // flRun feeds the flood to f; sample is called every 4096 packets.
-func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
+func flRun(cfg flConfig, f kitFeed, sample func(i int)) *flTraffic {
 	rng := rand.New(rand.NewPCG(cfg.seed, 17))
 	g := newAtkGen()
 	tr := &flTraffic{sent: make([][2]int64, 0, cfg.packets/8)}
@@ -100,7 +100,7 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 		if rng.Float64() < cfg.share {
 			c := atkFloodClient(spoofed)
 			spoofed++
-			_ = f.feed(g.packet(c, atkServer, rng.Uint32(), rng.Uint32(), atkACK|atkPSH, 100, fill, ts))
+			_ = f(g.packet(c, atkServer, rng.Uint32(), rng.Uint32(), atkACK|atkPSH, 100, fill, ts))
 			continue
 		}
 		s := &slots[rng.IntN(len(slots))]
@@ -112,11 +112,11 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 		switch s.phase {
 		case 0:
 			tr.begun++
-			err = f.feed(g.packet(c, atkServer, isn[0], 0, atkSYN, 0, nil, ts))
+			err = f(g.packet(c, atkServer, isn[0], 0, atkSYN, 0, nil, ts))
 		case 1:
-			err = f.feed(g.packet(atkServer, c, isn[1], isn[0]+1, atkSYN|atkACK, 0, nil, ts))
+			err = f(g.packet(atkServer, c, isn[1], isn[0]+1, atkSYN|atkACK, 0, nil, ts))
 		case 2:
-			err = f.feed(g.packet(c, atkServer, seq(0), seq(1), atkACK, 0, nil, ts))
+			err = f(g.packet(c, atkServer, seq(0), seq(1), atkACK, 0, nil, ts))
 		case 3:
 			dir, n := rng.IntN(2), 100+rng.IntN(1361)
 			src, dst := c, atkServer
@@ -130,14 +130,14 @@ func flRun(cfg flConfig, f atkFeeder, sample func(i int)) *flTraffic {
 			if cfg.fill {
 				fill = atkFill(s.id, dir, p0)
 			}
-			err = f.feed(g.packet(src, dst, s0, seq(1-dir), atkACK|atkPSH, n, fill, ts))
+			err = f(g.packet(src, dst, s0, seq(1-dir), atkACK|atkPSH, n, fill, ts))
 			if s.left--; s.left > 0 {
 				s.phase--
 			}
 		case 4:
-			err = f.feed(g.packet(c, atkServer, seq(0), seq(1), atkFIN|atkACK, 0, nil, ts))
+			err = f(g.packet(c, atkServer, seq(0), seq(1), atkFIN|atkACK, 0, nil, ts))
 		case 5:
-			err = f.feed(g.packet(atkServer, c, seq(1), seq(0)+1, atkFIN|atkACK, 0, nil, ts))
+			err = f(g.packet(atkServer, c, seq(1), seq(0)+1, atkFIN|atkACK, 0, nil, ts))
 		}
 		if errors.Is(err, ErrConnectionLimit) {
 			tr.refused++
@@ -155,7 +155,7 @@ func flPool(t testing.TB, cfg flConfig, popts SafeStreamPoolOptions, opts SafeAs
 	pool, err := NewSafeStreamPoolWithOptions(f, popts)
 	require.NoError(t, err)
 	a := newKitAssembler(t, pool, opts)
-	tr := flRun(cfg, atkSafeFeeder{a}, func(i int) {
+	tr := flRun(cfg, kitFeedSafe(a), func(i int) {
 		if sample != nil {
 			sample(i, pool)
 		}
@@ -239,7 +239,7 @@ func TestPressureSharedPoolRace(t *testing.T) {
 			defer wg.Done()
 			cfg := flConfig{packets: 100_000 / atkScale(), share: 0.5, concurrent: 10, step: 20 * time.Microsecond,
 				seed: uint64(w + 1), fill: true, base: w << 20, clock: &clock}
-			trs[w] = flRun(cfg, atkSafeFeeder{asms[w]}, func(int) {
+			trs[w] = flRun(cfg, kitFeedSafe(asms[w]), func(int) {
 				// The reservation is what the cap holds exactly; Stats sums
 				// the shards one by one, so while connections come and go
 				// its ActiveConnections can pass the cap by a few.
@@ -448,44 +448,6 @@ func TestPressureEmergencyMode(t *testing.T) {
 	require.NoError(t, pool.Close())
 }
 
-// Property: SafeStreamPoolOptions.Validate fills the water marks from the
-// cap and rejects negatives, marks above the cap or crossed, and pressure
-// settings without a cap, naming the field.
-func TestSafeStreamPoolOptionsValidate(t *testing.T) {
-	t.Parallel()
-	o := SafeStreamPoolOptions{MaxConnections: 1000}
-	require.NoError(t, o.Validate())
-	assert.Equal(t, 900, o.HighWaterMark)
-	assert.Equal(t, 700, o.LowWaterMark)
-	p, err := NewSafeStreamPoolWithOptions(nil, SafeStreamPoolOptions{MaxConnections: 1000, HighWaterMark: 500})
-	require.NoError(t, err)
-	ps := p.Stats()
-	assert.EqualValues(t, 500, ps.HighWaterMark)
-	assert.EqualValues(t, 500, ps.LowWaterMark, "the default low-water mark is at most the high one")
-	for _, c := range []struct {
-		o     SafeStreamPoolOptions
-		field string
-	}{
-		{SafeStreamPoolOptions{MaxConnections: -1}, "MaxConnections"},
-		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: -1}, "HighWaterMark"},
-		{SafeStreamPoolOptions{MaxConnections: 10, LowWaterMark: -1}, "LowWaterMark"},
-		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: 11}, "HighWaterMark"},
-		{SafeStreamPoolOptions{MaxConnections: 10, HighWaterMark: 5, LowWaterMark: 6}, "LowWaterMark"},
-		{SafeStreamPoolOptions{RefuseAtLimit: true}, "MaxConnections"},
-	} {
-		_, err := NewSafeStreamPoolWithOptions(nil, c.o)
-		require.ErrorIs(t, err, ErrInvalidOptions, "%+v", c.o)
-		assert.Contains(t, err.Error(), c.field)
-	}
-	bad := SafeAssemblerOptions{ConnectionTimeout: time.Second, EmergencyTimeout: 2 * time.Second}
-	require.ErrorIs(t, bad.Validate(), ErrInvalidOptions)
-	neg := SafeAssemblerOptions{EmergencyTimeout: -1}
-	require.ErrorIs(t, neg.Validate(), ErrInvalidOptions)
-	def := SafeAssemblerOptions{ConnectionTimeout: 30 * time.Second}
-	require.NoError(t, def.Validate())
-	assert.Equal(t, 3*time.Second, def.EmergencyTimeout)
-}
-
 // Property: at the cap, a spoofed tuple that evicts another allocates
 // nothing in steady state: the victim's object is reused, and its lists
 // are intrusive.
@@ -579,7 +541,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 				var delivered, sent, refused, evicted int64
 				for range b.N {
 					b.StopTimer()
-					var feeder atkFeeder
+					var feeder kitFeed
 					var finish func() (int64, int64)
 					var flush func(now time.Time)
 					switch impl {
@@ -593,7 +555,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 						}
 						a, err := NewSafeAssembler(pool, opts)
 						require.NoError(b, err)
-						feeder = atkSafeFeeder{a}
+						feeder = kitFeedSafe(a)
 						finish = func() (int64, int64) {
 							a.Close()
 							pool.Close()
@@ -603,7 +565,7 @@ func BenchmarkAttackConnectionFlood(b *testing.B) {
 					case "upstream":
 						f := &flUpFactory{}
 						a := upstream.NewAssembler(upstream.NewStreamPool(f))
-						feeder = atkUpFeeder{a}
+						feeder = kitFeedUp(a)
 						flush = func(now time.Time) { a.FlushCloseOlderThan(now.Add(-timeout)) }
 						finish = func() (int64, int64) {
 							a.FlushAll()

@@ -15,13 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-type raceFeed func(gopacket.Flow, *layers.TCP, AssemblerContext) error
 
 // Property (creation race): when both directions of a new connection reach
 // two different assemblers sharing a pool at the same instant — forced by
@@ -37,13 +34,13 @@ func TestRaceCreationBothDirections(t *testing.T) {
 	for _, face := range []string{"SafeAssembler", "Assembler"} {
 		t.Run(face, func(t *testing.T) {
 			f := newKitFactory()
-			var feed [2]raceFeed
+			var feed [2]kitFeed
 			var finish func()
 			if face == "SafeAssembler" {
 				pool := NewSafeStreamPool(f, 0)
 				a1 := newKitAssembler(t, pool, SafeAssemblerOptions{})
 				a2 := newKitAssembler(t, pool, SafeAssemblerOptions{})
-				feed[0], feed[1] = a1.AssembleWithContext, a2.AssembleWithContext
+				feed[0], feed[1] = kitFeedSafe(a1), kitFeedSafe(a2)
 				finish = func() {
 					require.NoError(t, a1.Close())
 					require.NoError(t, a2.Close())
@@ -51,7 +48,7 @@ func TestRaceCreationBothDirections(t *testing.T) {
 			} else {
 				pool := NewStreamPool(f)
 				d1, d2 := NewAssembler(pool), NewAssembler(pool)
-				feed[0], feed[1] = newKitDropInFeeder(t, d1, kitT0, 0).feed, newKitDropInFeeder(t, d2, kitT0, 0).feed
+				feed[0], feed[1] = kitFeedDropIn(d1), kitFeedDropIn(d2)
 				finish = func() { d2.FlushAll() }
 			}
 

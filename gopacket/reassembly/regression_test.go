@@ -193,7 +193,7 @@ func TestUpstreamBug03_12_CreationRace(t *testing.T) {
 		first := trSeg{seq: 1000, flags: "S"}
 		t.Run(tc.name+"/ours", func(t *testing.T) {
 			r := &trRec{beforeNew: trBarrier(300 * time.Millisecond)}
-			pool := NewStreamPool(trFactory{r})
+			pool := NewStreamPool(r.ours(t))
 			a1, a2 := NewAssembler(pool), NewAssembler(pool)
 			p1, p2 := trMake(t, first, trBase), trMake(t, tc.second, trBase.Add(time.Millisecond))
 			var wg sync.WaitGroup
@@ -284,7 +284,7 @@ func TestUpstreamBug06_NoGlobalFlags(t *testing.T) {
 
 func TestUpstreamBug07_ConcurrentFlushSameAssembler(t *testing.T) {
 	r := &trRec{}
-	a := NewAssembler(NewStreamPool(trFactory{r}))
+	a := NewAssembler(NewStreamPool(r.ours(t)))
 	const conns = 200
 	var pkts []trPacket
 	for i := range conns {
@@ -799,7 +799,7 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 	}
 	t.Run("spread", func(t *testing.T) {
 		r := &trRec{}
-		pool := NewStreamPool(trFactory{r})
+		pool := NewStreamPool(r.ours(t))
 		eps := make([]trEndpoint, n)
 		for i := range eps {
 			eps[i] = trEndpoint{port: uint16(10000 + i)}
@@ -816,7 +816,7 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 			{rev: true, seq: 5001, ack: 1001 + 5 + 1, flags: "PA", data: "RETRANS"}, // a retransmission
 		} {
 			r := &trRec{}
-			pool := NewStreamPool(trFactory{r})
+			pool := NewStreamPool(r.ours(t))
 			a := NewAssembler(pool)
 			mates := trShardMates(&pool.t, 2) // A and B share a shard
 			epA, epB := mates[0], mates[1]
@@ -847,7 +847,7 @@ func TestUpstreamBug11_ConnectionRecyclingRace(t *testing.T) {
 		// freed is the next one reused, while the other assembler may still
 		// hold a pointer to it from its lookup.
 		r := &trRec{}
-		pool := NewStreamPool(trFactory{r})
+		pool := NewStreamPool(r.ours(t))
 		eps := trShardMates(&pool.t, n/2)
 		require.Len(t, eps, n/2, "endpoints found in one shard")
 		trRecycle(t, r, pool, eps)
@@ -1037,7 +1037,7 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 
 	t.Run("ours", func(t *testing.T) {
 		r := &trRec{}
-		pool := NewStreamPool(trFactory{r})
+		pool := NewStreamPool(r.ours(t))
 		a1, a2 := NewAssembler(pool), NewAssembler(pool)
 		trFeed(t, a1, segs[:3])
 		assert.Equal(t, 2, trPages(t, a2), "pool-wide pages after a1 queued two")
@@ -1049,7 +1049,7 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 
 	t.Run("ours/safe", func(t *testing.T) {
 		r := &trRec{}
-		pool := NewSafeStreamPool(trFactory{r}, 0)
+		pool := NewSafeStreamPool(r.ours(t), 0)
 		opts := SafeAssemblerOptions{DisableBackgroundFlush: true}
 		a1 := newKitAssembler(t, pool, opts)
 		a2 := newKitAssembler(t, pool, opts)
@@ -1072,7 +1072,7 @@ func TestUpstreamBug13_PageAccountingSharedPool(t *testing.T) {
 		// With MaxBufferedPagesTotal=2 the pool is then full, so a2 must
 		// force B over its hole at once (upstream counts per assembler).
 		r := &trRec{}
-		pool := NewStreamPool(trFactory{r})
+		pool := NewStreamPool(r.ours(t))
 		a1, a2 := NewAssembler(pool), NewAssembler(pool)
 		a1.MaxBufferedPagesTotal, a2.MaxBufferedPagesTotal = 2, 2
 		trFeed(t, a1, trBuild(t, []trSeg{{seq: 100, flags: "S", port: 1}, {seq: 200, flags: "A", data: "A", port: 1}}))
@@ -1120,7 +1120,7 @@ func TestUpstreamBug17_18_IdlePagesReleased(t *testing.T) {
 func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 	const n = maxFreeConns + 4000 // distinct source ports: past the free list's cap
 	r := &trRec{}
-	pool := NewStreamPool(trFactory{r})
+	pool := NewStreamPool(r.ours(t))
 	a := NewAssembler(pool)
 	for i := range n {
 		p := trMake(t, trSeg{seq: 1, flags: "S", port: uint16(1024 + i)}, trBase)
@@ -1140,7 +1140,7 @@ func TestUpstreamBug19_ConnectionCacheBounded(t *testing.T) {
 
 	t.Run("safe cap", func(t *testing.T) {
 		r := &trRec{}
-		pool, err := NewSafeStreamPoolWithOptions(trFactory{r}, SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
+		pool, err := NewSafeStreamPoolWithOptions(r.ours(t), SafeStreamPoolOptions{MaxConnections: 5, RefuseAtLimit: true})
 		require.NoError(t, err)
 		sa := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		refused := 0
@@ -1185,7 +1185,7 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 		const n = 20000
 		pkts := segments(n)
 		r := &trRec{}
-		pool := NewStreamPool(trFactory{r})
+		pool := NewStreamPool(r.ours(t))
 		a := NewAssembler(pool)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -1212,7 +1212,7 @@ func TestUpstreamBug22_SmallSegmentsChargedSmall(t *testing.T) {
 	t.Run("safe", func(t *testing.T) {
 		const n = 500 // under every default limit of the Safe face
 		r := &trRec{}
-		pool := NewSafeStreamPool(trFactory{r}, 0)
+		pool := NewSafeStreamPool(r.ours(t), 0)
 		a := newKitAssembler(t, pool, SafeAssemblerOptions{DisableBackgroundFlush: true})
 		for _, p := range segments(n) {
 			require.NoError(t, a.AssembleWithContext(p.flow, p.tcp, p.ctx))
@@ -1283,7 +1283,7 @@ func TestUpstreamBug43_DescendingInsertIsLogarithmic(t *testing.T) {
 		segs = append(segs, trSeg{seq: uint32(10 + 2*i), flags: "A", data: string(rune('a' + (10+2*i)%26))})
 	}
 	r := &trRec{}
-	pool := NewStreamPool(trFactory{r})
+	pool := NewStreamPool(r.ours(t))
 	a := NewAssembler(pool)
 	trFeed(t, a, trBuild(t, segs))
 

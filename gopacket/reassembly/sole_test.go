@@ -105,7 +105,7 @@ func TestSoleOwnerHandOverWaitsForOwnersCall(t *testing.T) {
 // for ever).
 func TestSecondAssemblerUsableFromACallback(t *testing.T) {
 	r := &trRec{forceStart: true}
-	pool := NewStreamPool(trFactory{r})
+	pool := NewStreamPool(r.ours(t))
 	a, b := NewAssembler(pool), NewAssembler(pool)
 	// Pinned here, before any traffic: an Assembler that joined only at
 	// its first call would make the callback below wait for ever.
