@@ -18,7 +18,8 @@ const releaseEvery = 4 << 20
 // page cache), so that they do not count in the command's memory.
 type mappedFile struct {
 	data     []byte
-	released int // bytes at the start released
+	released int   // bytes at the start released
+	every    int64 // bytes read between two releases: releaseEvery, less in tests
 }
 
 // mapFile maps fh, a regular file of size bytes; nil when it is empty,
@@ -34,16 +35,19 @@ func mapFile(fh *os.File, size int64) *mappedFile {
 	}
 	// Read ahead from a disk; advice only, its failure changes nothing.
 	_ = syscall.Madvise(data, syscall.MADV_SEQUENTIAL)
-	return &mappedFile{data: data}
+	return &mappedFile{data: data, every: releaseEvery}
 }
 
 // release lets go of the pages wholly before off, whose bytes no frame in
 // use holds; nothing on a nil mapping.
 func (m *mappedFile) release(off int64) {
-	if m == nil || off-int64(m.released) < releaseEvery {
+	if m == nil || off-int64(m.released) < m.every {
 		return
 	}
 	end := int(off) &^ (os.Getpagesize() - 1)
+	if end <= m.released {
+		return
+	}
 	// Advice only: a page kept counts in memory, nothing else.
 	_ = syscall.Madvise(m.data[m.released:end], syscall.MADV_DONTNEED)
 	m.released = end
