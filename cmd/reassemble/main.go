@@ -38,7 +38,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/gopacket/layers"
@@ -173,7 +175,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
 		size = st.Size()
 	}
-	cr, err := capture.Open(fh, fh, size)
+	// A regular file is mapped and its records read in place (see
+	// mappedFile); a pipe or anything that cannot be mapped is read.
+	var cr *capture.Reader
+	mapped := mapFile(fh, size)
+	if mapped != nil {
+		defer mapped.close()
+		// A mapped file cut short by someone else while it is read faults
+		// on its missing pages: a panic in this goroutine (an error of the
+		// capture reader, a stream panic in the engine), not a crash.
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		cr, err = capture.OpenBytes(mapped.data)
+		if err == nil && strings.HasSuffix(cr.Format(), "gzip") {
+			mapped = nil // its offsets are those of the decompressed stream
+		}
+	} else {
+		cr, err = capture.Open(fh, fh, size)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "reassemble: %s: %v\n", cfg.file, err)
 		return exitUsage
@@ -189,7 +207,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "reassemble: %v\n", err)
 		return exitUsage
 	}
-	p := &processor{cfg: cfg, capture: cr, dec: capture.NewDecoder(), eng: eng, out: out, stderr: stderr}
+	p := &processor{cfg: cfg, capture: cr, mapped: mapped, dec: capture.NewDecoder(), eng: eng, out: out, stderr: stderr}
 	p.run()
 
 	opts := eng.Options()
@@ -230,6 +248,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 type processor struct {
 	cfg        *config
 	capture    *capture.Reader
+	mapped     *mappedFile // the capture file, when mapped and not compressed
 	dec        *capture.Decoder
 	eng        flowEngine
 	out        *output
@@ -272,6 +291,7 @@ func (p *processor) run() {
 			}
 			break
 		}
+		p.mapped.release(p.capture.Consumed())
 		p.packets++
 		p.bytes += int64(len(data))
 		p.links[link]++

@@ -22,7 +22,7 @@ import (
 	"sort"
 )
 
-// freeBuffers is the most whole buffers kept for reuse (8 MB): enough for
+// freeBuffers is the most whole buffers kept for reuse (4 MB): enough for
 // the directions of a hundred bulk transfers ending while as many start.
 const freeBuffers = 128
 

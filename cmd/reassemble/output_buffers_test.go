@@ -20,24 +20,29 @@ import (
 // the bytes pending and the buffers held within the bounds after every
 // piece, and every file still holds its direction's bytes whole, in order:
 // with either bound the one reached first (the buffers held reach theirs
-// only when it is the smaller).
+// only when it is the smaller). The files open between writes stay within
+// their bound too (none, some, or more than the flows), and none is open
+// once its direction ended or the output finished.
 func TestOutputBuffersBounded(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		buffered, held int
+		open           int
 	}{
-		{"pending first", 3 * dirBufferSize, 6 * dirBufferSize},
-		{"held first", 6 * dirBufferSize, 3 * dirBufferSize},
+		{"pending first", 3 * dirBufferSize, 6 * dirBufferSize, 7},
+		{"held first", 6 * dirBufferSize, 3 * dirBufferSize, 7},
+		{"no file kept open", 3 * dirBufferSize, 6 * dirBufferSize, 0},
+		{"every file kept open", 3 * dirBufferSize, 6 * dirBufferSize, 1000},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testOutputBuffersBounded(t, tc.buffered, tc.held) })
+		t.Run(tc.name, func(t *testing.T) { testOutputBuffersBounded(t, tc.buffered, tc.held, tc.open) })
 	}
 }
 
-func testOutputBuffersBounded(t *testing.T, maxBuffered, maxHeld int) {
+func testOutputBuffersBounded(t *testing.T, maxBuffered, maxHeld, maxOpen int) {
 	dir := t.TempDir()
 	o, err := newOutput(dir)
 	require.NoError(t, err)
-	o.maxBuffered, o.maxHeld = maxBuffered, maxHeld
+	o.maxBuffered, o.maxHeld, o.maxOpen = maxBuffered, maxHeld, maxOpen
 	rng := rand.New(rand.NewSource(3))
 	const flows = 40
 	var recs []flowHandle
@@ -59,13 +64,19 @@ func testOutputBuffersBounded(t *testing.T, maxBuffered, maxHeld int) {
 		want[i][d] = append(want[i][d], b...)
 		require.Less(t, o.buffered, o.maxBuffered+dirBufferSize, "step %d", step)
 		require.Less(t, o.held, o.maxHeld+dirBufferSize, "step %d", step)
+		require.LessOrEqual(t, o.open, maxOpen, "step %d", step)
 		if rng.Intn(200) == 0 {
 			recs[i].End(d, endFIN)
+			require.False(t, recs[i].(*flowRecord).open[d], "step %d: an ended direction's file is closed", step)
 		}
+	}
+	if maxOpen > 0 {
+		assert.Positive(t, o.open, "files are kept open between writes")
 	}
 	assert.Less(t, len(o.holders), 2*2*flows+1024, "the list of holders is pruned")
 	o.finish()
 	require.NoError(t, o.writeErr)
+	assert.Zero(t, o.open, "every file is closed at the end")
 	for i, r := range recs {
 		for d := 0; d < 2; d++ {
 			ds := r.(*flowRecord).dir(d)

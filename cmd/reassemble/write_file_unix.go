@@ -8,35 +8,57 @@ import (
 	"syscall"
 )
 
-// writeFile opens path with flags, writes b and closes it, with the system
-// calls themselves: an os.File would also ask the runtime's poller to take
-// the descriptor (which it refuses for a regular file) and query its
-// flags, five system calls more per write, most of them on a capture of
-// 10k connections.
-func writeFile(path string, flags int, b []byte) error {
+// fdMargin is how many descriptors below the process's limit the output
+// keeps free for everything else (the capture, the summary, the runtime).
+const fdMargin = 256
+
+// flowFile is an open flow file, held by its descriptor alone: an os.File
+// would also ask the runtime's poller to take the descriptor (which it
+// refuses for a regular file) and query its flags, five system calls more
+// per file, most of them on a capture of 10k connections.
+type flowFile int
+
+// openFlowFile opens path with flags.
+func openFlowFile(path string, flags int) (flowFile, error) {
 	fd, err := retryEINTR(func() (int, error) { return syscall.Open(path, flags|syscall.O_CLOEXEC, 0o644) })
 	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	for len(b) > 0 && err == nil {
-		var n int
-		n, err = retryEINTR(func() (int, error) { return syscall.Write(fd, b) })
+	return flowFile(fd), nil
+}
+
+// write writes the whole of b; path names the file in an error.
+func (f flowFile) write(path string, b []byte) error {
+	for len(b) > 0 {
+		n, err := retryEINTR(func() (int, error) { return syscall.Write(int(f), b) })
 		switch {
 		case err != nil:
+			return &os.PathError{Op: "write", Path: path, Err: err}
 		case n <= 0:
-			err = io.ErrShortWrite
-		default:
-			b = b[n:]
+			return &os.PathError{Op: "write", Path: path, Err: io.ErrShortWrite}
 		}
+		b = b[n:]
 	}
-	if err != nil {
-		syscall.Close(fd)
-		return &os.PathError{Op: "write", Path: path, Err: err}
-	}
-	if err := syscall.Close(fd); err != nil {
+	return nil
+}
+
+// close closes the file; path names it in an error.
+func (f flowFile) close(path string) error {
+	if err := syscall.Close(int(f)); err != nil {
 		return &os.PathError{Op: "close", Path: path, Err: err}
 	}
 	return nil
+}
+
+// maxOpenFlowFiles is how many flow files may stay open between writes:
+// the process's limit on descriptors (which the Go runtime raises to the
+// hard limit at start) less fdMargin.
+func maxOpenFlowFiles() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return int(max(0, min(lim.Cur, 1<<20)-fdMargin))
 }
 
 // retryEINTR calls fn again while it is interrupted by a signal.

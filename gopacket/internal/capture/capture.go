@@ -18,6 +18,7 @@ package capture
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
@@ -88,9 +89,11 @@ type Reader struct {
 	size     int64
 	counter  *countingReader
 	buf      *bufio.Reader
-	bigEnd   bool  // byte order of the first pcapng section
-	goodEnd  int64 // file offset just after the last packet read whole
-	packets  int   // packets returned so far
+	bigEnd   bool         // byte order of the first pcapng section
+	goodEnd  int64        // file offset just after the last packet read whole
+	packets  int          // packets returned so far
+	lastAt   int64        // goodEnd before the last packet returned: at or before its first byte
+	mem      *pcapRecords // the records of a pcap file held in memory (OpenBytes); else nil
 	finished bool
 }
 
@@ -98,9 +101,38 @@ type Reader struct {
 // src and size let the reader tell a capture cut in the middle of a packet
 // from a clean end of file; pass nil and 0 when they are not known.
 func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
+	return open(r, src, size, readBufferSize)
+}
+
+// OpenBytes opens a capture held whole in memory, such as a file the
+// caller mapped. The records of a pcap file are then returned where they
+// sit in b, with no read buffer in between: reading copies nothing, and a
+// frame's bytes stay valid as long as b does. Other formats (pcapng,
+// gzip) are read as Open reads them. Consumed tells how much of the start
+// of b the reader is done with.
+func OpenBytes(b []byte) (*Reader, error) {
+	// A pcap file's header is read through a small buffer, its records
+	// from b; anything else is read through the usual one.
+	bufSize := readBufferSize
+	if len(b) >= 4 && isPcapMagic(b[:4]) {
+		bufSize = 4096
+	}
+	c, err := open(bytes.NewReader(b), bytes.NewReader(b), int64(len(b)), bufSize)
+	if err != nil {
+		return nil, err
+	}
+	if pr, ok := c.rd.(*pcapRecords); ok && c.src != nil {
+		pos := c.position()
+		pr.inMem(b[pos:])
+		c.mem, c.buf, c.counter = pr, nil, &countingReader{n: pos}
+	}
+	return c, nil
+}
+
+func open(r io.Reader, src io.ReaderAt, size int64, bufSize int) (*Reader, error) {
 	c := &Reader{src: src, size: size}
 	c.counter = &countingReader{r: r}
-	c.buf = bufio.NewReaderSize(c.counter, readBufferSize)
+	c.buf = bufio.NewReaderSize(c.counter, bufSize)
 	magic, err := c.buf.Peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -117,7 +149,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 		// Offsets in the decompressed stream say nothing about the file.
 		c.src, c.size = nil, 0
 		c.counter = &countingReader{r: zr}
-		c.buf = bufio.NewReaderSize(c.counter, readBufferSize)
+		c.buf = bufio.NewReaderSize(c.counter, max(bufSize, readBufferSize))
 		compressed = ", gzip"
 		if magic, err = c.buf.Peek(4); err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
@@ -160,6 +192,7 @@ func Open(r io.Reader, src io.ReaderAt, size int64) (*Reader, error) {
 		return nil, fmt.Errorf("%w (magic %x)", ErrNotCapture, magic)
 	}
 	c.goodEnd = c.position()
+	c.lastAt = c.goodEnd
 	return c, nil
 }
 
@@ -185,8 +218,17 @@ func (c *Reader) LinkType() layers.LinkType { return c.link }
 // position is the offset in the (decompressed) input up to which the
 // capture reader has consumed bytes.
 func (c *Reader) position() int64 {
+	if c.mem != nil {
+		return c.counter.n + int64(c.mem.off)
+	}
 	return c.counter.n - int64(c.buf.Buffered())
 }
+
+// Consumed is the offset in the (decompressed) input before which the
+// reader is done with every byte: the start of the region that holds the
+// frame Next returned last (its record, or the blocks since the one
+// before), the end of the file header before the first.
+func (c *Reader) Consumed() int64 { return c.lastAt }
 
 // Next returns the next frame and its link type. At the end of the capture
 // it returns io.EOF; any other error names the packet number and ends the
@@ -202,6 +244,7 @@ func (c *Reader) Next() (data []byte, ci gopacket.CaptureInfo, link layers.LinkT
 	data, ci, err = c.read()
 	if err == nil {
 		c.packets++
+		c.lastAt = c.goodEnd
 		c.goodEnd = c.position()
 		link = c.link
 		if c.ng && len(ci.AncillaryData) > 0 {

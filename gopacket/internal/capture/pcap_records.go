@@ -15,10 +15,13 @@ import (
 
 // pcapRecords reads the packet records of a pcap file (after its header,
 // which pcapgo reads) in place: a record's bytes are returned as they sit
-// in the bufio buffer, valid until the next read, instead of being copied
-// out first. It reports what pcapgo's reader reports, errors included.
+// in the bufio buffer, valid until the next read, or in the file's bytes
+// when the whole file is in memory (inMem), instead of being copied out
+// first. It reports what pcapgo's reader reports, errors included.
 type pcapRecords struct {
-	buf     *bufio.Reader
+	buf     *bufio.Reader // nil when mem holds the records
+	mem     []byte        // the records, when in memory
+	off     int           // bytes of mem taken
 	order   binary.ByteOrder
 	nanos   uint32 // nanoseconds per unit of the timestamp's fraction
 	snaplen int
@@ -44,6 +47,9 @@ func newPcapRecords(buf *bufio.Reader, magic []byte, snaplen uint32) *pcapRecord
 // returns io.EOF when none are left and io.ErrUnexpectedEOF when fewer
 // than n are.
 func (p *pcapRecords) take(n int) ([]byte, error) {
+	if p.buf == nil {
+		return p.takeMem(n)
+	}
 	if n > p.buf.Size() {
 		if cap(p.large) < n {
 			p.large = make([]byte, n)
@@ -68,6 +74,28 @@ func (p *pcapRecords) take(n int) ([]byte, error) {
 	if _, err := p.buf.Discard(n); err != nil {
 		return nil, err
 	}
+	return b, nil
+}
+
+// inMem makes the records be taken from mem, the rest of the file after
+// what was read through the buffer.
+func (p *pcapRecords) inMem(mem []byte) {
+	p.buf, p.mem, p.off = nil, mem, 0
+}
+
+// takeMem is take on records in memory; what it returns cannot be
+// appended to in place.
+func (p *pcapRecords) takeMem(n int) ([]byte, error) {
+	switch rest := len(p.mem) - p.off; {
+	case rest >= n:
+	case rest == 0:
+		return nil, io.EOF
+	default:
+		p.off = len(p.mem)
+		return nil, io.ErrUnexpectedEOF
+	}
+	b := p.mem[p.off : p.off+n : p.off+n]
+	p.off += n
 	return b, nil
 }
 

@@ -7,9 +7,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	ct "github.com/safepacket/reassembly/gopacket/internal/capturetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -56,21 +59,40 @@ func TestPcapRecords(t *testing.T) {
 		{"little-endian µs", binary.LittleEndian, false, 7 * time.Microsecond},
 		{"big-endian ns", binary.BigEndian, true, 7 * time.Nanosecond},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			file := pcapBytes(tc.order, tc.nanos, 4<<20, small, large, small, nil)
-			r, err := Open(bytes.NewReader(file), bytes.NewReader(file), int64(len(file)))
-			require.NoError(t, err)
-			for i, want := range [][]byte{small, large, small, {}} {
-				data, ci, _, err := r.Next()
-				require.NoError(t, err, "record %d", i)
-				assert.True(t, bytes.Equal(want, data), "record %d: %d bytes, want %d", i, len(data), len(want))
-				assert.Equal(t, time.Unix(int64(1000+i), 0).Add(tc.frac).UTC(), ci.Timestamp)
-				assert.Equal(t, len(want), ci.CaptureLength)
-			}
-			_, _, _, err = r.Next()
-			require.ErrorIs(t, err, io.EOF)
-		})
+		for _, mode := range openModes {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				file := pcapBytes(tc.order, tc.nanos, 4<<20, small, large, small, nil)
+				r, err := mode.open(file, true)
+				require.NoError(t, err)
+				for i, want := range [][]byte{small, large, small, {}} {
+					data, ci, _, err := r.Next()
+					require.NoError(t, err, "record %d", i)
+					assert.True(t, bytes.Equal(want, data), "record %d: %d bytes, want %d", i, len(data), len(want))
+					assert.Equal(t, time.Unix(int64(1000+i), 0).Add(tc.frac).UTC(), ci.Timestamp)
+					assert.Equal(t, len(want), ci.CaptureLength)
+				}
+				_, _, _, err = r.Next()
+				require.ErrorIs(t, err, io.EOF)
+			})
+		}
 	}
+}
+
+// openModes are the two ways of reading a capture: through a read buffer
+// (Open; seekable says whether the size of the file is known) and in
+// memory (OpenBytes, which always knows it).
+var openModes = []struct {
+	name string
+	open func(file []byte, seekable bool) (*Reader, error)
+}{
+	{"buffered", func(file []byte, seekable bool) (*Reader, error) {
+		var src io.ReaderAt
+		if seekable {
+			src = bytes.NewReader(file)
+		}
+		return Open(bytes.NewReader(file), src, int64(len(file)))
+	}},
+	{"in memory", func(file []byte, _ bool) (*Reader, error) { return OpenBytes(file) }},
 }
 
 // TestPcapRecordsRejects: a record longer than the snap length, or
@@ -109,24 +131,68 @@ func TestPcapRecordsRejects(t *testing.T) {
 	} {
 		// Read from a file, and from a stream (a pipe, a gzip member),
 		// where the size of the file cannot tell a cut record.
-		for _, seekable := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/seekable=%v", tc.name, seekable), func(t *testing.T) {
-				file := tc.file()
-				var src io.ReaderAt
-				if seekable {
-					src = bytes.NewReader(file)
-				}
-				r, err := Open(bytes.NewReader(file), src, int64(len(file)))
-				require.NoError(t, err)
-				data, _, _, err := r.Next()
-				require.NoError(t, err)
-				assert.Equal(t, ok, data)
-				_, _, _, err = r.Next()
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), tc.want)
-				_, _, _, err = r.Next()
-				assert.ErrorIs(t, err, io.EOF, "the capture ends at its first error")
-			})
+		// In memory, the size is always known.
+		for _, mode := range openModes {
+			for _, seekable := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s/%s/seekable=%v", tc.name, mode.name, seekable), func(t *testing.T) {
+					file := tc.file()
+					r, err := mode.open(file, seekable)
+					require.NoError(t, err)
+					data, _, _, err := r.Next()
+					require.NoError(t, err)
+					assert.Equal(t, ok, data)
+					_, _, _, err = r.Next()
+					require.Error(t, err)
+					assert.Contains(t, err.Error(), tc.want)
+					_, _, _, err = r.Next()
+					assert.ErrorIs(t, err, io.EOF, "the capture ends at its first error")
+				})
+			}
 		}
 	}
+}
+
+// TestOpenBytesSameFrames: on every shipped capture, reading it in memory
+// gives the frames, capture information and link types that reading it
+// through a read buffer gives, and the same end; the bytes before
+// Consumed may change after each frame (the command releases their pages)
+// without changing the frame.
+func TestOpenBytesSameFrames(t *testing.T) {
+	files, err := filepath.Glob(ct.Testdata("captures", "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	inMemory := 0
+	for _, name := range files {
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			file, err := os.ReadFile(name)
+			require.NoError(t, err)
+			want, werr := Open(bytes.NewReader(file), bytes.NewReader(file), int64(len(file)))
+			mem := bytes.Clone(file)
+			got, gerr := OpenBytes(mem)
+			if werr != nil {
+				assert.EqualError(t, gerr, werr.Error())
+				return
+			}
+			require.NoError(t, gerr)
+			assert.Equal(t, want.Format(), got.Format())
+			assert.Equal(t, want.LinkType(), got.LinkType())
+			if got.mem != nil {
+				inMemory++
+			}
+			for i := 1; ; i++ {
+				wd, wci, wl, werr := want.Next()
+				gd, gci, gl, gerr := got.Next()
+				clear(mem[:got.Consumed()])
+				if werr != nil {
+					assert.Equal(t, werr, gerr, "packet %d", i)
+					break
+				}
+				require.NoError(t, gerr, "packet %d", i)
+				require.True(t, bytes.Equal(wd, gd), "packet %d: frame differs", i)
+				require.Equal(t, wci, gci, "packet %d", i)
+				require.Equal(t, wl, gl, "packet %d", i)
+			}
+		})
+	}
+	assert.Positive(t, inMemory, "some pcap file was read in memory")
 }
