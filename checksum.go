@@ -106,28 +106,38 @@ func tcpChecksum(netFlow *gopacket.Flow, t *layers.TCP) (good, verified bool) {
 // segment (header hdr, then payload) and its pseudo-header with the
 // addresses src and dst, of 4 or 16 bytes each.
 func segmentSum(src, dst, hdr, payload []byte) uint16 {
+	return segmentSumWith(src, dst, hdr, len(payload), onesSum(payload))
+}
+
+// segmentSumWith is segmentSum of a payload of n bytes whose onesSum is
+// payloadSum: the addresses and the header, a few words each, are summed
+// here by onesSumRun, the payload by whichever onesSum the caller chose
+// (the tests try each of onesSums).
+func segmentSumWith(src, dst, hdr []byte, n int, payloadSum uint64) uint16 {
 	// Every piece starts at an even offset of the sum (addresses of 4 or
 	// 16 bytes, a header a multiple of 4 long), so their sums add up.
-	sum := onesSum(src) + onesSum(dst) + onesSum(hdr) + onesSum(payload)
+	sum := onesSumRun(src) + onesSumRun(dst) + onesSumRun(hdr) + payloadSum
 	// The rest of the pseudo-header: protocol 6 and the segment's length
 	// (16 bits for IPv4, 32 for IPv6: as 16-bit words the sums agree),
 	// little-endian as onesSum's sums are.
-	n := uint32(len(hdr) + len(payload))
+	l := uint32(len(hdr) + n)
 	sum += uint64(bits.ReverseBytes16(uint16(layers.IPProtocolTCP))) +
-		uint64(bits.ReverseBytes16(uint16(n>>16))) + uint64(bits.ReverseBytes16(uint16(n)))
+		uint64(bits.ReverseBytes16(uint16(l>>16))) + uint64(bits.ReverseBytes16(uint16(l)))
 	return fold16(sum)
 }
 
-// onesSum is the ones' complement sum of RFC 1071 over b, a last odd byte
-// padded with zero, not yet folded to 16 bits, in little-endian order: the
-// sum of b's 16-bit words read little-endian, which is the big-endian sum
-// with its two bytes swapped (RFC 1071 §2(B)), and saves swapping every
-// word. A segment's worth is summed as two halves side by side, in two
+// onesSumGo is the ones' complement sum of RFC 1071 over b, a last odd
+// byte padded with zero, not yet folded to 16 bits, in little-endian
+// order: the sum of b's 16-bit words read little-endian, which is the
+// big-endian sum with its two bytes swapped (RFC 1071 §2(B)), and saves
+// swapping every word; the result of every onesSum. It is onesSum where
+// no assembly sum is built (other architectures, the purego tag). A
+// segment's worth is summed as two halves side by side, in two
 // independent chains (onesSumPair), which keeps twice the adds and the
 // cache misses in flight as one chain does; the rest in one chain
 // (onesSumRun). The result is below 2^35, so that a caller can add a few
 // of them up before fold16.
-func onesSum(b []byte) uint64 {
+func onesSumGo(b []byte) uint64 {
 	var sum uint64
 	if len(b) >= 128 {
 		// Halves of a multiple of 64 bytes: the second starts at an even
@@ -139,7 +149,7 @@ func onesSum(b []byte) uint64 {
 	return sum + onesSumRun(b)
 }
 
-// onesSumPair is onesSum of x and y, of the same length, a multiple of 64,
+// onesSumPair is onesSumGo of x and y, of the same length, a multiple of 64,
 // each added 8 bytes at a time, 64 bytes to a turn of the loop, in a chain
 // of add-with-carry of its own: the carry out of 64 bits goes into the
 // next add, and the last one back at the bottom (end-around carry, as
@@ -169,7 +179,7 @@ func onesSumPair(x, y []byte) uint64 {
 	return endAround(sx, cx) + endAround(sy, cy)
 }
 
-// onesSumRun is onesSum of b in one chain of add-with-carry, 8 bytes at a
+// onesSumRun is onesSumGo of b in one chain of add-with-carry, 8 bytes at a
 // time, then the last 4, 2 and 1. The result is below 2^33.
 func onesSumRun(b []byte) uint64 {
 	var sum, c uint64
@@ -212,4 +222,10 @@ func fold16(sum uint64) uint16 {
 	sum = sum>>16 + sum&0xFFFF     // at most 0x1FFFE
 	sum = sum>>16 + sum&0xFFFF     // at most 0xFFFF
 	return bits.ReverseBytes16(uint16(sum))
+}
+
+// onesSumImpl is one implementation of onesSum, by name (onesSums).
+type onesSumImpl struct {
+	name string
+	sum  func(b []byte) uint64
 }
