@@ -511,7 +511,7 @@ func TestSegmentSumMatchesByteByByte(t *testing.T) {
 		require.Equal(t, want, segmentSum(src, dst, hdr, payload),
 			"%d-byte addresses, %d-byte header, %d-byte payload", len(src), len(hdr), len(payload))
 		for _, impl := range onesSums() {
-			require.Equal(t, want, segmentSumWith(src, dst, hdr, len(payload), impl.sum(payload)),
+			require.Equal(t, want, segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), impl.sum(payload)),
 				"%s: %d-byte addresses, %d-byte header, %d-byte payload", impl.name, len(src), len(hdr), len(payload))
 		}
 	}
@@ -555,7 +555,7 @@ func FuzzSegmentSum(f *testing.F) {
 		want := refSegmentSum(src, dst, hdr, payload)
 		require.Equal(t, want, segmentSum(src, dst, hdr, payload))
 		for _, impl := range onesSums() {
-			require.Equal(t, want, segmentSumWith(src, dst, hdr, len(payload), impl.sum(payload)), impl.name)
+			require.Equal(t, want, segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), impl.sum(payload)), impl.name)
 		}
 	})
 }
@@ -665,7 +665,8 @@ func TestInsertionScreensOnCaptures(t *testing.T) {
 
 // Property: tcpChecksum's verdict on every segment of the shipped
 // captures is gopacket's (the segment serialized again, its checksum
-// recomputed, compared with the one captured).
+// recomputed, compared with the one captured), and the screen's, whose
+// address sum is cached from flow to flow, is tcpChecksum's.
 func TestTCPChecksumOnCaptures(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
@@ -673,8 +674,11 @@ func TestTCPChecksumOnCaptures(t *testing.T) {
 	var checked, bad, filesBad int
 	for _, path := range files {
 		before := bad
+		var cache checksums
 		_, err := capture.ReadFile(path, func(n int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
 			good, verified := tcpChecksum(&seg.NetFlow, seg.TCP)
+			cgood, cverified := cache.verify(&seg.NetFlow, seg.TCP)
+			require.Equal(t, [2]bool{good, verified}, [2]bool{cgood, cverified}, "%s packet %d: the cached address sum", filepath.Base(path), n)
 			if !verified || ci.CaptureLength < ci.Length {
 				return nil
 			}

@@ -47,9 +47,18 @@ func (p ChecksumPolicy) String() string {
 }
 
 // checksums is the state of the checksum screen: the policy, ChecksumOff
-// for the drop-in face.
+// for the drop-in face, and the pseudo-header's address sum of the last
+// flow verified, kept for it and its reverse (the sum of the two
+// addresses does not depend on their order): a connection's packets come
+// flow after flow, and gopacket.Flow.Endpoints, which copies the flow
+// twice, costs more than comparing it.
 type checksums struct {
 	policy ChecksumPolicy
+	// flow and reverse are the last flow verified and its reverse, addrs
+	// their address sum; cached is false until one is.
+	flow, reverse gopacket.Flow
+	addrs         uint64
+	cached        bool
 }
 
 // checkSum screens a packet by its TCP checksum, before it is looked up: a
@@ -62,7 +71,7 @@ func (e *engine) checkSum(netFlow *gopacket.Flow, t *layers.TCP, ci *gopacket.Ca
 	// covers.
 	good, verified := ci.CaptureLength >= ci.Length, false
 	if good {
-		good, verified = tcpChecksum(netFlow, t)
+		good, verified = e.checksums.verify(netFlow, t)
 	}
 	switch {
 	case !verified:
@@ -79,6 +88,23 @@ func (e *engine) checkSum(netFlow *gopacket.Flow, t *layers.TCP, ci *gopacket.Ca
 	return false
 }
 
+// verify is tcpChecksum, the address sum taken from the cache when netFlow
+// is the last flow verified or its reverse, and cached otherwise.
+func (c *checksums) verify(netFlow *gopacket.Flow, t *layers.TCP) (good, verified bool) {
+	hdr := t.Contents
+	if len(hdr) < 20 || len(hdr)&3 != 0 {
+		return false, false
+	}
+	if !c.cached || *netFlow != c.flow && *netFlow != c.reverse {
+		addrs, ok := flowAddrSum(netFlow)
+		if !ok {
+			return false, false
+		}
+		c.flow, c.reverse, c.addrs, c.cached = *netFlow, netFlow.Reverse(), addrs, true
+	}
+	return segmentSumWith(c.addrs, hdr, len(t.Payload), onesSum(t.Payload)) == 0xFFFF, true
+}
+
 // tcpChecksum reports whether the checksum of t is right, computed over the
 // pseudo-header of RFC 9293 §3.1 (IPv4) or RFC 8200 §8.1 (IPv6), built from
 // the addresses of netFlow, and over the segment as it was on the wire: the
@@ -87,38 +113,49 @@ func (e *engine) checkSum(netFlow *gopacket.Flow, t *layers.TCP, ci *gopacket.Ca
 // than decoded), or netFlow is not an IPv4 or IPv6 flow. It allocates
 // nothing: the pseudo-header is summed from the addresses in place.
 func tcpChecksum(netFlow *gopacket.Flow, t *layers.TCP) (good, verified bool) {
+	hdr := t.Contents
+	if len(hdr) < 20 || len(hdr)&3 != 0 {
+		return false, false
+	}
+	addrs, ok := flowAddrSum(netFlow)
+	if !ok {
+		return false, false
+	}
+	// A right checksum makes the sum of everything, itself included, all
+	// ones.
+	return segmentSumWith(addrs, hdr, len(t.Payload), onesSum(t.Payload)) == 0xFFFF, true
+}
+
+// flowAddrSum is the onesSum of the source and destination addresses of
+// netFlow, and whether it is an IPv4 or IPv6 flow, with addresses of 4 or
+// 16 bytes.
+func flowAddrSum(netFlow *gopacket.Flow) (uint64, bool) {
 	src, dst := netFlow.Endpoints()
 	sr, dr := src.Raw(), dst.Raw()
 	switch typ := src.EndpointType(); {
 	case typ == layers.EndpointIPv4 && len(sr) == 4 && len(dr) == 4:
 	case typ == layers.EndpointIPv6 && len(sr) == 16 && len(dr) == 16:
 	default:
-		return false, false
+		return 0, false
 	}
-	hdr := t.Contents
-	if len(hdr) < 20 || len(hdr)&3 != 0 {
-		return false, false
-	}
-	// A right checksum makes the sum of everything, itself included, all
-	// ones.
-	return segmentSum(sr, dr, hdr, t.Payload) == 0xFFFF, true
+	return addrSum(sr) + addrSum(dr), true
 }
 
 // segmentSum is the ones' complement sum, folded to 16 bits, of a TCP
 // segment (header hdr, then payload) and its pseudo-header with the
 // addresses src and dst, of 4 or 16 bytes each.
 func segmentSum(src, dst, hdr, payload []byte) uint16 {
-	return segmentSumWith(src, dst, hdr, len(payload), onesSum(payload))
+	return segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), onesSum(payload))
 }
 
-// segmentSumWith is segmentSum of a payload of n bytes whose onesSum is
-// payloadSum: the addresses and the header, a few words each, are summed
-// here by onesSumRun, the payload by whichever onesSum the caller chose
-// (the tests try each of onesSums).
-func segmentSumWith(src, dst, hdr []byte, n int, payloadSum uint64) uint16 {
+// segmentSumWith is segmentSum of the addresses whose onesSum is addrs and
+// a payload of n bytes whose onesSum is payloadSum: the header, a few
+// words, is summed here by onesSumRun, the payload by whichever onesSum
+// the caller chose (the tests try each of onesSums).
+func segmentSumWith(addrs uint64, hdr []byte, n int, payloadSum uint64) uint16 {
 	// Every piece starts at an even offset of the sum (addresses of 4 or
 	// 16 bytes, a header a multiple of 4 long), so their sums add up.
-	sum := onesSumRun(src) + onesSumRun(dst) + onesSumRun(hdr) + payloadSum
+	sum := addrs + onesSumRun(hdr) + payloadSum
 	// The rest of the pseudo-header: protocol 6 and the segment's length
 	// (16 bits for IPv4, 32 for IPv6: as 16-bit words the sums agree),
 	// little-endian as onesSum's sums are.
@@ -126,6 +163,15 @@ func segmentSumWith(src, dst, hdr []byte, n int, payloadSum uint64) uint16 {
 	sum += uint64(bits.ReverseBytes16(uint16(layers.IPProtocolTCP))) +
 		uint64(bits.ReverseBytes16(uint16(l>>16))) + uint64(bits.ReverseBytes16(uint16(l)))
 	return fold16(sum)
+}
+
+// addrSum is onesSumGo of an IPv4 or IPv6 address: an IPv4 one in one
+// load, without onesSumRun's loop and tail.
+func addrSum(b []byte) uint64 {
+	if len(b) == 4 {
+		return uint64(binary.LittleEndian.Uint32(b))
+	}
+	return onesSumRun(b)
 }
 
 // onesSumGo is the ones' complement sum of RFC 1071 over b, a last odd
