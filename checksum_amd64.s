@@ -14,8 +14,8 @@
 
 // func onesSumAVX2(b []byte) uint64
 //
-// The sum of b's whole 32-byte blocks (a tail shorter than 32 bytes is left
-// out), folded to below 2^33.
+// The sum of b's 32-bit words in whole 32-byte blocks (a tail shorter than
+// 32 bytes is left out), unfolded: exact below 2^34 bytes.
 TEXT ·onesSumAVX2(SB), NOSPLIT, $0-32
 	MOVQ b_base+0(FP), SI
 	MOVQ b_len+8(FP), CX
@@ -78,18 +78,13 @@ avx2fold:
 	PADDQ        X1, X0
 	PSHUFD       $0x4E, X0, X1
 	PADDQ        X1, X0
-	MOVQ         X0, AX
-	MOVQ         AX, DX
-	SHRQ         $32, DX
-	MOVL         AX, AX
-	ADDQ         DX, AX
-	MOVQ         AX, ret+24(FP)
+	MOVQ         X0, ret+24(FP)
 	RET
 
 // func onesSumSSE2(b []byte) uint64
 //
 // onesSumAVX2 in 16-byte registers, for the amd64 processors without AVX2:
-// the sum of b's whole 16-byte blocks, folded to below 2^33.
+// the sum of b's 32-bit words in whole 16-byte blocks, unfolded.
 TEXT ·onesSumSSE2(SB), NOSPLIT, $0-32
 	MOVQ  b_base+0(FP), SI
 	MOVQ  b_len+8(FP), CX
@@ -150,12 +145,7 @@ sse2fold:
 	PADDQ  X4, X0
 	PSHUFD $0x4E, X0, X1
 	PADDQ  X1, X0
-	MOVQ   X0, AX
-	MOVQ   AX, DX
-	SHRQ   $32, DX
-	MOVL   AX, AX
-	ADDQ   DX, AX
-	MOVQ   AX, ret+24(FP)
+	MOVQ   X0, ret+24(FP)
 	RET
 
 // func cpuHasAVX2() bool

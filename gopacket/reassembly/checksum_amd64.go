@@ -23,14 +23,14 @@ func onesSum(b []byte) uint64 {
 // 32-byte block by onesSumRun (they start at an even offset).
 func onesSumByAVX2(b []byte) uint64 {
 	n := len(b) &^ 31
-	return onesSumAVX2(b[:n]) + onesSumRun(b[n:])
+	return endAround(onesSumAVX2(b[:n]), 0) + onesSumRun(b[n:])
 }
 
 // onesSumBySSE2 is onesSum by onesSumSSE2, the last bytes short of a
 // 16-byte block by onesSumRun.
 func onesSumBySSE2(b []byte) uint64 {
 	n := len(b) &^ 15
-	return onesSumSSE2(b[:n]) + onesSumRun(b[n:])
+	return endAround(onesSumSSE2(b[:n]), 0) + onesSumRun(b[n:])
 }
 
 // onesSums is every onesSum this processor can run, by name, for the
@@ -44,9 +44,10 @@ func onesSums() []onesSumImpl {
 	return impls
 }
 
-// onesSumAVX2 is the sum of b's whole 32-byte blocks, folded to below
-// 2^33, in AVX2 registers (checksum_amd64.s); bytes past the last whole
-// block are left out.
+// onesSumAVX2 is the sum of b's 32-bit words, little-endian, in whole
+// 32-byte blocks, in AVX2 registers (checksum_amd64.s), not folded (exact
+// for any slice shorter than 2^34 bytes); bytes past the last whole block
+// are left out. Folded by endAround, it is their onesSum.
 //
 //go:noescape
 func onesSumAVX2(b []byte) uint64
