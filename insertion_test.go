@@ -440,9 +440,17 @@ func refSegmentSum(src, dst, hdr, payload []byte) uint16 {
 	return refSum(pseudo, hdr, payload)
 }
 
-// Property: onesSum, folded, is the byte-by-byte sum for every length
-// from 0 to 2000 (odd ones included), at every alignment of the slice in
-// memory, for random bytes and for bytes all ones, which carry the most.
+// onesSumsUnderTest is every onesSum of this machine (onesSums: the
+// assembly ones it can run and the pure Go one) and the one segmentSum
+// dispatches to.
+func onesSumsUnderTest() []onesSumImpl {
+	return append(onesSums(), onesSumImpl{"dispatch", onesSum})
+}
+
+// Property: every onesSum, folded, is the byte-by-byte sum for every
+// length from 0 to 2000 (odd ones included), at every alignment of the
+// slice in memory, for random bytes and for bytes all ones, which carry
+// the most.
 func TestOnesSumMatchesByteByByte(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewSource(1))
@@ -454,20 +462,41 @@ func TestOnesSumMatchesByteByByte(t *testing.T) {
 				buf[i] = byte(r.Intn(256))
 			}
 		}
-		for n := 0; n <= 2000; n++ {
-			for align := 0; align < 8; align++ {
-				b := buf[align : align+n]
-				require.Equal(t, refSum(b), fold16(onesSum(b)), "%d bytes at offset %d, %s", n, align, fill)
+		for _, impl := range onesSumsUnderTest() {
+			for n := 0; n <= 2000; n++ {
+				for align := 0; align < 8; align++ {
+					b := buf[align : align+n]
+					require.Equal(t, refSum(b), fold16(impl.sum(b)), "%s: %d bytes at offset %d, %s", impl.name, n, align, fill)
+				}
 			}
 		}
 	}
 }
 
+// Property: every onesSum keeps the sum exact past what 32-bit lanes
+// hold: 1 MiB of bytes all ones, and a single word of ones among zeros
+// (the sum is then that word, not 0: a zero sum would pass for all-zero
+// bytes), at the start, the middle and the end.
+func TestOnesSumLarge(t *testing.T) {
+	t.Parallel()
+	ones := bytes.Repeat([]byte{0xFF}, 1<<20)
+	for _, impl := range onesSumsUnderTest() {
+		require.Equal(t, refSum(ones), fold16(impl.sum(ones)), impl.name)
+		for _, at := range []int{0, 1 << 19, 1<<20 - 2} {
+			b := make([]byte, 1<<20)
+			b[at], b[at+1] = 0xFF, 0xFF
+			require.Equal(t, uint16(0xFFFF), fold16(impl.sum(b)), "%s: ones at %d", impl.name, at)
+		}
+		require.Zero(t, fold16(impl.sum(make([]byte, 4096))), "%s: all zero", impl.name)
+	}
+}
+
 // Property: segmentSum is the byte-by-byte sum of the pseudo-header and
-// the segment for IPv4 and IPv6 addresses, headers of 20 to 60 bytes,
-// payloads of every length from 0 to 2000, each slice at an odd or even
-// address, random bytes (the checksum field random too), and the length
-// field carrying past 16 bits for IPv6.
+// the segment, with the payload summed by each onesSum of the machine,
+// for IPv4 and IPv6 addresses, headers of 20 to 60 bytes, payloads of
+// every length from 0 to 2000, each slice at an odd or even address,
+// random bytes (the checksum field random too), and the length field
+// carrying past 16 bits for IPv6.
 func TestSegmentSumMatchesByteByByte(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewSource(2))
@@ -476,29 +505,38 @@ func TestSegmentSumMatchesByteByByte(t *testing.T) {
 		r.Read(b)
 		return b
 	}
+	check := func(src, dst, hdr, payload []byte) {
+		t.Helper()
+		want := refSegmentSum(src, dst, hdr, payload)
+		require.Equal(t, want, segmentSum(src, dst, hdr, payload),
+			"%d-byte addresses, %d-byte header, %d-byte payload", len(src), len(hdr), len(payload))
+		for _, impl := range onesSums() {
+			require.Equal(t, want, segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), impl.sum(payload)),
+				"%s: %d-byte addresses, %d-byte header, %d-byte payload", impl.name, len(src), len(hdr), len(payload))
+		}
+	}
 	for n := 0; n <= 2000; n++ {
 		for _, alen := range []int{4, 16} {
 			align := n % 2
 			src, dst := fill(alen, align), fill(alen, 1-align)
 			hdr := fill(20+4*r.Intn(11), 1-align)
-			payload := fill(n, align)
-			require.Equal(t, refSegmentSum(src, dst, hdr, payload), segmentSum(src, dst, hdr, payload),
-				"%d-byte addresses, %d-byte header, %d-byte payload", alen, len(hdr), n)
+			check(src, dst, hdr, fill(n, align))
 		}
 	}
 	for _, n := range []int{65535 - 20, 65536 - 20, 70000, 1 << 17} {
-		src, dst, hdr, payload := fill(16, 0), fill(16, 1), fill(20, 1), fill(n, 1)
-		require.Equal(t, refSegmentSum(src, dst, hdr, payload), segmentSum(src, dst, hdr, payload), "%d-byte payload", n)
+		check(fill(16, 0), fill(16, 1), fill(20, 1), fill(n, 1))
 	}
 }
 
-// FuzzSegmentSum compares segmentSum with the byte-by-byte reference on
-// any bytes: the first 4 or 16 of them (by the first byte's low bit) and
-// as many again are the addresses, the next 20 the header, the rest the
-// payload, read at the alignment the second byte gives.
+// FuzzSegmentSum compares segmentSum, and segmentSumWith each onesSum of
+// the machine, with the byte-by-byte reference on any bytes: the first 4
+// or 16 of them (by the first byte's low bit) and as many again are the
+// addresses, the next 20 the header, the rest the payload, read at the
+// alignment the second byte gives.
 func FuzzSegmentSum(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30})
 	f.Add(bytes.Repeat([]byte{0xFF}, 97))
+	f.Add(append([]byte{1, 3}, bytes.Repeat([]byte{0xFF}, 301)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 2 {
 			return
@@ -514,7 +552,11 @@ func FuzzSegmentSum(f *testing.F) {
 		buf := make([]byte, len(data)+align)[align:]
 		copy(buf, data)
 		src, dst, hdr, payload := buf[:alen], buf[alen:2*alen], buf[2*alen:2*alen+20], buf[2*alen+20:]
-		require.Equal(t, refSegmentSum(src, dst, hdr, payload), segmentSum(src, dst, hdr, payload))
+		want := refSegmentSum(src, dst, hdr, payload)
+		require.Equal(t, want, segmentSum(src, dst, hdr, payload))
+		for _, impl := range onesSums() {
+			require.Equal(t, want, segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), impl.sum(payload)), impl.name)
+		}
 	})
 }
 
@@ -623,7 +665,8 @@ func TestInsertionScreensOnCaptures(t *testing.T) {
 
 // Property: tcpChecksum's verdict on every segment of the shipped
 // captures is gopacket's (the segment serialized again, its checksum
-// recomputed, compared with the one captured).
+// recomputed, compared with the one captured), and the screen's, whose
+// address sum is cached from flow to flow, is tcpChecksum's.
 func TestTCPChecksumOnCaptures(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
@@ -631,8 +674,11 @@ func TestTCPChecksumOnCaptures(t *testing.T) {
 	var checked, bad, filesBad int
 	for _, path := range files {
 		before := bad
+		var cache checksums
 		_, err := capture.ReadFile(path, func(n int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
 			good, verified := tcpChecksum(&seg.NetFlow, seg.TCP)
+			cgood, cverified := cache.verify(&seg.NetFlow, seg.TCP)
+			require.Equal(t, [2]bool{good, verified}, [2]bool{cgood, cverified}, "%s packet %d: the cached address sum", filepath.Base(path), n)
 			if !verified || ci.CaptureLength < ci.Length {
 				return nil
 			}
@@ -1080,5 +1126,39 @@ func TestEvasionCaptures(t *testing.T) {
 			}
 			require.Equal(t, sent, st.BytesBadChecksum, "ChecksumDrop drops every byte of the offloading host")
 		})
+	}
+}
+
+// BenchmarkOnesSum is each onesSum of the machine over the payload of one
+// full-sized segment (1460 bytes), hot and cold as BenchmarkTCPChecksum:
+//
+//	go test -run X -bench OnesSum -count 10 > sum.out
+//	benchstat -col /impl sum.out
+func BenchmarkOnesSum(b *testing.B) {
+	var data [][]byte
+	for _, p := range inOrderTraffic(1000, 1460) {
+		if len(p.tcp.Payload) == 1460 {
+			data = append(data, p.tcp.Payload)
+		}
+	}
+	for _, cache := range []string{"hot", "cold"} {
+		for _, impl := range onesSums() {
+			b.Run("cache="+cache+"/impl="+impl.name, func(b *testing.B) {
+				b.SetBytes(int64(len(data[0])))
+				var sink uint64
+				c0 := processCPU()
+				for i := 0; i < b.N; i++ {
+					p := data[0]
+					if cache == "cold" {
+						p = data[i%len(data)]
+					}
+					sink += impl.sum(p)
+				}
+				b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+				if sink == 1 {
+					b.Log(sink)
+				}
+			})
+		}
 	}
 }

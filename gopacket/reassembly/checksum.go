@@ -47,9 +47,18 @@ func (p ChecksumPolicy) String() string {
 }
 
 // checksums is the state of the checksum screen: the policy, ChecksumOff
-// for the drop-in face.
+// for the drop-in face, and the pseudo-header's address sum of the last
+// flow verified, kept for it and its reverse (the sum of the two
+// addresses does not depend on their order): a connection's packets come
+// flow after flow, and gopacket.Flow.Endpoints, which copies the flow
+// twice, costs more than comparing it.
 type checksums struct {
 	policy ChecksumPolicy
+	// flow and reverse are the last flow verified and its reverse, addrs
+	// their address sum; cached is false until one is.
+	flow, reverse gopacket.Flow
+	addrs         uint64
+	cached        bool
 }
 
 // checkSum screens a packet by its TCP checksum, before it is looked up: a
@@ -62,7 +71,7 @@ func (e *engine) checkSum(netFlow *gopacket.Flow, t *layers.TCP, ci *gopacket.Ca
 	// covers.
 	good, verified := ci.CaptureLength >= ci.Length, false
 	if good {
-		good, verified = tcpChecksum(netFlow, t)
+		good, verified = e.checksums.verify(netFlow, t)
 	}
 	switch {
 	case !verified:
@@ -79,6 +88,23 @@ func (e *engine) checkSum(netFlow *gopacket.Flow, t *layers.TCP, ci *gopacket.Ca
 	return false
 }
 
+// verify is tcpChecksum, the address sum taken from the cache when netFlow
+// is the last flow verified or its reverse, and cached otherwise.
+func (c *checksums) verify(netFlow *gopacket.Flow, t *layers.TCP) (good, verified bool) {
+	hdr := t.Contents
+	if len(hdr) < 20 || len(hdr)&3 != 0 {
+		return false, false
+	}
+	if !c.cached || *netFlow != c.flow && *netFlow != c.reverse {
+		addrs, ok := flowAddrSum(netFlow)
+		if !ok {
+			return false, false
+		}
+		c.flow, c.reverse, c.addrs, c.cached = *netFlow, netFlow.Reverse(), addrs, true
+	}
+	return segmentSumWith(c.addrs, hdr, len(t.Payload), onesSum(t.Payload)) == 0xFFFF, true
+}
+
 // tcpChecksum reports whether the checksum of t is right, computed over the
 // pseudo-header of RFC 9293 §3.1 (IPv4) or RFC 8200 §8.1 (IPv6), built from
 // the addresses of netFlow, and over the segment as it was on the wire: the
@@ -87,49 +113,79 @@ func (e *engine) checkSum(netFlow *gopacket.Flow, t *layers.TCP, ci *gopacket.Ca
 // than decoded), or netFlow is not an IPv4 or IPv6 flow. It allocates
 // nothing: the pseudo-header is summed from the addresses in place.
 func tcpChecksum(netFlow *gopacket.Flow, t *layers.TCP) (good, verified bool) {
+	hdr := t.Contents
+	if len(hdr) < 20 || len(hdr)&3 != 0 {
+		return false, false
+	}
+	addrs, ok := flowAddrSum(netFlow)
+	if !ok {
+		return false, false
+	}
+	// A right checksum makes the sum of everything, itself included, all
+	// ones.
+	return segmentSumWith(addrs, hdr, len(t.Payload), onesSum(t.Payload)) == 0xFFFF, true
+}
+
+// flowAddrSum is the onesSum of the source and destination addresses of
+// netFlow, and whether it is an IPv4 or IPv6 flow, with addresses of 4 or
+// 16 bytes.
+func flowAddrSum(netFlow *gopacket.Flow) (uint64, bool) {
 	src, dst := netFlow.Endpoints()
 	sr, dr := src.Raw(), dst.Raw()
 	switch typ := src.EndpointType(); {
 	case typ == layers.EndpointIPv4 && len(sr) == 4 && len(dr) == 4:
 	case typ == layers.EndpointIPv6 && len(sr) == 16 && len(dr) == 16:
 	default:
-		return false, false
+		return 0, false
 	}
-	hdr := t.Contents
-	if len(hdr) < 20 || len(hdr)&3 != 0 {
-		return false, false
-	}
-	// A right checksum makes the sum of everything, itself included, all
-	// ones.
-	return segmentSum(sr, dr, hdr, t.Payload) == 0xFFFF, true
+	return addrSum(sr) + addrSum(dr), true
 }
 
 // segmentSum is the ones' complement sum, folded to 16 bits, of a TCP
 // segment (header hdr, then payload) and its pseudo-header with the
 // addresses src and dst, of 4 or 16 bytes each.
 func segmentSum(src, dst, hdr, payload []byte) uint16 {
+	return segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), onesSum(payload))
+}
+
+// segmentSumWith is segmentSum of the addresses whose onesSum is addrs and
+// a payload of n bytes whose onesSum is payloadSum: the header, a few
+// words, is summed here by onesSumRun, the payload by whichever onesSum
+// the caller chose (the tests try each of onesSums).
+func segmentSumWith(addrs uint64, hdr []byte, n int, payloadSum uint64) uint16 {
 	// Every piece starts at an even offset of the sum (addresses of 4 or
 	// 16 bytes, a header a multiple of 4 long), so their sums add up.
-	sum := onesSum(src) + onesSum(dst) + onesSum(hdr) + onesSum(payload)
+	sum := addrs + onesSumRun(hdr) + payloadSum
 	// The rest of the pseudo-header: protocol 6 and the segment's length
 	// (16 bits for IPv4, 32 for IPv6: as 16-bit words the sums agree),
 	// little-endian as onesSum's sums are.
-	n := uint32(len(hdr) + len(payload))
+	l := uint32(len(hdr) + n)
 	sum += uint64(bits.ReverseBytes16(uint16(layers.IPProtocolTCP))) +
-		uint64(bits.ReverseBytes16(uint16(n>>16))) + uint64(bits.ReverseBytes16(uint16(n)))
+		uint64(bits.ReverseBytes16(uint16(l>>16))) + uint64(bits.ReverseBytes16(uint16(l)))
 	return fold16(sum)
 }
 
-// onesSum is the ones' complement sum of RFC 1071 over b, a last odd byte
-// padded with zero, not yet folded to 16 bits, in little-endian order: the
-// sum of b's 16-bit words read little-endian, which is the big-endian sum
-// with its two bytes swapped (RFC 1071 §2(B)), and saves swapping every
-// word. A segment's worth is summed as two halves side by side, in two
+// addrSum is onesSumGo of an IPv4 or IPv6 address: an IPv4 one in one
+// load, without onesSumRun's loop and tail.
+func addrSum(b []byte) uint64 {
+	if len(b) == 4 {
+		return uint64(binary.LittleEndian.Uint32(b))
+	}
+	return onesSumRun(b)
+}
+
+// onesSumGo is the ones' complement sum of RFC 1071 over b, a last odd
+// byte padded with zero, not yet folded to 16 bits, in little-endian
+// order: the sum of b's 16-bit words read little-endian, which is the
+// big-endian sum with its two bytes swapped (RFC 1071 §2(B)), and saves
+// swapping every word; the result of every onesSum. It is onesSum where
+// no assembly sum is built (other architectures, the purego tag). A
+// segment's worth is summed as two halves side by side, in two
 // independent chains (onesSumPair), which keeps twice the adds and the
 // cache misses in flight as one chain does; the rest in one chain
 // (onesSumRun). The result is below 2^35, so that a caller can add a few
 // of them up before fold16.
-func onesSum(b []byte) uint64 {
+func onesSumGo(b []byte) uint64 {
 	var sum uint64
 	if len(b) >= 128 {
 		// Halves of a multiple of 64 bytes: the second starts at an even
@@ -141,7 +197,7 @@ func onesSum(b []byte) uint64 {
 	return sum + onesSumRun(b)
 }
 
-// onesSumPair is onesSum of x and y, of the same length, a multiple of 64,
+// onesSumPair is onesSumGo of x and y, of the same length, a multiple of 64,
 // each added 8 bytes at a time, 64 bytes to a turn of the loop, in a chain
 // of add-with-carry of its own: the carry out of 64 bits goes into the
 // next add, and the last one back at the bottom (end-around carry, as
@@ -171,7 +227,7 @@ func onesSumPair(x, y []byte) uint64 {
 	return endAround(sx, cx) + endAround(sy, cy)
 }
 
-// onesSumRun is onesSum of b in one chain of add-with-carry, 8 bytes at a
+// onesSumRun is onesSumGo of b in one chain of add-with-carry, 8 bytes at a
 // time, then the last 4, 2 and 1. The result is below 2^33.
 func onesSumRun(b []byte) uint64 {
 	var sum, c uint64
@@ -214,4 +270,10 @@ func fold16(sum uint64) uint16 {
 	sum = sum>>16 + sum&0xFFFF     // at most 0x1FFFE
 	sum = sum>>16 + sum&0xFFFF     // at most 0xFFFF
 	return bits.ReverseBytes16(uint16(sum))
+}
+
+// onesSumImpl is one implementation of onesSum, by name (onesSums).
+type onesSumImpl struct {
+	name string
+	sum  func(b []byte) uint64
 }

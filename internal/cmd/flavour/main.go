@@ -7,7 +7,8 @@
 //	go run ./internal/cmd/flavour -check   # list stale files, exit 1 if any
 //
 // Each package of the faces table is copied file by file, tests and
-// examples included, with three edits made on the parsed file and nothing
+// examples included (assembly files are copied as they are, under the
+// generated header: they name no import path), with three edits made on the parsed file and nothing
 // else: import paths of github.com/google/gopacket become those of
 // github.com/gopacket/gopacket and imports of a generated package become
 // its counterpart; the constant forkFlavour becomes true, so that the few
@@ -132,7 +133,7 @@ func generate(root string) (map[string][]byte, error) {
 			return nil, err
 		}
 		for _, e := range entries {
-			if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") {
+			if e.IsDir() || !generatedKind(e.Name()) {
 				continue
 			}
 			src := filepath.ToSlash(filepath.Join(f.src, e.Name()))
@@ -140,8 +141,10 @@ func generate(root string) (map[string][]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			gen, err := rewrite(src, text, f)
-			if err != nil {
+			var gen []byte
+			if strings.HasSuffix(e.Name(), ".s") {
+				gen = copyAssembly(src, text)
+			} else if gen, err = rewrite(src, text, f); err != nil {
 				return nil, err
 			}
 			out[f.dst+"/"+e.Name()] = gen
@@ -150,7 +153,13 @@ func generate(root string) (map[string][]byte, error) {
 	return out, nil
 }
 
-// generatedFiles lists the Go files of dir (relative to root, as the names
+// generatedKind reports whether a file named name is generated in the
+// fork flavour: Go source, rewritten, and assembly, copied.
+func generatedKind(name string) bool {
+	return strings.HasSuffix(name, ".go") || strings.HasSuffix(name, ".s")
+}
+
+// generatedFiles lists the Go and assembly files of dir (relative to root, as the names
 // returned are) that carry the generated header: the only files the
 // generator may replace or remove.
 func generatedFiles(root, dir string) ([]string, error) {
@@ -163,7 +172,7 @@ func generatedFiles(root, dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") {
+		if e.IsDir() || !generatedKind(e.Name()) {
 			continue
 		}
 		name := dir + "/" + e.Name()

@@ -86,8 +86,9 @@ func TestRewriteFlavourConstant(t *testing.T) {
 	}
 }
 
-// Property: run writes every face, then finds nothing stale; it reports a
-// changed or left-over generated file, removes the left-over, and never
+// Property: run writes every face, assembly copied under the header, then
+// finds nothing stale; it reports a changed or left-over generated file
+// (Go or assembly), removes the left-over, and never
 // touches a file without the generated header.
 func TestRunStaleness(t *testing.T) {
 	t.Parallel()
@@ -105,6 +106,7 @@ func TestRunStaleness(t *testing.T) {
 	for _, f := range faces {
 		write(filepath.Join(f.src, "a.go"), "package a\n")
 	}
+	write("sum_amd64.s", "//go:build amd64\n\nTEXT ·sum(SB), 0, $0-8\n\tRET\n")
 	write("gopacket/reassembly/own.go", "package a\n") // not generated
 	if _, err := run(root, false); err != nil {
 		t.Fatal(err)
@@ -112,13 +114,22 @@ func TestRunStaleness(t *testing.T) {
 	if stale, err := run(root, true); err != nil || len(stale) > 0 {
 		t.Fatalf("stale right after generation: %v %v", stale, err)
 	}
+	asm, err := os.ReadFile(filepath.Join(root, "gopacket/reassembly/sum_amd64.s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := headerPrefix + "sum_amd64.s; DO NOT EDIT.\n\n//go:build amd64\n\nTEXT ·sum(SB), 0, $0-8\n\tRET\n"; string(asm) != want {
+		t.Errorf("the assembly file is not copied under the header:\n%s", asm)
+	}
 	write("gopacket/reassembly/a.go", headerPrefix+"a.go; DO NOT EDIT.\n\npackage b\n")
 	write("gopacket/reassembly/gone.go", headerPrefix+"gone.go; DO NOT EDIT.\n\npackage a\n")
+	write("gopacket/reassembly/gone_amd64.s", headerPrefix+"gone_amd64.s; DO NOT EDIT.\n\nRET\n")
+	write("gopacket/reassembly/own_amd64.s", "RET\n") // not generated
 	stale, err := run(root, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(stale, " ") != "gopacket/reassembly/a.go gopacket/reassembly/gone.go" {
+	if strings.Join(stale, " ") != "gopacket/reassembly/a.go gopacket/reassembly/gone.go gopacket/reassembly/gone_amd64.s" {
 		t.Fatalf("stale = %v", stale)
 	}
 	if _, err := run(root, false); err != nil {
@@ -127,8 +138,13 @@ func TestRunStaleness(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "gopacket/reassembly/gone.go")); !os.IsNotExist(err) {
 		t.Errorf("the left-over generated file was kept: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "gopacket/reassembly/own.go")); err != nil {
-		t.Errorf("a hand-written file was removed: %v", err)
+	if _, err := os.Stat(filepath.Join(root, "gopacket/reassembly/gone_amd64.s")); !os.IsNotExist(err) {
+		t.Errorf("the left-over generated assembly file was kept: %v", err)
+	}
+	for _, own := range []string{"own.go", "own_amd64.s"} {
+		if _, err := os.Stat(filepath.Join(root, "gopacket/reassembly", own)); err != nil {
+			t.Errorf("a hand-written file was removed: %v", err)
+		}
 	}
 	if stale, err := run(root, true); err != nil || len(stale) > 0 {
 		t.Errorf("stale after regeneration: %v %v", stale, err)

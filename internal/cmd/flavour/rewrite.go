@@ -114,6 +114,15 @@ func rewrite(src string, text []byte, f face) ([]byte, error) {
 	return gen, nil
 }
 
+// copyAssembly returns the fork flavour of the assembly file src: the
+// same text under the generated header. An assembly file names its
+// package's functions relative to the package (·name), never by import
+// path, so nothing in it differs between the flavours; a build constraint
+// may follow the header, which is a line comment.
+func copyAssembly(src string, text []byte) []byte {
+	return append([]byte(headerPrefix+src+"; DO NOT EDIT.\n\n"), text...)
+}
+
 // importCounterpart returns the import path the fork flavour uses in place
 // of p, and whether it differs: the fork's package for one of
 // github.com/google/gopacket, the generated package for one of ours that
