@@ -194,7 +194,7 @@ func TestDeliveredWindowModel(t *testing.T) {
 		limit := 1 + r.IntN(5000)
 		var w deliveredWindow
 		var ref []byte // the contiguous run, ending at end
-		end := int64(1<<40 + r.IntN(1000))
+		end := int64(1<<40) + int64(r.IntN(1000))
 		pos := end
 		for range 50 {
 			if r.IntN(10) == 0 {

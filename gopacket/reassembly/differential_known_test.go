@@ -5,6 +5,7 @@ package reassembly
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -265,7 +266,7 @@ func checkTruth(scn *scenario, evs []event) error {
 			// the first fresh one.
 			id, ok := stepOfCI(e.get("ci0"))
 			if saved > 0 || !ok || len(fresh) == 0 {
-				next[k] = -1 << 40
+				next[k] = math.MinInt / 2 // stays negative whatever follows
 				continue
 			}
 			st := stepByID(scn, id)
