@@ -218,5 +218,5 @@ func (a *Assembler) Dump() string {
 	defer a.mu.Unlock()
 	b := &a.eng.table.budget
 	return fmt.Sprintf("pageCache: used: %d, peak: %d, free: %d, connections: %d",
-		b.inUse.Load(), b.peak.Load(), a.eng.pc.freeChunks(), a.eng.table.size())
+		b.pages(), b.peak.Load(), a.eng.pc.freeChunks(), a.eng.table.size())
 }

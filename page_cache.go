@@ -59,9 +59,10 @@ func (c *chunk) cost() int64 { return int64(cap(c.buf)) + chunkOverhead }
 // another's pages. Each assembler keeps its free pages for reuse and hands
 // those unused for a whole flush interval back to the garbage collector.
 type SafePageCache struct {
-	inUse atomic.Int64 // chunks
-	bytes atomic.Int64 // chunk costs
-	peak  atomic.Int64 // highest inUse seen
+	// held is the chunks in use and their costs in one word (heldWord),
+	// so that taking or giving back a chunk is one atomic operation.
+	held atomic.Int64
+	peak atomic.Int64 // most chunks in use at once
 	// queued is the payload bytes waiting in out-of-order queues.
 	queued   atomic.Int64
 	released atomic.Int64 // free pages handed back to the garbage collector
@@ -78,22 +79,39 @@ type PageCacheStats struct {
 
 // Stats returns the current figures of the cache.
 func (b *SafePageCache) Stats() PageCacheStats {
+	h := b.held.Load()
 	return PageCacheStats{
-		PagesInUse:    b.inUse.Load(),
+		PagesInUse:    pagesOf(h),
 		PagesPeak:     b.peak.Load(),
-		BytesInUse:    b.bytes.Load(),
+		BytesInUse:    costOf(h),
 		QueuedBytes:   b.queued.Load(),
 		PagesReleased: b.released.Load(),
 	}
 }
 
+// heldPageBits is how many low bits of SafePageCache.held count chunks;
+// the bits above count their costs. 2^26 chunks (127 GB of pages) and
+// 2^37 bytes of cost are far beyond any pool a machine holds.
+const heldPageBits = 26
+
+// heldWord is the value of SafePageCache.held for pages chunks costing
+// cost bytes; the sum of two words is the word of the sums, so deltas,
+// negative ones too, add up while the counts themselves stay in range.
+func heldWord(pages, cost int64) int64 { return cost<<heldPageBits + pages }
+
+// pagesOf and costOf take a held word apart.
+func pagesOf(h int64) int64 { return h & (1<<heldPageBits - 1) }
+func costOf(h int64) int64  { return h >> heldPageBits }
+
+// pages returns the chunks in use.
+func (b *SafePageCache) pages() int64 { return pagesOf(b.held.Load()) }
+
 func (b *SafePageCache) add(c *chunk) {
-	b.addReserved(c, b.inUse.Add(1))
+	b.notePeak(pagesOf(b.held.Add(heldWord(1, c.cost()))))
 }
 
-// addReserved charges c, whose page is already counted in inUse (n now).
-func (b *SafePageCache) addReserved(c *chunk, n int64) {
-	b.bytes.Add(c.cost())
+// notePeak raises peak to n chunks in use.
+func (b *SafePageCache) notePeak(n int64) {
 	for {
 		p := b.peak.Load()
 		if n <= p || b.peak.CompareAndSwap(p, n) {
@@ -103,8 +121,7 @@ func (b *SafePageCache) addReserved(c *chunk, n int64) {
 }
 
 func (b *SafePageCache) sub(c *chunk) {
-	b.inUse.Add(-1)
-	b.bytes.Add(-c.cost())
+	b.held.Add(-heldWord(1, c.cost()))
 }
 
 // pageCache hands out chunks and takes them back. Each assembler owns one, so
@@ -157,10 +174,11 @@ func (pc *pageCache) take(n int) *chunk {
 	return c
 }
 
-// getReserved is get for a chunk whose page the caller booked already.
+// getReserved is get for a chunk whose page and cost the caller booked
+// already (engine.reserve): nothing is charged.
 func (pc *pageCache) getReserved(n int) *chunk {
 	c := pc.take(n)
-	pc.budget.addReserved(c, pc.budget.inUse.Load())
+	pc.budget.notePeak(pc.budget.pages())
 	return c
 }
 

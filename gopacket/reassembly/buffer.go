@@ -92,6 +92,7 @@ func (e *engine) insertChunks(half *halfConnection, data []byte, seq Sequence, p
 		if e.room.reserved > 0 {
 			c = e.pc.getReserved(n)
 			e.room.reserved--
+			e.room.reservedCost -= c.cost()
 		} else {
 			c = e.pc.get(n)
 		}

@@ -270,7 +270,7 @@ func (e *engine) boundKept(half *halfConnection) {
 	for half.kept != nil &&
 		((l.maxPagesPerConn > 0 && half.pages > l.maxPagesPerConn) ||
 			(l.maxBytesPerConn > 0 && half.cost > l.maxBytesPerConn) ||
-			(l.maxPagesTotal > 0 && e.pc.budget.inUse.Load() > int64(l.maxPagesTotal))) {
+			(l.maxPagesTotal > 0 && e.pc.budget.pages() > int64(l.maxPagesTotal))) {
 		c := half.kept
 		half.kept = c.next
 		c.next = nil

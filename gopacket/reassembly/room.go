@@ -22,8 +22,9 @@ type limits struct {
 type room struct {
 	limits
 	// reserved is the pages pushHoles booked for the chunks the packet is
-	// about to buffer; buffering gives them back.
-	reserved int64
+	// about to buffer, and reservedCost what it booked for their costs;
+	// buffering gives back what its chunks did not take.
+	reserved, reservedCost int64
 	// forcing is set while a limit forces a direction over a hole, so that
 	// the skip is counted as forced.
 	forcing bool
@@ -68,9 +69,9 @@ func (e *engine) makeRoom(s *arrival) bool {
 // giveBack returns the pages pushHoles booked, once the bytes they were
 // booked for are buffered (their chunks count now) or dropped.
 func (e *engine) giveBack() {
-	if e.room.reserved > 0 {
-		e.pc.budget.inUse.Add(-e.room.reserved)
-		e.room.reserved = 0
+	if e.room.reserved != 0 || e.room.reservedCost != 0 {
+		e.pc.budget.held.Add(-heldWord(e.room.reserved, e.room.reservedCost))
+		e.room.reserved, e.room.reservedCost = 0, 0
 	}
 }
 
@@ -79,7 +80,7 @@ func (e *engine) giveBack() {
 func (e *engine) overLimit(half *halfConnection) bool {
 	l := &e.room.limits
 	return (l.maxPagesPerConn > 0 && half.pages >= l.maxPagesPerConn) ||
-		(l.maxPagesTotal > 0 && e.table.budget.inUse.Load() >= int64(l.maxPagesTotal))
+		(l.maxPagesTotal > 0 && e.table.budget.pages() >= int64(l.maxPagesTotal))
 }
 
 // pagesFor is the number of chunks n bytes are buffered in.
@@ -97,26 +98,26 @@ func costFor(n int) int64 {
 
 // fits reports whether the segment's bytes can be buffered by its
 // direction within the per-direction limits, counting the hole they may
-// open, and returns the pages they need.
-func (e *engine) fits(s *arrival) (int, bool) {
+// open, and returns the pages they need and their cost.
+func (e *engine) fits(s *arrival) (int, int64, bool) {
 	l := &e.room.limits
 	half, data, pos := s.half, s.payload, s.pos
 	pages, cost := e.need(s)
 	if l.maxPagesPerConn > 0 && half.pages+pages > l.maxPagesPerConn {
-		return pages, false
+		return pages, cost, false
 	}
 	if l.maxBytesPerConn > 0 && half.cost+cost > l.maxBytesPerConn {
-		return pages, false
+		return pages, cost, false
 	}
 	if l.maxGapsPerConn > 0 && half.runs >= l.maxGapsPerConn {
 		// Only bytes that extend or fill an existing run may come in.
 		if p := half.queue.floor(pos); p == nil || p.end() < pos {
 			if n := half.queue.after(pos); n == nil || n.pos > pos+int64(len(data)) {
-				return pages, false
+				return pages, cost, false
 			}
 		}
 	}
-	return pages, true
+	return pages, cost, true
 }
 
 // need returns what buffering the segment's bytes costs its direction, in
@@ -153,9 +154,9 @@ func (e *engine) pushHoles(s *arrival) bool {
 			// have delivered some of the bytes.
 			e.dropDelivered(s)
 		}
-		if pages, ok := e.fits(s); ok {
-			if need := int64(pages); e.reserve(need) {
-				e.room.reserved = need
+		if pages, cost, ok := e.fits(s); ok {
+			if need := int64(pages); e.reserve(need, cost) {
+				e.room.reserved, e.room.reservedCost = need, cost
 				return true
 			}
 		}
@@ -172,20 +173,23 @@ func (e *engine) pushHoles(s *arrival) bool {
 	}
 }
 
-// reserve books n pages of the pool's budget, atomically, so that
-// assemblers sharing the pool never exceed MaxBufferedPagesTotal together.
-func (e *engine) reserve(n int64) bool {
+// reserve books n pages of the pool's budget, and their cost, atomically,
+// so that assemblers sharing the pool never exceed MaxBufferedPagesTotal
+// together. The chunks the pages are booked for are charged nothing more
+// (getReserved).
+func (e *engine) reserve(n, cost int64) bool {
 	b := e.pc.budget
 	limit := int64(e.room.maxPagesTotal)
 	if limit <= 0 {
+		b.held.Add(heldWord(n, cost))
 		return true
 	}
 	for {
-		used := b.inUse.Load()
-		if used+n > limit {
+		h := b.held.Load()
+		if pagesOf(h)+n > limit {
 			return false
 		}
-		if b.inUse.CompareAndSwap(used, used+n) {
+		if b.held.CompareAndSwap(h, h+heldWord(n, cost)) {
 			return true
 		}
 	}
