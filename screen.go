@@ -39,7 +39,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	if ts := ci.Timestamp; half.lastSeen.Before(ts) {
 		half.lastSeen = ts
 		if ns := nanos(ts); ns > conn.seenNs {
-			conn.noteSeen(ns, e.table.maxConns > 0)
+			conn.noteSeen(ns, e.table.maxConns > 0, e.solo)
 		}
 	}
 	if e.screening.checkWindow {
