@@ -16,10 +16,13 @@ type captureContext gopacket.CaptureInfo
 func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
 
 // callbacks runs the user's Stream methods. The drop-in face calls them
-// directly; the Safe face recovers panics.
+// directly; the Safe face recovers panics. Accept, called for every
+// packet, is not among them: the engine calls it on the Stream itself
+// (drop-in) or through safeCallbacks.accept with the packet's CaptureInfo
+// by pointer (Safe), since a dynamic call would take it by value, one
+// more copy of 72 bytes per packet, made from the copy just made.
 type callbacks interface {
 	newStream(c *connection, f StreamFactory, tcp *layers.TCP, ac AssemblerContext) (Stream, error)
-	accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool
 	reassembled(c *connection, sg *scatterGather, ac AssemblerContext)
 	complete(c *connection, ac AssemblerContext) bool
 	// conflict hands a Conflict to the OnConflict handler f.
@@ -41,6 +44,9 @@ type engine struct {
 	// call around: the Stream's own Accept and ReassembledSG, without a
 	// second dynamic call and a second copy of the CaptureInfo.
 	direct bool
+	// safe is cb when it is the Safe face's, which every packet's Accept
+	// goes through with its CaptureInfo by pointer; nil when direct.
+	safe *safeCallbacks
 	// sg is the delivery being prepared, one per engine, reused for every
 	// delivery as upstream does.
 	sg  scatterGather
@@ -89,6 +95,7 @@ func (e *engine) init(t *connTable, cb callbacks) {
 	e.pc = newPageCache(&t.budget)
 	e.cb = cb
 	_, e.direct = cb.(directCallbacks)
+	e.safe, _ = cb.(*safeCallbacks)
 	e.sg.parts = make([]sgPart, 0, 16)
 	e.answered = invalidSequence
 }

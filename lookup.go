@@ -90,7 +90,24 @@ type recentFlows struct {
 	// directions, and comparing the ports first makes a miss cheap.
 	last     [2]*recentFlow
 	lastNext int
+	// A capture of many more flows at once than the cache holds (10k
+	// HTTP-like connections round robin) misses on nearly every packet,
+	// paying the hash, the set's line and the fill for nothing: lookups
+	// counts the lookups since the last check and hits their hits, and a
+	// miss after recentWindow lookups with fewer than a quarter of them
+	// hits turns the cache off for the next recentOff packets (off counts
+	// them down), after which it is tried again. Only the cost changes: a
+	// lookup skipped is a miss.
+	lookups, hits uint64
+	off           int
 }
+
+// recentWindow is how many lookups the cache's hit rate is judged over;
+// recentOff, how many packets a cache judged useless is left out.
+const (
+	recentWindow = 1024
+	recentOff    = 16 * recentWindow
+)
 
 // recentSets * recentWays flows: twice the directional flows of the
 // issue's 128 interleaved connections, in 40 KB of a core's L2.
@@ -129,11 +146,17 @@ func (r *recentFlows) set(netFlow *gopacket.Flow, sp, dp uint16) *recentSet {
 // lookup returns, locked unless solo, the connection of a remembered flow
 // that is still in the pool, and the direction of the flow.
 func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16, solo bool) (*connection, bool) {
+	if r.off > 0 {
+		r.off--
+		return nil, false
+	}
 	if r.sets == nil {
 		return nil, false
 	}
+	r.lookups++
 	for _, f := range r.last {
 		if f.matches(netFlow, sp, dp) {
+			r.hits++
 			return f.lock(solo)
 		}
 	}
@@ -145,7 +168,14 @@ func (r *recentFlows) lookup(netFlow *gopacket.Flow, sp, dp uint16, solo bool) (
 		}
 		set.victim = uint8(recentWays - 1 - i)
 		r.keepLast(f)
+		r.hits++
 		return f.lock(solo)
+	}
+	if r.lookups >= recentWindow {
+		if 4*r.hits < r.lookups {
+			r.off = recentOff
+		}
+		r.lookups, r.hits = 0, 0
 	}
 	return nil, false
 }
@@ -180,6 +210,9 @@ func (r *recentFlows) keepLast(f *recentFlow) {
 // remember keeps c as the connection of the flow, in place of the flow of
 // its set hit least recently.
 func (r *recentFlows) remember(netFlow *gopacket.Flow, sp, dp uint16, c *connection, fromLo bool) {
+	if r.off > 0 {
+		return
+	}
 	if r.sets == nil {
 		r.seed = maphash.MakeSeed()
 		r.sets = new([recentSets]recentSet)

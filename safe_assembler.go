@@ -278,14 +278,16 @@ func (s *safeCallbacks) newStream(c *connection, f StreamFactory, tcp *layers.TC
 	return f.New(netFlow, tcpFlow, tcp, ac), nil
 }
 
-func (s *safeCallbacks) accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) (ok bool) {
+// accept calls the Stream's Accept with *ci, the packet's CaptureInfo
+// (see callbacks).
+func (s *safeCallbacks) accept(c *connection, tcp *layers.TCP, ci *gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.recovered(c, "Stream.Accept", r)
 			ok = false
 		}
 	}()
-	return c.stream.Accept(tcp, ci, dir, next, start, ac)
+	return c.stream.Accept(tcp, *ci, dir, next, start, ac)
 }
 
 func (s *safeCallbacks) reassembled(c *connection, sg *scatterGather, ac AssemblerContext) {

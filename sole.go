@@ -5,8 +5,7 @@ import (
 	"sync/atomic"
 )
 
-// soleUse lets the one engine of an uncapped pool skip the connections'
-// locks. Most programs feed a pool from one Assembler, whose own lock
+// soleUse lets the one engine of a pool skip the connections' locks. Most programs feed a pool from one Assembler, whose own lock
 // already serializes every call to its engine; locking each packet's
 // connection as well cost two atomic operations per packet, a sixth of a
 // packet in order. The connection locks are there for a second engine on
@@ -19,8 +18,11 @@ import (
 // the connections, and the owner's later calls, which read owner under
 // its lock, see the change.
 //
-// Only capped pools never have an owner: their eviction (pressure.go)
-// takes other connections' locks to tell which are in use.
+// A capped pool may have an owner too. Its eviction (pressure.go) tries
+// other connections' locks to tell which another engine is using; the
+// owner evicts only between packets (in find, before it has the packet's
+// connection; after a packet, in the Safe face's sweep), when it uses none,
+// and every lock it tries is free.
 type soleUse struct {
 	mu sync.Mutex // guards first and ownerLock, and ends the sole use
 	// first is the first engine that used the pool; shared is set once
@@ -78,7 +80,7 @@ func (t *connTable) join(e *engine, lock *sync.Mutex) {
 			j.owner.Store(nil)
 			j.ownerLock.Unlock()
 		}
-	case o == nil && lock != nil && t.maxConns <= 0:
+	case o == nil && lock != nil:
 		j.ownerLock = lock
 		j.owner.Store(e)
 		e.solo = true

@@ -89,10 +89,6 @@ func (directCallbacks) newStream(c *connection, f StreamFactory, tcp *layers.TCP
 	return f.New(netFlow, tcpFlow, tcp, ac), nil
 }
 
-func (directCallbacks) accept(c *connection, tcp *layers.TCP, ci gopacket.CaptureInfo, dir TCPFlowDirection, next Sequence, start *bool, ac AssemblerContext) bool {
-	return c.stream.Accept(tcp, ci, dir, next, start, ac)
-}
-
 func (directCallbacks) reassembled(c *connection, sg *scatterGather, ac AssemblerContext) {
 	c.stream.ReassembledSG(sg, ac)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -310,10 +311,19 @@ func (c *connection) reset(k connKey, h uint64, fromLo bool, ts time.Time, queue
 const seenHintStep = int64(time.Millisecond)
 
 // noteSeen records ns, later than seenNs, as the connection's last packet
-// time; exact tells that lastSeenNs must follow exactly (capped pools).
-func (c *connection) noteSeen(ns int64, exact bool) {
+// time; exact tells that lastSeenNs must follow exactly (capped pools),
+// solo that the engine owns the pool (sole.go).
+func (c *connection) noteSeen(ns int64, exact, solo bool) {
 	c.seenNs = ns
-	if exact || uint64(ns)-uint64(c.lastSeenNs.Load()) >= uint64(seenHintStep) {
+	switch {
+	case exact && solo:
+		// While an engine owns its pool, no other goroutine reads the
+		// hint: any other engine's call first ends the sole use under the
+		// owner's lock, which orders this store before its reads. A plain
+		// store, then: the atomic one (an XCHG) cost the Safe face's
+		// packets in order a tenth of their time.
+		*(*int64)(unsafe.Pointer(&c.lastSeenNs)) = ns
+	case exact || uint64(ns)-uint64(c.lastSeenNs.Load()) >= uint64(seenHintStep):
 		c.lastSeenNs.Store(ns)
 	}
 }

@@ -62,3 +62,42 @@ func TestFlowCacheRoutesEveryPacket(t *testing.T) {
 	}
 	kitCloseSound(t, f, a)
 }
+
+// Property: the flow cache turns itself off once it misses on most
+// lookups of a window (packets round robin over more flows than it
+// holds), and on again recentOff packets later, when it hits on the
+// packets of one connection; every packet reaches its own Stream either
+// way.
+func TestFlowCacheOffWhileMostlyMissing(t *testing.T) {
+	t.Parallel()
+	const conns, size = 3 * recentSets * recentWays / 2, 10
+	f, _, a := newKitSafe(t, kitReplayOpts(), func(f *kitFactory) { f.checkContent = true })
+	ts := time.Unix(1_700_000_000, 0)
+	send := func(c kitConn, off int) {
+		t.Helper()
+		require.NoError(t, c.send(a, false, "A", off, kitPayload(c, 0, off, size), ts))
+	}
+	for i := 0; i < conns; i++ {
+		kitConnN(i).open(t, a, ts)
+	}
+	for i := 0; i < conns; i++ {
+		send(kitConnN(i), 0)
+	}
+	r := &a.eng.recent
+	require.Positive(t, r.off, "a cache missing on most lookups is off")
+	one := kitConnN(0)
+	n := 1
+	for ; r.off > 0 && n <= recentOff+1; n++ {
+		send(one, n*size)
+	}
+	require.Zero(t, r.off, "the cache is off for recentOff packets only")
+	for k := 0; k < recentWindow/2; k, n = k+1, n+1 {
+		send(one, n*size)
+	}
+	require.Greater(t, r.hits, r.lookups/2, "the cache is on again, and hits")
+	require.Equal(t, kitPayload(one, 0, 0, n*size), f.stream(one).bytes(0))
+	for i := 1; i < conns; i++ {
+		require.Equal(t, kitPayload(kitConnN(i), 0, 0, size), f.stream(kitConnN(i)).bytes(0), "connection %d", i)
+	}
+	kitCloseSound(t, f, a)
+}

@@ -41,7 +41,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 	if ts := ci.Timestamp; half.lastSeen.Before(ts) {
 		half.lastSeen = ts
 		if ns := nanos(ts); ns > conn.seenNs {
-			conn.noteSeen(ns, e.table.maxConns > 0)
+			conn.noteSeen(ns, e.table.maxConns > 0, e.solo)
 		}
 	}
 	if e.screening.checkWindow {
@@ -59,7 +59,7 @@ func (e *engine) screen(s *arrival, ci *gopacket.CaptureInfo) bool {
 			*steady = conn.stream.(stamp.SteadyAccepter).AcceptsAll(half.dir == TCPDirServerToClient)
 		}
 	default:
-		accepted = e.cb.accept(conn, t, *ci, half.dir, half.nextSeq, &e.start, s.ac)
+		accepted = e.safe.accept(conn, t, ci, half.dir, half.nextSeq, &e.start, s.ac)
 	}
 	if conn.poisoned {
 		// Accept panicked (recovered by the Safe face): close at once.

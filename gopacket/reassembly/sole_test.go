@@ -9,11 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Property: the only engine that hands packets to an uncapped pool owns
-// it (and takes no connection lock) until a second engine is made: a Dump
-// leaves the owner in place, and making a second Assembler ends the sole
-// use for every engine for good. A capped pool, whose eviction locks other
-// connections, never has an owner.
+// Property: the only engine that hands packets to a pool, capped or not,
+// owns it (and takes no connection lock) until a second engine is made: a
+// Dump leaves the owner in place, and making a second Assembler ends the
+// sole use for every engine for good.
 func TestSoleOwnerUntilSecondEngine(t *testing.T) {
 	f := newKitFactory()
 	pool := NewStreamPool(f)
@@ -40,7 +39,7 @@ func TestSoleOwnerUntilSecondEngine(t *testing.T) {
 	capped := NewSafeStreamPool(newKitFactory(), 10)
 	sa := newKitAssembler(t, capped, kitQuietOpts())
 	require.NoError(t, c.send(sa, false, "S", 0, "", kitT0))
-	require.Nil(t, capped.t.sole.owner.Load(), "a capped pool has no owner")
+	require.Same(t, &sa.eng, capped.t.sole.owner.Load(), "a capped pool's only SafeAssembler owns it")
 	require.NoError(t, sa.Close())
 	require.NoError(t, capped.Close())
 
