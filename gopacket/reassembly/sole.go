@@ -7,18 +7,19 @@ import (
 	"sync/atomic"
 )
 
-// soleUse lets the one engine of a pool skip the connections' locks. Most programs feed a pool from one Assembler, whose own lock
-// already serializes every call to its engine; locking each packet's
-// connection as well cost two atomic operations per packet, a sixth of a
-// packet in order. The connection locks are there for a second engine on
-// the pool (another Assembler, a pool's Close): the first call of a
-// second engine, which its Assembler makes when it is created, ends the
-// sole use for good, after waiting, on the owner's lock, for the call the
-// owner may be in. (Joining at creation rather than at first use lets a
-// Stream callback of the owner use an Assembler made before: at that
-// use, waiting for the owner's call would wait for itself.) From then on every engine locks
-// the connections, and the owner's later calls, which read owner under
-// its lock, see the change.
+// soleUse lets the one engine of a pool skip the connections' locks. Most
+// programs feed a pool from one Assembler, whose own lock already
+// serializes every call to its engine; locking each packet's connection as
+// well cost two atomic operations per packet, a sixth of a packet in order.
+// The connection locks are there for a second engine on the pool (another
+// Assembler, a pool's Close): the first call of a second engine, which its
+// Assembler makes when it is created, ends the sole use for good, after
+// waiting, on the owner's lock, for the call the owner may be in. (Joining
+// at creation rather than at first use lets a Stream callback of the owner
+// use an Assembler made before: at that use, waiting for the owner's call
+// would wait for itself.) From then on every engine locks the connections,
+// and the owner's later calls, which read owner under its lock, see the
+// change.
 //
 // A capped pool may have an owner too. Its eviction (pressure.go) tries
 // other connections' locks to tell which another engine is using; the
