@@ -96,52 +96,6 @@ func TestTCPChecksumUnverifiable(t *testing.T) {
 	require.False(t, verified, "a MAC flow")
 }
 
-// idsSeg builds a segment of c from the wire, acknowledging ack with
-// window win (the A flag is set when ack is not zero).
-func idsSeg(c kitConn, fromServer bool, flags string, off int, payload string, ack uint32, win uint16, opts ...layers.TCPOption) *layers.TCP {
-	if ack != 0 {
-		flags += "A"
-	}
-	t := c.segOff(fromServer, flags, off, []byte(payload))
-	t.Ack, t.Window, t.Options = ack, win, opts
-	return c.wire(fromServer, t)
-}
-
-// corrupt returns t with a wrong checksum.
-func corrupt(t *layers.TCP) *layers.TCP {
-	t.Contents[16] ^= 0xFF
-	return t
-}
-
-// idsRun feeds pkts, each sent by the server when its flag in fromServer
-// is set, to a fresh Safe face with opts, and returns the client's bytes
-// as delivered, those of each Stream of c's 4-tuple after the first
-// following a "|", and the statistics, conservation checked. A packet
-// may only be refused as one for a closed connection.
-func idsRun(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*layers.TCP) (string, AssemblerStats, *SafeStreamPool) {
-	t.Helper()
-	f, pool, a := newKitSafe(t, opts)
-	ts := kitT0
-	for _, p := range pkts {
-		ts = ts.Add(1e6)
-		fromServer := p.SrcPort == kitServerPort
-		if err := a.AssembleWithContext(c.flow(fromServer), p, kitAt(ts)); err != nil {
-			require.ErrorIs(t, err, ErrConnectionClosed)
-		}
-	}
-	a.FlushAll()
-	st := a.Stats()
-	kitRequireConserved(t, st)
-	var got []string
-	for _, s := range f.all() {
-		if s.key == c.key() {
-			got = append(got, s.bytes(0))
-		}
-	}
-	kitCloseSound(t, f, a)
-	return strings.Join(got, "|"), st, pool
-}
-
 // Property: a segment with a wrong checksum, carrying other bytes than the
 // real one and arriving first, is what the default face delivers; with
 // ChecksumCount it is counted and still delivered; with ChecksumDrop the
@@ -224,11 +178,6 @@ func TestChecksumDropMakesNoConnection(t *testing.T) {
 	require.Equal(t, "before after", f.stream(c).bytes(0))
 	require.Equal(t, int64(1), pool.Stats().TotalCreated)
 	kitCloseSound(t, f, a)
-}
-
-// wsOpt is a window scale option of shift.
-func wsOpt(shift byte) layers.TCPOption {
-	return layers.TCPOption{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{shift}}
 }
 
 // Property: a segment beyond the window the server advertised (100
@@ -604,30 +553,6 @@ func TestChecksumPolicyNamesAndValidation(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidOptions)
 		require.Contains(t, err.Error(), "ChecksumPolicy")
 	}
-}
-
-// idsReplay replays a capture into a fresh Safe face with opts and returns
-// each connection's bytes, both directions, by key, and the statistics.
-func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string][2]string, AssemblerStats) {
-	t.Helper()
-	opts.DisableBackgroundFlush, opts.Logger = true, kitQuietLogger()
-	f, _, a := newKitSafe(t, opts)
-	_, err := capture.ReadFile(path, func(_ int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
-		_ = a.AssembleWithContext(seg.NetFlow, seg.TCP, &kitCtx{ci: ci}) // errors are counted
-		return nil
-	})
-	require.NoError(t, err)
-	a.FlushAll()
-	st := a.Stats()
-	kitRequireConserved(t, st)
-	out := map[string][2]string{}
-	for _, s := range f.all() {
-		b := out[s.key]
-		b[0] += s.bytes(0)
-		b[1] += s.bytes(1)
-		out[s.key] = b
-	}
-	return out, st
 }
 
 // Property: on the shipped captures, real traffic, CheckWindow changes
