@@ -1077,9 +1077,10 @@ func (s *kitStream) got() kitGot {
 }
 
 // ---------------------------------------------------------------------------
-// The screens' runs: segments from the wire (idsSeg, corrupt, wsOpt) fed to
-// a fresh Safe face, a crafted trace (idsRun) or a capture (idsReplay), as
-// the checksum, window, evasion and acknowledged-delivery tests run them.
+// The screens' runs: segments from the wire (idsSeg, corrupt, wsOpt,
+// idsHandshake) fed to a fresh Safe face, as a crafted trace (idsRun, every
+// screen on with idsOptions) or a capture (idsReplay), as the checksum,
+// window, evasion and acknowledged-delivery tests run them.
 
 // idsSeg builds a segment of c from the wire, acknowledging ack with
 // window win (the A flag is set when ack is not zero).
@@ -1154,4 +1155,21 @@ func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string
 		out[s.key] = b
 	}
 	return out, st
+}
+
+// idsHandshake opens c with windows win (unscaled) both ways, the
+// client's ACK included.
+func idsHandshake(c kitConn, win uint16) []*layers.TCP {
+	return []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, win),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), win),
+		idsSeg(c, false, "", 0, "", c.seqAt(true, 0), win),
+	}
+}
+
+// idsOptions are the IDS options: the host's view on every screen.
+func idsOptions() SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.ChecksumPolicy, opts.CheckWindow = ChecksumDrop, true
+	return opts
 }
