@@ -1,9 +1,12 @@
 package reassembly
 
-// Insertion attacks (Ptacek & Newsham, 1998): segments the host drops but
-// a sensor may reassemble. For each screen, what the default Safe face
-// delivers (the attacker's bytes) and what the screen delivers (the
-// host's).
+// The evasion suite. Insertion attacks (Ptacek & Newsham, 1998): segments
+// the host drops but a sensor may reassemble, and teardown by RSTs the host
+// ignores. For each screen, what the default Safe face delivers (the
+// attacker's bytes) and what the screen delivers (the host's), on crafted
+// packets and on the evasion captures, and the screens' cost. Each
+// screen's own tests are beside its code: checksum_test.go, window_test.go
+// (the unacknowledged copy: acked_delivery_test.go).
 
 import (
 	"os"
