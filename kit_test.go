@@ -13,8 +13,9 @@ package reassembly
 // is the package's one recording Stream: the rig's, newKitSafe's, and,
 // with the comparison record on top, the trace kit's (trSeg, trConv,
 // trRec, fault tables and the runners of all three faces:
-// kit_streams_test.go). The attack kit, for floods of millions of packets,
-// is kit_traffic_test.go.
+// kit_streams_test.go). The screens' runs (idsSeg, idsRun, idsReplay)
+// feed segments from the wire to a fresh Safe face. The attack kit, for
+// floods of millions of packets, is kit_traffic_test.go.
 
 import (
 	"bytes"
@@ -38,6 +39,8 @@ import (
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/safepacket/reassembly/internal/capture"
 )
 
 // kitT0 is the capture time the tests start from: well in the past, so that
@@ -1071,4 +1074,102 @@ func (s *kitStream) got() kitGot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return kitGot{data: [2]string{string(s.data[0]), string(s.data[1])}, gaps: s.gapBytes, completes: s.completes.Load()}
+}
+
+// ---------------------------------------------------------------------------
+// The screens' runs: segments from the wire (idsSeg, corrupt, wsOpt,
+// idsHandshake) fed to a fresh Safe face, as a crafted trace (idsRun, every
+// screen on with idsOptions) or a capture (idsReplay), as the checksum,
+// window, evasion and acknowledged-delivery tests run them.
+
+// idsSeg builds a segment of c from the wire, acknowledging ack with
+// window win (the A flag is set when ack is not zero).
+func idsSeg(c kitConn, fromServer bool, flags string, off int, payload string, ack uint32, win uint16, opts ...layers.TCPOption) *layers.TCP {
+	if ack != 0 {
+		flags += "A"
+	}
+	t := c.segOff(fromServer, flags, off, []byte(payload))
+	t.Ack, t.Window, t.Options = ack, win, opts
+	return c.wire(fromServer, t)
+}
+
+// corrupt returns t with a wrong checksum.
+func corrupt(t *layers.TCP) *layers.TCP {
+	t.Contents[16] ^= 0xFF
+	return t
+}
+
+// wsOpt is a window scale option of shift.
+func wsOpt(shift byte) layers.TCPOption {
+	return layers.TCPOption{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{shift}}
+}
+
+// idsRun feeds pkts, each sent by the server when its flag in fromServer
+// is set, to a fresh Safe face with opts, and returns the client's bytes
+// as delivered, those of each Stream of c's 4-tuple after the first
+// following a "|", and the statistics, conservation checked. A packet
+// may only be refused as one for a closed connection.
+func idsRun(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*layers.TCP) (string, AssemblerStats, *SafeStreamPool) {
+	t.Helper()
+	f, pool, a := newKitSafe(t, opts)
+	ts := kitT0
+	for _, p := range pkts {
+		ts = ts.Add(1e6)
+		fromServer := p.SrcPort == kitServerPort
+		if err := a.AssembleWithContext(c.flow(fromServer), p, kitAt(ts)); err != nil {
+			require.ErrorIs(t, err, ErrConnectionClosed)
+		}
+	}
+	a.FlushAll()
+	st := a.Stats()
+	kitRequireConserved(t, st)
+	var got []string
+	for _, s := range f.all() {
+		if s.key == c.key() {
+			got = append(got, s.bytes(0))
+		}
+	}
+	kitCloseSound(t, f, a)
+	return strings.Join(got, "|"), st, pool
+}
+
+// idsReplay replays a capture into a fresh Safe face with opts and returns
+// each connection's bytes, both directions, by key, and the statistics.
+func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string][2]string, AssemblerStats) {
+	t.Helper()
+	opts.DisableBackgroundFlush, opts.Logger = true, kitQuietLogger()
+	f, _, a := newKitSafe(t, opts)
+	_, err := capture.ReadFile(path, func(_ int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
+		_ = a.AssembleWithContext(seg.NetFlow, seg.TCP, &kitCtx{ci: ci}) // errors are counted
+		return nil
+	})
+	require.NoError(t, err)
+	a.FlushAll()
+	st := a.Stats()
+	kitRequireConserved(t, st)
+	out := map[string][2]string{}
+	for _, s := range f.all() {
+		b := out[s.key]
+		b[0] += s.bytes(0)
+		b[1] += s.bytes(1)
+		out[s.key] = b
+	}
+	return out, st
+}
+
+// idsHandshake opens c with windows win (unscaled) both ways, the
+// client's ACK included.
+func idsHandshake(c kitConn, win uint16) []*layers.TCP {
+	return []*layers.TCP{
+		idsSeg(c, false, "S", 0, "", 0, win),
+		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), win),
+		idsSeg(c, false, "", 0, "", c.seqAt(true, 0), win),
+	}
+}
+
+// idsOptions are the IDS options: the host's view on every screen.
+func idsOptions() SafeAssemblerOptions {
+	opts := kitReplayOpts()
+	opts.ChecksumPolicy, opts.CheckWindow = ChecksumDrop, true
+	return opts
 }

@@ -1,15 +1,14 @@
 package reassembly
 
-// Insertion attacks (Ptacek & Newsham, 1998): segments the host drops but
-// a sensor may reassemble. For each screen, what the default Safe face
-// delivers (the attacker's bytes) and what the screen delivers (the
-// host's).
+// The evasion suite. Insertion attacks (Ptacek & Newsham, 1998): segments
+// the host drops but a sensor may reassemble, and teardown by RSTs the host
+// ignores. For each screen, what the default Safe face delivers (the
+// attacker's bytes) and what the screen delivers (the host's), on crafted
+// packets and on the evasion captures, and the screens' cost. Each
+// screen's own tests are beside its code: checksum_test.go, window_test.go
+// (the unacknowledged copy: acked_delivery_test.go).
 
 import (
-	"bytes"
-	"encoding/binary"
-	"math/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,124 +20,8 @@ import (
 	upstream "github.com/google/gopacket/reassembly"
 	"github.com/stretchr/testify/require"
 
-	"github.com/safepacket/reassembly/internal/capture"
 	"github.com/safepacket/reassembly/internal/capturetest"
 )
-
-// Property: tcpChecksum agrees with gopacket's checksum on IPv4 and IPv6
-// segments of every payload length parity, with options, and finds any
-// flipped byte of the header, the payload or an address wrong.
-func TestTCPChecksumMatchesGopacket(t *testing.T) {
-	t.Parallel()
-	addrs := [][2]net.IP{
-		{net.IP{10, 0, 0, 1}, net.IP{192, 168, 7, 9}},
-		{net.ParseIP("2001:db8::1"), net.ParseIP("fe80::1234:5678")},
-	}
-	for _, a := range addrs {
-		typ := layers.EndpointIPv6
-		if a[0].To4() != nil {
-			typ, a[0], a[1] = layers.EndpointIPv4, a[0].To4(), a[1].To4()
-		}
-		flow := gopacket.NewFlow(typ, a[0], a[1])
-		for n := 0; n < 40; n++ {
-			payload := []byte(strings.Repeat("xyzzy", 8)[:n])
-			tcp := &layers.TCP{SrcPort: 4000, DstPort: 80, Seq: 0xFFFFFF00 + uint32(n), Ack: 7, ACK: true, PSH: n%2 == 0, Window: 1000}
-			if n%3 == 0 {
-				tcp.Options = []layers.TCPOption{{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}}}
-			}
-			raw := wireTCP(tcp, a[0], a[1], payload)
-			dec := &layers.TCP{}
-			require.NoError(t, dec.DecodeFromBytes(raw, gopacket.NilDecodeFeedback))
-			good, verified := tcpChecksum(&flow, dec)
-			require.True(t, verified)
-			require.True(t, good, "%v, %d bytes: gopacket's checksum found wrong", typ, n)
-			for i := range raw {
-				raw[i] ^= 0x10
-				if dec.DecodeFromBytes(raw, gopacket.NilDecodeFeedback) != nil {
-					raw[i] ^= 0x10
-					continue // a data offset the decoder refuses
-				}
-				good, _ = tcpChecksum(&flow, dec)
-				require.False(t, good, "%v, %d bytes: byte %d flipped, checksum still right", typ, n, i)
-				raw[i] ^= 0x10
-			}
-			require.NoError(t, dec.DecodeFromBytes(raw, gopacket.NilDecodeFeedback))
-			swapped := flow.Reverse()
-			good, _ = tcpChecksum(&swapped, dec)
-			require.True(t, good, "the pseudo-header's sum does not depend on the order of the addresses")
-			src2 := net.IP{10, 0, 0, 2}
-			if len(a[1]) == 16 {
-				src2 = net.ParseIP("2001:db8::2")
-			}
-			other := gopacket.NewFlow(typ, src2, a[1])
-			good, _ = tcpChecksum(&other, dec)
-			require.False(t, good, "another source address, checksum still right")
-		}
-	}
-}
-
-// Property: a segment the checksum cannot be computed for is unverified,
-// never bad: a layer built without header bytes, a flow that is not IP.
-func TestTCPChecksumUnverifiable(t *testing.T) {
-	t.Parallel()
-	c := kitConnN(1)
-	built := c.segOff(false, "A", 0, []byte("data"))
-	flow := c.flow(false)
-	_, verified := tcpChecksum(&flow, built)
-	require.False(t, verified, "no Contents")
-	wired := c.wire(false, built)
-	_, verified = tcpChecksum(&flow, wired)
-	require.True(t, verified)
-	eth := gopacket.NewFlow(layers.EndpointMAC, []byte{1, 2, 3, 4, 5, 6}, []byte{6, 5, 4, 3, 2, 1})
-	_, verified = tcpChecksum(&eth, wired)
-	require.False(t, verified, "a MAC flow")
-}
-
-// idsSeg builds a segment of c from the wire, acknowledging ack with
-// window win (the A flag is set when ack is not zero).
-func idsSeg(c kitConn, fromServer bool, flags string, off int, payload string, ack uint32, win uint16, opts ...layers.TCPOption) *layers.TCP {
-	if ack != 0 {
-		flags += "A"
-	}
-	t := c.segOff(fromServer, flags, off, []byte(payload))
-	t.Ack, t.Window, t.Options = ack, win, opts
-	return c.wire(fromServer, t)
-}
-
-// corrupt returns t with a wrong checksum.
-func corrupt(t *layers.TCP) *layers.TCP {
-	t.Contents[16] ^= 0xFF
-	return t
-}
-
-// idsRun feeds pkts, each sent by the server when its flag in fromServer
-// is set, to a fresh Safe face with opts, and returns the client's bytes
-// as delivered, those of each Stream of c's 4-tuple after the first
-// following a "|", and the statistics, conservation checked. A packet
-// may only be refused as one for a closed connection.
-func idsRun(t *testing.T, c kitConn, opts SafeAssemblerOptions, pkts []*layers.TCP) (string, AssemblerStats, *SafeStreamPool) {
-	t.Helper()
-	f, pool, a := newKitSafe(t, opts)
-	ts := kitT0
-	for _, p := range pkts {
-		ts = ts.Add(1e6)
-		fromServer := p.SrcPort == kitServerPort
-		if err := a.AssembleWithContext(c.flow(fromServer), p, kitAt(ts)); err != nil {
-			require.ErrorIs(t, err, ErrConnectionClosed)
-		}
-	}
-	a.FlushAll()
-	st := a.Stats()
-	kitRequireConserved(t, st)
-	var got []string
-	for _, s := range f.all() {
-		if s.key == c.key() {
-			got = append(got, s.bytes(0))
-		}
-	}
-	kitCloseSound(t, f, a)
-	return strings.Join(got, "|"), st, pool
-}
 
 // Property: a segment with a wrong checksum, carrying other bytes than the
 // real one and arriving first, is what the default face delivers; with
@@ -180,55 +63,6 @@ func TestEvasionBadChecksum(t *testing.T) {
 	}
 }
 
-// Property: with ChecksumDrop, a SYN or data segment with a wrong
-// checksum makes no connection (the host never had one), an RST with one
-// ends none, and layers built without header bytes are counted as
-// unverified and reassembled.
-func TestChecksumDropMakesNoConnection(t *testing.T) {
-	t.Parallel()
-	c := kitConnN(3)
-	opts := kitReplayOpts()
-	opts.ChecksumPolicy = ChecksumDrop
-	_, st, pool := idsRun(t, c, opts, []*layers.TCP{
-		corrupt(idsSeg(c, false, "S", 0, "", 0, 65535)),
-		corrupt(idsSeg(c, false, "", 0, "hello", 1, 65535)),
-	})
-	require.Zero(t, pool.Stats().TotalCreated)
-	require.Equal(t, int64(2), st.BadChecksums)
-	require.Equal(t, int64(5), st.BytesBadChecksum)
-
-	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
-		c.segOff(false, "S", 0, nil),
-		c.segOff(false, "A", 0, []byte("built")),
-	})
-	require.Equal(t, "built", got)
-	require.Equal(t, int64(2), st.UnverifiedChecksums)
-	require.Zero(t, st.BadChecksums)
-
-	// An RST with a wrong checksum ends nothing: the bytes after it are
-	// delivered in the same Stream.
-	f, pool, a := newKitSafe(t, opts)
-	for i, p := range []*layers.TCP{
-		idsSeg(c, false, "S", 0, "", 0, 65535),
-		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 65535),
-		idsSeg(c, false, "", 0, "before ", c.seqAt(true, 0), 65535),
-		corrupt(idsSeg(c, true, "R", 0, "", c.seqAt(false, 7), 0)),
-		idsSeg(c, false, "", 7, "after", c.seqAt(true, 0), 65535),
-	} {
-		require.NoError(t, a.AssembleWithContext(c.flow(p.SrcPort == kitServerPort), p, kitAt(kitT0.Add(time.Duration(i)))))
-	}
-	require.Zero(t, f.stream(c).completes.Load(), "the RST completed the Stream")
-	a.FlushAll()
-	require.Equal(t, "before after", f.stream(c).bytes(0))
-	require.Equal(t, int64(1), pool.Stats().TotalCreated)
-	kitCloseSound(t, f, a)
-}
-
-// wsOpt is a window scale option of shift.
-func wsOpt(shift byte) layers.TCPOption {
-	return layers.TCPOption{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{shift}}
-}
-
 // Property: a segment beyond the window the server advertised (100
 // scaled by 2: 400 bytes), which the server drops, is what the default
 // face delivers when it arrives first; CheckWindow delivers the copy sent
@@ -267,35 +101,6 @@ func TestEvasionOutOfWindow(t *testing.T) {
 	require.Equal(t, int64(1), st.OutOfWindow)
 	require.Equal(t, int64(4), st.BytesOutOfWindow)
 	require.Equal(t, int64(4), st.BytesOverlap, "the retransmission goes on as an overlap")
-}
-
-// Property: CheckWindow checks nothing where the window is not known: a
-// connection picked up mid-stream (no SYN, the scale unknown) delivers
-// data far past the raw window, and without a scale option on both SYNs
-// the window is unscaled.
-func TestCheckWindowUnknownOrUnscaled(t *testing.T) {
-	t.Parallel()
-	c := kitConnN(5)
-	opts := kitReplayOpts()
-	opts.CheckWindow, opts.Midstream = true, true
-	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
-		idsSeg(c, false, "", 0, "0123456789abcdef", c.seqAt(true, 0), 10),
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 0), 10),
-		idsSeg(c, false, "", 16, "later", c.seqAt(true, 0), 10),
-	})
-	require.Equal(t, "0123456789abcdeflater", got)
-	require.Zero(t, st.OutOfWindow)
-
-	opts.Midstream = false
-	got, st, _ = idsRun(t, c, opts, []*layers.TCP{
-		idsSeg(c, false, "S", 0, "", 0, 65535), // no scale: the server's window 10 is not shifted by its 7
-		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 10, wsOpt(7)),
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 0), 10),
-		idsSeg(c, false, "", 0, "0123456789", c.seqAt(true, 0), 500),
-		idsSeg(c, false, "", 10, "x", c.seqAt(true, 0), 500),
-	})
-	require.Equal(t, "0123456789", got)
-	require.Equal(t, int64(1), st.OutOfWindow)
 }
 
 // idsScreens are the insertion screens' settings the benchmark and the
@@ -401,233 +206,6 @@ func BenchmarkInsertionScreens(b *testing.B) {
 	}
 }
 
-// refSum is the reference ones' complement sum of RFC 1071 over the
-// concatenation of parts, byte by byte: a byte at an even offset of the
-// whole is the high half of its 16-bit word, one at an odd offset the low
-// half, and every carry out of 16 bits is added back at once.
-func refSum(parts ...[]byte) uint16 {
-	var sum uint32
-	i := 0
-	for _, p := range parts {
-		for _, c := range p {
-			w := uint32(c)
-			if i%2 == 0 {
-				w <<= 8
-			}
-			sum += w
-			if sum > 0xFFFF {
-				sum = sum&0xFFFF + 1
-			}
-			i++
-		}
-	}
-	return uint16(sum)
-}
-
-// refSegmentSum is segmentSum by the book: the pseudo-header's bytes laid
-// out as RFC 9293 §3.1 (4-byte addresses) or RFC 8200 §8.1 (16-byte ones)
-// draw them, then the segment, summed byte by byte.
-func refSegmentSum(src, dst, hdr, payload []byte) uint16 {
-	n := len(hdr) + len(payload)
-	var pseudo []byte
-	pseudo = append(pseudo, src...)
-	pseudo = append(pseudo, dst...)
-	if len(src) == 4 {
-		pseudo = append(pseudo, 0, byte(layers.IPProtocolTCP), byte(n>>8), byte(n))
-	} else {
-		pseudo = append(pseudo, byte(n>>24), byte(n>>16), byte(n>>8), byte(n), 0, 0, 0, byte(layers.IPProtocolTCP))
-	}
-	return refSum(pseudo, hdr, payload)
-}
-
-// onesSumsUnderTest is every onesSum of this machine (onesSums: the
-// assembly ones it can run and the pure Go one) and the one segmentSum
-// dispatches to.
-func onesSumsUnderTest() []onesSumImpl {
-	return append(onesSums(), onesSumImpl{"dispatch", onesSum})
-}
-
-// Property: every onesSum, folded, is the byte-by-byte sum for every
-// length from 0 to 2000 (odd ones included), at every alignment of the
-// slice in memory, for random bytes and for bytes all ones, which carry
-// the most.
-func TestOnesSumMatchesByteByByte(t *testing.T) {
-	t.Parallel()
-	r := rand.New(rand.NewSource(1))
-	buf := make([]byte, 2000+8)
-	for _, fill := range []string{"ones", "random"} {
-		for i := range buf {
-			buf[i] = 0xFF
-			if fill == "random" {
-				buf[i] = byte(r.Intn(256))
-			}
-		}
-		for _, impl := range onesSumsUnderTest() {
-			for n := 0; n <= 2000; n++ {
-				for align := 0; align < 8; align++ {
-					b := buf[align : align+n]
-					require.Equal(t, refSum(b), fold16(impl.sum(b)), "%s: %d bytes at offset %d, %s", impl.name, n, align, fill)
-				}
-			}
-		}
-	}
-}
-
-// Property: every onesSum keeps the sum exact past what 32-bit lanes
-// hold: 1 MiB of bytes all ones, and a single word of ones among zeros
-// (the sum is then that word, not 0: a zero sum would pass for all-zero
-// bytes), at the start, the middle and the end.
-func TestOnesSumLarge(t *testing.T) {
-	t.Parallel()
-	ones := bytes.Repeat([]byte{0xFF}, 1<<20)
-	for _, impl := range onesSumsUnderTest() {
-		require.Equal(t, refSum(ones), fold16(impl.sum(ones)), impl.name)
-		for _, at := range []int{0, 1 << 19, 1<<20 - 2} {
-			b := make([]byte, 1<<20)
-			b[at], b[at+1] = 0xFF, 0xFF
-			require.Equal(t, uint16(0xFFFF), fold16(impl.sum(b)), "%s: ones at %d", impl.name, at)
-		}
-		require.Zero(t, fold16(impl.sum(make([]byte, 4096))), "%s: all zero", impl.name)
-	}
-}
-
-// Property: segmentSum is the byte-by-byte sum of the pseudo-header and
-// the segment, with the payload summed by each onesSum of the machine,
-// for IPv4 and IPv6 addresses, headers of 20 to 60 bytes, payloads of
-// every length from 0 to 2000, each slice at an odd or even address,
-// random bytes (the checksum field random too), and the length field
-// carrying past 16 bits for IPv6.
-func TestSegmentSumMatchesByteByByte(t *testing.T) {
-	t.Parallel()
-	r := rand.New(rand.NewSource(2))
-	fill := func(n, align int) []byte {
-		b := make([]byte, n+align)[align:]
-		r.Read(b)
-		return b
-	}
-	check := func(src, dst, hdr, payload []byte) {
-		t.Helper()
-		want := refSegmentSum(src, dst, hdr, payload)
-		require.Equal(t, want, segmentSum(src, dst, hdr, payload),
-			"%d-byte addresses, %d-byte header, %d-byte payload", len(src), len(hdr), len(payload))
-		for _, impl := range onesSums() {
-			require.Equal(t, want, segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), impl.sum(payload)),
-				"%s: %d-byte addresses, %d-byte header, %d-byte payload", impl.name, len(src), len(hdr), len(payload))
-		}
-	}
-	for n := 0; n <= 2000; n++ {
-		for _, alen := range []int{4, 16} {
-			align := n % 2
-			src, dst := fill(alen, align), fill(alen, 1-align)
-			hdr := fill(20+4*r.Intn(11), 1-align)
-			check(src, dst, hdr, fill(n, align))
-		}
-	}
-	for _, n := range []int{65535 - 20, 65536 - 20, 70000, 1 << 17} {
-		check(fill(16, 0), fill(16, 1), fill(20, 1), fill(n, 1))
-	}
-}
-
-// FuzzSegmentSum compares segmentSum, and segmentSumWith each onesSum of
-// the machine, with the byte-by-byte reference on any bytes: the first 4
-// or 16 of them (by the first byte's low bit) and as many again are the
-// addresses, the next 20 the header, the rest the payload, read at the
-// alignment the second byte gives.
-func FuzzSegmentSum(f *testing.F) {
-	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30})
-	f.Add(bytes.Repeat([]byte{0xFF}, 97))
-	f.Add(append([]byte{1, 3}, bytes.Repeat([]byte{0xFF}, 301)...))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) < 2 {
-			return
-		}
-		alen := 4
-		if data[0]&1 == 1 {
-			alen = 16
-		}
-		align := int(data[1] % 8)
-		if len(data) < 2*alen+20 {
-			return
-		}
-		buf := make([]byte, len(data)+align)[align:]
-		copy(buf, data)
-		src, dst, hdr, payload := buf[:alen], buf[alen:2*alen], buf[2*alen:2*alen+20], buf[2*alen+20:]
-		want := refSegmentSum(src, dst, hdr, payload)
-		require.Equal(t, want, segmentSum(src, dst, hdr, payload))
-		for _, impl := range onesSums() {
-			require.Equal(t, want, segmentSumWith(addrSum(src)+addrSum(dst), hdr, len(payload), impl.sum(payload)), impl.name)
-		}
-	})
-}
-
-// BenchmarkTCPChecksum is the checksum of one full-sized segment, the
-// same one again (hot: in the CPU's caches), or each of the 1000 data
-// segments of a trace in turn (cold: 1.5 MB, as the in-order benchmarks
-// read them); cpu-ns/op is the process's CPU time, which a wait for a
-// core does not count.
-func BenchmarkTCPChecksum(b *testing.B) {
-	var data []testPacket
-	for _, p := range inOrderTraffic(1000, 1460) {
-		if len(p.tcp.Payload) == 1460 {
-			data = append(data, p)
-		}
-	}
-	for _, cache := range []string{"hot", "cold"} {
-		b.Run("cache="+cache, func(b *testing.B) {
-			b.SetBytes(int64(len(data[0].tcp.Contents) + len(data[0].tcp.Payload)))
-			c0 := processCPU()
-			for i := 0; i < b.N; i++ {
-				p := &data[0]
-				if cache == "cold" {
-					p = &data[i%len(data)]
-				}
-				if good, _ := tcpChecksum(&p.netFlow, p.tcp); !good {
-					b.Fatal("checksum wrong")
-				}
-			}
-			b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-		})
-	}
-}
-
-// Property: the policies have their configuration names, and Validate
-// refuses a value that is none of them.
-func TestChecksumPolicyNamesAndValidation(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, []string{"off", "count", "drop", "ChecksumPolicy(3)"},
-		[]string{ChecksumOff.String(), ChecksumCount.String(), ChecksumDrop.String(), numChecksumPolicies.String()})
-	for _, p := range []ChecksumPolicy{-1, numChecksumPolicies} {
-		o := SafeAssemblerOptions{ChecksumPolicy: p}
-		err := o.Validate()
-		require.ErrorIs(t, err, ErrInvalidOptions)
-		require.Contains(t, err.Error(), "ChecksumPolicy")
-	}
-}
-
-// idsReplay replays a capture into a fresh Safe face with opts and returns
-// each connection's bytes, both directions, by key, and the statistics.
-func idsReplay(t *testing.T, path string, opts SafeAssemblerOptions) (map[string][2]string, AssemblerStats) {
-	t.Helper()
-	opts.DisableBackgroundFlush, opts.Logger = true, kitQuietLogger()
-	f, _, a := newKitSafe(t, opts)
-	_, err := capture.ReadFile(path, func(_ int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
-		_ = a.AssembleWithContext(seg.NetFlow, seg.TCP, &kitCtx{ci: ci}) // errors are counted
-		return nil
-	})
-	require.NoError(t, err)
-	a.FlushAll()
-	st := a.Stats()
-	kitRequireConserved(t, st)
-	out := map[string][2]string{}
-	for _, s := range f.all() {
-		b := out[s.key]
-		b[0] += s.bytes(0)
-		b[1] += s.bytes(1)
-		out[s.key] = b
-	}
-	return out, st
-}
-
 // Property: on the shipped captures, real traffic, CheckWindow changes
 // nothing (no false positive) but in sv-stream-out-of-window, whose one
 // data segment lies beyond the window the SYN-ACK advertised (Suricata's
@@ -663,78 +241,6 @@ func TestInsertionScreensOnCaptures(t *testing.T) {
 	}
 }
 
-// Property: tcpChecksum's verdict on every segment of the shipped
-// captures is gopacket's (the segment serialized again, its checksum
-// recomputed, compared with the one captured), and the screen's, whose
-// address sum is cached from flow to flow, is tcpChecksum's.
-func TestTCPChecksumOnCaptures(t *testing.T) {
-	t.Parallel()
-	files, err := filepath.Glob(capturetest.Testdata("captures", "*.pcap*"))
-	require.NoError(t, err)
-	var checked, bad, filesBad int
-	for _, path := range files {
-		before := bad
-		var cache checksums
-		_, err := capture.ReadFile(path, func(n int64, seg *capture.Segment, ci gopacket.CaptureInfo) error {
-			good, verified := tcpChecksum(&seg.NetFlow, seg.TCP)
-			cgood, cverified := cache.verify(&seg.NetFlow, seg.TCP)
-			require.Equal(t, [2]bool{good, verified}, [2]bool{cgood, cverified}, "%s packet %d: the cached address sum", filepath.Base(path), n)
-			if !verified || ci.CaptureLength < ci.Length {
-				return nil
-			}
-			src, dst := seg.NetFlow.Endpoints()
-			again := *seg.TCP
-			raw := wireTCP(&again, src.Raw(), dst.Raw(), seg.TCP.Payload)
-			want := binary.BigEndian.Uint16(raw[16:]) == seg.TCP.Checksum
-			require.Equal(t, want, good, "%s packet %d", filepath.Base(path), n)
-			checked++
-			if !good {
-				bad++
-			}
-			return nil
-		})
-		require.NoError(t, err)
-		if bad > before {
-			filesBad++
-		}
-	}
-	t.Logf("%d captures, %d with wrong checksums; %d segments verified, %d wrong", len(files), filesBad, checked, bad)
-	require.Positive(t, checked)
-	require.Positive(t, bad, "the captures hold wrong checksums (offload): the test can fail")
-}
-
-// Property: a side that sent its FIN still moves its window with its
-// ACKs: the other side's data within the window goes on (as in
-// zk-tcp-reassembly, where the server closes first and acknowledges 30 KB
-// after).
-func TestCheckWindowFollowsClosedSide(t *testing.T) {
-	t.Parallel()
-	c := kitConnN(6)
-	sAck := c.seqAt(true, 1) // past the server's FIN
-	opts := kitReplayOpts()
-	opts.CheckWindow = true
-	got, st, _ := idsRun(t, c, opts, []*layers.TCP{
-		idsSeg(c, false, "S", 0, "", 0, 65535),
-		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 8),
-		idsSeg(c, true, "F", 0, "", c.seqAt(false, 0), 8),
-		idsSeg(c, false, "", 0, "01234567", sAck, 500),
-		idsSeg(c, true, "", 1, "", c.seqAt(false, 8), 8),
-		idsSeg(c, false, "", 8, "89abcdef", sAck, 500),
-	})
-	require.Equal(t, "0123456789abcdef", got)
-	require.Zero(t, st.OutOfWindow)
-}
-
-// idsHandshake opens c with windows win (unscaled) both ways, the
-// client's ACK included.
-func idsHandshake(c kitConn, win uint16) []*layers.TCP {
-	return []*layers.TCP{
-		idsSeg(c, false, "S", 0, "", 0, win),
-		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), win),
-		idsSeg(c, false, "", 0, "", c.seqAt(true, 0), win),
-	}
-}
-
 // idsRec feeds pkts, timed as idsRun times them, to a fresh upstream
 // Assembler (upstream) or Safe face with opts (the connection kept after
 // its Stream completes, keep), recorded by a trRec, and returns the
@@ -764,13 +270,6 @@ func idsRec(t *testing.T, c kitConn, pkts []*layers.TCP, upstreamFace, keep bool
 		got = append(got, s.data(false))
 	}
 	return strings.Join(got, "|"), st
-}
-
-// idsOptions are the IDS options: the host's view on every screen.
-func idsOptions() SafeAssemblerOptions {
-	opts := kitReplayOpts()
-	opts.ChecksumPolicy, opts.CheckWindow = ChecksumDrop, true
-	return opts
 }
 
 // Property: teardown by an RST outside the window. An RST from the client
@@ -898,39 +397,6 @@ func TestEvasionResetPastDepth(t *testing.T) {
 	require.Equal(t, int64(8+2), st.BytesDelivered, "an RST at the server's acknowledgement")
 	require.Equal(t, int64(2), st.BytesAfterReset)
 	require.Zero(t, st.ResetsNotExact+st.ResetsOutOfWindow)
-}
-
-// Property: the next byte an RST must hit is the receiver's furthest
-// acknowledgement, not its last (an older ACK the capture reorders after
-// a newer one does not move it back), and it takes the RST even when the
-// window there is zero (RFC 9293 §3.10.7.4): such an RST ends the
-// connection, neither counted as out of the window nor as off the next
-// byte.
-func TestCheckWindowResetAtTheAck(t *testing.T) {
-	t.Parallel()
-	c := kitConnN(12)
-	sAck := c.seqAt(true, 0)
-	reordered := append(idsHandshake(c, 1000),
-		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 1000), // the capture missed bytes 4 to 8
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 4), 1000), // an older ACK, reordered
-		idsSeg(c, false, "R", 8, "", sAck, 0))
-	zero := []*layers.TCP{
-		idsSeg(c, false, "S", 0, "", 0, 1000),
-		idsSeg(c, true, "S", 0, "", c.seqAt(false, 0), 4), // the edge is at 4
-		idsSeg(c, false, "", 0, "", sAck, 1000),
-		idsSeg(c, false, "", 0, "GET ", sAck, 1000),
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 4), 0), // the window closes there
-		idsSeg(c, false, "R", 4, "", sAck, 0),
-		idsSeg(c, false, "", 4, "EVIL", sAck, 1000),
-	}
-	for name, pkts := range map[string][]*layers.TCP{"reordered ACK": reordered, "zero window": zero} {
-		got, st, _ := idsRun(t, c, idsOptions(), pkts)
-		require.Equal(t, "GET ", got, name)
-		require.Zero(t, st.ResetsOutOfWindow+st.ResetsNotExact, name)
-	}
-	_, st, _ := idsRun(t, c, idsOptions(), zero)
-	require.Equal(t, int64(4), st.BytesAfterReset, "the RST at a zero window ended the connection")
 }
 
 // Property: data after an RST the host accepted (at the server's next
@@ -1126,39 +592,5 @@ func TestEvasionCaptures(t *testing.T) {
 			}
 			require.Equal(t, sent, st.BytesBadChecksum, "ChecksumDrop drops every byte of the offloading host")
 		})
-	}
-}
-
-// BenchmarkOnesSum is each onesSum of the machine over the payload of one
-// full-sized segment (1460 bytes), hot and cold as BenchmarkTCPChecksum:
-//
-//	go test -run X -bench OnesSum -count 10 > sum.out
-//	benchstat -col /impl sum.out
-func BenchmarkOnesSum(b *testing.B) {
-	var data [][]byte
-	for _, p := range inOrderTraffic(1000, 1460) {
-		if len(p.tcp.Payload) == 1460 {
-			data = append(data, p.tcp.Payload)
-		}
-	}
-	for _, cache := range []string{"hot", "cold"} {
-		for _, impl := range onesSums() {
-			b.Run("cache="+cache+"/impl="+impl.name, func(b *testing.B) {
-				b.SetBytes(int64(len(data[0])))
-				var sink uint64
-				c0 := processCPU()
-				for i := 0; i < b.N; i++ {
-					p := data[0]
-					if cache == "cold" {
-						p = data[i%len(data)]
-					}
-					sink += impl.sum(p)
-				}
-				b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-				if sink == 1 {
-					b.Log(sink)
-				}
-			})
-		}
 	}
 }
