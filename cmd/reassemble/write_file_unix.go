@@ -58,7 +58,11 @@ func maxOpenFlowFiles() int {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
 	}
-	return int(max(0, min(lim.Cur, 1<<20)-fdMargin))
+	// Cur is unsigned on some systems: compare before subtracting.
+	if uint64(lim.Cur) <= fdMargin {
+		return 0
+	}
+	return int(min(uint64(lim.Cur), 1<<20) - fdMargin)
 }
 
 // retryEINTR calls fn again while it is interrupted by a signal.
