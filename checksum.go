@@ -100,6 +100,8 @@ func (c *checksums) verify(netFlow *gopacket.Flow, t *layers.TCP) (good, verifie
 		}
 		c.flow, c.reverse, c.addrs, c.cached = *netFlow, netFlow.Reverse(), addrs, true
 	}
+	// A right checksum makes the sum of everything, itself included, all
+	// ones.
 	return segmentSumWith(c.addrs, hdr, len(t.Payload), onesSum(t.Payload)) == 0xFFFF, true
 }
 
@@ -111,17 +113,8 @@ func (c *checksums) verify(netFlow *gopacket.Flow, t *layers.TCP) (good, verifie
 // than decoded), or netFlow is not an IPv4 or IPv6 flow. It allocates
 // nothing: the pseudo-header is summed from the addresses in place.
 func tcpChecksum(netFlow *gopacket.Flow, t *layers.TCP) (good, verified bool) {
-	hdr := t.Contents
-	if len(hdr) < 20 || len(hdr)&3 != 0 {
-		return false, false
-	}
-	addrs, ok := flowAddrSum(netFlow)
-	if !ok {
-		return false, false
-	}
-	// A right checksum makes the sum of everything, itself included, all
-	// ones.
-	return segmentSumWith(addrs, hdr, len(t.Payload), onesSum(t.Payload)) == 0xFFFF, true
+	var c checksums // nothing cached
+	return c.verify(netFlow, t)
 }
 
 // flowAddrSum is the onesSum of the source and destination addresses of
@@ -172,17 +165,17 @@ func addrSum(b []byte) uint64 {
 	return onesSumRun(b)
 }
 
-// onesSumGo is the ones' complement sum of RFC 1071 over b, a last odd
-// byte padded with zero, not yet folded to 16 bits, in little-endian
-// order: the sum of b's 16-bit words read little-endian, which is the
-// big-endian sum with its two bytes swapped (RFC 1071 §2(B)), and saves
-// swapping every word; the result of every onesSum. It is onesSum where
-// no assembly sum is built (other architectures, the purego tag). A
-// segment's worth is summed as two halves side by side, in two
-// independent chains (onesSumPair), which keeps twice the adds and the
-// cache misses in flight as one chain does; the rest in one chain
-// (onesSumRun). The result is below 2^35, so that a caller can add a few
-// of them up before fold16.
+// onesSumGo is the ones' complement sum of RFC 1071 over b, a last odd byte
+// padded with zero, not yet folded to 16 bits, in little-endian order: the
+// sum of b's 16-bit words read little-endian, which is the big-endian sum
+// with its two bytes swapped (RFC 1071 §2(B)), and saves swapping every
+// word. Every onesSum returns a value that folds to the same 16 bits as
+// this one (the values themselves may differ). It is onesSum where no
+// assembly sum is built (other architectures, the purego tag). A segment's
+// worth is summed as two halves side by side, in two independent chains
+// (onesSumPair), which keeps twice the adds and the cache misses in flight
+// as one chain does; the rest in one chain (onesSumRun). The result is
+// below 2^35, so that a caller can add a few of them up before fold16.
 func onesSumGo(b []byte) uint64 {
 	var sum uint64
 	if len(b) >= 128 {

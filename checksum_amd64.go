@@ -6,8 +6,8 @@ package reassembly
 // is initialised, from the processor, and only read after.
 var hasAVX2 = cpuHasAVX2()
 
-// onesSum is the ones' complement sum of b (see onesSumGo, whose result it
-// returns), in vector registers: 32 bytes to an add where the processor
+// onesSum is the ones' complement sum of b, not folded (see onesSumGo: its
+// result folds to the same 16 bits as onesSumGo's), in vector registers: 32 bytes to an add where the processor
 // has AVX2, 16 (SSE2, which every amd64 has) where not. A slice too short
 // for a block is summed by onesSumRun.
 func onesSum(b []byte) uint64 {
