@@ -40,7 +40,6 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/google/gopacket/layers"
@@ -176,20 +175,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		size = st.Size()
 	}
 	// A regular file is mapped and its records read in place (see
-	// mappedFile); a pipe or anything that cannot be mapped is read.
+	// mappedFile); a pipe or anything that cannot be mapped is read. So is
+	// a compressed file: the offsets the reader is done with are those of
+	// the decompressed stream, which cannot release the mapping's pages, so
+	// the whole file would stay in memory.
 	var cr *capture.Reader
 	mapped := mapFile(fh, size)
 	if mapped != nil {
+		cr, err = capture.OpenBytes(mapped.data)
+		if err == nil && cr.Compressed() {
+			mapped.close()
+			mapped, cr = nil, nil
+			_, err = fh.Seek(0, io.SeekStart)
+		}
+	}
+	if mapped != nil {
 		defer mapped.close()
 		// A mapped file cut short by someone else while it is read faults
-		// on its missing pages: a panic in this goroutine (an error of the
-		// capture reader, a stream panic in the engine), not a crash.
+		// on its missing pages. While the capture reader reads a record
+		// that is a panic it recovers and reports as the capture's error;
+		// a fault later, in decoding or reassembling the frame, still ends
+		// the process.
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		cr, err = capture.OpenBytes(mapped.data)
-		if err == nil && strings.HasSuffix(cr.Format(), "gzip") {
-			mapped = nil // its offsets are those of the decompressed stream
-		}
-	} else {
+	} else if err == nil {
 		cr, err = capture.Open(fh, fh, size)
 	}
 	if err != nil {

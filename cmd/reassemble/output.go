@@ -300,8 +300,9 @@ func (f *flowRecord) write(d int, b []byte) {
 		f.out.open++
 	}
 	if err := f.file[d].write(path, b); err != nil {
-		f.closeFile(d)
+		// Failed first, so that the close reports no second error.
 		f.writeFailed(d, err)
+		f.closeFile(d)
 		return
 	}
 	f.out.written += int64(len(b))
@@ -466,4 +467,17 @@ func encodeSummary(w *bufio.Writer, s *summary, flows []*flowRecord) error {
 	}
 	_, err := w.WriteString("]\n}\n")
 	return err
+}
+
+// fdMargin is how many descriptors below the process's limit the output
+// keeps free for everything else (the capture, the summary, the runtime).
+const fdMargin = 256
+
+// maxOpenFor is how many flow files may stay open under a limit of limit
+// descriptors: the limit less fdMargin, at most 2^20 and never below 0.
+func maxOpenFor(limit uint64) int {
+	if limit <= fdMargin {
+		return 0
+	}
+	return int(min(limit, 1<<20) - fdMargin)
 }

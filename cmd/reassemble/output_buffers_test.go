@@ -131,3 +131,15 @@ func TestOutputFreeBuffersBounded(t *testing.T) {
 	o.finish()
 	require.NoError(t, o.writeErr)
 }
+
+// TestMaxOpenFor: the flow files kept open leave fdMargin descriptors of
+// the limit free, none are kept under a limit at or below the margin
+// (the subtraction must not wrap), and an unlimited limit is capped.
+func TestMaxOpenFor(t *testing.T) {
+	for limit, want := range map[uint64]int{
+		0: 0, fdMargin: 0, fdMargin + 1: 1, 1024: 1024 - fdMargin,
+		1 << 40: 1<<20 - fdMargin, ^uint64(0): 1<<20 - fdMargin,
+	} {
+		require.Equal(t, want, maxOpenFor(limit), "limit %d", limit)
+	}
+}

@@ -8,10 +8,6 @@ import (
 	"syscall"
 )
 
-// fdMargin is how many descriptors below the process's limit the output
-// keeps free for everything else (the capture, the summary, the runtime).
-const fdMargin = 256
-
 // flowFile is an open flow file, held by its descriptor alone: an os.File
 // would also ask the runtime's poller to take the descriptor (which it
 // refuses for a regular file) and query its flags, five system calls more
@@ -50,19 +46,15 @@ func (f flowFile) close(path string) error {
 	return nil
 }
 
-// maxOpenFlowFiles is how many flow files may stay open between writes:
-// the process's limit on descriptors (which the Go runtime raises to the
-// hard limit at start) less fdMargin.
+// maxOpenFlowFiles is how many flow files may stay open between writes
+// (maxOpenFor the process's limit on descriptors, which the Go runtime
+// raises to the hard limit at start).
 func maxOpenFlowFiles() int {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
 	}
-	// Cur is unsigned on some systems: compare before subtracting.
-	if uint64(lim.Cur) <= fdMargin {
-		return 0
-	}
-	return int(min(uint64(lim.Cur), 1<<20) - fdMargin)
+	return maxOpenFor(uint64(lim.Cur))
 }
 
 // retryEINTR calls fn again while it is interrupted by a signal.

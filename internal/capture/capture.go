@@ -75,6 +75,7 @@ const readBufferSize = 1 << 20
 // error by the number of the packet it broke (1-based, as Wireshark counts).
 type Reader struct {
 	format   string // "pcap" or "pcapng" (with ", gzip" when compressed)
+	gzip     bool   // compressed
 	link     layers.LinkType
 	rd       packetReader
 	ng       bool
@@ -142,8 +143,8 @@ func open(r io.Reader, src io.ReaderAt, size int64, bufSize int) (*Reader, error
 		// Offsets in the decompressed stream say nothing about the file.
 		c.src, c.size = nil, 0
 		c.counter = &countingReader{r: zr}
-		c.buf = bufio.NewReaderSize(c.counter, max(bufSize, readBufferSize))
-		compressed = ", gzip"
+		c.buf = bufio.NewReaderSize(c.counter, readBufferSize)
+		compressed, c.gzip = ", gzip", true
 		if magic, err = c.buf.Peek(4); err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
@@ -203,6 +204,10 @@ func isPcapMagic(m []byte) bool {
 // Format is "pcap" or "pcapng", with ", gzip" appended when the file is
 // compressed.
 func (c *Reader) Format() string { return c.format }
+
+// Compressed reports whether the file is gzip-compressed: Consumed then
+// counts bytes of the decompressed stream, not of the file.
+func (c *Reader) Compressed() bool { return c.gzip }
 
 // LinkType is the link type of the file (of its first interface for
 // pcapng, whose packets may each have another; Next tells).

@@ -4,6 +4,7 @@ package capture
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	ct "github.com/safepacket/reassembly/gopacket/internal/capturetest"
@@ -482,4 +483,29 @@ func TestReadFile(t *testing.T) {
 	require.ErrorIs(t, err, stop)
 	_, err = ReadFile(ct.Testdata("captures", "no-such.pcap"), nil)
 	require.Error(t, err)
+}
+
+// TestCompressed: a gzip-compressed capture says so, whether opened from
+// memory or from a file, and a plain one does not, since a caller that
+// releases what Consumed counts must know whether its offsets are the
+// file's.
+func TestCompressed(t *testing.T) {
+	raw, err := os.ReadFile(ct.Testdata("captures", "sv-http-gap-simple.pcap"))
+	require.NoError(t, err)
+	var zbuf bytes.Buffer
+	zw := gzip.NewWriter(&zbuf)
+	_, err = zw.Write(raw)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	for name, tc := range map[string]struct {
+		b    []byte
+		want bool
+	}{"plain": {raw, false}, "gzip": {zbuf.Bytes(), true}} {
+		r, err := OpenBytes(tc.b)
+		require.NoError(t, err, name)
+		assert.Equal(t, tc.want, r.Compressed(), "%s from memory", name)
+		r, err = Open(bytes.NewReader(tc.b), bytes.NewReader(tc.b), int64(len(tc.b)))
+		require.NoError(t, err, name)
+		assert.Equal(t, tc.want, r.Compressed(), "%s from a reader", name)
+	}
 }
