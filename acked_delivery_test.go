@@ -204,28 +204,37 @@ func ackedWaitsForTheAck(t *testing.T, c kitConn) {
 // Property: a hole the acknowledgement passes is skipped by lifecycle's
 // rule (a second acknowledgement, or one covering the FIN), reported as
 // Skip and counted as an acknowledged gap; the bytes after it go only as
-// far as acknowledged.
+// far as acknowledged, also when the acknowledgement ends inside the
+// segment after the hole.
 func TestAckedDeliveryAckedHole(t *testing.T) {
 	t.Parallel()
 	c := kitConnN(42)
 	cAck := c.seqAt(true, 0)
-	pkts := append(ackedHandshake(c),
+	for name, data := range map[string][]*layers.TCP{
+		"two segments": {idsSeg(c, false, "", 4, "tail", cAck, 65535), idsSeg(c, false, "", 8, "more", cAck, 65535)},
+		"one segment":  {idsSeg(c, false, "", 4, "tailmore", cAck, 65535)},
+	} {
 		// Bytes 0-3 are never captured.
-		idsSeg(c, false, "", 4, "tail", cAck, 65535),
-		idsSeg(c, false, "", 8, "more", cAck, 65535),
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 65535),
-		idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 65535),
-	)
-	after, a, f := ackedRecorder(t, c, ackedOpts(), pkts)
-	require.Equal(t, []string{"", "", "", "", "", "", "tail"}, after)
-	require.Equal(t, 4, f.stream(c).gap(0))
-	st := a.Stats()
-	require.Equal(t, int64(1), st.AckedGaps)
-	require.Equal(t, int64(4), st.AckedGapBytes)
-	require.Equal(t, int64(4), st.PageCache.QueuedBytes, "more waits for its acknowledgement")
-	requireAckedCounted(t, st)
-	kitCloseSound(t, f, a)
-	require.Equal(t, "tailmore", f.stream(c).bytes(0), "Close delivers it")
+		pkts := append(append(ackedHandshake(c), data...),
+			idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 65535),
+			idsSeg(c, true, "", 0, "", c.seqAt(false, 8), 65535),
+		)
+		after, a, f := ackedRecorder(t, c, ackedOpts(), pkts)
+		for i, got := range after[:len(after)-1] {
+			require.Empty(t, got, "%s: after packet %d", name, i)
+		}
+		require.Equal(t, "tail", after[len(after)-1], "%s: the second acknowledgement", name)
+		require.Equal(t, 4, f.stream(c).gap(0), name)
+		st := a.Stats()
+		require.Equal(t, int64(1), st.AckedGaps, name)
+		require.Equal(t, int64(4), st.AckedGapBytes, name)
+		require.Equal(t, int64(4), st.PageCache.QueuedBytes, "%s: more waits for its acknowledgement", name)
+		require.Equal(t, int64(4), st.BytesDeliveredAcked, name)
+		require.Zero(t, st.BytesDeliveredUnacked, name)
+		requireAckedCounted(t, st)
+		kitCloseSound(t, f, a)
+		require.Equal(t, "tailmore", f.stream(c).bytes(0), "%s: Close delivers it", name)
+	}
 }
 
 // Property: bytes never acknowledged are delivered when the connection

@@ -210,7 +210,9 @@ func (e *engine) ackedPast(conn *connection, half *halfConnection, ack Sequence,
 				return
 			}
 			e.ctr.ackedGaps++
-			e.takeFirst(half)
+			// Only as far as acknowledged, with AckedDelivery: the
+			// acknowledgement may end inside the chunk after the hole.
+			e.takeHead(half, c, e.ackLimit(conn, half))
 		} else {
 			if half.finPos < half.nextPos || half.finPos >= acked {
 				return

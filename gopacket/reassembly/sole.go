@@ -59,8 +59,8 @@ func (e *engine) enter(lock *sync.Mutex) {
 }
 
 // join registers e's first call, ends the sole use of another engine once
-// a second one calls, and makes e the owner when it is alone on an
-// uncapped pool and names its lock.
+// a second one calls, and makes e the owner when it is alone on the
+// pool and names its lock.
 func (t *connTable) join(e *engine, lock *sync.Mutex) {
 	j := &t.sole
 	j.mu.Lock()
