@@ -527,3 +527,38 @@ func TestAckedDeliveryOnCaptures(t *testing.T) {
 	}
 	require.Equal(t, []string{"sv-eve-overlap-exact.pcap", "sv-smtp-bug-5989.pcap", "zk-tcp-reassembly.pcap"}, differ)
 }
+
+// Property: a conversation resumed after a refusing RST (the host answers
+// the refused SYN after all) reports start once per direction, on the
+// first delivery of each (the kit flags a start after it), on the drop-in
+// face and the Safe face with and without AckedDelivery; also when the
+// client's first bytes wait behind a hole until a flush. The resumed
+// client has no SYN of its own in the new connection: its first bytes go
+// out when acknowledged or flushed, not on arrival, and still start it.
+func TestAckedDeliveryResumedStarts(t *testing.T) {
+	t.Parallel()
+	for _, lost := range []int{0, 3} {
+		v := newTrConv(1_000_000, 7_000_000, time.Second)
+		v.emit(0, "S", "").emit(1, "R", "")
+		v.next[1] = 7_000_000
+		v.emit(1, "S", "")
+		// With bytes lost, the resumed client's first bytes wait behind a
+		// hole until the FlushAll.
+		v.ack(0).lose(0, lost).send(0, "request").send(1, "response").close()
+		want0 := trDirRec{data: "request", ends: 1}
+		if lost > 0 {
+			want0.skips = []int{lost}
+		}
+		acked := trFaceSafe
+		acked.name, acked.opts = "safe, acked", SafeAssemblerOptions{AckedDelivery: true}
+		for _, face := range []trFace{trFaceDropIn, trFaceSafe, acked} {
+			r := face.run(t, v.segs, lost > 0)
+			require.Equal(t, []string{"new 0", "complete 0", "new 1", "complete 1"}, r.log, "%s, %d lost", face.name, lost)
+			resumed := r.conn(t, 1)
+			require.Equal(t, want0, resumed.dirs[0], "%s, %d lost", face.name, lost)
+			require.Equal(t, trDirRec{data: "response", ends: 1}, resumed.dirs[1], "%s, %d lost", face.name, lost)
+			require.Equal(t, [2]int{1, 1}, resumed.starts, "%s, %d lost: each resumed direction reports start once", face.name, lost)
+			kitRequireConserved(t, r.stats)
+		}
+	}
+}

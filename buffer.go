@@ -36,7 +36,7 @@ func (e *engine) deliverInOrder(s *arrival) {
 		}
 		sg.addLive(s)
 	}
-	sg.start = (t.SYN || half.resumed) && !half.delivered
+	sg.start = t.SYN && !half.delivered
 	sg.end = s.end
 	sg.rst = t.RST
 }

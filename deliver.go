@@ -24,6 +24,12 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	firstPos := sg.parts[0].pos
 	sg.dir = half.dir
 	sg.skip = -1
+	if !half.delivered && half.resumed {
+		// A resumed direction has no SYN in this connection: its first
+		// delivery starts it, whichever path sends it (in order, held for
+		// an acknowledgement, flushed, forced).
+		sg.start = true
+	}
 	if !half.delivered && half.pickedUp {
 		// Picked up mid-stream: what came before is unknown, as upstream
 		// reports a start it did not see.

@@ -465,6 +465,8 @@ func (s *kitStream) ReassembledSG(sg ScatterGather, _ AssemblerContext) {
 		p.known = false
 	case start && !p.delivered:
 		p.known, p.off = true, 0
+	case start:
+		s.f.problem("%s dir %d: start after the direction's first delivery", s.key, rd)
 	}
 	if skip > 0 {
 		s.gapBytes[rd] += skip
