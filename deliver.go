@@ -38,6 +38,12 @@ func (e *engine) send(conn *connection, half *halfConnection, ac AssemblerContex
 	} else {
 		half.origin, half.hasOrigin = firstPos, true
 	}
+	if e.room.forcing && sg.skip != 0 {
+		// Counted here, not where the limit forces the delivery: a push
+		// can find its bytes in order (the hole already filled), and a
+		// skip of unknown size (-1) is a hole too.
+		e.ctr.forcedFlushes++
+	}
 	if sg.skip > 0 {
 		e.ctr.gaps++
 		e.ctr.gapBytes += int64(sg.skip)

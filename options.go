@@ -154,7 +154,9 @@ type SafeAssemblerOptions struct {
 	// AckedDeliveryOneSided is how many bytes a direction holds while the
 	// other side has acknowledged nothing at all before it stops waiting
 	// and delivers as without AckedDelivery (Suricata's async-oneside):
-	// the capture misses the other side. A FIN in such a direction
+	// the capture misses the other side. A direction that fills its own
+	// per-connection page or byte limit first, with nothing acknowledged,
+	// falls back then. A FIN in such a direction
 	// delivers what it holds at once. 0 means
 	// DefaultAckedDeliveryOneSided; it matters only with AckedDelivery.
 	AckedDeliveryOneSided int

@@ -52,7 +52,6 @@ func (e *engine) makeRoom(s *arrival) bool {
 		}
 		// Nothing of this direction is left to push out and the pool's
 		// budget is spent: the new bytes go out at once, over the hole.
-		e.ctr.forcedFlushes++
 		e.room.forcing = true
 		s.queue = false
 		sg.add(livePart(s.payload, s.seq, s.pos, s.ac, s.meta))
@@ -152,16 +151,18 @@ func (e *engine) pushHoles(s *arrival) bool {
 			// have delivered some of the bytes.
 			e.dropDelivered(s)
 		}
-		if pages, cost, ok := e.fits(s); ok {
+		pages, cost, ok := e.fits(s)
+		if ok {
 			if need := int64(pages); e.reserve(need, cost) {
 				e.room.reserved, e.room.reservedCost = need, cost
 				return true
 			}
+		} else if e.fallBackOneSided(s) {
+			continue
 		}
 		if half.queue.empty() {
 			return false
 		}
-		e.ctr.forcedFlushes++
 		e.room.forcing = true
 		e.sg.reset()
 		e.takeFirst(half)

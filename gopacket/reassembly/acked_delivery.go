@@ -204,6 +204,29 @@ func (e *engine) settleAcked(s *arrival) {
 	}
 }
 
+// fallBackOneSided is AckedDeliveryOneSided's rule reached by the
+// direction's own buffer limit before its byte threshold: a direction that
+// holds all its limits allow while its peer has acknowledged nothing is one
+// whose other side the capture misses, so it stops waiting and delivers
+// what it holds in order. The pool's limit is no such sign (other
+// connections fill it too): makeRoom calls this only when the direction's
+// own limits refuse the segment. It reports whether the direction fell
+// back.
+func (e *engine) fallBackOneSided(s *arrival) bool {
+	conn, half := s.conn, s.half
+	if !e.acked.on || half.closed {
+		return false
+	}
+	st := conn.ackOf(half)
+	if st.seen || st.oneSided {
+		return false
+	}
+	st.oneSided = true
+	e.ctr.oneSidedFallbacks++
+	e.releaseAcked(conn, half, s.ac, noAck)
+	return true
+}
+
 // countAcked counts the bytes of the delivery being sent for half as
 // acknowledged or not, and those not under the reason that delivers them.
 func (e *engine) countAcked(conn *connection, half *halfConnection) {

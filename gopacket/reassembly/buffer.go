@@ -15,7 +15,6 @@ func (e *engine) buffer(s *arrival, ts time.Time) {
 	// give the booking back.
 	e.giveBack()
 	if !e.room.strict && e.overLimit(s.half) {
-		e.ctr.forcedFlushes++
 		e.room.forcing = true
 		e.takeFirst(s.half)
 	}
